@@ -1,0 +1,116 @@
+//! Where the broker and S3 run: local processes (the default, no Docker) or
+//! containers (Redpanda and LocalStack, when a Docker engine answers).
+//!
+//! Either way the result is a [`Backend`]: a bootstrap address, S3 settings,
+//! and a guard that stops everything when dropped, so a test that panics or
+//! a sandbox stopped with Ctrl-C leaves no broker or S3 server behind.
+
+mod container;
+mod local_s3;
+mod tansu;
+
+use std::path::{Path, PathBuf};
+
+pub use container::docker_reachable;
+pub use local_s3::LocalS3;
+pub use tansu::{find_tansu, TansuBroker};
+
+use crate::delivery::sink::{S3Settings, StaticCredentials};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("the tansu broker is not installed: {0}")]
+    TansuMissing(String),
+    #[error("tansu broker did not start: {reason}\n--- last lines of {log} ---\n{tail}")]
+    TansuStart { reason: String, log: String, tail: String },
+    #[error("cannot start the local S3 server on {root}: {source}")]
+    S3Start { root: PathBuf, source: std::io::Error },
+    #[error("cannot prepare {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("no Docker engine answers ({0}); use --backend local, or start Docker")]
+    NoDocker(String),
+    #[error("container {image} did not start: {detail}")]
+    Container { image: String, detail: String },
+}
+
+/// Which backend to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    /// tansu as a child process and an in-process S3 server over a
+    /// directory. Needs no Docker.
+    Local,
+    /// Redpanda and LocalStack containers (testcontainers).
+    Container,
+    /// Containers when a Docker engine answers, local processes otherwise.
+    Auto,
+}
+
+impl BackendKind {
+    /// `auto` resolved against this machine.
+    pub async fn resolve(self) -> BackendKind {
+        match self {
+            BackendKind::Auto if docker_reachable().await.is_ok() => BackendKind::Container,
+            BackendKind::Auto => BackendKind::Local,
+            other => other,
+        }
+    }
+}
+
+/// A running broker and S3 API. Dropping it stops both.
+pub struct Backend {
+    pub kind: BackendKind,
+    pub bootstrap: String,
+    pub s3: S3Settings,
+    /// Where landed objects can be browsed as files (local backend only:
+    /// `<dir>/<bucket>/<key>`).
+    pub landing_dir: Option<PathBuf>,
+    _guard: Guard,
+}
+
+enum Guard {
+    Local { _broker: TansuBroker, _s3: LocalS3 },
+    Container { _containers: container::Containers },
+}
+
+/// Credentials the local S3 server accepts; they only guard a loopback port.
+pub fn local_credentials() -> StaticCredentials {
+    StaticCredentials { access_key_id: "streamlab".into(), secret_access_key: "streamlab-local-secret".into() }
+}
+
+impl Backend {
+    /// Starts a backend. `work_dir` holds the broker log and, for the local
+    /// backend, the S3 data (`work_dir/s3`).
+    pub async fn start(kind: BackendKind, work_dir: &Path) -> Result<Backend, BackendError> {
+        std::fs::create_dir_all(work_dir).map_err(|source| BackendError::Io { path: work_dir.to_owned(), source })?;
+        match kind.resolve().await {
+            BackendKind::Container => {
+                let containers = container::Containers::start().await?;
+                Ok(Backend {
+                    kind: BackendKind::Container,
+                    bootstrap: containers.bootstrap.clone(),
+                    s3: containers.s3.clone(),
+                    landing_dir: None,
+                    _guard: Guard::Container { _containers: containers },
+                })
+            }
+            _ => {
+                let binary = find_tansu()?;
+                let broker = TansuBroker::start(&binary, work_dir).await?;
+                let root = work_dir.join("s3");
+                let credentials = local_credentials();
+                let s3 = LocalS3::start(&root, &credentials).await?;
+                Ok(Backend {
+                    kind: BackendKind::Local,
+                    bootstrap: broker.bootstrap(),
+                    s3: S3Settings {
+                        endpoint: Some(s3.endpoint()),
+                        region: Some("us-east-1".into()),
+                        credentials: Some(credentials),
+                    },
+                    landing_dir: Some(root),
+                    _guard: Guard::Local { _broker: broker, _s3: s3 },
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! tansu, a Kafka-protocol broker in Rust, as a child process with in-memory
+//! storage on a free loopback port.
+//!
+//! The child is tied to this process three ways so none is ever orphaned:
+//! dropped -> killed (`kill_on_drop`), this process killed -> the kernel kills
+//! it (`PR_SET_PDEATHSIG`), and it lives in its own process group so a
+//! terminal's Ctrl-C reaches streamlab first, which then shuts down in order.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use tokio::process::{Child, Command};
+use tracing::{debug, info};
+
+use super::BackendError;
+
+/// How to install the version streamlab is tested against.
+pub const TANSU_INSTALL: &str = "cargo install tansu@0.6.0 --locked --features dynostore";
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Finds the tansu binary: `$STREAMLAB_TANSU`, then `PATH`, then
+/// `~/.cargo/bin`.
+pub fn find_tansu() -> Result<PathBuf, BackendError> {
+    if let Some(path) = std::env::var_os("STREAMLAB_TANSU") {
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(BackendError::TansuMissing(format!("STREAMLAB_TANSU={} is not a file", path.display())))
+        };
+    }
+    let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join("tansu")).collect())
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("HOME") {
+        candidates.push(Path::new(&home).join(".cargo/bin/tansu"));
+    }
+    candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
+        BackendError::TansuMissing(format!(
+            "no `tansu` in PATH or ~/.cargo/bin; install it with `{TANSU_INSTALL}` (or `just install-tools`), or set STREAMLAB_TANSU"
+        ))
+    })
+}
+
+/// A running broker; killed when dropped.
+pub struct TansuBroker {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl TansuBroker {
+    pub async fn start(binary: &Path, work_dir: &Path) -> Result<Self, BackendError> {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0")
+                .map_err(|source| BackendError::Io { path: "127.0.0.1:0".into(), source })?;
+            l.local_addr().map_err(|source| BackendError::Io { path: "127.0.0.1:0".into(), source })?.port()
+        };
+        let log = work_dir.join("tansu.log");
+        let log_file = std::fs::File::create(&log).map_err(|source| BackendError::Io { path: log.clone(), source })?;
+        let log_err = log_file.try_clone().map_err(|source| BackendError::Io { path: log.clone(), source })?;
+        let url = format!("tcp://127.0.0.1:{port}");
+        let mut command = Command::new(binary);
+        command
+            .arg("broker")
+            .args(["--storage-engine", "memory://tansu/"])
+            .args(["--listener-url", &url])
+            .args(["--advertised-listener-url", &url])
+            .env("RUST_LOG", std::env::var("STREAMLAB_TANSU_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(log_err)
+            .kill_on_drop(true)
+            .process_group(0);
+        // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().map_err(|e| BackendError::TansuStart {
+            reason: format!("cannot run {}: {e}", binary.display()),
+            log: log.display().to_string(),
+            tail: String::new(),
+        })?;
+        let mut broker = Self { child, port, log };
+        broker.wait_ready().await?;
+        info!(port, "tansu broker ready");
+        Ok(broker)
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    fn failure(&self, reason: String) -> BackendError {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(20).collect();
+        BackendError::TansuStart {
+            reason,
+            log: self.log.display().to_string(),
+            tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        }
+    }
+
+    /// Ready means a Kafka metadata request is answered, not just that the
+    /// port is open.
+    async fn wait_ready(&mut self) -> Result<(), BackendError> {
+        let started = Instant::now();
+        let bootstrap = self.bootstrap();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(self.failure(format!("exited with {status}")));
+            }
+            let probe = bootstrap.clone();
+            let answered = tokio::task::spawn_blocking(move || {
+                let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &probe).create().ok()?;
+                consumer.fetch_metadata(None, Duration::from_millis(500)).ok()
+            })
+            .await
+            .ok()
+            .flatten()
+            .is_some();
+            if answered {
+                return Ok(());
+            }
+            if started.elapsed() > READY_TIMEOUT {
+                return Err(self.failure(format!("no answer on {bootstrap} within {READY_TIMEOUT:?}")));
+            }
+            debug!("waiting for tansu");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for TansuBroker {
+    fn drop(&mut self) {
+        // kill_on_drop sends SIGKILL; reap here so no zombie outlives us.
+        let _ = self.child.start_kill();
+        let _ = self.child.try_wait();
+    }
+}

@@ -1,0 +1,169 @@
+//! Object keys: `<evaluated prefix><stream>-<version>-<yyyy-MM-dd-HH-mm-ss>-<uuid><ext>`.
+
+use std::sync::Mutex;
+
+use rand::distributions::{Alphanumeric, DistString};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::clock::millis_to_datetime;
+use crate::prefix::{DatePattern, RenderContext, RenderError};
+use crate::spec::StreamSpec;
+
+/// Uuids and random strings, from one RNG that tests may seed.
+#[derive(Debug)]
+pub struct Randomness {
+    rng: Mutex<ChaCha8Rng>,
+}
+
+impl Randomness {
+    pub fn from_entropy() -> Self {
+        Self { rng: Mutex::new(ChaCha8Rng::from_entropy()) }
+    }
+
+    pub fn seeded(seed: u64) -> Self {
+        Self { rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)) }
+    }
+
+    /// A lowercase 36-character v4 uuid, as in every AWS example.
+    pub fn uuid(&self) -> String {
+        let bytes: [u8; 16] = self.rng.lock().expect("rng lock").gen();
+        uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
+    }
+
+    /// `!{firehose:random-string}`: 11 alphanumeric characters.
+    pub fn random_string(&self) -> String {
+        Alphanumeric.sample_string(&mut *self.rng.lock().expect("rng lock"), 11)
+    }
+}
+
+/// Builds keys for one stream.
+#[derive(Debug)]
+pub struct Namer {
+    spec: StreamSpec,
+    version: u32,
+    suffix_time: DatePattern,
+    randomness: Randomness,
+}
+
+impl Namer {
+    pub fn new(spec: StreamSpec, version: u32, randomness: Randomness) -> Self {
+        let suffix_time = DatePattern::parse("yyyy-MM-dd-HH-mm-ss").expect("valid pattern");
+        Self { spec, version, suffix_time, randomness }
+    }
+
+    /// Key of a data object whose oldest record has timestamp `oldest_ms`.
+    /// The prefix and the suffix use that one instant.
+    pub fn object_key(&self, oldest_ms: i64) -> Result<String, RenderError> {
+        let prefix = self.render(&self.spec.prefix, oldest_ms, None)?;
+        Ok(format!("{prefix}{}{}", self.suffix(oldest_ms), self.spec.extension))
+    }
+
+    /// Key of an error object; error objects carry no extension.
+    pub fn error_key(&self, oldest_ms: i64, error_output_type: &str) -> Result<String, RenderError> {
+        let prefix = self.render(&self.spec.error_prefix, oldest_ms, Some(error_output_type))?;
+        Ok(format!("{prefix}{}", self.suffix(oldest_ms)))
+    }
+
+    fn render(
+        &self,
+        template: &crate::prefix::Template,
+        ms: i64,
+        error_type: Option<&str>,
+    ) -> Result<String, RenderError> {
+        let mut random = || self.randomness.random_string();
+        let mut ctx = RenderContext {
+            instant: millis_to_datetime(ms),
+            time_zone: self.spec.time_zone,
+            random_string: &mut random,
+            error_output_type: error_type,
+            partition_key: &|_| None,
+        };
+        template.render(&mut ctx)
+    }
+
+    fn suffix(&self, ms: i64) -> String {
+        let local = millis_to_datetime(ms).with_timezone(&self.spec.time_zone);
+        let mut time = String::new();
+        self.suffix_time.format_into(&local, &mut time);
+        format!("{}-{}-{time}-{}", self.spec.name, self.version, self.randomness.uuid())
+    }
+}
+
+/// The shape of a data key the default prefix produces, for tests and the
+/// harness's checks: `yyyy/MM/dd/HH/<name>-<version>-yyyy-MM-dd-HH-mm-ss-<uuid><ext>`.
+pub fn default_key_regex(stream: &str, extension: &str) -> regex::Regex {
+    regex::Regex::new(&format!(
+        r"^(\d{{4}})/(\d{{2}})/(\d{{2}})/(\d{{2}})/{}-(\d+)-(\d{{4}})-(\d{{2}})-(\d{{2}})-(\d{{2}})-(\d{{2}})-(\d{{2}})-[0-9a-f]{{8}}-[0-9a-f]{{4}}-4[0-9a-f]{{3}}-[89ab][0-9a-f]{{3}}-[0-9a-f]{{12}}{}$",
+        regex::escape(stream),
+        regex::escape(extension)
+    ))
+    .expect("valid regex")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn spec(json: &str) -> StreamSpec {
+        crate::spec::parse(Path::new("test.json"), json).unwrap()
+    }
+
+    fn base(extra: &str) -> String {
+        format!(
+            r#"{{"DeliveryStreamName":"orders-to-s3","DeliveryStreamType":"MSKAsSource",
+            "MSKSourceConfiguration":{{"MSKClusterARN":"arn:aws:kafka:us-east-1:123456789012:cluster/shop/x","TopicName":"orders",
+              "AuthenticationConfiguration":{{"RoleARN":"arn:aws:iam::123456789012:role/r","Connectivity":"PRIVATE"}}}},
+            "ExtendedS3DestinationConfiguration":{{"RoleARN":"arn:aws:iam::123456789012:role/r","BucketARN":"arn:aws:s3:::b"{extra}}}}}"#
+        )
+    }
+
+    const T: i64 = 1_783_951_200_000 + 5 * 60_000 + 7_000; // 2026-07-13T14:05:07Z
+
+    #[test]
+    fn default_prefix_key_matches_aws_format() {
+        let namer = Namer::new(spec(&base("")), 1, Randomness::seeded(1));
+        let key = namer.object_key(T).unwrap();
+        assert!(key.starts_with("2026/07/13/14/orders-to-s3-1-2026-07-13-14-05-07-"), "{key}");
+        assert!(default_key_regex("orders-to-s3", "").is_match(&key), "{key}");
+    }
+
+    #[test]
+    fn prefix_without_expression_is_concatenated_without_slash() {
+        let namer = Namer::new(spec(&base(r#","Prefix":"legacy""#)), 1, Randomness::seeded(1));
+        assert!(namer.object_key(T).unwrap().starts_with("legacy2026/07/13/14/orders-to-s3-1-"));
+    }
+
+    #[test]
+    fn gzip_extension_and_file_extension_override() {
+        let namer = Namer::new(spec(&base(r#","CompressionFormat":"GZIP""#)), 1, Randomness::seeded(1));
+        assert!(namer.object_key(T).unwrap().ends_with(".gz"));
+        let namer = Namer::new(
+            spec(&base(r#","CompressionFormat":"GZIP","FileExtension":".json.gz""#)),
+            1,
+            Randomness::seeded(1),
+        );
+        let key = namer.object_key(T).unwrap();
+        assert!(key.ends_with(".json.gz") && !key.ends_with(".gz.json.gz"), "{key}");
+    }
+
+    #[test]
+    fn default_error_prefix_has_error_type_and_no_extension() {
+        let namer =
+            Namer::new(spec(&base(r#","Prefix":"shop/","CompressionFormat":"GZIP""#)), 3, Randomness::seeded(1));
+        let key = namer.error_key(T, "processing-failed").unwrap();
+        assert!(key.starts_with("shop/processing-failed/2026/07/13/14/orders-to-s3-3-2026-07-13-14-05-07-"), "{key}");
+        assert!(!key.ends_with(".gz"));
+    }
+
+    #[test]
+    fn uuids_are_fresh_and_random_strings_have_11_chars() {
+        let r = Randomness::seeded(9);
+        assert_ne!(r.uuid(), r.uuid());
+        let s = r.random_string();
+        assert_eq!(s.len(), 11);
+        assert!(s.chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+}

@@ -1,0 +1,174 @@
+//! Writing objects to S3 (any S3-compatible endpoint).
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::BehaviorVersion;
+use aws_sdk_s3::config::{Credentials, Region};
+use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client;
+use bytes::Bytes;
+
+/// Where and how to reach S3. Credentials and region come from the standard
+/// AWS chain (environment first) unless given here; the harness gives them for
+/// its own local server.
+#[derive(Debug, Clone, Default)]
+pub struct S3Settings {
+    /// An S3-compatible endpoint, addressed path-style; `None` is AWS itself.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub credentials: Option<StaticCredentials>,
+}
+
+/// An access key pair. `Debug` never prints the secret.
+#[derive(Clone)]
+pub struct StaticCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for StaticCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticCredentials").field("access_key_id", &self.access_key_id).finish_non_exhaustive()
+    }
+}
+
+/// Region used against a custom endpoint when the chain has none: local S3
+/// servers ignore it, but the signer needs one.
+const FALLBACK_REGION: &str = "us-east-1";
+
+/// Builds a client: path-style against custom endpoints, bounded timeouts so an
+/// unreachable endpoint fails in seconds, and the SDK's own retries kept short
+/// because delivery has its own unbounded retry loop.
+pub async fn client(settings: &S3Settings) -> Client {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(region) = &settings.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(c) = &settings.credentials {
+        loader = loader.credentials_provider(Credentials::new(
+            c.access_key_id.clone(),
+            c.secret_access_key.clone(),
+            None,
+            None,
+            "streamlab",
+        ));
+    }
+    let shared = loader.load().await;
+    let mut builder = aws_sdk_s3::config::Builder::from(&shared)
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(20))
+                .build(),
+        )
+        .retry_config(RetryConfig::standard().with_max_attempts(2));
+    if let Some(endpoint) = &settings.endpoint {
+        builder = builder.endpoint_url(endpoint).force_path_style(true);
+        if shared.region().is_none() {
+            builder = builder.region(Region::new(FALLBACK_REGION));
+        }
+    }
+    Client::from_conf(builder.build())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("cannot reach S3 endpoint {endpoint}: {detail}. Is the server running? Check --s3-endpoint")]
+    Unreachable { endpoint: String, detail: String },
+    #[error(
+        "bucket {bucket:?} does not exist at {endpoint}; create it or fix ExtendedS3DestinationConfiguration.BucketARN"
+    )]
+    NoSuchBucket { bucket: String, endpoint: String },
+    #[error("S3 at {endpoint} refused the credentials for bucket {bucket:?} (HTTP {status}); check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the profile in use")]
+    AccessDenied { bucket: String, endpoint: String, status: u16 },
+    #[error("PUT s3://{bucket}/{key} failed: {detail}")]
+    Put { bucket: String, key: String, detail: String },
+    #[error("S3 at {endpoint} answered HEAD bucket {bucket:?} with an error: {detail}")]
+    Other { bucket: String, endpoint: String, detail: String },
+}
+
+/// The destination bucket.
+#[derive(Debug, Clone)]
+pub struct S3Sink {
+    client: Client,
+    bucket: String,
+    /// For messages only.
+    endpoint: String,
+}
+
+impl S3Sink {
+    pub fn new(client: Client, bucket: impl Into<String>, endpoint: Option<&str>) -> Self {
+        Self { client, bucket: bucket.into(), endpoint: endpoint.unwrap_or("AWS S3").to_owned() }
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// Checks, before anything starts, that the endpoint answers, the bucket
+    /// exists and the credentials are accepted.
+    pub async fn check(&self) -> Result<(), SinkError> {
+        let head = self.client.head_bucket().bucket(&self.bucket).send();
+        let result = tokio::time::timeout(Duration::from_secs(20), head).await.map_err(|_| SinkError::Unreachable {
+            endpoint: self.endpoint.clone(),
+            detail: "no answer within 20 s".into(),
+        })?;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::DispatchFailure(e)) => Err(SinkError::Unreachable {
+                endpoint: self.endpoint.clone(),
+                detail: format!("{:?}", e.as_connector_error().map(|c| c.to_string())),
+            }),
+            Err(SdkError::TimeoutError(_)) => {
+                Err(SinkError::Unreachable { endpoint: self.endpoint.clone(), detail: "request timed out".into() })
+            }
+            Err(SdkError::ServiceError(e)) => {
+                let status = e.raw().status().as_u16();
+                match status {
+                    404 => {
+                        Err(SinkError::NoSuchBucket { bucket: self.bucket.clone(), endpoint: self.endpoint.clone() })
+                    }
+                    401 | 403 => Err(SinkError::AccessDenied {
+                        bucket: self.bucket.clone(),
+                        endpoint: self.endpoint.clone(),
+                        status,
+                    }),
+                    _ => Err(SinkError::Other {
+                        bucket: self.bucket.clone(),
+                        endpoint: self.endpoint.clone(),
+                        detail: format!("HTTP {status}"),
+                    }),
+                }
+            }
+            Err(e) => Err(SinkError::Other {
+                bucket: self.bucket.clone(),
+                endpoint: self.endpoint.clone(),
+                detail: DisplayErrorContext(&e).to_string(),
+            }),
+        }
+    }
+
+    /// One PUT. A PUT is atomic in S3: on success the whole object is visible,
+    /// on failure none of it, which is what lets delivery commit offsets only
+    /// after this returns `Ok`.
+    pub async fn put(&self, key: &str, body: Bytes, content_encoding: Option<&str>) -> Result<(), SinkError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/octet-stream")
+            .set_content_encoding(content_encoding.map(str::to_owned))
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| SinkError::Put {
+                bucket: self.bucket.clone(),
+                key: key.to_owned(),
+                detail: DisplayErrorContext(&e).to_string(),
+            })
+    }
+}

@@ -1,0 +1,163 @@
+//! What tests and the sandbox do around the pipeline: create the topic and the
+//! bucket, read back what landed, measure consumer lag.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::Client;
+use bytes::Bytes;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error("cannot create topic {topic:?} on {bootstrap}: {detail}")]
+    Topic { topic: String, bootstrap: String, detail: String },
+    #[error("cannot create bucket {bucket:?}: {detail}")]
+    Bucket { bucket: String, detail: String },
+    #[error("cannot read s3://{bucket}/{key}: {detail}")]
+    Read { bucket: String, key: String, detail: String },
+    #[error("cannot query consumer group {group:?} on {bootstrap}: {source}")]
+    Lag { group: String, bootstrap: String, source: KafkaError },
+}
+
+/// Creates a topic (an existing one is fine) and waits until its metadata
+/// shows every partition.
+pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<(), HarnessError> {
+    let fail =
+        |detail: String| HarnessError::Topic { topic: topic.to_owned(), bootstrap: bootstrap.to_owned(), detail };
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().map_err(|e| fail(e.to_string()))?;
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let results = admin
+        .create_topics(&[new_topic], &AdminOptions::new().operation_timeout(Some(TIMEOUT)))
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => return Err(fail(code.to_string())),
+        }
+    }
+    let started = Instant::now();
+    loop {
+        let metadata = admin.inner().fetch_metadata(Some(topic), TIMEOUT).map_err(|e| fail(e.to_string()))?;
+        let ready = metadata.topics().iter().any(|t| t.name() == topic && t.partitions().len() as i32 >= partitions);
+        if ready {
+            return Ok(());
+        }
+        if started.elapsed() > TIMEOUT {
+            return Err(fail(format!("metadata does not show {partitions} partitions after {TIMEOUT:?}")));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Creates a bucket; one that already exists and is ours is fine.
+pub async fn create_bucket(client: &Client, bucket: &str) -> Result<(), HarnessError> {
+    match client.create_bucket().bucket(bucket).send().await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let code =
+                e.as_service_error().and_then(|s| aws_sdk_s3::error::ProvideErrorMetadata::code(s)).unwrap_or_default();
+            if code == "BucketAlreadyOwnedByYou" || code == "BucketAlreadyExists" {
+                Ok(())
+            } else {
+                Err(HarnessError::Bucket { bucket: bucket.to_owned(), detail: DisplayErrorContext(&e).to_string() })
+            }
+        }
+    }
+}
+
+/// An object as stored, with the headers Firehose sets.
+#[derive(Debug, Clone)]
+pub struct StoredObject {
+    pub key: String,
+    pub body: Bytes,
+    pub content_type: Option<String>,
+    pub content_encoding: Option<String>,
+}
+
+/// Every object in the bucket, sorted by key.
+pub async fn read_bucket(client: &Client, bucket: &str) -> Result<Vec<StoredObject>, HarnessError> {
+    let fail =
+        |key: &str, detail: String| HarnessError::Read { bucket: bucket.to_owned(), key: key.to_owned(), detail };
+    let mut keys = Vec::new();
+    let mut pages = client.list_objects_v2().bucket(bucket).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| fail("", DisplayErrorContext(&e).to_string()))?;
+        keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+    }
+    keys.sort();
+    let mut objects = Vec::with_capacity(keys.len());
+    for key in keys {
+        let got = client
+            .get_object()
+            .bucket(bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| fail(&key, DisplayErrorContext(&e).to_string()))?;
+        let content_type = got.content_type().map(str::to_owned);
+        let content_encoding = got.content_encoding().map(str::to_owned);
+        let body = got.body.collect().await.map_err(|e| fail(&key, e.to_string()))?.into_bytes();
+        objects.push(StoredObject { key, body, content_type, content_encoding });
+    }
+    Ok(objects)
+}
+
+/// Splits an object body into JSON records. Firehose concatenates records
+/// with no delimiter unless `AppendDelimiterToRecord` is on, so this reads a
+/// stream of JSON values, with or without whitespace between them.
+pub fn json_records(body: &[u8]) -> Result<Vec<serde_json::Value>, serde_json::Error> {
+    serde_json::Deserializer::from_slice(body).into_iter::<serde_json::Value>().collect()
+}
+
+/// `KafkaOffsetLag`: records in the topic the group has not committed past.
+/// Blocking (broker round trips); call from a blocking task.
+pub fn consumer_lag(bootstrap: &str, group: &str, topic: &str) -> Result<i64, HarnessError> {
+    let fail = |source| HarnessError::Lag { group: group.to_owned(), bootstrap: bootstrap.to_owned(), source };
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(fail)?;
+    let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT).map_err(fail)?;
+    let mut tpl = TopicPartitionList::new();
+    for t in metadata.topics().iter().filter(|t| t.name() == topic) {
+        for p in t.partitions() {
+            tpl.add_partition(topic, p.id());
+        }
+    }
+    let committed = consumer.committed_offsets(tpl, TIMEOUT).map_err(fail)?;
+    let mut lag = 0;
+    for element in committed.elements() {
+        let (low, high) = consumer.fetch_watermarks(topic, element.partition(), TIMEOUT).map_err(fail)?;
+        let position = match element.offset() {
+            Offset::Offset(o) => o,
+            _ => low,
+        };
+        lag += (high - position).max(0);
+    }
+    Ok(lag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_records_reads_concatenated_and_delimited_bodies() {
+        assert_eq!(json_records(br#"{"a":1}{"b":2}"#).unwrap().len(), 2);
+        assert_eq!(json_records(b"{\"a\":1}\n{\"b\":2}\n").unwrap().len(), 2);
+        assert!(json_records(br#"{"a":1}{"b""#).is_err());
+    }
+}

@@ -1,0 +1,183 @@
+//! The real producer: seeded events into a Kafka topic with rdkafka, the way
+//! the application under test would publish them.
+//!
+//! Idempotent (`enable.idempotence`, `acks=all`) so broker retries never
+//! duplicate; keyed by `customer_id` so one customer's funnel stays ordered in
+//! one partition; the Kafka timestamp comes from the injected clock so object
+//! prefixes follow virtual time. A full local queue makes the producer wait
+//! for delivery reports instead of dropping events.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::clock::SharedClock;
+use crate::events::{Event, EventGenerator, GeneratorConfig};
+
+/// Most delivery reports awaited at once; beyond it the producer waits for
+/// the oldest, which bounds memory independently of librdkafka's queue.
+const MAX_IN_FLIGHT: usize = 50_000;
+
+#[derive(Debug, Clone)]
+pub struct ProducerOptions {
+    pub bootstrap: String,
+    pub topic: String,
+    /// Events per wall-clock second; `None` is as fast as the broker takes
+    /// them.
+    pub rate: Option<f64>,
+    /// Stop after this many events; `None` runs until shutdown.
+    pub count: Option<u64>,
+    pub generator: GeneratorConfig,
+}
+
+/// Counters shared with whoever watches.
+#[derive(Debug, Default)]
+pub struct ProducerStats {
+    /// Handed to the client.
+    pub sent: AtomicU64,
+    /// Acknowledged by the broker (delivery report OK).
+    pub acked: AtomicU64,
+    /// Delivery report with an error: the event did not reach the topic.
+    pub failed: AtomicU64,
+    /// Times the local queue was full and the producer waited.
+    pub backpressure_waits: AtomicU64,
+}
+
+impl ProducerStats {
+    pub fn acked(&self) -> u64 {
+        self.acked.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProducerError {
+    #[error("cannot create a Kafka producer for {bootstrap}: {source}")]
+    Client { bootstrap: String, source: KafkaError },
+    #[error("cannot publish to topic {topic:?} at {bootstrap}: {source}")]
+    Send { topic: String, bootstrap: String, source: KafkaError },
+    #[error("{failed} of {sent} events were not acknowledged by the broker at {bootstrap} (first error: {first}); they are not in the topic")]
+    Undelivered { failed: u64, sent: u64, bootstrap: String, first: String },
+}
+
+/// Publishes generated events until `count` is reached or `shutdown` fires,
+/// then waits for every delivery report.
+pub async fn produce(
+    options: &ProducerOptions,
+    clock: SharedClock,
+    stats: Arc<ProducerStats>,
+    shutdown: CancellationToken,
+) -> Result<(), ProducerError> {
+    let events = EventGenerator::new(&options.generator).take(options.count.map_or(usize::MAX, |n| n as usize));
+    publish(&options.bootstrap, &options.topic, options.rate, events, clock, stats, shutdown).await
+}
+
+/// Publishes the given events (e.g. a seeded stream resumed part-way), with
+/// the same guarantees as [`produce`].
+pub async fn publish(
+    bootstrap: &str,
+    topic: &str,
+    rate: Option<f64>,
+    events: impl Iterator<Item = Event>,
+    clock: SharedClock,
+    stats: Arc<ProducerStats>,
+    shutdown: CancellationToken,
+) -> Result<(), ProducerError> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("client.id", "streamlab-producer")
+        .create()
+        .map_err(|source| ProducerError::Client { bootstrap: bootstrap.to_owned(), source })?;
+
+    let mut pending: FuturesUnordered<DeliveryFuture> = FuturesUnordered::new();
+    let mut first_error: Option<String> = None;
+    let started = Instant::now();
+    for (i, event) in events.enumerate() {
+        if shutdown.is_cancelled() {
+            break;
+        }
+        if let Some(rate) = rate {
+            let due = started + Duration::from_secs_f64(i as f64 / rate);
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep_until(due) => {}
+            }
+        }
+        let payload = event.to_json();
+        loop {
+            let record =
+                FutureRecord::to(topic).key(&event.customer_id).payload(&payload).timestamp(clock.now_millis());
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    pending.push(delivery);
+                    stats.sent.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    stats.backpressure_waits.fetch_add(1, Ordering::Relaxed);
+                    match pending.next().await {
+                        Some(report) => account(report, &stats, &mut first_error),
+                        None => tokio::time::sleep(Duration::from_millis(5)).await,
+                    }
+                }
+                Err((source, _)) => {
+                    return Err(ProducerError::Send {
+                        topic: topic.to_owned(),
+                        bootstrap: bootstrap.to_owned(),
+                        source,
+                    })
+                }
+            }
+        }
+        while let Some(Some(report)) = pending.next().now_or_never() {
+            account(report, &stats, &mut first_error);
+        }
+        if pending.len() >= MAX_IN_FLIGHT {
+            if let Some(report) = pending.next().await {
+                account(report, &stats, &mut first_error);
+            }
+        }
+    }
+    while let Some(report) = pending.next().await {
+        account(report, &stats, &mut first_error);
+    }
+    let _ = producer.flush(Duration::from_secs(10));
+    match first_error {
+        None => Ok(()),
+        Some(first) => Err(ProducerError::Undelivered {
+            failed: stats.failed.load(Ordering::Relaxed),
+            sent: stats.sent.load(Ordering::Relaxed),
+            bootstrap: bootstrap.to_owned(),
+            first,
+        }),
+    }
+}
+
+fn account(
+    report: Result<rdkafka::producer::future_producer::OwnedDeliveryResult, futures::channel::oneshot::Canceled>,
+    stats: &ProducerStats,
+    first_error: &mut Option<String>,
+) {
+    let error = match report {
+        Ok(Ok(_)) => {
+            stats.acked.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        Ok(Err((e, _))) => e.to_string(),
+        Err(_) => "producer dropped before the delivery report".to_owned(),
+    };
+    stats.failed.fetch_add(1, Ordering::Relaxed);
+    warn!(%error, "event not delivered");
+    first_error.get_or_insert(error);
+}

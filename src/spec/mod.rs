@@ -1,0 +1,138 @@
+//! The `CreateDeliveryStream` request, the single source of truth for a
+//! stream.
+//!
+//! The very JSON file that `aws firehose create-delivery-stream
+//! --cli-input-json file://x.json` deploys is parsed here ([`raw`]), checked
+//! once against the AWS model and Firehose's semantic rules ([`validate`]) and
+//! turned into a [`StreamSpec`] that cannot be invalid. Local-only settings
+//! (broker address, S3 endpoint, clock speed) never go in this file.
+
+pub mod raw;
+mod validate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono_tz::Tz;
+
+use crate::prefix::Template;
+pub use validate::{validate, Violation};
+
+/// A validated delivery stream: everything delivery needs, already parsed.
+#[derive(Debug, Clone)]
+pub struct StreamSpec {
+    pub name: String,
+    pub topic: String,
+    pub bucket: String,
+    /// The prefix to evaluate for each object, with Firehose's default time
+    /// prefix already appended where AWS appends it.
+    pub prefix: Template,
+    /// The error prefix to evaluate for records that cannot be delivered.
+    pub error_prefix: Template,
+    pub buffer: BufferHints,
+    pub compression: Compression,
+    /// Extension appended to every object key (not to error objects).
+    pub extension: String,
+    pub time_zone: Tz,
+    pub start: StartPosition,
+    /// `AppendDelimiterToRecord`: a `\n` after every record.
+    pub append_newline: bool,
+}
+
+/// When a buffer is delivered: whichever limit is reached first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferHints {
+    pub size_bytes: u64,
+    pub interval: Duration,
+}
+
+impl BufferHints {
+    /// Firehose's defaults for an S3 destination: 5 MiB, 300 s.
+    pub const DEFAULT: BufferHints = BufferHints { size_bytes: 5 * MIB, interval: Duration::from_secs(300) };
+}
+
+pub const MIB: u64 = 1024 * 1024;
+
+/// Where delivery starts reading a partition the consumer group has never
+/// committed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartPosition {
+    /// `ReadFromTimestamp` is the epoch: the earliest offset.
+    Earliest,
+    /// The first record at or after this epoch-millisecond timestamp.
+    Timestamp(i64),
+    /// `ReadFromTimestamp` absent: the moment the stream became active, which
+    /// locally is the moment delivery starts.
+    ActivationTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Uncompressed,
+    Gzip,
+}
+
+impl Compression {
+    /// Default key extension for the format.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Compression::Uncompressed => "",
+            Compression::Gzip => ".gz",
+        }
+    }
+
+    /// The `Content-Encoding` Firehose sets on the object.
+    pub fn content_encoding(self) -> Option<&'static str> {
+        match self {
+            Compression::Uncompressed => None,
+            Compression::Gzip => Some("gzip"),
+        }
+    }
+}
+
+/// Why a spec file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("cannot read stream spec {}: {source}", file.display())]
+    Read { file: PathBuf, source: std::io::Error },
+    #[error("stream spec {} is not valid JSON: {source}; it must be the JSON given to `aws firehose create-delivery-stream --cli-input-json`", file.display())]
+    Json { file: PathBuf, source: serde_json::Error },
+    #[error("stream spec {}: {}", file.display(), Violations(.violations))]
+    Invalid { file: PathBuf, violations: Vec<Violation> },
+}
+
+impl SpecError {
+    pub fn violations(&self) -> &[Violation] {
+        match self {
+            SpecError::Invalid { violations, .. } => violations,
+            _ => &[],
+        }
+    }
+}
+
+struct Violations<'a>(&'a [Violation]);
+
+impl fmt::Display for Violations<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        write!(f, "{n} problem{}", if n == 1 { "" } else { "s" })?;
+        for v in self.0 {
+            write!(f, "\n  - {v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads and validates a spec file.
+pub fn load(file: &Path) -> Result<StreamSpec, SpecError> {
+    let text = std::fs::read_to_string(file).map_err(|source| SpecError::Read { file: file.to_owned(), source })?;
+    parse(file, &text)
+}
+
+/// Validates spec text; `file` is only used in messages.
+pub fn parse(file: &Path, text: &str) -> Result<StreamSpec, SpecError> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|source| SpecError::Json { file: file.to_owned(), source })?;
+    validate(&value).map_err(|violations| SpecError::Invalid { file: file.to_owned(), violations })
+}

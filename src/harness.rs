@@ -24,8 +24,8 @@ pub enum HarnessError {
     Bucket { bucket: String, detail: String },
     #[error("cannot read s3://{bucket}/{key}: {detail}")]
     Read { bucket: String, key: String, detail: String },
-    #[error("cannot query consumer group {group:?} on {bootstrap}: {source}")]
-    Lag { group: String, bootstrap: String, source: KafkaError },
+    #[error("cannot query consumer group {group:?} on {bootstrap}: {detail}")]
+    Lag { group: String, bootstrap: String, detail: String },
 }
 
 /// Creates a topic (an existing one is fine) and waits until its metadata
@@ -123,7 +123,11 @@ pub fn json_records(body: &[u8]) -> Result<Vec<serde_json::Value>, serde_json::E
 /// `KafkaOffsetLag`: records in the topic the group has not committed past.
 /// Blocking (broker round trips); call from a blocking task.
 pub fn consumer_lag(bootstrap: &str, group: &str, topic: &str) -> Result<i64, HarnessError> {
-    let fail = |source| HarnessError::Lag { group: group.to_owned(), bootstrap: bootstrap.to_owned(), source };
+    let fail = |e: KafkaError| HarnessError::Lag {
+        group: group.to_owned(),
+        bootstrap: bootstrap.to_owned(),
+        detail: e.to_string(),
+    };
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)

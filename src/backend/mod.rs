@@ -68,8 +68,8 @@ pub struct Backend {
 }
 
 enum Guard {
-    Local { _broker: TansuBroker, _s3: LocalS3 },
-    Container { _containers: container::Containers },
+    Local { _broker: Box<TansuBroker>, _s3: LocalS3 },
+    Container { _containers: Box<container::Containers> },
 }
 
 /// Credentials the local S3 server accepts; they only guard a loopback port.
@@ -90,7 +90,7 @@ impl Backend {
                     bootstrap: containers.bootstrap.clone(),
                     s3: containers.s3.clone(),
                     landing_dir: None,
-                    _guard: Guard::Container { _containers: containers },
+                    _guard: Guard::Container { _containers: Box::new(containers) },
                 })
             }
             _ => {
@@ -108,7 +108,7 @@ impl Backend {
                         credentials: Some(credentials),
                     },
                     landing_dir: Some(root),
-                    _guard: Guard::Local { _broker: broker, _s3: s3 },
+                    _guard: Guard::Local { _broker: Box::new(broker), _s3: s3 },
                 })
             }
         }

@@ -145,8 +145,14 @@ impl TansuBroker {
 
 impl Drop for TansuBroker {
     fn drop(&mut self) {
-        // kill_on_drop sends SIGKILL; reap here so no zombie outlives us.
+        // SIGKILL, then reap (SIGKILL takes effect within milliseconds) so not
+        // even a zombie outlives the backend.
         let _ = self.child.start_kill();
-        let _ = self.child.try_wait();
+        for _ in 0..200 {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }

@@ -271,7 +271,7 @@ impl Delivery {
     }
 
     async fn write(&self, batch: &Batch, stop: &CancellationToken) -> bool {
-        let body = encode::encode(&batch, self.spec.append_newline, self.spec.compression);
+        let body = encode::encode(batch, self.spec.append_newline, self.spec.compression);
         let key = match self.namer.object_key(batch.oldest_timestamp_ms()) {
             Ok(key) => key,
             Err(e) => {

@@ -1,0 +1,41 @@
+# streamlab tasks. `just` lists them.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+tansu_version := "0.6.0"
+
+# List the recipes.
+default:
+    @just --list
+
+# Install what the local backend needs and is missing (tansu, the Kafka-compatible broker).
+install-tools:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    export PATH="$HOME/.cargo/bin:$PATH"
+    if tansu --version 2>/dev/null | grep -q "{{tansu_version}}"; then
+        exit 0
+    fi
+    echo "installing tansu {{tansu_version}} (Kafka-compatible broker; builds once, about 8 minutes)" >&2
+    cargo install tansu@{{tansu_version}} --locked --features dynostore
+
+# Run the whole pipeline locally with live progress; e.g. `just sandbox --duration 30s`.
+sandbox *ARGS: install-tools
+    PATH="$HOME/.cargo/bin:$PATH" cargo run --quiet -- sandbox {{ARGS}}
+
+# Every test: unit, property, CLI and end-to-end (the command CI runs).
+test: install-tools
+    PATH="$HOME/.cargo/bin:$PATH" cargo test --all-targets
+
+# The end-to-end tests only.
+test-e2e: install-tools
+    PATH="$HOME/.cargo/bin:$PATH" cargo test --test e2e --test cli
+
+# Check stream spec files as AWS would.
+validate *SPECS:
+    cargo run --quiet -- validate {{SPECS}}
+
+# Formatting and lints.
+lint:
+    cargo fmt --check
+    cargo clippy --all-targets -- -D warnings

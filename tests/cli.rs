@@ -1,0 +1,268 @@
+//! The `streamlab` binary as a user runs it: bad input is refused with a
+//! message naming the file, the field and the rule; unreachable endpoints are
+//! named and fail fast; stopping the sandbox leaves no process behind.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use rstest::rstest;
+use streamlab::backend::{Backend, BackendKind};
+use streamlab::harness;
+
+const BIN: &str = env!("CARGO_BIN_EXE_streamlab");
+const SPEC: &str = "fixtures/streams/orders-to-s3.json";
+
+/// A loopback port nothing listens on.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn streamlab(args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "AKIASTREAMLABTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "streamlab-test-secret")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null());
+    command
+}
+
+fn run(args: &[&str]) -> (Output, Duration) {
+    let started = Instant::now();
+    let output = streamlab(args).output().expect("streamlab runs");
+    (output, started.elapsed())
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[rstest]
+#[case::size_out_of_range(
+    "buffer-size-too-large.json",
+    "ExtendedS3DestinationConfiguration.BufferingHints.SizeInMBs: must be between 1 and 128; got 256"
+)]
+#[case::expression_needs_error_prefix(
+    "prefix-expression-without-error-prefix.json",
+    "ExtendedS3DestinationConfiguration.ErrorOutputPrefix: InvalidArgumentException: Ths supplied prefix(es) do not satisfy the following constraint: ErrorOutputPrefix cannot be null or empty when Prefix contains expressions"
+)]
+#[case::compression_is_case_sensitive(
+    "compression-wrong-case.json",
+    "ExtendedS3DestinationConfiguration.CompressionFormat: must be one of GZIP, HADOOP_SNAPPY, Snappy, UNCOMPRESSED, ZIP (case-sensitive); got \"SNAPPY\""
+)]
+#[case::topic_pattern(
+    "topic-name-invalid.json",
+    "MSKSourceConfiguration.TopicName: must match the pattern [a-zA-Z0-9\\._\\-]+; got \"shop events\""
+)]
+fn deliver_rejects_invalid_spec_before_connecting(#[case] file: &str, #[case] message: &str) {
+    let path = format!("fixtures/invalid/{file}");
+    // The endpoints are unreachable: a spec error must come first, and fast.
+    let bootstrap = format!("127.0.0.1:{}", closed_port());
+    let endpoint = format!("http://127.0.0.1:{}", closed_port());
+    let (output, took) = run(&["deliver", "--spec", &path, "--bootstrap", &bootstrap, "--s3-endpoint", &endpoint]);
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(err.contains(&format!("stream spec {path}: 1 problem")), "{err}");
+    assert!(err.contains(message), "expected {message:?} in:\n{err}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+
+    let (output, _) = run(&["validate", &path]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains(message));
+}
+
+#[test]
+fn deliver_rejects_a_file_that_is_not_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.json");
+    std::fs::write(&path, "{\"DeliveryStreamName\": ").unwrap();
+    let (output, _) = run(&["deliver", "--spec", path.to_str().unwrap(), "--bootstrap", "127.0.0.1:1"]);
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(err.contains(&format!("stream spec {} is not valid JSON", path.display())), "{err}");
+}
+
+#[test]
+fn validate_accepts_the_seed_spec() {
+    let (output, _) = run(&["validate", SPEC]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+}
+
+#[test]
+fn deliver_names_an_unreachable_broker_and_exits_within_30s() {
+    let bootstrap = format!("127.0.0.1:{}", closed_port());
+    let (output, took) =
+        run(&["deliver", "--spec", SPEC, "--bootstrap", &bootstrap, "--s3-endpoint", "http://127.0.0.1:1"]);
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(err.contains(&format!("cannot reach the Kafka broker at {bootstrap}")), "{err}");
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliver_names_an_unreachable_s3_endpoint_and_a_missing_bucket() -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let backend = Backend::start(BackendKind::Local, work.path()).await?;
+    harness::create_topic(&backend.bootstrap, "shop-events", 1).await?;
+
+    let endpoint = format!("http://127.0.0.1:{}", closed_port());
+    let (output, took) =
+        run(&["deliver", "--spec", SPEC, "--bootstrap", &backend.bootstrap, "--s3-endpoint", &endpoint]);
+    ensure!(!output.status.success());
+    let err = stderr(&output);
+    ensure!(err.contains(&format!("cannot reach S3 endpoint {endpoint}")), "{err}");
+    ensure!(took < Duration::from_secs(30), "took {took:?}");
+
+    // The local S3 answers, but the spec's bucket was never created.
+    let s3 = backend.s3.endpoint.clone().context("local backend has an endpoint")?;
+    let creds = backend.s3.credentials.clone().context("local backend has credentials")?;
+    let output = streamlab(&["deliver", "--spec", SPEC, "--bootstrap", &backend.bootstrap, "--s3-endpoint", &s3])
+        .env("AWS_ACCESS_KEY_ID", &creds.access_key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &creds.secret_access_key)
+        .output()?;
+    ensure!(!output.status.success());
+    let err = stderr(&output);
+    ensure!(err.contains("bucket \"shop-events-raw\" does not exist"), "{err}");
+
+    // Wrong credentials are named as such.
+    let client = streamlab::delivery::sink::client(&backend.s3).await;
+    harness::create_bucket(&client, "shop-events-raw").await?;
+    let (output, _) = run(&["deliver", "--spec", SPEC, "--bootstrap", &backend.bootstrap, "--s3-endpoint", &s3]);
+    ensure!(!output.status.success());
+    let err = stderr(&output);
+    ensure!(err.contains("refused the credentials"), "{err}");
+    ensure!(!err.contains("streamlab-test-secret"), "the secret leaked into the output: {err}");
+    Ok(())
+}
+
+#[test]
+fn deliver_names_a_missing_topic() -> Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    let work = tempfile::tempdir()?;
+    let backend = rt.block_on(Backend::start(BackendKind::Local, work.path()))?;
+    let (output, _) =
+        run(&["deliver", "--spec", SPEC, "--bootstrap", &backend.bootstrap, "--s3-endpoint", "http://127.0.0.1:1"]);
+    ensure!(!output.status.success());
+    let err = stderr(&output);
+    ensure!(
+        err.contains(&format!("topic \"shop-events\" does not exist on the broker at {}", backend.bootstrap)),
+        "{err}"
+    );
+    Ok(())
+}
+
+/// Child processes of `pid`, from /proc.
+fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // Fields after the `(comm)`: state, ppid, ...
+        let after = stat.rsplit_once(") ").map(|(_, rest)| rest).unwrap_or_default();
+        if after.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
+            out.push(child);
+        }
+    }
+    out
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie is dead for our purposes: it holds no port and runs no code.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// Starts the sandbox and returns it with its tansu child's pid once the
+/// backend is up.
+fn start_sandbox(work: &Path) -> Result<(std::process::Child, u32, BufReader<std::process::ChildStderr>)> {
+    let mut child = streamlab(&[
+        "sandbox",
+        "--speedup",
+        "300",
+        "--rate",
+        "500",
+        "--work-dir",
+        work.to_str().context("utf-8 path")?,
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()?;
+    let mut stderr = BufReader::new(child.stderr.take().context("stderr")?);
+    let mut line = String::new();
+    let started = Instant::now();
+    while !line.contains("backend Local") {
+        line.clear();
+        ensure!(stderr.read_line(&mut line)? > 0, "sandbox exited before its backend was up");
+        ensure!(started.elapsed() < Duration::from_secs(60), "backend did not come up");
+    }
+    let tansu = children(child.id())
+        .into_iter()
+        .find(|pid| std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default().contains("tansu"))
+        .context("the sandbox has a tansu child")?;
+    Ok((child, tansu, stderr))
+}
+
+fn wait_gone(pid: u32, within: Duration) -> bool {
+    let started = Instant::now();
+    while alive(pid) {
+        if started.elapsed() > within {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+#[test]
+fn sandbox_ctrl_c_lands_objects_prints_table_and_leaves_no_process() -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let (child, tansu, mut stderr) = start_sandbox(work.path())?;
+    // Wait until events are flowing into delivery, then interrupt.
+    let mut line = String::new();
+    while !line.contains("consumed") || line.contains("consumed 0 ") {
+        line.clear();
+        ensure!(stderr.read_line(&mut line)? > 0, "sandbox exited early");
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest)?;
+    let output = child.wait_with_output()?;
+    ensure!(output.status.success(), "sandbox failed: {rest}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    ensure!(stdout.contains("key") && stdout.contains("records") && stdout.contains("bytes"), "{stdout}");
+    ensure!(stdout.contains("browse the landed objects as files in"), "{stdout}");
+    let landed: usize = walk(&work.path().join("s3/shop-events-raw"));
+    ensure!(landed > 0, "no object files under the landing directory:\n{stdout}");
+    ensure!(wait_gone(tansu, Duration::from_secs(5)), "tansu {tansu} outlived the sandbox");
+    Ok(())
+}
+
+#[test]
+fn sandbox_killed_with_sigkill_takes_its_broker_with_it() -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let (mut child, tansu, _stderr) = start_sandbox(work.path())?;
+    child.kill()?;
+    child.wait()?;
+    ensure!(wait_gone(tansu, Duration::from_secs(5)), "tansu {tansu} was orphaned by a SIGKILLed sandbox");
+    Ok(())
+}
+
+/// Object files (not s3s metadata) below a directory.
+fn walk(dir: &Path) -> usize {
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            n += walk(&path);
+        } else if !entry.file_name().to_string_lossy().starts_with('.') {
+            n += 1;
+        }
+    }
+    n
+}

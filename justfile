@@ -19,17 +19,30 @@ install-tools:
     echo "installing tansu {{tansu_version}} (Kafka-compatible broker; builds once, about 8 minutes)" >&2
     cargo install tansu@{{tansu_version}} --locked --features dynostore
 
+# Install the independent decoders the encoding tests compare against (Debian/Ubuntu, as root).
+install-decoders:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    missing=()
+    [ -f /usr/share/java/snappy-java.jar ] || missing+=(libsnappy-java)
+    command -v java >/dev/null || missing+=(default-jre-headless)
+    command -v unzip >/dev/null || missing+=(unzip)
+    if [ ${#missing[@]} -gt 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    fi
+    python3 -c "import snappy; snappy.HadoopStreamDecompressor" 2>/dev/null || python3 -m pip install -q python-snappy==0.7.3
+
 # Run the whole pipeline locally with live progress; e.g. `just sandbox --duration 30s`.
 sandbox *ARGS: install-tools
     PATH="$HOME/.cargo/bin:$PATH" cargo run --quiet -- sandbox {{ARGS}}
 
 # Every test: unit, property, CLI and end-to-end (the command CI runs).
 test: install-tools
-    PATH="$HOME/.cargo/bin:$PATH" cargo test --all-targets
+    PATH="$HOME/.cargo/bin:$PATH" cargo test --all-targets -- --test-threads 6
 
 # The end-to-end tests only.
 test-e2e: install-tools
-    PATH="$HOME/.cargo/bin:$PATH" cargo test --test e2e --test cli
+    PATH="$HOME/.cargo/bin:$PATH" cargo test --test e2e --test cli --test fixtures -- --test-threads 6
 
 # Check stream spec files as AWS would.
 validate *SPECS:

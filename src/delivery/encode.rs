@@ -1,5 +1,7 @@
 //! Turning a batch into object bytes: only the Kafka record values, optionally
-//! `\n`-delimited, then compressed.
+//! `\n`-delimited, then compressed in the format and framing Firehose uses,
+//! so the standard readers (gzip, unzip, snappy-java, Hadoop's codec) decode
+//! them.
 
 use std::io::Write;
 
@@ -9,8 +11,17 @@ use flate2::write::GzEncoder;
 use super::buffer::Batch;
 use crate::spec::Compression;
 
-/// The object body for a batch.
-pub fn encode(batch: &Batch, append_newline: bool, compression: Compression) -> Bytes {
+/// snappy-java's `SnappyOutputStream` header: magic, then version 1 and
+/// minimum compatible version 1 as big-endian ints.
+const XERIAL_HEADER: [u8; 16] = [0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0, 0, 0, 0, 1, 0, 0, 0, 1];
+/// snappy-java's default block size.
+const XERIAL_BLOCK: usize = 32 * 1024;
+/// Hadoop's `io.compression.codec.snappy.buffersize` default.
+const HADOOP_BLOCK: usize = 256 * 1024;
+
+/// The uncompressed object body: record values, each followed by `\n` when
+/// `AppendDelimiterToRecord` is on.
+pub fn concatenate(batch: &Batch, append_newline: bool) -> Vec<u8> {
     let mut raw = Vec::with_capacity(batch.bytes as usize);
     for record in &batch.records {
         raw.extend_from_slice(&record.value);
@@ -18,6 +29,16 @@ pub fn encode(batch: &Batch, append_newline: bool, compression: Compression) -> 
             raw.push(b'\n');
         }
     }
+    raw
+}
+
+/// The object body for a batch. `zip_entry` names the single ZIP entry
+/// (Firehose uses a uuid); other formats ignore it.
+pub fn encode(batch: &Batch, append_newline: bool, compression: Compression, zip_entry: &str) -> Bytes {
+    compress(concatenate(batch, append_newline), compression, zip_entry)
+}
+
+pub fn compress(raw: Vec<u8>, compression: Compression, zip_entry: &str) -> Bytes {
     match compression {
         Compression::Uncompressed => Bytes::from(raw),
         Compression::Gzip => {
@@ -25,13 +46,100 @@ pub fn encode(batch: &Batch, append_newline: bool, compression: Compression) -> 
             encoder.write_all(&raw).expect("writing to a Vec cannot fail");
             Bytes::from(encoder.finish().expect("writing to a Vec cannot fail"))
         }
+        Compression::Zip => {
+            let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::with_capacity(raw.len() / 4)));
+            let options = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Deflated)
+                .large_file(raw.len() as u64 >= u64::from(u32::MAX));
+            zip.start_file(zip_entry, options).expect("writing to a Vec cannot fail");
+            zip.write_all(&raw).expect("writing to a Vec cannot fail");
+            Bytes::from(zip.finish().expect("writing to a Vec cannot fail").into_inner())
+        }
+        Compression::Snappy => {
+            let mut out = Vec::with_capacity(raw.len() / 2 + 16);
+            out.extend_from_slice(&XERIAL_HEADER);
+            for block in raw.chunks(XERIAL_BLOCK) {
+                let compressed = snap::raw::Encoder::new().compress_vec(block).expect("block within snappy limits");
+                out.extend_from_slice(&(compressed.len() as u32).to_be_bytes());
+                out.extend_from_slice(&compressed);
+            }
+            Bytes::from(out)
+        }
+        Compression::HadoopSnappy => {
+            // Per block: uncompressed length, then one chunk (compressed
+            // length, bytes); the block size keeps one chunk per block.
+            let mut out = Vec::with_capacity(raw.len() / 2 + 8);
+            for block in raw.chunks(HADOOP_BLOCK) {
+                let compressed = snap::raw::Encoder::new().compress_vec(block).expect("block within snappy limits");
+                out.extend_from_slice(&(block.len() as u32).to_be_bytes());
+                out.extend_from_slice(&(compressed.len() as u32).to_be_bytes());
+                out.extend_from_slice(&compressed);
+            }
+            Bytes::from(out)
+        }
+    }
+}
+
+/// Decodes an object body back to the concatenated records, for the harness
+/// and tests. The tests also decode with independent implementations.
+pub fn decompress(body: &[u8], compression: Compression) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    let invalid = |what: &str| Error::new(ErrorKind::InvalidData, what.to_owned());
+    let be32 = |b: &[u8], at: usize| -> std::io::Result<usize> {
+        b.get(at..at + 4)
+            .map(|s| u32::from_be_bytes(s.try_into().expect("4 bytes")) as usize)
+            .ok_or_else(|| invalid("truncated length"))
+    };
+    let raw_snappy = |b: &[u8]| snap::raw::Decoder::new().decompress_vec(b).map_err(|e| invalid(&e.to_string()));
+    match compression {
+        Compression::Uncompressed => Ok(body.to_vec()),
+        Compression::Gzip => {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(body).read_to_end(&mut out)?;
+            Ok(out)
+        }
+        Compression::Zip => {
+            let mut archive = zip::ZipArchive::new(std::io::Cursor::new(body)).map_err(|e| invalid(&e.to_string()))?;
+            if archive.len() != 1 {
+                return Err(invalid("expected exactly one ZIP entry"));
+            }
+            let mut out = Vec::new();
+            archive.by_index(0).map_err(|e| invalid(&e.to_string()))?.read_to_end(&mut out)?;
+            Ok(out)
+        }
+        Compression::Snappy => {
+            if body.get(..16) != Some(&XERIAL_HEADER[..]) {
+                return Err(invalid("missing snappy-java header"));
+            }
+            let (mut at, mut out) = (16, Vec::new());
+            while at < body.len() {
+                let n = be32(body, at)?;
+                let chunk = body.get(at + 4..at + 4 + n).ok_or_else(|| invalid("truncated block"))?;
+                out.extend(raw_snappy(chunk)?);
+                at += 4 + n;
+            }
+            Ok(out)
+        }
+        Compression::HadoopSnappy => {
+            let (mut at, mut out) = (0, Vec::new());
+            while at < body.len() {
+                let expected = be32(body, at)?;
+                at += 4;
+                let start = out.len();
+                while out.len() - start < expected {
+                    let n = be32(body, at)?;
+                    let chunk = body.get(at + 4..at + 4 + n).ok_or_else(|| invalid("truncated chunk"))?;
+                    out.extend(raw_snappy(chunk)?);
+                    at += 4 + n;
+                }
+            }
+            Ok(out)
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::io::Read;
-
     use super::*;
     use crate::delivery::buffer::Record;
 
@@ -46,15 +154,29 @@ mod tests {
 
     #[test]
     fn records_are_concatenated_without_delimiter_by_default() {
-        assert_eq!(&encode(&batch(), false, Compression::Uncompressed)[..], b"{\"a\":1}{\"b\":2}");
-        assert_eq!(&encode(&batch(), true, Compression::Uncompressed)[..], b"{\"a\":1}\n{\"b\":2}\n");
+        assert_eq!(&encode(&batch(), false, Compression::Uncompressed, "")[..], b"{\"a\":1}{\"b\":2}");
+        assert_eq!(&encode(&batch(), true, Compression::Uncompressed, "")[..], b"{\"a\":1}\n{\"b\":2}\n");
     }
 
     #[test]
-    fn gzip_decodes_with_a_standard_decoder() {
-        let body = encode(&batch(), true, Compression::Gzip);
-        let mut out = String::new();
-        flate2::read::GzDecoder::new(&body[..]).read_to_string(&mut out).unwrap();
-        assert_eq!(out, "{\"a\":1}\n{\"b\":2}\n");
+    fn every_format_round_trips_across_block_boundaries() {
+        // Larger than both block sizes, and not a multiple of either.
+        let raw: Vec<u8> = (0..700_001u32).map(|i| (i % 251) as u8).collect();
+        for c in [
+            Compression::Uncompressed,
+            Compression::Gzip,
+            Compression::Zip,
+            Compression::Snappy,
+            Compression::HadoopSnappy,
+        ] {
+            let body = compress(raw.clone(), c, "0f8fad5b-d9cb-469f-a165-70867728950e");
+            assert_eq!(decompress(&body, c).unwrap(), raw, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn snappy_java_stream_starts_with_its_magic() {
+        let body = compress(b"x".to_vec(), Compression::Snappy, "");
+        assert_eq!(&body[..8], b"\x82SNAPPY\x00");
     }
 }

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::clock::SharedClock;
-use crate::spec::StreamSpec;
+use crate::spec::{Compression, StreamSpec};
 use buffer::{Batch, Buffers, Record};
 use naming::{Namer, Randomness};
 use sink::S3Sink;
@@ -271,7 +271,8 @@ impl Delivery {
     }
 
     async fn write(&self, batch: &Batch, stop: &CancellationToken) -> bool {
-        let body = encode::encode(batch, self.spec.append_newline, self.spec.compression);
+        let entry = if self.spec.compression == Compression::Zip { self.namer.zip_entry_name() } else { String::new() };
+        let body = encode::encode(batch, self.spec.append_newline, self.spec.compression, &entry);
         let key = match self.namer.object_key(batch.oldest_timestamp_ms()) {
             Ok(key) => key,
             Err(e) => {

@@ -59,6 +59,11 @@ impl Namer {
         Ok(format!("{prefix}{}{}", self.suffix(oldest_ms), self.spec.extension))
     }
 
+    /// Name of the one entry in a ZIP object: a uuid, as Firehose names it.
+    pub fn zip_entry_name(&self) -> String {
+        self.randomness.uuid()
+    }
+
     /// Key of an error object; error objects carry no extension.
     pub fn error_key(&self, oldest_ms: i64, error_output_type: &str) -> Result<String, RenderError> {
         let prefix = self.render(&self.spec.error_prefix, oldest_ms, Some(error_output_type))?;

@@ -67,26 +67,49 @@ pub enum StartPosition {
     ActivationTime,
 }
 
+/// `CompressionFormat`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
     Uncompressed,
     Gzip,
+    /// One entry, named by a uuid, deflated.
+    Zip,
+    /// The xerial snappy-java stream format (`SnappyOutputStream`).
+    Snappy,
+    /// Hadoop's block framing (`BlockCompressorStream` with `SnappyCodec`).
+    HadoopSnappy,
 }
 
 impl Compression {
-    /// Default key extension for the format.
+    pub fn parse(format: &str) -> Option<Self> {
+        Some(match format {
+            "UNCOMPRESSED" => Compression::Uncompressed,
+            "GZIP" => Compression::Gzip,
+            "ZIP" => Compression::Zip,
+            "Snappy" => Compression::Snappy,
+            "HADOOP_SNAPPY" => Compression::HadoopSnappy,
+            _ => return None,
+        })
+    }
+
+    /// Default key extension for the format. HADOOP_SNAPPY objects end in
+    /// `.snappy` on the wire, although the AWS doc table says `.hsnappy`.
     pub fn extension(self) -> &'static str {
         match self {
             Compression::Uncompressed => "",
             Compression::Gzip => ".gz",
+            Compression::Zip => ".zip",
+            Compression::Snappy | Compression::HadoopSnappy => ".snappy",
         }
     }
 
     /// The `Content-Encoding` Firehose sets on the object.
     pub fn content_encoding(self) -> Option<&'static str> {
         match self {
-            Compression::Uncompressed => None,
+            Compression::Uncompressed | Compression::Zip => None,
             Compression::Gzip => Some("gzip"),
+            Compression::Snappy => Some("snappy-java"),
+            Compression::HadoopSnappy => Some("hadoop-snappy"),
         }
     }
 }

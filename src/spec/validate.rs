@@ -316,16 +316,15 @@ fn check_hints(hints: Option<&raw::BufferingHints>, r: &mut Report) -> Option<Bu
 
 fn check_compression(format: Option<&str>, r: &mut Report) -> Option<Compression> {
     let path = format!("{S3}.CompressionFormat");
-    match format.unwrap_or("UNCOMPRESSED") {
-        "UNCOMPRESSED" => Some(Compression::Uncompressed),
-        "GZIP" => Some(Compression::Gzip),
-        other => {
-            if r.one_of(&path, other, CompressionFormat::values()) {
-                r.unsupported(&path, &format!("{other} compression"));
-            }
-            None
-        }
+    let format = format.unwrap_or("UNCOMPRESSED");
+    if !r.one_of(&path, format, CompressionFormat::values()) {
+        return None;
     }
+    let compression = Compression::parse(format);
+    if compression.is_none() {
+        r.unsupported(&path, &format!("{format} compression"));
+    }
+    compression
 }
 
 /// Returns whether `AppendDelimiterToRecord` is on.

@@ -1,0 +1,161 @@
+//! Every stream spec in `fixtures/streams/` runs end to end on its own local
+//! backend: seeded events, the manual clock, seeded uuids and random strings,
+//! so the whole landing (keys included) is reproducible and snapshotted
+//! without redaction. Review changes with `cargo insta review`.
+//!
+//! Events are produced both before delivery starts (an hour earlier) and
+//! after: streams that start at activation time must skip the first, streams
+//! with `ReadFromTimestamp: 0` must deliver them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use chrono::{TimeZone, Utc};
+use rstest::rstest;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use streamlab::backend::{Backend, BackendKind};
+use streamlab::clock::{ManualClock, SharedClock};
+use streamlab::delivery::encode::decompress;
+use streamlab::delivery::sink::{self, S3Sink};
+use streamlab::delivery::source::SourceSettings;
+use streamlab::delivery::{Delivery, DeliveryOptions};
+use streamlab::events::{Event, EventGenerator, GeneratorConfig};
+use streamlab::harness;
+use streamlab::producer::{self, ProducerStats};
+use streamlab::spec::StartPosition;
+use tokio_util::sync::CancellationToken;
+
+const SEED: u64 = 7;
+const BEFORE: usize = 50;
+const AFTER: usize = 250;
+
+async fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) -> Result<()> {
+    let started = Instant::now();
+    while !condition() {
+        ensure!(started.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+async fn publish(bootstrap: &str, topic: &str, clock: SharedClock, events: Vec<Event>) -> Result<()> {
+    let n = events.len() as u64;
+    let stats = Arc::new(ProducerStats::default());
+    producer::publish(bootstrap, topic, None, events.into_iter(), clock, stats.clone(), CancellationToken::new())
+        .await?;
+    ensure!(stats.acked() == n, "acked {} of {n}", stats.acked());
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct Landed {
+    key: String,
+    content_type: Option<String>,
+    content_encoding: Option<String>,
+    records: usize,
+    decoded_bytes: usize,
+    decoded_sha256: String,
+    first_record: serde_json::Value,
+}
+
+#[rstest]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixture_lands_as_firehose_would(#[files("fixtures/streams/*.json")] path: PathBuf) -> Result<()> {
+    let name = path.file_stem().context("file name")?.to_string_lossy().into_owned();
+    let spec = streamlab::spec::load(&path)?;
+    let work = tempfile::tempdir()?;
+    let backend = Backend::start(BackendKind::Local, work.path()).await?;
+    harness::create_topic(&backend.bootstrap, &spec.topic, 3).await?;
+    let client = sink::client(&backend.s3).await;
+    harness::create_bucket(&client, &spec.bucket).await?;
+
+    let start = Utc.with_ymd_and_hms(2026, 3, 8, 6, 58, 0).unwrap();
+    let manual = Arc::new(ManualClock::new(start - chrono::Duration::hours(1)));
+    let clock: SharedClock = manual.clone();
+    let mut events: Vec<Event> =
+        EventGenerator::new(&GeneratorConfig::new(SEED, start.timestamp_millis())).take(BEFORE + AFTER).collect();
+    let after = events.split_off(BEFORE);
+    publish(&backend.bootstrap, &spec.topic, clock.clone(), events.clone()).await?;
+
+    manual.set(start);
+    let sink = S3Sink::new(client.clone(), &spec.bucket, backend.s3.endpoint.as_deref());
+    let options = DeliveryOptions {
+        source: SourceSettings { bootstrap: backend.bootstrap.clone(), instance_id: "fixtures".into() },
+        version: 1,
+        seed: Some(SEED),
+    };
+    let delivery = Delivery::connect(spec.clone(), options, sink, clock.clone()).await?;
+    let stats = delivery.stats();
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(delivery.run(stop.clone()));
+    publish(&backend.bootstrap, &spec.topic, clock.clone(), after.clone()).await?;
+
+    let expected: Vec<&Event> = if spec.start == StartPosition::Earliest {
+        events.iter().chain(&after).collect()
+    } else {
+        after.iter().collect()
+    };
+    let n = expected.len() as u64;
+    wait_for("all records read", Duration::from_secs(30), || stats.read() == n).await?;
+    manual.advance(spec.buffer.interval + Duration::from_secs(1));
+    wait_for("all records delivered", Duration::from_secs(10), || stats.delivered() == n).await?;
+    stop.cancel();
+    running.await??;
+
+    let objects = harness::read_bucket(&client, &spec.bucket).await?;
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut landed = Vec::new();
+    for object in &objects {
+        ensure!(object.key.ends_with(&spec.extension), "{} lacks extension {:?}", object.key, spec.extension);
+        ensure!(
+            object.content_type.as_deref() == Some("application/octet-stream"),
+            "{}: {:?}",
+            object.key,
+            object.content_type
+        );
+        ensure!(
+            object.content_encoding.as_deref() == spec.compression.content_encoding(),
+            "{}: {:?}",
+            object.key,
+            object.content_encoding
+        );
+        let decoded = decompress(&object.body, spec.compression).with_context(|| format!("decoding {}", object.key))?;
+        let records = harness::json_records(&decoded)?;
+        if spec.append_newline {
+            ensure!(decoded.ends_with(b"\n") && decoded.iter().filter(|b| **b == b'\n').count() == records.len());
+        } else {
+            ensure!(!decoded.contains(&b'\n'), "{}: newline without AppendDelimiterToRecord", object.key);
+        }
+        for record in &records {
+            *seen.entry(record["event_id"].as_str().context("event_id")?.to_owned()).or_default() += 1;
+        }
+        landed.push(Landed {
+            key: object.key.clone(),
+            content_type: object.content_type.clone(),
+            content_encoding: object.content_encoding.clone(),
+            records: records.len(),
+            decoded_bytes: decoded.len(),
+            decoded_sha256: format!("{:x}", Sha256::digest(&decoded)),
+            first_record: records[0].clone(),
+        });
+    }
+    let mut want: Vec<String> = expected.iter().map(|e| e.event_id.clone()).collect();
+    want.sort();
+    ensure!(
+        seen.values().all(|n| *n == 1),
+        "duplicates: {:?}",
+        seen.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>()
+    );
+    ensure!(
+        seen.keys().cloned().collect::<Vec<_>>() == want,
+        "{name}: landed ids differ from the expected {} events",
+        want.len()
+    );
+
+    insta::assert_yaml_snapshot!(format!("landing_{name}"), landed);
+    Ok(())
+}

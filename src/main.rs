@@ -102,6 +102,10 @@ struct DeliverArgs {
     /// restarted instance with the same id gets its partitions back).
     #[arg(long, default_value = "0")]
     instance_id: String,
+    /// Most dynamic partitions open at once (Firehose's default limit);
+    /// records for more go to the error prefix.
+    #[arg(long, default_value_t = streamlab::delivery::DEFAULT_ACTIVE_PARTITION_LIMIT)]
+    active_partition_limit: usize,
     #[command(flatten)]
     clock: ClockArgs,
 }
@@ -250,6 +254,7 @@ async fn deliver(args: DeliverArgs) -> Result<()> {
         source: SourceSettings { bootstrap: args.bootstrap, instance_id: args.instance_id },
         version: 1,
         seed: None,
+        active_partition_limit: args.active_partition_limit,
     };
     let delivery = Delivery::connect(spec.clone(), options, sink, clock).await?;
     eprintln!("delivering stream {:?}: topic {:?} -> s3://{}/ (Ctrl-C to stop)", spec.name, spec.topic, spec.bucket);

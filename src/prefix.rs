@@ -130,6 +130,41 @@ impl Template {
             .any(|s| matches!(s, Segment::PartitionKeyFromQuery(_) | Segment::PartitionKeyFromLambda(_)))
     }
 
+    pub fn has_query_keys(&self) -> bool {
+        self.segments.iter().any(|s| matches!(s, Segment::PartitionKeyFromQuery(_)))
+    }
+
+    pub fn has_lambda_keys(&self) -> bool {
+        self.segments.iter().any(|s| matches!(s, Segment::PartitionKeyFromLambda(_)))
+    }
+
+    /// The evaluated length when it cannot vary (no random strings, no
+    /// partition keys, timestamps of fixed width), else `None`.
+    pub fn fixed_evaluated_length(&self) -> Option<usize> {
+        if self
+            .segments
+            .iter()
+            .any(|s| !matches!(s, Segment::Literal(_) | Segment::Timestamp(_) | Segment::ErrorOutputType))
+        {
+            return None;
+        }
+        // The longest error-output-type Firehose uses, and an instant whose
+        // month and weekday names are the longest (Wednesday, September).
+        let mut random = String::new;
+        let mut ctx = RenderContext {
+            instant: chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2027, 9, 29, 23, 59, 59).unwrap(),
+            time_zone: Tz::UTC,
+            random_string: &mut random,
+            error_output_type: Some("format-conversion-failed"),
+            partition_key: &|_| None,
+        };
+        match self.render(&mut ctx) {
+            Ok(s) => Some(s.chars().count()),
+            Err(RenderError::TooLong { length }) => Some(length),
+            Err(_) => None,
+        }
+    }
+
     pub fn render(&self, ctx: &mut RenderContext<'_>) -> Result<String, RenderError> {
         let local = ctx.instant.with_timezone(&ctx.time_zone);
         let mut out = String::new();

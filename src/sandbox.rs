@@ -95,6 +95,7 @@ pub async fn run(options: &SandboxOptions, shutdown: CancellationToken) -> Resul
         source: SourceSettings { bootstrap: backend.bootstrap.clone(), instance_id: "sandbox".into() },
         version: 1,
         seed: None,
+        active_partition_limit: crate::delivery::DEFAULT_ACTIVE_PARTITION_LIMIT,
     };
     let delivery = Delivery::connect(spec.clone(), delivery_options, sink, clock.clone()).await?;
     let delivery_stats = delivery.stats();

@@ -9,7 +9,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
@@ -19,48 +18,16 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use streamlab::backend::{Backend, BackendKind};
-use streamlab::clock::{ManualClock, SharedClock};
 use streamlab::delivery::naming::default_key_regex;
-use streamlab::delivery::sink::{self, S3Sink};
-use streamlab::delivery::source::SourceSettings;
-use streamlab::delivery::{Delivery, DeliveryOptions, DeliveryStats};
 use streamlab::events::{Event, EventGenerator, GeneratorConfig};
 use streamlab::harness;
-use streamlab::producer::{self, ProducerStats};
-use tokio_util::sync::CancellationToken;
+
+mod common;
+
+use common::{wait_for, Pipeline};
 
 const SEED: u64 = 20_260_713;
 const SPEC: &str = "fixtures/streams/orders-to-s3.json";
-
-/// Waits for a condition with a deadline, so a broken pipeline fails the test
-/// with a message instead of hanging it.
-async fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) -> Result<()> {
-    let started = Instant::now();
-    while !condition() {
-        ensure!(started.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Ok(())
-}
-
-/// Publishes events with the real producer and checks every one was acked.
-async fn publish(backend: &Backend, topic: &str, clock: SharedClock, events: Vec<Event>) -> Result<()> {
-    let count = events.len() as u64;
-    let stats = Arc::new(ProducerStats::default());
-    producer::publish(
-        &backend.bootstrap,
-        topic,
-        None,
-        events.into_iter(),
-        clock,
-        stats.clone(),
-        CancellationToken::new(),
-    )
-    .await?;
-    ensure!(stats.acked() == count, "broker acknowledged {} of {count}", stats.acked());
-    Ok(())
-}
 
 /// Every record's Kafka timestamp, by event id, read straight from the topic:
 /// the independent source of truth for "the oldest record in the object".
@@ -111,31 +78,16 @@ struct ObjectSummary {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_events_land_exactly_once() -> Result<()> {
     let wall = Instant::now();
-    let work = tempfile::tempdir()?;
-    let backend = Backend::start(BackendKind::Local, work.path()).await?;
-    let spec = streamlab::spec::load(Path::new(SPEC))?;
-    let partitions = 3;
-    harness::create_topic(&backend.bootstrap, &spec.topic, partitions).await?;
-    let client = sink::client(&backend.s3).await;
-    harness::create_bucket(&client, &spec.bucket).await?;
-
     // Phase 1 at 14:58:30; the buffer interval is 300 s, so its objects are
     // cut at 15:03:30 but keep the 14 h prefix of their oldest record.
     let start = Utc.with_ymd_and_hms(2026, 7, 13, 14, 58, 30).unwrap();
-    let manual = Arc::new(ManualClock::new(start));
-    let clock: SharedClock = manual.clone();
-    let sink = S3Sink::new(client.clone(), &spec.bucket, backend.s3.endpoint.as_deref());
-    let options = DeliveryOptions {
-        source: SourceSettings { bootstrap: backend.bootstrap.clone(), instance_id: "e2e".into() },
-        version: 1,
-        seed: Some(SEED),
-    };
+    let partitions = 3;
+    let pipeline = Pipeline::start(Path::new(SPEC), partitions, start).await?;
+    let spec = pipeline.spec.clone();
     // Joining the group (static membership) takes tansu ~6 s: join while
     // producing.
-    let delivery = Delivery::connect(spec.clone(), options, sink, clock.clone()).await?;
-    let stats: Arc<DeliveryStats> = delivery.stats();
-    let stop = CancellationToken::new();
-    let running = tokio::spawn(delivery.run(stop.clone()));
+    let running = pipeline.deliver(SEED, None).await?;
+    let stats = running.stats.clone();
 
     let total = 10_000u64;
     let half = total / 2;
@@ -145,26 +97,25 @@ async fn ten_thousand_events_land_exactly_once() -> Result<()> {
     let expected: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
     let phase2 = events.split_off(half as usize);
 
-    publish(&backend, &spec.topic, clock.clone(), events).await?;
+    pipeline.publish(events).await?;
     wait_for("phase 1 consumed", Duration::from_secs(30), || stats.read() == half).await?;
     ensure!(stats.objects.load(std::sync::atomic::Ordering::SeqCst) == 0, "nothing may land before the interval");
-    manual.advance(Duration::from_secs(301));
+    pipeline.pass_interval();
     wait_for("phase 1 delivered", Duration::from_secs(10), || stats.delivered() == half).await?;
 
     // Phase 2: the rest of the same seeded stream, past the hour boundary.
-    publish(&backend, &spec.topic, clock.clone(), phase2).await?;
+    pipeline.publish(phase2).await?;
     wait_for("phase 2 consumed", Duration::from_secs(10), || stats.read() == total).await?;
-    manual.advance(Duration::from_secs(301));
+    pipeline.pass_interval();
     wait_for("phase 2 delivered", Duration::from_secs(10), || stats.delivered() == total).await?;
-    stop.cancel();
-    running.await??;
+    running.stop().await?;
     let elapsed = wall.elapsed();
 
     // Exactly once: the multiset of landed event ids equals what was produced.
-    let objects = harness::read_bucket(&client, &spec.bucket).await?;
+    let objects = pipeline.objects().await?;
     let mut landed: BTreeMap<String, usize> = BTreeMap::new();
     let mut summaries = Vec::new();
-    let timestamps = kafka_timestamps(&backend.bootstrap, &spec.topic, partitions, total as usize)?;
+    let timestamps = kafka_timestamps(&pipeline.backend.bootstrap, &spec.topic, partitions, total as usize)?;
     let key_shape = default_key_regex(&spec.name, "");
     let uuid = regex::Regex::new(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")?;
     for object in &objects {

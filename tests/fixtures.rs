@@ -9,47 +9,25 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use chrono::{TimeZone, Utc};
 use rstest::rstest;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use streamlab::backend::{Backend, BackendKind};
-use streamlab::clock::{ManualClock, SharedClock};
 use streamlab::delivery::encode::decompress;
-use streamlab::delivery::sink::{self, S3Sink};
-use streamlab::delivery::source::SourceSettings;
-use streamlab::delivery::{Delivery, DeliveryOptions};
 use streamlab::events::{Event, EventGenerator, GeneratorConfig};
 use streamlab::harness;
-use streamlab::producer::{self, ProducerStats};
 use streamlab::spec::StartPosition;
-use tokio_util::sync::CancellationToken;
+
+use common::{wait_for, Pipeline};
+
+mod common;
 
 const SEED: u64 = 7;
 const BEFORE: usize = 50;
 const AFTER: usize = 250;
-
-async fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) -> Result<()> {
-    let started = Instant::now();
-    while !condition() {
-        ensure!(started.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Ok(())
-}
-
-async fn publish(bootstrap: &str, topic: &str, clock: SharedClock, events: Vec<Event>) -> Result<()> {
-    let n = events.len() as u64;
-    let stats = Arc::new(ProducerStats::default());
-    producer::publish(bootstrap, topic, None, events.into_iter(), clock, stats.clone(), CancellationToken::new())
-        .await?;
-    ensure!(stats.acked() == n, "acked {} of {n}", stats.acked());
-    Ok(())
-}
 
 #[derive(Serialize)]
 struct Landed {
@@ -66,33 +44,17 @@ struct Landed {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fixture_lands_as_firehose_would(#[files("fixtures/streams/*.json")] path: PathBuf) -> Result<()> {
     let name = path.file_stem().context("file name")?.to_string_lossy().into_owned();
-    let spec = streamlab::spec::load(&path)?;
-    let work = tempfile::tempdir()?;
-    let backend = Backend::start(BackendKind::Local, work.path()).await?;
-    harness::create_topic(&backend.bootstrap, &spec.topic, 3).await?;
-    let client = sink::client(&backend.s3).await;
-    harness::create_bucket(&client, &spec.bucket).await?;
-
     let start = Utc.with_ymd_and_hms(2026, 3, 8, 6, 58, 0).unwrap();
-    let manual = Arc::new(ManualClock::new(start - chrono::Duration::hours(1)));
-    let clock: SharedClock = manual.clone();
+    let pipeline = Pipeline::start(&path, 3, start - chrono::Duration::hours(1)).await?;
+    let spec = pipeline.spec.clone();
     let mut events: Vec<Event> =
         EventGenerator::new(&GeneratorConfig::new(SEED, start.timestamp_millis())).take(BEFORE + AFTER).collect();
     let after = events.split_off(BEFORE);
-    publish(&backend.bootstrap, &spec.topic, clock.clone(), events.clone()).await?;
+    pipeline.publish(events.clone()).await?;
 
-    manual.set(start);
-    let sink = S3Sink::new(client.clone(), &spec.bucket, backend.s3.endpoint.as_deref());
-    let options = DeliveryOptions {
-        source: SourceSettings { bootstrap: backend.bootstrap.clone(), instance_id: "fixtures".into() },
-        version: 1,
-        seed: Some(SEED),
-    };
-    let delivery = Delivery::connect(spec.clone(), options, sink, clock.clone()).await?;
-    let stats = delivery.stats();
-    let stop = CancellationToken::new();
-    let running = tokio::spawn(delivery.run(stop.clone()));
-    publish(&backend.bootstrap, &spec.topic, clock.clone(), after.clone()).await?;
+    pipeline.manual.set(start);
+    let running = pipeline.deliver(SEED, None).await?;
+    pipeline.publish(after.clone()).await?;
 
     let expected: Vec<&Event> = if spec.start == StartPosition::Earliest {
         events.iter().chain(&after).collect()
@@ -100,13 +62,13 @@ async fn fixture_lands_as_firehose_would(#[files("fixtures/streams/*.json")] pat
         after.iter().collect()
     };
     let n = expected.len() as u64;
+    let stats = running.stats.clone();
     wait_for("all records read", Duration::from_secs(30), || stats.read() == n).await?;
-    manual.advance(spec.buffer.interval + Duration::from_secs(1));
+    pipeline.pass_interval();
     wait_for("all records delivered", Duration::from_secs(10), || stats.delivered() == n).await?;
-    stop.cancel();
-    running.await??;
+    running.stop().await?;
 
-    let objects = harness::read_bucket(&client, &spec.bucket).await?;
+    let objects = pipeline.objects().await?;
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let mut landed = Vec::new();
     for object in &objects {

@@ -1,9 +1,10 @@
 //! Buffering: which records go into which object, and when an object is due.
 //!
 //! Pure logic with time passed in, so proptests drive it under any clock
-//! without a broker. Firehose (MSK source, no dynamic partitioning) keeps one
-//! buffer per Kafka partition and delivers it when the first of two hints is
-//! reached: `SizeInMBs` or `IntervalInSeconds` since the buffer's first record.
+//! without a broker. Firehose keeps one buffer per Kafka partition (or, with
+//! dynamic partitioning, per evaluated prefix; error records get buffers of
+//! their own) and delivers it when the first of two hints is reached:
+//! `SizeInMBs` or `IntervalInSeconds` since the buffer's first record.
 
 use std::collections::BTreeMap;
 
@@ -22,10 +23,22 @@ pub struct Record {
     pub value: Bytes,
 }
 
+/// Which buffer a record goes to; one buffer becomes one object at a time.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum BufferKey {
+    /// Without dynamic partitioning: the Kafka partition.
+    Partition(i32),
+    /// With dynamic partitioning: the prefix evaluated for the record (random
+    /// strings still unevaluated; they are drawn per object).
+    Prefix(String),
+    /// Records that go to the error prefix, by error-output-type.
+    Error(&'static str),
+}
+
 /// Records that will become one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
-    pub partition: i32,
+    pub key: BufferKey,
     pub records: Vec<Record>,
     /// Bytes the records occupy in the object before compression, including
     /// delimiters.
@@ -40,21 +53,16 @@ impl Batch {
     pub fn oldest_timestamp_ms(&self) -> i64 {
         self.records.iter().map(|r| r.timestamp_ms).min().expect("batches are never empty")
     }
-
-    /// Offset to commit once this batch is durably written.
-    pub fn next_offset(&self) -> i64 {
-        self.records.iter().map(|r| r.offset).max().expect("batches are never empty") + 1
-    }
 }
 
-/// Per-partition buffers under one set of hints.
+/// Keyed buffers under one set of hints.
 #[derive(Debug)]
 pub struct Buffers {
     hints: BufferHints,
-    /// Extra bytes each record takes in the object (1 with
-    /// `AppendDelimiterToRecord`).
+    /// Extra bytes each data record takes in its object (1 with
+    /// `AppendDelimiterToRecord`); error records carry their own newline.
     per_record_overhead: u64,
-    open: BTreeMap<i32, Batch>,
+    open: BTreeMap<BufferKey, Batch>,
 }
 
 impl Buffers {
@@ -62,21 +70,36 @@ impl Buffers {
         Self { hints, per_record_overhead, open: BTreeMap::new() }
     }
 
+    /// Bytes a record takes in its object before compression.
+    fn size(&self, key: &BufferKey, record: &Record) -> u64 {
+        let overhead = if matches!(key, BufferKey::Error(_)) { 0 } else { self.per_record_overhead };
+        record.value.len() as u64 + overhead
+    }
+
+    /// Buffers currently open (Firehose's "active partitions").
+    pub fn open_count(&self) -> usize {
+        self.open.len()
+    }
+
+    pub fn is_open(&self, key: &BufferKey) -> bool {
+        self.open.contains_key(key)
+    }
+
     /// Adds a record; returns the batches that became due by size.
     ///
     /// A record that would push its buffer past `SizeInMBs` first closes the
     /// buffer, so no object exceeds the size hint unless it holds a single
     /// record larger than the hint.
-    pub fn push(&mut self, record: Record, now_ms: i64) -> Vec<Batch> {
+    pub fn push(&mut self, key: BufferKey, record: Record, now_ms: i64) -> Vec<Batch> {
         let mut due = Vec::new();
-        let size = record.value.len() as u64 + self.per_record_overhead;
-        if let Some(batch) = self.open.get(&record.partition) {
+        let size = self.size(&key, &record);
+        if let Some(batch) = self.open.get(&key) {
             if batch.bytes + size > self.hints.size_bytes {
-                due.extend(self.open.remove(&record.partition));
+                due.extend(self.open.remove(&key));
             }
         }
-        let batch = self.open.entry(record.partition).or_insert_with(|| Batch {
-            partition: record.partition,
+        let batch = self.open.entry(key.clone()).or_insert_with(|| Batch {
+            key: key.clone(),
             records: Vec::new(),
             bytes: 0,
             opened_at_ms: now_ms,
@@ -84,8 +107,7 @@ impl Buffers {
         batch.bytes += size;
         batch.records.push(record);
         if batch.bytes >= self.hints.size_bytes {
-            let partition = batch.partition;
-            due.extend(self.open.remove(&partition));
+            due.extend(self.open.remove(&key));
         }
         due
     }
@@ -93,9 +115,9 @@ impl Buffers {
     /// Batches whose interval has elapsed at `now_ms`.
     pub fn due(&mut self, now_ms: i64) -> Vec<Batch> {
         let interval_ms = self.hints.interval.as_millis() as i64;
-        let ready: Vec<i32> =
-            self.open.values().filter(|b| now_ms - b.opened_at_ms >= interval_ms).map(|b| b.partition).collect();
-        ready.into_iter().filter_map(|p| self.open.remove(&p)).collect()
+        let ready: Vec<BufferKey> =
+            self.open.values().filter(|b| now_ms - b.opened_at_ms >= interval_ms).map(|b| b.key.clone()).collect();
+        ready.into_iter().filter_map(|k| self.open.remove(&k)).collect()
     }
 
     /// Everything buffered, for shutdown.
@@ -103,15 +125,28 @@ impl Buffers {
         std::mem::take(&mut self.open).into_values().collect()
     }
 
-    /// Drops the buffers of partitions this instance no longer owns; their
-    /// records are uncommitted, so the new owner re-reads them.
+    /// Drops the records of Kafka partitions this instance no longer owns;
+    /// they are uncommitted, so the new owner re-reads them. Returns how many
+    /// were dropped.
     pub fn discard(&mut self, partitions: &[i32]) -> usize {
-        partitions.iter().filter_map(|p| self.open.remove(p)).map(|b| b.records.len()).sum()
+        let mut dropped = 0;
+        let keys: Vec<BufferKey> = self.open.keys().cloned().collect();
+        for key in keys {
+            let mut batch = self.open.remove(&key).expect("key listed");
+            let before = batch.records.len();
+            batch.records.retain(|r| !partitions.contains(&r.partition));
+            dropped += before - batch.records.len();
+            batch.bytes = batch.records.iter().map(|r| self.size(&key, r)).sum();
+            if !batch.records.is_empty() {
+                self.open.insert(key, batch);
+            }
+        }
+        dropped
     }
 
-    /// Bytes buffered per partition, for progress and metrics.
-    pub fn buffered_bytes(&self) -> BTreeMap<i32, u64> {
-        self.open.iter().map(|(p, b)| (*p, b.bytes)).collect()
+    /// Bytes buffered per buffer, for progress and metrics.
+    pub fn buffered_bytes(&self) -> BTreeMap<BufferKey, u64> {
+        self.open.iter().map(|(k, b)| (k.clone(), b.bytes)).collect()
     }
 
     /// Clock time of the oldest buffered record arrival, for freshness.
@@ -161,7 +196,7 @@ mod tests {
         let mut buffers = Buffers::new(hints, 0);
         let mut objects = Vec::new();
         for offset in 0..records {
-            objects.extend(buffers.push(record(0, offset, 0, record_len), 0));
+            objects.extend(buffers.push(BufferKey::Partition(0), record(0, offset, 0, record_len), 0));
         }
         objects.extend(buffers.due(advance_s * 1000));
         assert_eq!(objects.len(), expected_objects);
@@ -176,7 +211,7 @@ mod tests {
         // 1023 bytes + 1 delimiter = 1 KiB per record: 1024 fill the buffer.
         let mut due = Vec::new();
         for offset in 0..1024 {
-            due.extend(buffers.push(record(0, offset, 0, 1023), 0));
+            due.extend(buffers.push(BufferKey::Partition(0), record(0, offset, 0, 1023), 0));
         }
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].bytes, MIB);
@@ -185,12 +220,23 @@ mod tests {
     #[test]
     fn interval_counts_from_first_record_per_partition() {
         let mut buffers = Buffers::new(hints(5, 60), 0);
-        buffers.push(record(0, 0, 0, 10), 0);
-        buffers.push(record(1, 0, 0, 10), 30_000);
+        buffers.push(BufferKey::Partition(0), record(0, 0, 0, 10), 0);
+        buffers.push(BufferKey::Partition(1), record(1, 0, 0, 10), 30_000);
         let due = buffers.due(60_000);
-        assert_eq!(due.iter().map(|b| b.partition).collect::<Vec<_>>(), [0]);
+        assert_eq!(due.iter().map(|b| b.key.clone()).collect::<Vec<_>>(), [BufferKey::Partition(0)]);
         let due = buffers.due(90_000);
-        assert_eq!(due.iter().map(|b| b.partition).collect::<Vec<_>>(), [1]);
+        assert_eq!(due.iter().map(|b| b.key.clone()).collect::<Vec<_>>(), [BufferKey::Partition(1)]);
+    }
+
+    #[test]
+    fn discarding_revoked_partitions_keeps_sizes_exact() {
+        let mut buffers = Buffers::new(hints(5, 60), 1);
+        let key = BufferKey::Prefix("p/".into());
+        buffers.push(key.clone(), record(0, 0, 0, 10), 0);
+        buffers.push(key.clone(), record(1, 0, 0, 20), 0);
+        buffers.push(BufferKey::Partition(1), record(1, 1, 0, 5), 0);
+        assert_eq!(buffers.discard(&[1]), 2);
+        assert_eq!(buffers.buffered_bytes(), BTreeMap::from([(key, 11)]));
     }
 
     /// One step of a run: a record arrives on a partition after some time, or
@@ -231,7 +277,8 @@ mod tests {
                 match step {
                     Step::Record { partition, len, ts_jitter_ms } => {
                         let offset = next_offset.entry(partition).or_default();
-                        objects.extend(buffers.push(record(partition, *offset, now + ts_jitter_ms, len), now));
+                        let rec = record(partition, *offset, now + ts_jitter_ms, len);
+                        objects.extend(buffers.push(BufferKey::Partition(partition), rec, now));
                         *offset += 1;
                     }
                     Step::Tick { millis } => {
@@ -250,12 +297,13 @@ mod tests {
                 prop_assert!(!batch.records.is_empty());
                 prop_assert!(batch.bytes <= hints.size_bytes || batch.records.len() == 1,
                     "object of {} bytes with {} records", batch.bytes, batch.records.len());
-                let start = committed.get(&batch.partition).copied().unwrap_or(0);
+                let BufferKey::Partition(partition) = batch.key else { panic!("unexpected key {:?}", batch.key) };
+                let start = committed.get(&partition).copied().unwrap_or(0);
                 let offsets: Vec<i64> = batch.records.iter().map(|r| r.offset).collect();
                 let expected: Vec<i64> = (start..start + offsets.len() as i64).collect();
-                prop_assert_eq!(offsets, expected, "partition {} batch out of order", batch.partition);
+                prop_assert_eq!(offsets, expected, "partition {} batch out of order", partition);
                 prop_assert!(batch.records.iter().all(|r| r.timestamp_ms >= batch.oldest_timestamp_ms()));
-                committed.insert(batch.partition, batch.next_offset());
+                committed.insert(partition, start + batch.records.len() as i64);
             }
             prop_assert_eq!(committed, next_offset);
         }

@@ -149,7 +149,7 @@ mod tests {
             .enumerate()
             .map(|(i, v)| Record { partition: 0, offset: i as i64, timestamp_ms: 0, value: Bytes::copy_from_slice(v) })
             .collect();
-        Batch { partition: 0, records, bytes: 14, opened_at_ms: 0 }
+        Batch { key: crate::delivery::buffer::BufferKey::Partition(0), records, bytes: 14, opened_at_ms: 0 }
     }
 
     #[test]

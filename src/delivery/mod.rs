@@ -9,15 +9,19 @@
 
 pub mod buffer;
 pub mod encode;
+pub mod extract;
 pub mod naming;
+pub mod offsets;
 pub mod sink;
 pub mod source;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use bytes::Bytes;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -26,8 +30,10 @@ use tracing::{debug, info, warn};
 
 use crate::clock::SharedClock;
 use crate::spec::{Compression, StreamSpec};
-use buffer::{Batch, Buffers, Record};
+use buffer::{Batch, BufferKey, Buffers, Record};
+use extract::MetadataExtractor;
 use naming::{Namer, Randomness};
+use offsets::OffsetTracker;
 use sink::S3Sink;
 use source::{Source, SourceError, SourceSettings};
 
@@ -38,6 +44,34 @@ const TICK: Duration = Duration::from_millis(20);
 /// How long shutdown keeps retrying the final PUTs before giving up; what it
 /// gives up on stays uncommitted and is re-read on the next start.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Firehose's record size limit; larger records go to the error prefix.
+pub const MAX_RECORD_BYTES: usize = 10 * 1024 * 1024;
+
+/// Firehose's default limit of active dynamic partitions.
+pub const DEFAULT_ACTIVE_PARTITION_LIMIT: usize = 500;
+
+/// `error-output-type` values, and the error codes streamlab writes.
+pub mod errors {
+    pub const PROCESSING_FAILED: &str = "processing-failed";
+    pub const METADATA_EXTRACTION_FAILED: &str = "metadata-extraction-failed";
+    pub const METADATA_EXTRACTION_CODE: &str = "DynamicPartitioning.MetadataExtractionFailed";
+    pub const ACTIVE_PARTITIONS_CODE: &str = "DynamicPartitioning.ActivePartitionsLimitExceeded";
+    pub const RECORD_TOO_LARGE_CODE: &str = "RecordTooLarge";
+    pub const PREFIX_CODE: &str = "DynamicPartitioning.PrefixEvaluationFailed";
+}
+
+/// One line of an error object, fields in the order Firehose writes them.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorLine<'a> {
+    attempts_made: u32,
+    arrival_timestamp: i64,
+    error_code: &'a str,
+    error_message: &'a str,
+    attempt_ending_timestamp: i64,
+    raw_data: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
@@ -51,7 +85,6 @@ pub enum DeliveryError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LandedObject {
     pub key: String,
-    pub partition: i32,
     pub records: usize,
     /// Size of the object as stored (after compression).
     pub bytes: u64,
@@ -60,7 +93,7 @@ pub struct LandedObject {
 /// Live counters, shared with whoever watches (sandbox progress, tests).
 #[derive(Debug, Default)]
 pub struct DeliveryStats {
-    /// `DataReadFromSource.Records`.
+    /// `DataReadFromSource.Records`, counted once the record is buffered.
     pub records_read: AtomicU64,
     /// `DataReadFromSource.Bytes`.
     pub bytes_read: AtomicU64,
@@ -72,15 +105,20 @@ pub struct DeliveryStats {
     pub objects: AtomicU64,
     /// Failed PUT attempts (each retried).
     pub put_failures: AtomicU64,
+    /// Records written to the error prefix (extraction failures, records over
+    /// 10 MB, active partitions over the limit).
+    pub error_records: AtomicU64,
     /// Records dropped from buffers because their partition was revoked
     /// (they are re-read by the new owner).
     pub records_handed_over: AtomicU64,
-    buffered: Mutex<BTreeMap<i32, u64>>,
+    buffered: Mutex<BTreeMap<String, u64>>,
     landed: Mutex<Vec<LandedObject>>,
 }
 
 impl DeliveryStats {
-    pub fn buffered_bytes(&self) -> BTreeMap<i32, u64> {
+    /// Bytes per open buffer, labelled `p<partition>`, the dynamic prefix, or
+    /// `error:<type>`.
+    pub fn buffered_bytes(&self) -> BTreeMap<String, u64> {
         self.buffered.lock().expect("stats lock").clone()
     }
 
@@ -110,6 +148,9 @@ pub struct DeliveryOptions {
     pub version: u32,
     /// Seed for uuids and random strings; `None` draws from the OS.
     pub seed: Option<u64>,
+    /// Most dynamic partitions open at once; records for more go to the error
+    /// prefix (Firehose's default is 500).
+    pub active_partition_limit: usize,
 }
 
 /// A delivery instance, connected and ready to run.
@@ -120,12 +161,12 @@ pub struct Delivery {
     clock: SharedClock,
     namer: Namer,
     stats: Arc<DeliveryStats>,
-    /// Next offset per partition whose records have all landed.
-    positions: Mutex<BTreeMap<i32, i64>>,
-    /// Partitions with a batch that did not land. Nothing later of theirs is
-    /// written or committed: committing a later batch would skip the failed
-    /// one for good.
-    stalled: Mutex<std::collections::BTreeSet<i32>>,
+    extractor: Option<MetadataExtractor>,
+    active_partition_limit: usize,
+    offsets: Mutex<OffsetTracker>,
+    /// Set when a batch did not land (only during shutdown). Nothing later is
+    /// written or committed in this run: a later commit could skip it.
+    stalled: AtomicBool,
 }
 
 impl Delivery {
@@ -149,6 +190,7 @@ impl Delivery {
         info!(stream = %spec.name, topic = %spec.topic, partitions, bucket = sink.bucket(), "delivery connected");
         let randomness = options.seed.map(Randomness::seeded).unwrap_or_else(Randomness::from_entropy);
         let namer = Namer::new(spec.clone(), options.version, randomness);
+        let extractor = spec.metadata_query.as_deref().map(MetadataExtractor::new);
         Ok(Self {
             spec,
             source,
@@ -156,8 +198,10 @@ impl Delivery {
             clock,
             namer,
             stats: Arc::default(),
-            positions: Mutex::default(),
-            stalled: Mutex::default(),
+            extractor,
+            active_partition_limit: options.active_partition_limit,
+            offsets: Mutex::default(),
+            stalled: AtomicBool::new(false),
         })
     }
 
@@ -178,25 +222,14 @@ impl Delivery {
                 _ = tick.tick() => {
                     let revoked = self.source.context().take_revoked();
                     if !revoked.is_empty() {
-                        let mut positions = self.positions.lock().expect("positions lock");
-                        revoked.iter().for_each(|p| {
-                            positions.remove(p);
-                        });
-                        drop(positions);
-                        let mut stalled = self.stalled.lock().expect("stalled lock");
-                        revoked.iter().for_each(|p| {
-                            stalled.remove(p);
-                        });
-                        drop(stalled);
+                        self.offsets.lock().expect("offsets lock").forget(&revoked);
                         let n = buffers.discard(&revoked);
                         self.stats.records_handed_over.fetch_add(n as u64, Ordering::Relaxed);
                     }
                     for batch in buffers.due(self.clock.now_millis()) {
-                        if !self.deliver(batch, &shutdown).await {
-                            break;
-                        }
+                        self.deliver(batch, &shutdown).await;
                     }
-                    *self.stats.buffered.lock().expect("stats lock") = buffers.buffered_bytes();
+                    self.publish_buffered(&buffers);
                 }
                 message = self.source.recv() => match message {
                     Ok(message) => {
@@ -206,16 +239,27 @@ impl Delivery {
                             timestamp_ms: message.timestamp().to_millis().unwrap_or_else(|| self.clock.now_millis()),
                             value: Bytes::copy_from_slice(message.payload().unwrap_or_default()),
                         };
-                        if self.source.context().skip(record.partition, record.timestamp_ms) {
+                        drop(message);
+                        let (partition, offset) = (record.partition, record.offset);
+                        if self.source.context().skip(partition, record.timestamp_ms) {
                             self.stats.records_skipped.fetch_add(1, Ordering::Relaxed);
+                            self.offsets.lock().expect("offsets lock").read(partition, offset, 0);
                             continue;
                         }
+                        let bytes = record.value.len() as u64;
+                        let now = self.clock.now_millis();
+                        let routed = self.route(record, &buffers);
+                        self.offsets.lock().expect("offsets lock").read(partition, offset, routed.len());
+                        let mut due = Vec::new();
+                        for (key, record) in routed {
+                            due.extend(buffers.push(key, record, now));
+                        }
+                        // Counted once buffered, so whoever watches the count
+                        // (tests advancing the clock) sees the buffer opened.
                         self.stats.records_read.fetch_add(1, Ordering::Relaxed);
-                        self.stats.bytes_read.fetch_add(record.value.len() as u64, Ordering::Relaxed);
-                        for batch in buffers.push(record, self.clock.now_millis()) {
-                            if !self.deliver(batch, &shutdown).await {
-                                break;
-                            }
+                        self.stats.bytes_read.fetch_add(bytes, Ordering::Relaxed);
+                        for batch in due {
+                            self.deliver(batch, &shutdown).await;
                         }
                     }
                     Err(e) => warn!(error = %e, "kafka consumer error; retrying"),
@@ -234,10 +278,10 @@ impl Delivery {
             self.deliver(batch, &grace).await;
         }
         timer.abort();
-        *self.stats.buffered.lock().expect("stats lock") = BTreeMap::new();
+        self.publish_buffered(&buffers);
         // Async commits may still be in flight: commit the final positions
         // synchronously so a clean stop leaves nothing to re-read.
-        let final_positions = self.positions.lock().expect("positions lock").clone();
+        let final_positions = self.offsets.lock().expect("offsets lock").committed();
         let (source, topic, stats) = (self.source, self.spec.topic, self.stats);
         tokio::task::spawn_blocking(move || {
             let mut tpl = TopicPartitionList::new();
@@ -256,35 +300,150 @@ impl Delivery {
         Ok(stats)
     }
 
+    fn publish_buffered(&self, buffers: &Buffers) {
+        let labelled = buffers
+            .buffered_bytes()
+            .into_iter()
+            .map(|(key, bytes)| {
+                let label = match key {
+                    BufferKey::Partition(p) => format!("p{p}"),
+                    BufferKey::Prefix(prefix) => prefix.replace(naming::RANDOM_MARKER, "*"),
+                    BufferKey::Error(kind) => format!("error:{kind}"),
+                };
+                (label, bytes)
+            })
+            .collect();
+        *self.stats.buffered.lock().expect("stats lock") = labelled;
+    }
+
+    /// Which buffer each record of a Kafka record goes to: de-aggregation,
+    /// then the partition (or, with dynamic partitioning, the prefix its keys
+    /// evaluate to); records that cannot be delivered as configured become
+    /// error records.
+    fn route(&self, record: Record, buffers: &Buffers) -> Vec<(BufferKey, Record)> {
+        if record.value.len() > MAX_RECORD_BYTES {
+            let message = format!("record of {} bytes exceeds the 10 MB limit", record.value.len());
+            return vec![self.error(record, errors::PROCESSING_FAILED, errors::RECORD_TOO_LARGE_CODE, &message)];
+        }
+        let parts = extract::deaggregate(&record.value, self.spec.deaggregation.as_ref());
+        let mut out = Vec::with_capacity(parts.len());
+        let mut opened = 0;
+        for value in parts {
+            let sub = Record { value, ..record.clone() };
+            let Some(extractor) = &self.extractor else {
+                out.push((BufferKey::Partition(sub.partition), sub));
+                continue;
+            };
+            if !self.spec.dynamic_partitioning {
+                out.push((BufferKey::Partition(sub.partition), sub));
+                continue;
+            }
+            let keys = match extractor.extract(&sub.value) {
+                Ok(keys) => keys,
+                Err(e) => {
+                    let message = e.to_string();
+                    out.push(self.error(
+                        sub,
+                        errors::METADATA_EXTRACTION_FAILED,
+                        errors::METADATA_EXTRACTION_CODE,
+                        &message,
+                    ));
+                    continue;
+                }
+            };
+            let prefix = match self.namer.partition_prefix(sub.timestamp_ms, &keys) {
+                Ok(prefix) => prefix,
+                Err(e) => {
+                    let message = e.to_string();
+                    out.push(self.error(sub, errors::PROCESSING_FAILED, errors::PREFIX_CODE, &message));
+                    continue;
+                }
+            };
+            let key = BufferKey::Prefix(prefix);
+            let new = !buffers.is_open(&key) && !out.iter().any(|(k, _)| *k == key);
+            if new && buffers.open_count() + opened >= self.active_partition_limit {
+                let message = format!("more than {} active partitions", self.active_partition_limit);
+                out.push(self.error(sub, errors::PROCESSING_FAILED, errors::ACTIVE_PARTITIONS_CODE, &message));
+                continue;
+            }
+            opened += usize::from(new);
+            out.push((key, sub));
+        }
+        out
+    }
+
+    /// An error record: the JSON line Firehose writes under the error prefix.
+    fn error(&self, record: Record, kind: &'static str, code: &str, message: &str) -> (BufferKey, Record) {
+        self.stats.error_records.fetch_add(1, Ordering::Relaxed);
+        let line = ErrorLine {
+            attempts_made: 1,
+            arrival_timestamp: record.timestamp_ms,
+            error_code: code,
+            error_message: message,
+            attempt_ending_timestamp: self.clock.now_millis(),
+            raw_data: BASE64.encode(&record.value),
+        };
+        let mut value = serde_json::to_vec(&line).expect("JSON values serialize");
+        value.push(b'\n');
+        (BufferKey::Error(kind), Record { value: Bytes::from(value), ..record })
+    }
+
     /// Writes one batch, retrying with exponential backoff until it lands or
-    /// `stop` fires, then commits the partition's offset. Returns whether it
-    /// landed; a batch that did not stays uncommitted and will be re-read.
+    /// `stop` fires, then commits what it completed. Returns whether it
+    /// landed; a batch that did not stays uncommitted and will be re-read,
+    /// and nothing after it is written or committed in this run.
     async fn deliver(&self, batch: Batch, stop: &CancellationToken) -> bool {
-        if self.stalled.lock().expect("stalled lock").contains(&batch.partition) {
+        if self.stalled.load(Ordering::SeqCst) {
             return false;
         }
         let landed = self.write(&batch, stop).await;
         if !landed {
-            self.stalled.lock().expect("stalled lock").insert(batch.partition);
+            self.stalled.store(true, Ordering::SeqCst);
+            return false;
         }
-        landed
+        let mut touched = std::collections::BTreeSet::new();
+        let mut offsets = self.offsets.lock().expect("offsets lock");
+        for record in &batch.records {
+            offsets.landed(record.partition, record.offset);
+            touched.insert(record.partition);
+        }
+        let commits: Vec<(i32, i64)> = touched.into_iter().filter_map(|p| offsets.advance(p).map(|o| (p, o))).collect();
+        drop(offsets);
+        for (partition, offset) in commits {
+            self.commit(partition, offset);
+        }
+        true
     }
 
     async fn write(&self, batch: &Batch, stop: &CancellationToken) -> bool {
-        let entry = if self.spec.compression == Compression::Zip { self.namer.zip_entry_name() } else { String::new() };
-        let body = encode::encode(batch, self.spec.append_newline, self.spec.compression, &entry);
-        let key = match self.namer.object_key(batch.oldest_timestamp_ms()) {
+        let oldest = batch.oldest_timestamp_ms();
+        let (key, body, encoding) = match &batch.key {
+            BufferKey::Error(kind) => {
+                (self.namer.error_key(oldest, kind), Bytes::from(encode::concatenate(batch, false)), None)
+            }
+            data => {
+                let entry =
+                    if self.spec.compression == Compression::Zip { self.namer.zip_entry_name() } else { String::new() };
+                let body = encode::encode(batch, self.spec.append_newline, self.spec.compression, &entry);
+                let key = match data {
+                    BufferKey::Prefix(prefix) => Ok(self.namer.dynamic_key(prefix, oldest)),
+                    _ => self.namer.object_key(oldest),
+                };
+                (key, body, self.spec.compression.content_encoding())
+            }
+        };
+        let key = match key {
             Ok(key) => key,
             Err(e) => {
-                // Only the 512-character limit can fail here; static prefixes
-                // were checked at load. Keep the batch uncommitted.
-                warn!(error = %e, partition = batch.partition, "cannot name object");
+                // Only a static prefix over 512 characters after evaluation
+                // gets here, which validation rules out for fixed-width ones.
+                warn!(error = %e, "cannot name object");
                 return false;
             }
         };
         let mut backoff = Duration::from_millis(100);
         loop {
-            match self.sink.put(&key, body.clone(), self.spec.compression.content_encoding()).await {
+            match self.sink.put(&key, body.clone(), encoding).await {
                 Ok(()) => break,
                 Err(e) => {
                     self.stats.put_failures.fetch_add(1, Ordering::Relaxed);
@@ -298,13 +457,11 @@ impl Delivery {
                 }
             }
         }
-        self.commit(batch.partition, batch.next_offset());
         self.stats.records_delivered.fetch_add(batch.records.len() as u64, Ordering::Relaxed);
         self.stats.objects.fetch_add(1, Ordering::Relaxed);
         debug!(%key, records = batch.records.len(), "landed");
         self.stats.landed.lock().expect("stats lock").push(LandedObject {
             key,
-            partition: batch.partition,
             records: batch.records.len(),
             bytes: body.len() as u64,
         });
@@ -314,7 +471,6 @@ impl Delivery {
     /// Commits asynchronously: commits of one partition are applied in order,
     /// and a lost commit only means records are re-read (at-least-once).
     fn commit(&self, partition: i32, next_offset: i64) {
-        self.positions.lock().expect("positions lock").insert(partition, next_offset);
         let mut tpl = TopicPartitionList::new();
         if let Err(e) = tpl.add_partition_offset(&self.spec.topic, partition, Offset::Offset(next_offset)) {
             warn!(error = %e, "cannot build commit");

@@ -1,5 +1,6 @@
 //! Object keys: `<evaluated prefix><stream>-<version>-<yyyy-MM-dd-HH-mm-ss>-<uuid><ext>`.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use rand::distributions::{Alphanumeric, DistString};
@@ -9,6 +10,11 @@ use rand_chacha::ChaCha8Rng;
 use crate::clock::millis_to_datetime;
 use crate::prefix::{DatePattern, RenderContext, RenderError};
 use crate::spec::StreamSpec;
+
+/// Stands for `!{firehose:random-string}` in a dynamic-partitioning buffer
+/// key: the string is drawn per object, not per record (else every record
+/// would be its own partition).
+pub const RANDOM_MARKER: char = '\u{1}';
 
 /// Uuids and random strings, from one RNG that tests may seed.
 #[derive(Debug)]
@@ -57,6 +63,35 @@ impl Namer {
     pub fn object_key(&self, oldest_ms: i64) -> Result<String, RenderError> {
         let prefix = self.render(&self.spec.prefix, oldest_ms, None)?;
         Ok(format!("{prefix}{}{}", self.suffix(oldest_ms), self.spec.extension))
+    }
+
+    /// The prefix a record's partition keys evaluate to, with its own
+    /// timestamp, random strings left as [`RANDOM_MARKER`].
+    pub fn partition_prefix(&self, timestamp_ms: i64, keys: &BTreeMap<String, String>) -> Result<String, RenderError> {
+        let mut marker = || RANDOM_MARKER.to_string();
+        let lookup = |k: &str| keys.get(k).cloned();
+        let mut ctx = RenderContext {
+            instant: millis_to_datetime(timestamp_ms),
+            time_zone: self.spec.time_zone,
+            random_string: &mut marker,
+            error_output_type: None,
+            partition_key: &lookup,
+        };
+        self.spec.prefix.render(&mut ctx)
+    }
+
+    /// Key of a dynamic-partitioning object: its buffer's prefix with fresh
+    /// random strings, then the usual suffix.
+    pub fn dynamic_key(&self, prefix: &str, oldest_ms: i64) -> String {
+        let mut out = String::with_capacity(prefix.len() + 100);
+        for c in prefix.chars() {
+            if c == RANDOM_MARKER {
+                out.push_str(&self.randomness.random_string());
+            } else {
+                out.push(c);
+            }
+        }
+        format!("{out}{}{}", self.suffix(oldest_ms), self.spec.extension)
     }
 
     /// Name of the one entry in a ZIP object: a uuid, as Firehose names it.

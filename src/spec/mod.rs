@@ -38,6 +38,21 @@ pub struct StreamSpec {
     pub start: StartPosition,
     /// `AppendDelimiterToRecord`: a `\n` after every record.
     pub append_newline: bool,
+    /// `RecordDeAggregation`: how one Kafka record splits into records.
+    pub deaggregation: Option<Deaggregation>,
+    /// `MetadataExtraction`'s jq query, compiled and checked at load.
+    pub metadata_query: Option<String>,
+    /// `DynamicPartitioningConfiguration` with `Enabled: true`.
+    pub dynamic_partitioning: bool,
+}
+
+/// `RecordDeAggregation`'s `SubRecordType`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deaggregation {
+    /// Concatenated JSON values.
+    Json,
+    /// Records separated by this (base64-decoded) delimiter.
+    Delimited(Vec<u8>),
 }
 
 /// When a buffer is delivered: whichever limit is reached first.

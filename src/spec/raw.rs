@@ -142,7 +142,7 @@ pub struct ExtendedS3DestinationConfiguration {
     #[serde(rename = "DataFormatConversionConfiguration")]
     pub data_format_conversion_configuration: Option<Value>,
     #[serde(rename = "DynamicPartitioningConfiguration")]
-    pub dynamic_partitioning_configuration: Option<Value>,
+    pub dynamic_partitioning_configuration: Option<DynamicPartitioningConfiguration>,
     #[serde(rename = "FileExtension")]
     pub file_extension: Option<String>,
     #[serde(rename = "CustomTimeZone")]
@@ -183,4 +183,20 @@ pub struct ProcessorParameter {
     pub parameter_name: Option<String>,
     #[serde(rename = "ParameterValue")]
     pub parameter_value: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DynamicPartitioningConfiguration {
+    #[serde(rename = "Enabled")]
+    pub enabled: Option<bool>,
+    #[serde(rename = "RetryOptions")]
+    pub retry_options: Option<RetryOptions>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryOptions {
+    #[serde(rename = "DurationInSeconds")]
+    pub duration_in_seconds: Option<i64>,
 }

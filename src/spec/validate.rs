@@ -6,15 +6,22 @@ use std::fmt;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use aws_sdk_firehose::types::{CompressionFormat, Connectivity, DeliveryStreamType, ProcessorType};
+use std::collections::BTreeMap;
+
+use aws_sdk_firehose::types::{
+    CompressionFormat, Connectivity, DeliveryStreamType, ProcessorParameterName, ProcessorType,
+};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use chrono::DateTime;
 use chrono_tz::Tz;
 use regex::Regex;
 use serde_json::Value;
 
 use super::raw::{self, CreateDeliveryStream};
-use super::{BufferHints, Compression, StartPosition, StreamSpec, MIB};
-use crate::prefix::Template;
+use super::{BufferHints, Compression, Deaggregation, StartPosition, StreamSpec, MIB};
+use crate::delivery::extract;
+use crate::prefix::{Template, MAX_EVALUATED_PREFIX};
 
 /// One problem with a spec: where, and what rule it breaks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,6 +162,9 @@ fn check(req: &CreateDeliveryStream, r: &mut Report) -> Option<StreamSpec> {
         extension: dest.extension,
         time_zone: dest.time_zone,
         append_newline: dest.append_newline,
+        deaggregation: dest.deaggregation,
+        metadata_query: dest.metadata_query,
+        dynamic_partitioning: dest.dynamic_partitioning,
     })
 }
 
@@ -219,6 +229,9 @@ struct Destination {
     extension: String,
     time_zone: Tz,
     append_newline: bool,
+    deaggregation: Option<Deaggregation>,
+    metadata_query: Option<String>,
+    dynamic_partitioning: bool,
 }
 
 fn check_destination(s3: &raw::ExtendedS3DestinationConfiguration, r: &mut Report) -> Option<Destination> {
@@ -257,21 +270,18 @@ fn check_destination(s3: &raw::ExtendedS3DestinationConfiguration, r: &mut Repor
         parsed
     };
 
-    let append_newline = check_processing(s3.processing_configuration.as_ref(), r);
-    let dynamic_partitioning = enabled(s3.dynamic_partitioning_configuration.as_ref());
-    if dynamic_partitioning {
-        r.unsupported(format!("{S3}.DynamicPartitioningConfiguration"), "dynamic partitioning");
-    }
-    if enabled(s3.data_format_conversion_configuration.as_ref()) {
-        r.unsupported(format!("{S3}.DataFormatConversionConfiguration"), "record format conversion");
-    }
+    let processing = check_processing(s3.processing_configuration.as_ref(), r);
+    let parsed_prefix = Template::parse(s3.prefix.as_deref().unwrap_or("")).ok();
+    let dynamic_partitioning = check_dynamic_partitioning(s3, processing.as_ref(), parsed_prefix.as_ref(), r);
+    check_conversion(s3, r);
     if let Some(mode) = &s3.s3_backup_mode {
         if r.one_of(&format!("{S3}.S3BackupMode"), mode, &["Disabled", "Enabled"]) && mode == "Enabled" {
             r.unsupported(format!("{S3}.S3BackupMode"), "source record backup");
         }
     }
 
-    let (prefix, error_prefix) = check_prefixes(s3, dynamic_partitioning, r)?;
+    let (prefix, error_prefix) = check_prefixes(s3, r)?;
+    let processing = processing?;
     Some(Destination {
         bucket: bucket?,
         prefix,
@@ -280,7 +290,10 @@ fn check_destination(s3: &raw::ExtendedS3DestinationConfiguration, r: &mut Repor
         compression: compression?,
         extension: if extension.is_empty() { compression?.extension().to_owned() } else { extension },
         time_zone: time_zone?,
-        append_newline: append_newline?,
+        append_newline: processing.append_newline,
+        deaggregation: processing.deaggregation,
+        metadata_query: processing.metadata_query,
+        dynamic_partitioning,
     })
 }
 
@@ -327,41 +340,178 @@ fn check_compression(format: Option<&str>, r: &mut Report) -> Option<Compression
     compression
 }
 
-/// Returns whether `AppendDelimiterToRecord` is on.
-fn check_processing(config: Option<&raw::ProcessingConfiguration>, r: &mut Report) -> Option<bool> {
-    let Some(config) = config else { return Some(false) };
+/// What the processors do, once checked.
+#[derive(Default)]
+struct Processing {
+    append_newline: bool,
+    deaggregation: Option<Deaggregation>,
+    metadata_query: Option<String>,
+}
+
+fn check_processing(config: Option<&raw::ProcessingConfiguration>, r: &mut Report) -> Option<Processing> {
+    let Some(config) = config else { return Some(Processing::default()) };
     let path = format!("{S3}.ProcessingConfiguration");
-    let processors = config.processors.as_deref().unwrap_or_default();
-    let mut append = false;
+    let enabled = config.enabled == Some(true);
+    let mut out = Processing::default();
     let mut ok = true;
-    for (i, processor) in processors.iter().enumerate() {
-        let type_path = format!("{path}.Processors[{i}].Type");
-        let Some(kind) = r.required(&type_path, &processor.kind) else {
+    for (i, processor) in config.processors.iter().flatten().enumerate() {
+        let at = format!("{path}.Processors[{i}]");
+        let Some(kind) = r.required(&format!("{at}.Type"), &processor.kind) else {
             ok = false;
             continue;
         };
-        if !r.one_of(&type_path, kind, ProcessorType::values()) {
+        if !r.one_of(&format!("{at}.Type"), kind, ProcessorType::values()) {
             ok = false;
-        } else if kind == "AppendDelimiterToRecord" {
-            append = true;
-        } else if config.enabled == Some(true) {
-            r.unsupported(&type_path, &format!("the {kind} processor"));
-            ok = false;
+            continue;
         }
+        let mut params: BTreeMap<&str, &str> = BTreeMap::new();
         for (j, parameter) in processor.parameters.iter().flatten().enumerate() {
-            let p = format!("{path}.Processors[{i}].Parameters[{j}]");
-            r.required(&format!("{p}.ParameterName"), &parameter.parameter_name);
-            r.required(&format!("{p}.ParameterValue"), &parameter.parameter_value);
+            let p = format!("{at}.Parameters[{j}]");
+            let name = r.required(&format!("{p}.ParameterName"), &parameter.parameter_name);
+            let value = r.required(&format!("{p}.ParameterValue"), &parameter.parameter_value);
+            if let Some(name) = name {
+                if !r.one_of(&format!("{p}.ParameterName"), name, ProcessorParameterName::values()) {
+                    ok = false;
+                }
+                if let Some(value) = value {
+                    r.string(&format!("{p}.ParameterValue"), value, 1, 5120, None);
+                    params.insert(name, value);
+                }
+            }
+        }
+        if !enabled {
+            continue;
+        }
+        match kind.as_str() {
+            "AppendDelimiterToRecord" => out.append_newline = true,
+            "MetadataExtraction" => {
+                match params.get("MetadataExtractionQuery") {
+                    None => r.add(
+                        format!("{at}.Parameters"),
+                        "MetadataExtraction needs a MetadataExtractionQuery parameter",
+                    ),
+                    Some(query) => match extract::check_query(query) {
+                        Ok(()) => out.metadata_query = Some((*query).to_owned()),
+                        Err(e) => r.add(format!("{at}.Parameters"), format!("MetadataExtractionQuery: {e}")),
+                    },
+                }
+                match params.get("JsonParsingEngine") {
+                    Some(&"JQ-1.6") => {}
+                    other => r.add(
+                        format!("{at}.Parameters"),
+                        format!(
+                            "MetadataExtraction needs JsonParsingEngine \"JQ-1.6\"; got {}",
+                            other.map_or("nothing".into(), |v| format!("{v:?}"))
+                        ),
+                    ),
+                }
+            }
+            "RecordDeAggregation" => match params.get("SubRecordType").copied() {
+                Some("JSON") => out.deaggregation = Some(Deaggregation::Json),
+                Some("DELIMITED") => match params.get("Delimiter").map(|d| BASE64.decode(d)) {
+                    Some(Ok(delimiter)) if !delimiter.is_empty() => {
+                        out.deaggregation = Some(Deaggregation::Delimited(delimiter))
+                    }
+                    Some(_) => r.add(format!("{at}.Parameters"), "Delimiter must be a non-empty base64-encoded string"),
+                    None => r.add(
+                        format!("{at}.Parameters"),
+                        "SubRecordType DELIMITED needs a Delimiter parameter (base64-encoded)",
+                    ),
+                },
+                other => r.add(
+                    format!("{at}.Parameters"),
+                    format!(
+                        "RecordDeAggregation needs SubRecordType JSON or DELIMITED; got {}",
+                        other.map_or("nothing".into(), |v| format!("{v:?}"))
+                    ),
+                ),
+            },
+            _ => {
+                r.unsupported(format!("{at}.Type"), &format!("the {kind} processor"));
+                ok = false;
+            }
         }
     }
-    ok.then_some(append && config.enabled == Some(true))
+    ok.then_some(out)
 }
 
-fn check_prefixes(
+/// Dynamic partitioning's and format conversion's own rules, with the
+/// messages CloudFormation/CDK use.
+fn check_dynamic_partitioning(
     s3: &raw::ExtendedS3DestinationConfiguration,
-    dynamic_partitioning: bool,
+    processing: Option<&Processing>,
+    prefix: Option<&Template>,
     r: &mut Report,
-) -> Option<(Template, Template)> {
+) -> bool {
+    let config = s3.dynamic_partitioning_configuration.as_ref();
+    let enabled = config.and_then(|c| c.enabled).unwrap_or(false);
+    if let Some(duration) = config.and_then(|c| c.retry_options.as_ref()).and_then(|o| o.duration_in_seconds) {
+        if !(0..=7200).contains(&duration) {
+            r.add(
+                format!("{S3}.DynamicPartitioningConfiguration.RetryOptions.DurationInSeconds"),
+                format!("must be between 0 and 7200; got {duration}"),
+            );
+        }
+    }
+    let hints = s3.buffering_hints.as_ref();
+    if enabled {
+        if hints.and_then(|h| h.size_in_mbs).unwrap_or(5) < 64 {
+            r.add(
+                format!("{S3}.BufferingHints.SizeInMBs"),
+                "BufferingHints.SizeInMBs must be at least 64 when Dynamic Partitioning is enabled.",
+            );
+        }
+        if hints.and_then(|h| h.interval_in_seconds).unwrap_or(300) < 60 {
+            r.add(
+                format!("{S3}.BufferingHints.IntervalInSeconds"),
+                "BufferingHints.IntervalInSeconds must be at least 60 seconds when Dynamic Partitioning is enabled.",
+            );
+        }
+        if prefix.is_some_and(|p| !p.has_partition_keys()) {
+            r.add(
+                format!("{S3}.Prefix"),
+                "S3 Prefix should contain Dynamic Partitioning namespaces when Dynamic Partitioning is enabled",
+            );
+        }
+        if prefix.is_some_and(Template::has_lambda_keys) {
+            r.unsupported(format!("{S3}.Prefix"), "partitionKeyFromLambda (Lambda processors)");
+        }
+    } else if prefix.is_some_and(|p| p.has_partition_keys()) {
+        r.add(
+            format!("{S3}.Prefix"),
+            "Dynamic Partitioning Namespaces can only be part of a prefix expression when Dynamic Partitioning is enabled.",
+        );
+    }
+    if prefix.is_some_and(Template::has_query_keys) && processing.is_some_and(|p| p.metadata_query.is_none()) {
+        r.add(
+            format!("{S3}.ProcessingConfiguration"),
+            "MetadataExtraction processor should be present when S3 Prefix has partitionKeyFromQuery namespace",
+        );
+    }
+    enabled
+}
+
+fn check_conversion(s3: &raw::ExtendedS3DestinationConfiguration, r: &mut Report) {
+    if !enabled(s3.data_format_conversion_configuration.as_ref()) {
+        return;
+    }
+    let path = format!("{S3}.DataFormatConversionConfiguration");
+    if s3.compression_format.as_deref().unwrap_or("UNCOMPRESSED") != "UNCOMPRESSED" {
+        r.add(
+            format!("{S3}.CompressionFormat"),
+            "must be UNCOMPRESSED when DataFormatConversionConfiguration is enabled (the serializer compresses)",
+        );
+    }
+    if s3.buffering_hints.as_ref().and_then(|h| h.size_in_mbs).unwrap_or(128) < 64 {
+        r.add(
+            format!("{S3}.BufferingHints.SizeInMBs"),
+            "must be at least 64 when DataFormatConversionConfiguration is enabled",
+        );
+    }
+    r.unsupported(path, "record format conversion");
+}
+
+fn check_prefixes(s3: &raw::ExtendedS3DestinationConfiguration, r: &mut Report) -> Option<(Template, Template)> {
     let raw_prefix = s3.prefix.as_deref().unwrap_or("");
     let raw_error = s3.error_output_prefix.as_deref().unwrap_or("");
     r.string(&format!("{S3}.Prefix"), raw_prefix, 0, 1024, None);
@@ -395,11 +545,17 @@ fn check_prefixes(
             "partitionKeyFromQuery and partitionKeyFromLambda cannot be used in ErrorOutputPrefix",
         );
     }
-    if prefix.has_partition_keys() && !dynamic_partitioning {
-        r.add(
-            format!("{S3}.Prefix"),
-            "Dynamic Partitioning Namespaces can only be part of a prefix expression when Dynamic Partitioning is enabled.",
-        );
+    // Prefixes without random or per-record parts evaluate to a fixed length
+    // (timestamps are fixed-width); check the 512-character limit now.
+    for (field, template) in [("Prefix", &prefix), ("ErrorOutputPrefix", &error)] {
+        if let Some(length) = template.fixed_evaluated_length() {
+            if length > MAX_EVALUATED_PREFIX {
+                r.add(
+                    format!("{S3}.{field}"),
+                    format!("evaluates to {length} characters; Firehose allows at most {MAX_EVALUATED_PREFIX}"),
+                );
+            }
+        }
     }
 
     let default_time = || Template::timestamp("yyyy/MM/dd/HH/");

@@ -12,6 +12,7 @@ use streamlab::backend::BackendKind;
 use streamlab::clock::{ScaledClock, SharedClock, SystemClock};
 use streamlab::delivery::sink::{self, S3Settings, S3Sink};
 use streamlab::delivery::source::SourceSettings;
+use streamlab::delivery::version::VersionStore;
 use streamlab::delivery::{Delivery, DeliveryOptions};
 use streamlab::events::GeneratorConfig;
 use streamlab::producer::{self, ProducerOptions, ProducerStats};
@@ -102,6 +103,10 @@ struct DeliverArgs {
     /// restarted instance with the same id gets its partitions back).
     #[arg(long, default_value = "0")]
     instance_id: String,
+    /// Where stream versions are kept (one small JSON file per stream); the
+    /// version in object names grows when the spec changes.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
     /// Most dynamic partitions open at once (Firehose's default limit);
     /// records for more go to the error prefix.
     #[arg(long, default_value_t = streamlab::delivery::DEFAULT_ACTIVE_PARTITION_LIMIT)]
@@ -247,17 +252,22 @@ async fn deliver(args: DeliverArgs) -> Result<()> {
     // Invalid configuration is rejected before anything connects.
     let spec = spec::load(&args.spec)?;
     let clock = args.clock.clock();
+    let store = VersionStore::new(args.state_dir.clone().unwrap_or_else(VersionStore::default_dir));
+    let version = store.resolve(&spec)?;
     let settings = S3Settings { endpoint: args.s3_endpoint.clone(), region: args.region, credentials: None };
     let client = sink::client(&settings).await;
     let sink = S3Sink::new(client, &spec.bucket, args.s3_endpoint.as_deref());
     let options = DeliveryOptions {
         source: SourceSettings { bootstrap: args.bootstrap, instance_id: args.instance_id },
-        version: 1,
+        version,
         seed: None,
         active_partition_limit: args.active_partition_limit,
     };
     let delivery = Delivery::connect(spec.clone(), options, sink, clock).await?;
-    eprintln!("delivering stream {:?}: topic {:?} -> s3://{}/ (Ctrl-C to stop)", spec.name, spec.topic, spec.bucket);
+    eprintln!(
+        "delivering stream {:?} version {version}: topic {:?} -> s3://{}/ (Ctrl-C to stop)",
+        spec.name, spec.topic, spec.bucket
+    );
     let stats = delivery.run(shutdown_on_signals()).await?;
     let landed = stats.landed();
     eprintln!("stopped: {} records read, {} delivered in {} objects", stats.read(), stats.delivered(), landed.len());

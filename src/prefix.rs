@@ -234,6 +234,7 @@ const SUPPORTED_LETTERS: &[(char, usize)] = &[
     ('a', 1),
     ('E', 5),
     ('D', 3),
+    ('w', 2),
 ];
 
 impl DatePattern {
@@ -274,7 +275,7 @@ impl DatePattern {
                 let width = chars[i..].iter().take_while(|&&x| x == c).count();
                 let Some(&(_, max)) = SUPPORTED_LETTERS.iter().find(|(l, _)| *l == c) else {
                     return Err(fail(format!(
-                        "pattern letter `{c}` is not supported; supported letters are y u M d H h m s S a E D, and text in single quotes is literal"
+                        "pattern letter `{c}` is not supported; supported letters are y u M d H h m s S a E D w, and text in single quotes is literal"
                     )));
                 };
                 if width > max {
@@ -354,10 +355,26 @@ impl DatePattern {
                     }
                 }
                 'D' => number(out, i64::from(t.ordinal())),
+                'w' => number(out, us_week_of_week_based_year(t.year(), t.ordinal0())),
                 other => unreachable!("letter {other} passed parse"),
             }
         }
     }
+}
+
+/// Java's `w` under `Locale.US` (Firehose's JVM default): weeks start on
+/// Sunday and week 1 is the week that contains 1 January.
+fn us_week_of_week_based_year(year: i32, ordinal0: u32) -> i64 {
+    use chrono::NaiveDate;
+    let date = NaiveDate::from_yo_opt(year, ordinal0 + 1).expect("valid ordinal");
+    let week_start = |d: NaiveDate| d - chrono::Duration::days(i64::from(d.weekday().num_days_from_sunday()));
+    let start = week_start(date);
+    let next_jan1 = NaiveDate::from_ymd_opt(year + 1, 1, 1).expect("valid date");
+    if start + chrono::Duration::days(6) >= next_jan1 {
+        return 1;
+    }
+    let first = week_start(NaiveDate::from_ymd_opt(year, 1, 1).expect("valid date"));
+    (start - first).num_days() / 7 + 1
 }
 
 #[cfg(test)]
@@ -394,6 +411,7 @@ mod tests {
     #[case("!{timestamp:yy-M-d h:mm a}", "26-7-3 2:05 PM")]
     #[case("!{timestamp:EEE EEEE MMM MMMM D DDD}", "Fri Friday Jul July 184 184")]
     #[case("!{timestamp:ss.SSS}", "09.042")]
+    #[case("!{timestamp:'week='ww}", "week=27")]
     #[case("!{timestamp:'it''s' ''}", "it's '")]
     #[case("plain/", "plain/")]
     #[case("a/!{firehose:random-string}/!{firehose:random-string}/", "a/rand0000001/rand0000002/")]
@@ -417,6 +435,18 @@ mod tests {
     fn rejects(#[case] template: &str, #[case] message: &str) {
         let err = Template::parse(template).unwrap_err().to_string();
         assert!(err.contains(message), "{template}: {err}");
+    }
+
+    /// Java: `DateTimeFormatter.ofPattern("w", Locale.US)`.
+    #[rstest]
+    #[case(2026, 1, 1, 1)] // Thursday: week 1
+    #[case(2026, 1, 4, 2)] // Sunday: a new week
+    #[case(2025, 12, 28, 1)] // the week containing 1 Jan 2026
+    #[case(2026, 12, 26, 52)]
+    #[case(2027, 1, 2, 1)] // Saturday, same week as Sunday 27 Dec 2026
+    fn week_of_year_follows_us_rules(#[case] y: i32, #[case] m: u32, #[case] d: u32, #[case] week: i64) {
+        let date = chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        assert_eq!(us_week_of_week_based_year(date.year(), date.ordinal0()), week);
     }
 
     #[test]

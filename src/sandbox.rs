@@ -14,6 +14,7 @@ use crate::backend::{Backend, BackendError, BackendKind};
 use crate::clock::{Clock, ScaledClock, SharedClock};
 use crate::delivery::sink::{self, S3Sink};
 use crate::delivery::source::SourceSettings;
+use crate::delivery::version::{VersionError, VersionStore};
 use crate::delivery::{Delivery, DeliveryError, DeliveryOptions, DeliveryStats, LandedObject};
 use crate::events::GeneratorConfig;
 use crate::harness::{self, HarnessError};
@@ -48,6 +49,8 @@ pub enum SandboxError {
     Delivery(#[from] DeliveryError),
     #[error(transparent)]
     Producer(#[from] ProducerError),
+    #[error(transparent)]
+    Version(#[from] VersionError),
 }
 
 /// What a sandbox run produced and landed.
@@ -91,9 +94,10 @@ pub async fn run(options: &SandboxOptions, shutdown: CancellationToken) -> Resul
 
     let clock: SharedClock = Arc::new(ScaledClock::new(options.speedup));
     let sink = S3Sink::new(client, &spec.bucket, backend.s3.endpoint.as_deref());
+    let version = VersionStore::new(options.work_dir.join("state")).resolve(&spec)?;
     let delivery_options = DeliveryOptions {
         source: SourceSettings { bootstrap: backend.bootstrap.clone(), instance_id: "sandbox".into() },
-        version: 1,
+        version,
         seed: None,
         active_partition_limit: crate::delivery::DEFAULT_ACTIVE_PARTITION_LIMIT,
     };

@@ -83,9 +83,31 @@ type Filter = jaq_core::Filter<Native<Val>>;
 fn compile(query: &str) -> Result<Filter, String> {
     let loader = Loader::new(jaq_std::defs().chain(jaq_json::defs()));
     let arena = Arena::default();
-    let modules = loader
-        .load(&arena, File { code: query, path: () })
-        .map_err(|errors| format!("cannot parse the jq query {query:?} ({} error(s))", errors.len()))?;
+    let modules = loader.load(&arena, File { code: query, path: () }).map_err(|errors| {
+        // Each error is "expected X" at a slice of the query; report the
+        // character position so the user can find it.
+        let at = |rest: &str| {
+            let offset = (rest.as_ptr() as usize).wrapping_sub(query.as_ptr() as usize);
+            if offset <= query.len() {
+                query[..offset].chars().count()
+            } else {
+                query.chars().count()
+            }
+        };
+        let details: Vec<String> = errors
+            .iter()
+            .flat_map(|(_, e)| match e {
+                jaq_core::load::Error::Lex(v) => {
+                    v.iter().map(|(x, rest)| format!("expected {} at character {}", x.as_str(), at(rest))).collect()
+                }
+                jaq_core::load::Error::Parse(v) => {
+                    v.iter().map(|(x, tok)| format!("expected {} at character {}", x.as_str(), at(tok))).collect()
+                }
+                jaq_core::load::Error::Io(v) => v.iter().map(|(_, m)| m.clone()).collect::<Vec<_>>(),
+            })
+            .collect();
+        format!("cannot parse the jq query {query:?}: {}", details.join("; "))
+    })?;
     Compiler::default().with_funs(jaq_std::funs().chain(jaq_json::funs())).compile(modules).map_err(|errors| {
         let names: Vec<String> =
             errors.iter().flat_map(|(_, errs)| errs.iter().map(|(name, _)| name.to_string())).collect();

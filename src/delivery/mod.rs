@@ -14,6 +14,7 @@ pub mod naming;
 pub mod offsets;
 pub mod sink;
 pub mod source;
+pub mod version;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -198,6 +198,32 @@ mod tests {
         assert!(!key.ends_with(".gz"));
     }
 
+    proptest::proptest! {
+        /// Whatever the records' timestamps, an object's key carries the
+        /// instant of its oldest record: the prefix's hour and the suffix's
+        /// second, in the stream's time zone.
+        #[test]
+        fn key_time_is_the_oldest_records(
+            timestamps in proptest::collection::vec(0i64..4_102_444_800_000, 1..50),
+            zone in proptest::sample::select(vec!["", "America/New_York", "Asia/Kolkata", "Europe/Berlin"]),
+        ) {
+            let extra = if zone.is_empty() { String::new() } else { format!(r#","CustomTimeZone":"{zone}""#) };
+            let spec = spec(&base(&extra));
+            let tz = spec.time_zone;
+            let namer = Namer::new(spec, 1, Randomness::seeded(1));
+            let records = timestamps.iter().enumerate().map(|(i, ts)| crate::delivery::buffer::Record {
+                partition: 0, offset: i as i64, timestamp_ms: *ts, value: bytes::Bytes::from_static(b"{}"),
+            }).collect();
+            let batch = crate::delivery::buffer::Batch {
+                key: crate::delivery::buffer::BufferKey::Partition(0), records, bytes: 2, opened_at_ms: 0,
+            };
+            let oldest = millis_to_datetime(*timestamps.iter().min().unwrap()).with_timezone(&tz);
+            let key = namer.object_key(batch.oldest_timestamp_ms()).unwrap();
+            let expected = format!("{}orders-to-s3-1-{}-", oldest.format("%Y/%m/%d/%H/"), oldest.format("%Y-%m-%d-%H-%M-%S"));
+            proptest::prop_assert!(key.starts_with(&expected), "{} does not start with {}", key, expected);
+        }
+    }
+
     #[test]
     fn uuids_are_fresh_and_random_strings_have_11_chars() {
         let r = Randomness::seeded(9);

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono_tz::Tz;
+use sha2::Digest;
 
 use crate::prefix::Template;
 pub use validate::{validate, Violation};
@@ -44,6 +45,9 @@ pub struct StreamSpec {
     pub metadata_query: Option<String>,
     /// `DynamicPartitioningConfiguration` with `Enabled: true`.
     pub dynamic_partitioning: bool,
+    /// SHA-256 of the request in canonical form (keys sorted, no
+    /// whitespace): a change of configuration, not of formatting, changes it.
+    pub fingerprint: String,
 }
 
 /// `RecordDeAggregation`'s `SubRecordType`.
@@ -172,5 +176,9 @@ pub fn load(file: &Path) -> Result<StreamSpec, SpecError> {
 pub fn parse(file: &Path, text: &str) -> Result<StreamSpec, SpecError> {
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|source| SpecError::Json { file: file.to_owned(), source })?;
-    validate(&value).map_err(|violations| SpecError::Invalid { file: file.to_owned(), violations })
+    let mut spec = validate(&value).map_err(|violations| SpecError::Invalid { file: file.to_owned(), violations })?;
+    // serde_json's map keeps keys sorted, so this serialization is canonical.
+    let canonical = serde_json::to_vec(&value).expect("a parsed value serializes");
+    spec.fingerprint = format!("{:x}", sha2::Sha256::digest(&canonical));
+    Ok(spec)
 }

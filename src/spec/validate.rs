@@ -165,6 +165,7 @@ fn check(req: &CreateDeliveryStream, r: &mut Report) -> Option<StreamSpec> {
         deaggregation: dest.deaggregation,
         metadata_query: dest.metadata_query,
         dynamic_partitioning: dest.dynamic_partitioning,
+        fingerprint: String::new(),
     })
 }
 
@@ -343,6 +344,9 @@ fn check_compression(format: Option<&str>, r: &mut Report) -> Option<Compression
 /// What the processors do, once checked.
 #[derive(Default)]
 struct Processing {
+    /// A MetadataExtraction processor is configured (even if its query is
+    /// invalid, which is reported on its own).
+    has_metadata_extraction: bool,
     append_newline: bool,
     deaggregation: Option<Deaggregation>,
     metadata_query: Option<String>,
@@ -385,6 +389,7 @@ fn check_processing(config: Option<&raw::ProcessingConfiguration>, r: &mut Repor
         match kind.as_str() {
             "AppendDelimiterToRecord" => out.append_newline = true,
             "MetadataExtraction" => {
+                out.has_metadata_extraction = true;
                 match params.get("MetadataExtractionQuery") {
                     None => r.add(
                         format!("{at}.Parameters"),
@@ -482,7 +487,7 @@ fn check_dynamic_partitioning(
             "Dynamic Partitioning Namespaces can only be part of a prefix expression when Dynamic Partitioning is enabled.",
         );
     }
-    if prefix.is_some_and(Template::has_query_keys) && processing.is_some_and(|p| p.metadata_query.is_none()) {
+    if prefix.is_some_and(Template::has_query_keys) && processing.is_some_and(|p| !p.has_metadata_extraction) {
         r.add(
             format!("{S3}.ProcessingConfiguration"),
             "MetadataExtraction processor should be present when S3 Prefix has partitionKeyFromQuery namespace",

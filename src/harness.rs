@@ -1,6 +1,7 @@
 //! What tests and the sandbox do around the pipeline: create the topic and the
 //! bucket, read back what landed, measure consumer lag.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::error::DisplayErrorContext;
@@ -120,36 +121,57 @@ pub fn json_records(body: &[u8]) -> Result<Vec<serde_json::Value>, serde_json::E
     serde_json::Deserializer::from_slice(body).into_iter::<serde_json::Value>().collect()
 }
 
-/// `KafkaOffsetLag`: records in the topic the group has not committed past.
-/// Blocking (broker round trips); call from a blocking task.
-pub fn consumer_lag(bootstrap: &str, group: &str, topic: &str) -> Result<i64, HarnessError> {
-    let fail = |e: KafkaError| HarnessError::Lag {
-        group: group.to_owned(),
-        bootstrap: bootstrap.to_owned(),
-        detail: e.to_string(),
-    };
-    let consumer: BaseConsumer = ClientConfig::new()
+/// A consumer for group queries; it never joins the group.
+fn group_client(
+    bootstrap: &str,
+    group: &str,
+) -> Result<(BaseConsumer, impl Fn(KafkaError) -> HarnessError), HarnessError> {
+    let (b, g) = (bootstrap.to_owned(), group.to_owned());
+    let fail = move |e: KafkaError| HarnessError::Lag { group: g.clone(), bootstrap: b.clone(), detail: e.to_string() };
+    let consumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .create()
-        .map_err(fail)?;
-    let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT).map_err(fail)?;
+        .map_err(&fail)?;
+    Ok((consumer, fail))
+}
+
+/// The group's committed offset per partition (`None`: never committed).
+/// Blocking (broker round trips); call from a blocking task.
+pub fn committed_offsets(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+) -> Result<BTreeMap<i32, Option<i64>>, HarnessError> {
+    let (consumer, fail) = group_client(bootstrap, group)?;
+    committed_with(&consumer, topic).map_err(fail)
+}
+
+fn committed_with(consumer: &BaseConsumer, topic: &str) -> Result<BTreeMap<i32, Option<i64>>, KafkaError> {
+    let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT)?;
     let mut tpl = TopicPartitionList::new();
     for t in metadata.topics().iter().filter(|t| t.name() == topic) {
         for p in t.partitions() {
             tpl.add_partition(topic, p.id());
         }
     }
-    let committed = consumer.committed_offsets(tpl, TIMEOUT).map_err(fail)?;
+    let committed = consumer.committed_offsets(tpl, TIMEOUT)?;
+    Ok(committed
+        .elements()
+        .iter()
+        .map(|e| (e.partition(), if let Offset::Offset(o) = e.offset() { Some(o) } else { None }))
+        .collect())
+}
+
+/// `KafkaOffsetLag`: records in the topic the group has not committed past.
+/// Blocking (broker round trips); call from a blocking task.
+pub fn consumer_lag(bootstrap: &str, group: &str, topic: &str) -> Result<i64, HarnessError> {
+    let (consumer, fail) = group_client(bootstrap, group)?;
     let mut lag = 0;
-    for element in committed.elements() {
-        let (low, high) = consumer.fetch_watermarks(topic, element.partition(), TIMEOUT).map_err(fail)?;
-        let position = match element.offset() {
-            Offset::Offset(o) => o,
-            _ => low,
-        };
-        lag += (high - position).max(0);
+    for (partition, committed) in committed_with(&consumer, topic).map_err(&fail)? {
+        let (low, high) = consumer.fetch_watermarks(topic, partition, TIMEOUT).map_err(&fail)?;
+        lag += (high - committed.unwrap_or(low)).max(0);
     }
     Ok(lag)
 }

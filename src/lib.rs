@@ -16,6 +16,7 @@ pub mod backend;
 pub mod clock;
 pub mod delivery;
 pub mod events;
+pub mod faults;
 pub mod harness;
 pub mod prefix;
 pub mod producer;

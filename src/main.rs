@@ -111,6 +111,10 @@ struct DeliverArgs {
     /// records for more go to the error prefix.
     #[arg(long, default_value_t = streamlab::delivery::DEFAULT_ACTIVE_PARTITION_LIMIT)]
     active_partition_limit: usize,
+    /// Bound on bytes held in buffers; at the bound the fullest buffer is
+    /// delivered early, and while S3 is down reading stops there.
+    #[arg(long, default_value_t = streamlab::delivery::DEFAULT_MAX_BUFFERED_BYTES)]
+    max_buffered_bytes: u64,
     #[command(flatten)]
     clock: ClockArgs,
 }
@@ -262,6 +266,7 @@ async fn deliver(args: DeliverArgs) -> Result<()> {
         version,
         seed: None,
         active_partition_limit: args.active_partition_limit,
+        max_buffered_bytes: args.max_buffered_bytes,
     };
     let delivery = Delivery::connect(spec.clone(), options, sink, clock).await?;
     eprintln!(

@@ -100,6 +100,7 @@ pub async fn run(options: &SandboxOptions, shutdown: CancellationToken) -> Resul
         version,
         seed: None,
         active_partition_limit: crate::delivery::DEFAULT_ACTIVE_PARTITION_LIMIT,
+        max_buffered_bytes: crate::delivery::DEFAULT_MAX_BUFFERED_BYTES,
     };
     let delivery = Delivery::connect(spec.clone(), delivery_options, sink, clock.clone()).await?;
     let delivery_stats = delivery.stats();

@@ -7,15 +7,12 @@
 //! redacted: everything else (event ids, contents, timestamps) is seeded or
 //! comes from the manual clock.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use chrono::{TimeZone, Utc};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use streamlab::delivery::naming::default_key_regex;
@@ -24,41 +21,10 @@ use streamlab::harness;
 
 mod common;
 
-use common::{wait_for, Pipeline};
+use common::{kafka_records, wait_for, Pipeline};
 
 const SEED: u64 = 20_260_713;
 const SPEC: &str = "fixtures/streams/orders-to-s3.json";
-
-/// Every record's Kafka timestamp, by event id, read straight from the topic:
-/// the independent source of truth for "the oldest record in the object".
-fn kafka_timestamps(bootstrap: &str, topic: &str, partitions: i32, expected: usize) -> Result<HashMap<String, i64>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "e2e-reader")
-        .set("fetch.wait.max.ms", "10")
-        .create()?;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
-    }
-    consumer.assign(&tpl)?;
-    let mut out = HashMap::new();
-    let started = Instant::now();
-    while out.len() < expected {
-        ensure!(
-            started.elapsed() < Duration::from_secs(20),
-            "read {} of {expected} records back from Kafka",
-            out.len()
-        );
-        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
-            let message = message?;
-            let event: serde_json::Value = serde_json::from_slice(message.payload().unwrap_or_default())?;
-            let id = event["event_id"].as_str().context("event without event_id")?.to_owned();
-            out.insert(id, message.timestamp().to_millis().context("record without timestamp")?);
-        }
-    }
-    Ok(out)
-}
 
 #[derive(Serialize)]
 struct ObjectSummary {
@@ -115,7 +81,7 @@ async fn ten_thousand_events_land_exactly_once() -> Result<()> {
     let objects = pipeline.objects().await?;
     let mut landed: BTreeMap<String, usize> = BTreeMap::new();
     let mut summaries = Vec::new();
-    let timestamps = kafka_timestamps(&pipeline.backend.bootstrap, &spec.topic, partitions, total as usize)?;
+    let in_kafka = kafka_records(&pipeline.backend.bootstrap, &spec.topic, partitions, total as usize)?;
     let key_shape = default_key_regex(&spec.name, "");
     let uuid = regex::Regex::new(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")?;
     for object in &objects {
@@ -125,7 +91,7 @@ async fn ten_thousand_events_land_exactly_once() -> Result<()> {
         for record in &records {
             let id = record["event_id"].as_str().context("record without event_id")?;
             *landed.entry(id.to_owned()).or_default() += 1;
-            oldest = oldest.min(timestamps[id]);
+            oldest = oldest.min(in_kafka[id].2);
         }
         let caps = key_shape
             .captures(&object.key)

@@ -6,17 +6,20 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use s3s::auth::SimpleAuth;
 use s3s::service::S3ServiceBuilder;
+use s3s::{HttpError, HttpResponse};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::BackendError;
 use crate::delivery::sink::StaticCredentials;
+use crate::faults::{Decision, S3Fault, S3FaultPlan};
 
 /// A running server; stops when dropped.
 pub struct LocalS3 {
@@ -26,7 +29,12 @@ pub struct LocalS3 {
 }
 
 impl LocalS3 {
-    pub async fn start(root: &Path, credentials: &StaticCredentials) -> Result<Self, BackendError> {
+    /// Serves `root`; with a fault plan, PUTs suffer its faults.
+    pub async fn start(
+        root: &Path,
+        credentials: &StaticCredentials,
+        faults: Option<Arc<S3FaultPlan>>,
+    ) -> Result<Self, BackendError> {
         let fail = |source: std::io::Error| BackendError::S3Start { root: root.to_owned(), source };
         std::fs::create_dir_all(root).map_err(fail)?;
         let fs = s3s_fs::FileSystem::new(root).map_err(|e| fail(std::io::Error::other(format!("{e:?}"))))?;
@@ -50,7 +58,37 @@ impl LocalS3 {
                         Err(e) => { debug!(error = %e, "accept failed"); continue; }
                     },
                 };
-                let conn = http.serve_connection(TokioIo::new(socket), service.clone()).into_owned();
+                let (service, faults) = (service.clone(), faults.clone());
+                let faulty = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let (service, faults) = (service.clone(), faults.clone());
+                    async move {
+                        let is_put = req.method() == http::Method::PUT && is_object_path(req.uri().path());
+                        let decision = faults.filter(|_| is_put).map(|plan| plan.decide());
+                        let req = req.map(s3s::Body::from);
+                        let Some(Decision { delay, fault }) = decision else { return service.call(req).await };
+                        if let Some(delay) = delay {
+                            tokio::time::sleep(delay).await;
+                        }
+                        match fault {
+                            None => service.call(req).await,
+                            Some(S3Fault::InternalError) => Ok(error_response(
+                                500,
+                                "InternalError",
+                                "We encountered an internal error. Please try again.",
+                            )),
+                            Some(S3Fault::SlowDown) => {
+                                Ok(error_response(503, "SlowDown", "Please reduce your request rate."))
+                            }
+                            Some(S3Fault::Reset) => Err(HttpError::new("injected connection reset".into())),
+                            Some(S3Fault::LostResponse) => {
+                                // Written, then the answer is lost with the connection.
+                                let _ = service.call(req).await;
+                                Err(HttpError::new("injected lost response".into()))
+                            }
+                        }
+                    }
+                });
+                let conn = http.serve_connection(TokioIo::new(socket), faulty).into_owned();
                 let stopped = stopped.clone();
                 tokio::spawn(async move {
                     tokio::select! {
@@ -70,6 +108,21 @@ impl LocalS3 {
     pub fn root(&self) -> &Path {
         &self.root
     }
+}
+
+/// Path-style object paths are `/bucket/key...`.
+fn is_object_path(path: &str) -> bool {
+    path.trim_start_matches('/').split_once('/').is_some_and(|(bucket, key)| !bucket.is_empty() && !key.is_empty())
+}
+
+fn error_response(status: u16, code: &str, message: &str) -> HttpResponse {
+    let body = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{message}</Message></Error>"#
+    );
+    let mut response = HttpResponse::new(s3s::Body::from(body));
+    *response.status_mut() = http::StatusCode::from_u16(status).expect("valid status");
+    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/xml"));
+    response
 }
 
 impl Drop for LocalS3 {

@@ -10,12 +10,14 @@ mod local_s3;
 mod tansu;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use container::docker_reachable;
 pub use local_s3::LocalS3;
 pub use tansu::{find_tansu, TansuBroker};
 
 use crate::delivery::sink::{S3Settings, StaticCredentials};
+use crate::faults::{Faults, KafkaProxy, S3FaultPlan};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -29,6 +31,10 @@ pub enum BackendError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("no Docker engine answers ({0}); use --backend local, or start Docker")]
     NoDocker(String),
+    #[error(
+        "fault injection needs the local backend (it wraps the S3 server and proxies the broker); use --backend local"
+    )]
+    FaultsNeedLocal,
     #[error("container {image} did not start: {detail}")]
     Container { image: String, detail: String },
 }
@@ -64,6 +70,8 @@ pub struct Backend {
     /// Where landed objects can be browsed as files (local backend only:
     /// `<dir>/<bucket>/<key>`).
     pub landing_dir: Option<PathBuf>,
+    /// Fault injection handles, when started with faults.
+    pub faults: Option<Faults>,
     _guard: Guard,
 }
 
@@ -81,8 +89,19 @@ impl Backend {
     /// Starts a backend. `work_dir` holds the broker log and, for the local
     /// backend, the S3 data (`work_dir/s3`).
     pub async fn start(kind: BackendKind, work_dir: &Path) -> Result<Backend, BackendError> {
+        Self::start_with(kind, work_dir, None).await
+    }
+
+    /// Starts a backend whose S3 PUTs and broker connections can be faulted
+    /// (local backend only); `seed` makes the fault schedule reproducible.
+    pub async fn start_with_faults(kind: BackendKind, work_dir: &Path, seed: u64) -> Result<Backend, BackendError> {
+        Self::start_with(kind, work_dir, Some(seed)).await
+    }
+
+    async fn start_with(kind: BackendKind, work_dir: &Path, fault_seed: Option<u64>) -> Result<Backend, BackendError> {
         std::fs::create_dir_all(work_dir).map_err(|source| BackendError::Io { path: work_dir.to_owned(), source })?;
         match kind.resolve().await {
+            BackendKind::Container if fault_seed.is_some() => Err(BackendError::FaultsNeedLocal),
             BackendKind::Container => {
                 let containers = container::Containers::start().await?;
                 Ok(Backend {
@@ -90,15 +109,31 @@ impl Backend {
                     bootstrap: containers.bootstrap.clone(),
                     s3: containers.s3.clone(),
                     landing_dir: None,
+                    faults: None,
                     _guard: Guard::Container { _containers: Box::new(containers) },
                 })
             }
             _ => {
                 let binary = find_tansu()?;
-                let broker = TansuBroker::start(&binary, work_dir).await?;
+                let port = TansuBroker::free_port()?;
+                let (faults, advertised) = match fault_seed {
+                    None => (None, None),
+                    Some(seed) => {
+                        let (proxy, listener) = KafkaProxy::bind()
+                            .await
+                            .map_err(|source| BackendError::Io { path: "127.0.0.1:0".into(), source })?;
+                        proxy.run(listener, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+                        let advertised = proxy.addr().port();
+                        (
+                            Some(Faults { s3: Arc::new(S3FaultPlan::new(seed)), kafka: Arc::new(proxy) }),
+                            Some(advertised),
+                        )
+                    }
+                };
+                let broker = TansuBroker::start(&binary, work_dir, port, advertised).await?;
                 let root = work_dir.join("s3");
                 let credentials = local_credentials();
-                let s3 = LocalS3::start(&root, &credentials).await?;
+                let s3 = LocalS3::start(&root, &credentials, faults.as_ref().map(|f| f.s3.clone())).await?;
                 Ok(Backend {
                     kind: BackendKind::Local,
                     bootstrap: broker.bootstrap(),
@@ -108,6 +143,7 @@ impl Backend {
                         credentials: Some(credentials),
                     },
                     landing_dir: Some(root),
+                    faults,
                     _guard: Guard::Local { _broker: Box::new(broker), _s3: s3 },
                 })
             }

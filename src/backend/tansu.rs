@@ -48,27 +48,39 @@ pub fn find_tansu() -> Result<PathBuf, BackendError> {
 /// A running broker; killed when dropped.
 pub struct TansuBroker {
     child: Child,
+    /// The port clients use (the proxy's, when there is one).
     port: u16,
     log: PathBuf,
 }
 
 impl TansuBroker {
-    pub async fn start(binary: &Path, work_dir: &Path) -> Result<Self, BackendError> {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0")
-                .map_err(|source| BackendError::Io { path: "127.0.0.1:0".into(), source })?;
-            l.local_addr().map_err(|source| BackendError::Io { path: "127.0.0.1:0".into(), source })?.port()
-        };
+    /// Picks a free loopback port for the broker to listen on.
+    pub fn free_port() -> Result<u16, BackendError> {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(|source| BackendError::Io { path: "127.0.0.1:0".into(), source })?;
+        Ok(l.local_addr().map_err(|source| BackendError::Io { path: "127.0.0.1:0".into(), source })?.port())
+    }
+
+    /// Starts tansu on `port`, advertising `advertised` (a proxy in front of
+    /// it) or its own address.
+    pub async fn start(
+        binary: &Path,
+        work_dir: &Path,
+        port: u16,
+        advertised: Option<u16>,
+    ) -> Result<Self, BackendError> {
         let log = work_dir.join("tansu.log");
         let log_file = std::fs::File::create(&log).map_err(|source| BackendError::Io { path: log.clone(), source })?;
         let log_err = log_file.try_clone().map_err(|source| BackendError::Io { path: log.clone(), source })?;
         let url = format!("tcp://127.0.0.1:{port}");
+        let advertised = advertised.unwrap_or(port);
+        let advertised_url = format!("tcp://127.0.0.1:{advertised}");
         let mut command = Command::new(binary);
         command
             .arg("broker")
             .args(["--storage-engine", "memory://tansu/"])
             .args(["--listener-url", &url])
-            .args(["--advertised-listener-url", &url])
+            .args(["--advertised-listener-url", &advertised_url])
             .env("RUST_LOG", std::env::var("STREAMLAB_TANSU_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .stdout(log_file)
@@ -89,7 +101,7 @@ impl TansuBroker {
             log: log.display().to_string(),
             tail: String::new(),
         })?;
-        let mut broker = Self { child, port, log };
+        let mut broker = Self { child, port: advertised, log };
         broker.wait_ready().await?;
         info!(port, "tansu broker ready");
         Ok(broker)

@@ -149,6 +149,23 @@ impl Buffers {
         self.open.iter().map(|(k, b)| (k.clone(), b.bytes)).collect()
     }
 
+    /// Bytes held across all buffers.
+    pub fn total_bytes(&self) -> u64 {
+        self.open.values().map(|b| b.bytes).sum()
+    }
+
+    /// Removes and returns the fullest buffer, to deliver early at the memory
+    /// bound.
+    pub fn take_largest(&mut self) -> Option<Batch> {
+        let key = self.open.values().max_by_key(|b| b.bytes)?.key.clone();
+        self.open.remove(&key)
+    }
+
+    /// Timestamp of the oldest buffered record, for `DataFreshness`.
+    pub fn oldest_record_ms(&self) -> Option<i64> {
+        self.open.values().map(Batch::oldest_timestamp_ms).min()
+    }
+
     /// Clock time of the oldest buffered record arrival, for freshness.
     pub fn oldest_open_ms(&self) -> Option<i64> {
         self.open.values().map(|b| b.opened_at_ms).min()

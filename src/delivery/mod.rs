@@ -49,6 +49,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Firehose's record size limit; larger records go to the error prefix.
 pub const MAX_RECORD_BYTES: usize = 10 * 1024 * 1024;
 
+/// Default bound on buffered bytes across all buffers.
+pub const DEFAULT_MAX_BUFFERED_BYTES: u64 = 512 * 1024 * 1024;
+
 /// Firehose's default limit of active dynamic partitions.
 pub const DEFAULT_ACTIVE_PARTITION_LIMIT: usize = 500;
 
@@ -106,6 +109,14 @@ pub struct DeliveryStats {
     pub objects: AtomicU64,
     /// Failed PUT attempts (each retried).
     pub put_failures: AtomicU64,
+    /// Successful PUTs; with `put_failures`, `DeliveryToS3.Success`.
+    pub put_successes: AtomicU64,
+    /// `DeliveryToS3.DataFreshness` in clock milliseconds: age of the oldest
+    /// record read but not yet delivered (0 when nothing waits).
+    pub freshness_ms: std::sync::atomic::AtomicI64,
+    /// Times the buffers reached `max_buffered_bytes` and the largest was
+    /// delivered early; while S3 is down this is where consumption stops.
+    pub memory_limit_hits: AtomicU64,
     /// Records written to the error prefix (extraction failures, records over
     /// 10 MB, active partitions over the limit).
     pub error_records: AtomicU64,
@@ -138,6 +149,17 @@ impl DeliveryStats {
     pub fn delivered(&self) -> u64 {
         Self::get(&self.records_delivered)
     }
+
+    /// `DeliveryToS3.Success`: the share of PUT attempts that succeeded (1
+    /// before any attempt).
+    pub fn success_ratio(&self) -> f64 {
+        let (ok, failed) = (Self::get(&self.put_successes), Self::get(&self.put_failures));
+        if ok + failed == 0 {
+            1.0
+        } else {
+            ok as f64 / (ok + failed) as f64
+        }
+    }
 }
 
 /// Everything delivery needs besides the spec.
@@ -152,6 +174,10 @@ pub struct DeliveryOptions {
     /// Most dynamic partitions open at once; records for more go to the error
     /// prefix (Firehose's default is 500).
     pub active_partition_limit: usize,
+    /// Bound on bytes held in buffers. At the bound the largest buffer is
+    /// delivered early, and while that delivery waits (S3 down) nothing more
+    /// is read: memory stays bounded and the backlog stays in Kafka.
+    pub max_buffered_bytes: u64,
 }
 
 /// A delivery instance, connected and ready to run.
@@ -164,6 +190,7 @@ pub struct Delivery {
     stats: Arc<DeliveryStats>,
     extractor: Option<MetadataExtractor>,
     active_partition_limit: usize,
+    max_buffered_bytes: u64,
     offsets: Mutex<OffsetTracker>,
     /// Set when a batch did not land (only during shutdown). Nothing later is
     /// written or committed in this run: a later commit could skip it.
@@ -201,6 +228,7 @@ impl Delivery {
             stats: Arc::default(),
             extractor,
             active_partition_limit: options.active_partition_limit,
+            max_buffered_bytes: options.max_buffered_bytes,
             offsets: Mutex::default(),
             stalled: AtomicBool::new(false),
         })
@@ -262,6 +290,13 @@ impl Delivery {
                         for batch in due {
                             self.deliver(batch, &shutdown).await;
                         }
+                        while buffers.total_bytes() > self.max_buffered_bytes {
+                            let Some(batch) = buffers.take_largest() else { break };
+                            self.stats.memory_limit_hits.fetch_add(1, Ordering::Relaxed);
+                            if !self.deliver(batch, &shutdown).await {
+                                break;
+                            }
+                        }
                     }
                     Err(e) => warn!(error = %e, "kafka consumer error; retrying"),
                 },
@@ -302,6 +337,8 @@ impl Delivery {
     }
 
     fn publish_buffered(&self, buffers: &Buffers) {
+        let freshness = buffers.oldest_record_ms().map_or(0, |oldest| (self.clock.now_millis() - oldest).max(0));
+        self.stats.freshness_ms.store(freshness, Ordering::Relaxed);
         let labelled = buffers
             .buffered_bytes()
             .into_iter()
@@ -448,6 +485,9 @@ impl Delivery {
                 Ok(()) => break,
                 Err(e) => {
                     self.stats.put_failures.fetch_add(1, Ordering::Relaxed);
+                    // The loop is stuck here while S3 fails: keep freshness live.
+                    let age = (self.clock.now_millis() - oldest).max(0);
+                    self.stats.freshness_ms.fetch_max(age, Ordering::Relaxed);
                     warn!(error = %e, retry_in = ?backoff, "PUT failed; retrying");
                     let jitter = Duration::from_millis(rand::random::<u64>() % (backoff.as_millis() as u64 / 2 + 1));
                     tokio::select! {
@@ -458,6 +498,7 @@ impl Delivery {
                 }
             }
         }
+        self.stats.put_successes.fetch_add(1, Ordering::Relaxed);
         self.stats.records_delivered.fetch_add(batch.records.len() as u64, Ordering::Relaxed);
         self.stats.objects.fetch_add(1, Ordering::Relaxed);
         debug!(%key, records = batch.records.len(), "landed");

@@ -13,7 +13,9 @@ use streamlab::backend::{Backend, BackendKind};
 use streamlab::clock::{ManualClock, SharedClock};
 use streamlab::delivery::sink::{self, S3Sink};
 use streamlab::delivery::source::SourceSettings;
-use streamlab::delivery::{Delivery, DeliveryError, DeliveryOptions, DeliveryStats, DEFAULT_ACTIVE_PARTITION_LIMIT};
+use streamlab::delivery::{
+    Delivery, DeliveryError, DeliveryOptions, DeliveryStats, DEFAULT_ACTIVE_PARTITION_LIMIT, DEFAULT_MAX_BUFFERED_BYTES,
+};
 use streamlab::events::Event;
 use streamlab::harness::{self, StoredObject};
 use streamlab::producer::{self, ProducerStats};
@@ -65,10 +67,23 @@ pub fn init_logging() {
 
 impl Pipeline {
     pub async fn start(spec: &Path, partitions: i32, now: DateTime<Utc>) -> Result<Self> {
+        Self::start_with(spec, partitions, now, None).await
+    }
+
+    /// A pipeline whose S3 PUTs and broker connections can be faulted
+    /// (`self.backend.faults`), with a seeded fault schedule.
+    pub async fn start_faulty(spec: &Path, partitions: i32, now: DateTime<Utc>, seed: u64) -> Result<Self> {
+        Self::start_with(spec, partitions, now, Some(seed)).await
+    }
+
+    async fn start_with(spec: &Path, partitions: i32, now: DateTime<Utc>, fault_seed: Option<u64>) -> Result<Self> {
         init_logging();
         let spec = streamlab::spec::load(spec)?;
         let work = tempfile::tempdir()?;
-        let backend = Backend::start(BackendKind::Local, work.path()).await?;
+        let backend = match fault_seed {
+            None => Backend::start(BackendKind::Local, work.path()).await?,
+            Some(seed) => Backend::start_with_faults(BackendKind::Local, work.path(), seed).await?,
+        };
         harness::create_topic(&backend.bootstrap, &spec.topic, partitions).await?;
         let client = sink::client(&backend.s3).await;
         harness::create_bucket(&client, &spec.bucket).await?;
@@ -80,13 +95,21 @@ impl Pipeline {
     /// Joins the consumer group and starts delivering, with seeded uuids and
     /// random strings.
     pub async fn deliver(&self, seed: u64, active_partition_limit: Option<usize>) -> Result<Running> {
+        let limit = active_partition_limit.unwrap_or(DEFAULT_ACTIVE_PARTITION_LIMIT);
+        self.deliver_with(seed, |o| o.active_partition_limit = limit).await
+    }
+
+    /// Starts delivery with options adjusted by `tweak`.
+    pub async fn deliver_with(&self, seed: u64, tweak: impl FnOnce(&mut DeliveryOptions)) -> Result<Running> {
         let sink = S3Sink::new(self.client.clone(), &self.spec.bucket, self.backend.s3.endpoint.as_deref());
-        let options = DeliveryOptions {
+        let mut options = DeliveryOptions {
             source: SourceSettings { bootstrap: self.backend.bootstrap.clone(), instance_id: "test".into() },
             version: 1,
             seed: Some(seed),
-            active_partition_limit: active_partition_limit.unwrap_or(DEFAULT_ACTIVE_PARTITION_LIMIT),
+            active_partition_limit: DEFAULT_ACTIVE_PARTITION_LIMIT,
+            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
         };
+        tweak(&mut options);
         let delivery = Delivery::connect(self.spec.clone(), options, sink, self.clock.clone()).await?;
         let stats = delivery.stats();
         let stop = CancellationToken::new();
@@ -121,4 +144,74 @@ impl Pipeline {
     pub async fn objects(&self) -> Result<Vec<StoredObject>> {
         Ok(harness::read_bucket(&self.client, &self.spec.bucket).await?)
     }
+}
+
+/// Every event id in the bucket's data objects (keys not under `errors/`),
+/// with how often it landed.
+pub fn landed_ids(objects: &[StoredObject]) -> Result<std::collections::BTreeMap<String, usize>> {
+    let mut out = std::collections::BTreeMap::new();
+    for object in objects.iter().filter(|o| !o.key.starts_with("errors/")) {
+        for record in harness::json_records(&object.body)? {
+            let id = record["event_id"]
+                .as_str()
+                .ok_or_else(|| anyhow::anyhow!("record without event_id in {}", object.key))?;
+            *out.entry(id.to_owned()).or_default() += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// Asserts every expected event landed and nothing else did; returns how
+/// many landed more than once.
+pub fn assert_no_loss(landed: &std::collections::BTreeMap<String, usize>, expected: &[Event]) -> Result<usize> {
+    let missing: Vec<&str> =
+        expected.iter().map(|e| e.event_id.as_str()).filter(|id| !landed.contains_key(*id)).collect();
+    ensure!(
+        missing.is_empty(),
+        "{} of {} events lost, e.g. {:?}",
+        missing.len(),
+        expected.len(),
+        &missing[..missing.len().min(3)]
+    );
+    ensure!(landed.len() == expected.len(), "{} distinct ids landed, {} produced", landed.len(), expected.len());
+    Ok(landed.values().filter(|n| **n > 1).count())
+}
+
+/// Every record in the topic: event id -> (partition, offset, timestamp),
+/// read straight from Kafka, the independent source of truth about records.
+pub fn kafka_records(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    expected: usize,
+) -> Result<std::collections::HashMap<String, (i32, i64, i64)>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "test-reader")
+        .set("fetch.wait.max.ms", "10")
+        .create()?;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let mut out = std::collections::HashMap::new();
+    let started = Instant::now();
+    while out.len() < expected {
+        ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "read {} of {expected} records back from Kafka",
+            out.len()
+        );
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message?;
+            let event: serde_json::Value = serde_json::from_slice(message.payload().unwrap_or_default())?;
+            let id = event["event_id"].as_str().ok_or_else(|| anyhow::anyhow!("event without event_id"))?.to_owned();
+            let ts = message.timestamp().to_millis().unwrap_or_default();
+            out.insert(id, (message.partition(), message.offset(), ts));
+        }
+    }
+    Ok(out)
 }

@@ -1,0 +1,234 @@
+//! Nothing is lost under faults: S3 errors and lost responses, S3 down with
+//! delivery at its memory bound, a broker outage, and the delivery process
+//! killed with SIGKILL and restarted. Each runs in seconds; `just soak` runs
+//! them all together at volume.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use chrono::{TimeZone, Utc};
+use streamlab::clock::{SharedClock, SystemClock};
+use streamlab::events::{Event, EventGenerator, GeneratorConfig};
+use streamlab::faults::S3Fault;
+use streamlab::harness;
+use streamlab::producer::{self, ProducerStats};
+use tokio_util::sync::CancellationToken;
+
+use common::{assert_no_loss, kafka_records, landed_ids, wait_for, Pipeline};
+
+fn events(seed: u64, n: usize) -> Vec<Event> {
+    EventGenerator::new(&GeneratorConfig::new(seed, 1_772_953_080_000)).take(n).collect()
+}
+
+fn now() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 8, 6, 58, 0).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_errors_and_lost_responses_lose_and_duplicate_nothing() -> Result<()> {
+    let pipeline =
+        Pipeline::start_faulty(Path::new("fixtures/streams/small-buffer-newline.json"), 3, now(), 11).await?;
+    let faults = pipeline.backend.faults.clone().context("faulty backend")?;
+    faults.s3.set_error_rate(0.3);
+    faults.s3.set_lost_response_rate(0.1);
+    // Every kind at least once, whatever the dice say.
+    faults.s3.fail_next([S3Fault::InternalError, S3Fault::SlowDown, S3Fault::Reset, S3Fault::LostResponse]);
+    let running = pipeline.deliver(11, None).await?;
+    let stats = running.stats.clone();
+    let all = events(11, 1_500);
+    for (round, chunk) in all.chunks(300).enumerate() {
+        pipeline.publish(chunk.to_vec()).await?;
+        let n = ((round + 1) * 300) as u64;
+        wait_for("round read", Duration::from_secs(30), || stats.read() == n).await?;
+        pipeline.pass_interval();
+        wait_for("round delivered", Duration::from_secs(60), || stats.delivered() == n).await?;
+    }
+    let stats = running.stop().await?;
+    ensure!(faults.s3.injected.load(Ordering::SeqCst) >= 4);
+    ensure!(stats.put_failures.load(Ordering::SeqCst) > 0 && stats.success_ratio() < 1.0);
+    // A retry PUTs the same key, so a lost response is overwritten, not
+    // duplicated.
+    let duplicates = assert_no_loss(&landed_ids(&pipeline.objects().await?)?, &all)?;
+    ensure!(duplicates == 0, "{duplicates} duplicates");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_its_memory_bound_delivery_stops_reading_while_s3_is_down_and_catches_up() -> Result<()> {
+    let pipeline = Pipeline::start_faulty(Path::new("fixtures/streams/orders-to-s3.json"), 3, now(), 12).await?;
+    let faults = pipeline.backend.faults.clone().context("faulty backend")?;
+    faults.s3.set_down(true);
+    let limit = 64 * 1024;
+    let running = pipeline.deliver_with(12, |o| o.max_buffered_bytes = limit).await?;
+    let stats = running.stats.clone();
+    let all = events(12, 2_000);
+    pipeline.publish(all.clone()).await?;
+
+    wait_for("the memory bound", Duration::from_secs(30), || stats.memory_limit_hits.load(Ordering::SeqCst) > 0)
+        .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let read = stats.read();
+    pipeline.manual.advance(Duration::from_secs(30));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    ensure!(stats.read() == read, "kept reading while S3 was down: {read} -> {}", stats.read());
+    // At most the bound plus the record that crossed it (events are < 1 KiB).
+    ensure!(read * 200 <= limit + 1024, "{read} records read against a {limit}-byte bound");
+    ensure!(stats.delivered() == 0);
+    ensure!(stats.freshness_ms.load(Ordering::SeqCst) >= 30_000, "DataFreshness must show the stall");
+    ensure!(stats.success_ratio() == 0.0);
+
+    faults.s3.set_down(false);
+    wait_for("catching up", Duration::from_secs(30), || stats.read() == 2_000).await?;
+    pipeline.pass_interval();
+    wait_for("all delivered", Duration::from_secs(30), || stats.delivered() == 2_000).await?;
+    running.stop().await?;
+    let duplicates = assert_no_loss(&landed_ids(&pipeline.objects().await?)?, &all)?;
+    ensure!(duplicates == 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_heals_without_restart() -> Result<()> {
+    let pipeline = Pipeline::start_faulty(Path::new("fixtures/streams/orders-to-s3.json"), 3, now(), 13).await?;
+    let faults = pipeline.backend.faults.clone().context("faulty backend")?;
+    let running = pipeline.deliver(13, None).await?;
+    let stats = running.stats.clone();
+    let all = events(13, 1_000);
+    pipeline.publish(all[..500].to_vec()).await?;
+    wait_for("first half read", Duration::from_secs(30), || stats.read() == 500).await?;
+
+    faults.kafka.set_down(true);
+    let (bootstrap, topic, clock) =
+        (pipeline.backend.bootstrap.clone(), pipeline.spec.topic.clone(), pipeline.clock.clone());
+    let second = all[500..].to_vec();
+    let producing = tokio::spawn(async move {
+        let stats = Arc::new(ProducerStats::default());
+        producer::publish(&bootstrap, &topic, None, second.into_iter(), clock, stats.clone(), CancellationToken::new())
+            .await
+            .map(|()| stats.acked())
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    ensure!(stats.read() == 500, "read through an outage");
+    faults.kafka.set_down(false);
+    ensure!(producing.await?? == 500, "the producer lost events across the outage");
+    wait_for("second half read", Duration::from_secs(60), || stats.read() == 1_000).await?;
+    pipeline.pass_interval();
+    wait_for("all delivered", Duration::from_secs(30), || stats.delivered() == 1_000).await?;
+    running.stop().await?;
+    let duplicates = assert_no_loss(&landed_ids(&pipeline.objects().await?)?, &all)?;
+    ensure!(duplicates == 0);
+    Ok(())
+}
+
+/// A `streamlab deliver` child process, SIGKILLed if the test fails.
+struct DeliverProcess(Child);
+
+impl DeliverProcess {
+    fn spawn(pipeline: &Pipeline, spec: &str, state: &Path) -> Result<Self> {
+        let creds = pipeline.backend.s3.credentials.clone().context("local credentials")?;
+        let child = Command::new(env!("CARGO_BIN_EXE_streamlab"))
+            .args(["deliver", "--spec", spec, "--bootstrap", &pipeline.backend.bootstrap])
+            .args(["--s3-endpoint", pipeline.backend.s3.endpoint.as_deref().context("endpoint")?])
+            .args(["--speedup", "600", "--instance-id", "crash", "--state-dir"])
+            .arg(state)
+            .env("AWS_ACCESS_KEY_ID", creds.access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", creds.secret_access_key)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        Ok(Self(child))
+    }
+
+    fn sigkill(&mut self) -> Result<()> {
+        self.0.kill()?;
+        self.0.wait()?;
+        Ok(())
+    }
+
+    fn sigterm(&mut self) -> Result<std::process::ExitStatus> {
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        Ok(self.0.wait()?)
+    }
+}
+
+impl Drop for DeliverProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn committed(pipeline: &Pipeline, group: &str) -> Result<BTreeMap<i32, Option<i64>>> {
+    let (b, g, t) = (pipeline.backend.bootstrap.clone(), group.to_owned(), pipeline.spec.topic.clone());
+    Ok(tokio::task::spawn_blocking(move || harness::committed_offsets(&b, &g, &t)).await??)
+}
+
+/// Landed ids, polled until `n` distinct ids are in the bucket.
+async fn wait_landed(pipeline: &Pipeline, n: usize, timeout: Duration) -> Result<BTreeMap<String, usize>> {
+    let started = Instant::now();
+    loop {
+        let landed = landed_ids(&pipeline.objects().await?)?;
+        if landed.len() >= n {
+            return Ok(landed);
+        }
+        ensure!(started.elapsed() < timeout, "{} of {n} events landed after {timeout:?}", landed.len());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_and_restart_lose_nothing_and_duplicate_only_the_uncommitted_window() -> Result<()> {
+    let spec = "fixtures/streams/read-from-earliest.json";
+    let pipeline = Pipeline::start(Path::new(spec), 3, now()).await?;
+    let state = tempfile::tempdir()?;
+    let all = events(14, 3_000);
+    let (bootstrap, topic) = (pipeline.backend.bootstrap.clone(), pipeline.spec.topic.clone());
+    let to_publish = all.clone();
+    let producing = tokio::spawn(async move {
+        let clock: SharedClock = Arc::new(SystemClock);
+        let stats = Arc::new(ProducerStats::default());
+        producer::publish(
+            &bootstrap,
+            &topic,
+            Some(400.0),
+            to_publish.into_iter(),
+            clock,
+            stats.clone(),
+            CancellationToken::new(),
+        )
+        .await
+        .map(|()| stats.acked())
+    });
+
+    let mut child = DeliverProcess::spawn(&pipeline, spec, state.path())?;
+    wait_landed(&pipeline, 300, Duration::from_secs(30)).await?;
+    child.sigkill()?;
+    // Anything at or past these offsets may land twice; nothing before them.
+    let window = committed(&pipeline, &pipeline.spec.name).await?;
+    ensure!(window.values().any(Option::is_some), "nothing was committed before the kill");
+
+    let mut child = DeliverProcess::spawn(&pipeline, spec, state.path())?;
+    ensure!(producing.await?? == 3_000);
+    let landed = wait_landed(&pipeline, 3_000, Duration::from_secs(60)).await?;
+    ensure!(child.sigterm()?.success(), "delivery did not stop cleanly");
+
+    let duplicates = assert_no_loss(&landed_ids(&pipeline.objects().await?)?, &all)?;
+    let records = kafka_records(&pipeline.backend.bootstrap, &pipeline.spec.topic, 3, all.len())?;
+    for (id, n) in landed.iter().filter(|(_, n)| **n > 1) {
+        let (partition, offset, _) = records[id];
+        let from = window.get(&partition).copied().flatten().unwrap_or(0);
+        ensure!(offset >= from, "{id} landed {n} times but partition {partition} had committed {from} > {offset}");
+    }
+    eprintln!("crash test: {duplicates} duplicates, all in the uncommitted window {window:?}");
+    Ok(())
+}

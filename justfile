@@ -44,6 +44,14 @@ test: install-tools
 test-e2e: install-tools
     PATH="$HOME/.cargo/bin:$PATH" cargo test --test e2e --test cli --test fixtures -- --test-threads 6
 
+# Soak: 100,000 events, 10% of S3 PUTs failing, 2 broker outages, 5 SIGKILLs of delivery; prints the figures.
+soak *ARGS: install-tools
+    PATH="$HOME/.cargo/bin:$PATH" cargo run --quiet -- soak {{ARGS}}
+
+# Fuzz the spec parser, prefix expressions and record decoders (default 10 minutes per target).
+fuzz SECONDS="600":
+    STREAMLAB_FUZZ_SECONDS={{SECONDS}} cargo test --release --test fuzz -- --nocapture --test-threads 1
+
 # Check stream spec files as AWS would.
 validate *SPECS:
     cargo run --quiet -- validate {{SPECS}}

@@ -86,30 +86,43 @@ pub struct StoredObject {
     pub content_encoding: Option<String>,
 }
 
-/// Every object in the bucket, sorted by key.
-pub async fn read_bucket(client: &Client, bucket: &str) -> Result<Vec<StoredObject>, HarnessError> {
-    let fail =
-        |key: &str, detail: String| HarnessError::Read { bucket: bucket.to_owned(), key: key.to_owned(), detail };
+/// Every key in the bucket, sorted.
+pub async fn list_keys(client: &Client, bucket: &str) -> Result<Vec<String>, HarnessError> {
     let mut keys = Vec::new();
     let mut pages = client.list_objects_v2().bucket(bucket).into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| fail("", DisplayErrorContext(&e).to_string()))?;
+        let page = page.map_err(|e| HarnessError::Read {
+            bucket: bucket.to_owned(),
+            key: String::new(),
+            detail: DisplayErrorContext(&e).to_string(),
+        })?;
         keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
     }
     keys.sort();
-    let mut objects = Vec::with_capacity(keys.len());
-    for key in keys {
-        let got = client
-            .get_object()
-            .bucket(bucket)
-            .key(&key)
-            .send()
-            .await
-            .map_err(|e| fail(&key, DisplayErrorContext(&e).to_string()))?;
-        let content_type = got.content_type().map(str::to_owned);
-        let content_encoding = got.content_encoding().map(str::to_owned);
-        let body = got.body.collect().await.map_err(|e| fail(&key, e.to_string()))?.into_bytes();
-        objects.push(StoredObject { key, body, content_type, content_encoding });
+    Ok(keys)
+}
+
+/// One object with its headers.
+pub async fn read_object(client: &Client, bucket: &str, key: &str) -> Result<StoredObject, HarnessError> {
+    let fail = |detail: String| HarnessError::Read { bucket: bucket.to_owned(), key: key.to_owned(), detail };
+    let got = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| fail(DisplayErrorContext(&e).to_string()))?;
+    let content_type = got.content_type().map(str::to_owned);
+    let content_encoding = got.content_encoding().map(str::to_owned);
+    let body = got.body.collect().await.map_err(|e| fail(e.to_string()))?.into_bytes();
+    Ok(StoredObject { key: key.to_owned(), body, content_type, content_encoding })
+}
+
+/// Every object in the bucket, sorted by key.
+pub async fn read_bucket(client: &Client, bucket: &str) -> Result<Vec<StoredObject>, HarnessError> {
+    let mut objects = Vec::new();
+    for key in list_keys(client, bucket).await? {
+        objects.push(read_object(client, bucket, &key).await?);
     }
     Ok(objects)
 }
@@ -174,6 +187,51 @@ pub fn consumer_lag(bootstrap: &str, group: &str, topic: &str) -> Result<i64, Ha
         lag += (high - committed.unwrap_or(low)).max(0);
     }
     Ok(lag)
+}
+
+/// Where each event is in the topic: event id -> (partition, offset, record
+/// timestamp), read back from the earliest offset until `expected` events are
+/// seen. Blocking; call from a blocking task.
+pub fn read_topic(
+    bootstrap: &str,
+    topic: &str,
+    expected: usize,
+    timeout: Duration,
+) -> Result<std::collections::HashMap<String, (i32, i64, i64)>, HarnessError> {
+    use rdkafka::Message;
+    let fail =
+        |detail: String| HarnessError::Topic { topic: topic.to_owned(), bootstrap: bootstrap.to_owned(), detail };
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "streamlab-reader")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .map_err(|e| fail(e.to_string()))?;
+    let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT).map_err(|e| fail(e.to_string()))?;
+    let mut tpl = TopicPartitionList::new();
+    for t in metadata.topics().iter().filter(|t| t.name() == topic) {
+        for p in t.partitions() {
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning).map_err(|e| fail(e.to_string()))?;
+        }
+    }
+    consumer.assign(&tpl).map_err(|e| fail(e.to_string()))?;
+    let mut out = std::collections::HashMap::with_capacity(expected);
+    let started = Instant::now();
+    while out.len() < expected {
+        if started.elapsed() > timeout {
+            return Err(fail(format!("read back {} of {expected} events within {timeout:?}", out.len())));
+        }
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else { continue };
+        let message = message.map_err(|e| fail(e.to_string()))?;
+        let Ok(event) = serde_json::from_slice::<serde_json::Value>(message.payload().unwrap_or_default()) else {
+            continue;
+        };
+        if let Some(id) = event["event_id"].as_str() {
+            let ts = message.timestamp().to_millis().unwrap_or_default();
+            out.insert(id.to_owned(), (message.partition(), message.offset(), ts));
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

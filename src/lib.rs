@@ -21,4 +21,5 @@ pub mod harness;
 pub mod prefix;
 pub mod producer;
 pub mod sandbox;
+pub mod soak;
 pub mod spec;

@@ -17,6 +17,7 @@ use streamlab::delivery::{Delivery, DeliveryOptions};
 use streamlab::events::GeneratorConfig;
 use streamlab::producer::{self, ProducerOptions, ProducerStats};
 use streamlab::sandbox::{self, SandboxOptions};
+use streamlab::soak::SoakOptions;
 use streamlab::spec;
 use tokio_util::sync::CancellationToken;
 
@@ -37,6 +38,9 @@ enum Command {
     Deliver(DeliverArgs),
     /// Run the whole pipeline locally with live progress.
     Sandbox(SandboxArgs),
+    /// Everything that can go wrong, at volume: S3 failures, broker outages
+    /// and SIGKILLs of the delivery process; prints loss and duplicate figures.
+    Soak(SoakArgs),
     /// Check stream spec files as AWS would, without running anything.
     Validate {
         /// `CreateDeliveryStream` JSON files.
@@ -144,6 +148,45 @@ struct SandboxArgs {
     /// directory under target/streamlab-sandbox/.
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// Faults to inject (local backend), e.g.
+    /// `s3-error-rate=0.1,s3-lost-response-rate=0.01,s3-slow=200ms,broker-outage=5s/60s`.
+    #[arg(long)]
+    faults: Option<streamlab::faults::FaultSpec>,
+}
+
+#[derive(Debug, Args)]
+struct SoakArgs {
+    /// Stream spec; must read from the earliest record.
+    #[arg(long, default_value = "fixtures/streams/read-from-earliest.json")]
+    spec: PathBuf,
+    #[arg(long, default_value_t = 100_000)]
+    events: u64,
+    /// Events per second.
+    #[arg(long, default_value_t = 1_000.0, value_parser = positive_f64)]
+    rate: f64,
+    /// Share of S3 PUTs that fail (500, 503 SlowDown, connection reset).
+    #[arg(long, default_value_t = 0.1)]
+    s3_error_rate: f64,
+    #[arg(long, default_value_t = 2)]
+    broker_outages: u32,
+    /// Length of each broker outage.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    outage: Duration,
+    /// SIGKILLs of the delivery process, at seeded random moments.
+    #[arg(long, default_value_t = 5)]
+    kills: u32,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Clock speed of the delivery process.
+    #[arg(long, default_value_t = 600.0, value_parser = positive_f64)]
+    speedup: f64,
+    /// Fail if not finished within this long.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=1000))]
+    partitions: i32,
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
 }
 
 fn positive_f64(s: &str) -> Result<f64, String> {
@@ -180,12 +223,18 @@ fn shutdown_on_signals() -> CancellationToken {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The soak causes broker outages on purpose; librdkafka's complaints about
+    // them would drown its progress lines.
+    let default_filter = if matches!(cli.command, Command::Soak(_)) { "warn,rdkafka=off" } else { "warn" };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("STREAMLAB_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STREAMLAB_LOG").unwrap_or_else(|_| default_filter.into()),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    match run(Cli::parse()).await {
+    match run(cli).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -200,6 +249,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Produce(args) => produce(args).await.map(|()| ExitCode::SUCCESS),
         Command::Deliver(args) => deliver(args).await.map(|()| ExitCode::SUCCESS),
         Command::Sandbox(args) => run_sandbox(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Soak(args) => soak(args).await,
     }
 }
 
@@ -285,10 +335,45 @@ async fn deliver(args: DeliverArgs) -> Result<()> {
     Ok(())
 }
 
+fn run_dir(kind: &str) -> PathBuf {
+    PathBuf::from("target").join(kind).join(chrono::Utc::now().format("run-%Y%m%d-%H%M%S").to_string())
+}
+
+async fn soak(args: SoakArgs) -> Result<ExitCode> {
+    if !(0.0..=1.0).contains(&args.s3_error_rate) {
+        bail!("--s3-error-rate must be between 0 and 1; got {}", args.s3_error_rate);
+    }
+    let options = SoakOptions {
+        spec: args.spec,
+        events: args.events,
+        rate: args.rate,
+        s3_error_rate: args.s3_error_rate,
+        broker_outages: args.broker_outages,
+        outage: args.outage,
+        kills: args.kills,
+        seed: args.seed,
+        speedup: args.speedup,
+        timeout: args.timeout,
+        partitions: args.partitions,
+        work_dir: args.work_dir.unwrap_or_else(|| run_dir("streamlab-soak")),
+    };
+    eprintln!(
+        "soak: {} events at {}/s, {:.0}% of S3 PUTs failing, {} broker outages of {:?}, {} SIGKILLs of delivery (work dir {})",
+        options.events,
+        options.rate,
+        options.s3_error_rate * 100.0,
+        options.broker_outages,
+        options.outage,
+        options.kills,
+        options.work_dir.display()
+    );
+    let report = streamlab::soak::run(&options, shutdown_on_signals()).await?;
+    print!("{}", report.render());
+    Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
 async fn run_sandbox(args: SandboxArgs) -> Result<()> {
-    let work_dir = args.work_dir.unwrap_or_else(|| {
-        PathBuf::from("target/streamlab-sandbox").join(chrono::Utc::now().format("run-%Y%m%d-%H%M%S").to_string())
-    });
+    let work_dir = args.work_dir.unwrap_or_else(|| run_dir("streamlab-sandbox"));
     let options = SandboxOptions {
         spec: args.spec,
         backend: args.backend,
@@ -298,6 +383,7 @@ async fn run_sandbox(args: SandboxArgs) -> Result<()> {
         partitions: args.partitions,
         duration: args.duration,
         work_dir,
+        faults: args.faults,
     };
     let report = sandbox::run(&options, shutdown_on_signals()).await?;
     print!("{}", sandbox::render_report(&report));

@@ -17,6 +17,7 @@ use crate::delivery::source::SourceSettings;
 use crate::delivery::version::{VersionError, VersionStore};
 use crate::delivery::{Delivery, DeliveryError, DeliveryOptions, DeliveryStats, LandedObject};
 use crate::events::GeneratorConfig;
+use crate::faults::FaultSpec;
 use crate::harness::{self, HarnessError};
 use crate::producer::{self, ProducerError, ProducerOptions, ProducerStats};
 use crate::spec::{self, SpecError};
@@ -35,6 +36,8 @@ pub struct SandboxOptions {
     pub duration: Option<Duration>,
     /// Holds the broker log and the S3 data of this run.
     pub work_dir: PathBuf,
+    /// Faults to inject; needs the local backend.
+    pub faults: Option<FaultSpec>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +84,16 @@ pub async fn run(options: &SandboxOptions, shutdown: CancellationToken) -> Resul
         options.seed,
     );
 
-    let backend = Backend::start(options.backend, &options.work_dir).await?;
+    let backend = match options.faults {
+        None => Backend::start(options.backend, &options.work_dir).await?,
+        Some(_) => Backend::start_with_faults(options.backend, &options.work_dir, options.seed).await?,
+    };
+    let stop_faults = CancellationToken::new();
+    if let (Some(spec), Some(faults)) = (&options.faults, &backend.faults) {
+        eprintln!("  injecting faults: {spec:?}");
+        faults.apply(spec, stop_faults.clone());
+    }
+    let _stop_faults = stop_faults.clone().drop_guard();
     eprintln!(
         "  backend {:?}: broker {}, S3 {}",
         backend.kind,
@@ -143,7 +155,14 @@ pub async fn run(options: &SandboxOptions, shutdown: CancellationToken) -> Resul
         }
     }
 
-    eprintln!("stopping: producer first, then delivery delivers every buffer");
+    eprintln!("stopping: faults off, producer first, then delivery delivers every buffer");
+    stop_faults.cancel();
+    if let Some(faults) = &backend.faults {
+        faults.s3.set_error_rate(0.0);
+        faults.s3.set_lost_response_rate(0.0);
+        faults.s3.set_slow(None);
+        faults.kafka.set_down(false);
+    }
     stop_producer.cancel();
     let produced_result = producer_task.await.expect("producer task does not panic");
     let produced = producer_stats.acked();

@@ -46,6 +46,12 @@ const TICK: Duration = Duration::from_millis(20);
 /// gives up on stays uncommitted and is re-read on the next start.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// How long an instance may own no partitions before it rejoins the group.
+/// tansu 0.6 can leave a group stuck after a static member's join is cut
+/// off (a broker outage mid-rebalance); a rejoin as a dynamic member clears
+/// it. A healthy join takes about 6 s on tansu, well under this.
+const ASSIGNMENT_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Firehose's record size limit; larger records go to the error prefix.
 pub const MAX_RECORD_BYTES: usize = 10 * 1024 * 1024;
 
@@ -123,6 +129,8 @@ pub struct DeliveryStats {
     /// Records dropped from buffers because their partition was revoked
     /// (they are re-read by the new owner).
     pub records_handed_over: AtomicU64,
+    /// Times the assignment watchdog rejoined the group.
+    pub rejoins: AtomicU64,
     buffered: Mutex<BTreeMap<String, u64>>,
     landed: Mutex<Vec<LandedObject>>,
 }
@@ -183,7 +191,10 @@ pub struct DeliveryOptions {
 /// A delivery instance, connected and ready to run.
 pub struct Delivery {
     spec: StreamSpec,
-    source: Source,
+    /// The consumer; replaced when the assignment watchdog rejoins.
+    source: Mutex<Arc<Source>>,
+    source_settings: SourceSettings,
+    activated_at_ms: i64,
     sink: S3Sink,
     clock: SharedClock,
     namer: Namer,
@@ -214,14 +225,16 @@ impl Delivery {
             .expect("metadata check does not panic")?;
         sink.check().await?;
         let activated_at_ms = clock.now_millis();
-        let source = source::subscribe(&options.source, &spec.name, &spec.topic, spec.start, activated_at_ms)?;
+        let source = source::subscribe(&options.source, &spec.name, &spec.topic, spec.start, activated_at_ms, true)?;
         info!(stream = %spec.name, topic = %spec.topic, partitions, bucket = sink.bucket(), "delivery connected");
         let randomness = options.seed.map(Randomness::seeded).unwrap_or_else(Randomness::from_entropy);
         let namer = Namer::new(spec.clone(), options.version, randomness);
         let extractor = spec.metadata_query.as_deref().map(MetadataExtractor::new);
         Ok(Self {
             spec,
-            source,
+            source: Mutex::new(Arc::new(source)),
+            source_settings: options.source.clone(),
+            activated_at_ms,
             sink,
             clock,
             namer,
@@ -244,12 +257,27 @@ impl Delivery {
         let mut buffers = Buffers::new(self.spec.buffer, overhead);
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut static_membership = true;
+        let mut unassigned_since = std::time::Instant::now();
+        let mut retired: Option<Arc<Source>> = None;
         loop {
+            if let Some(old) = retired.take() {
+                // Closing a consumer blocks (it leaves the group): not here.
+                tokio::task::spawn_blocking(move || drop(old));
+            }
+            let source = self.current_source();
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
                 _ = tick.tick() => {
-                    let revoked = self.source.context().take_revoked();
+                    if source.context().assigned_count() > 0 {
+                        unassigned_since = std::time::Instant::now();
+                    } else if unassigned_since.elapsed() > ASSIGNMENT_TIMEOUT {
+                        static_membership = !static_membership;
+                        retired = self.rejoin(static_membership);
+                        unassigned_since = std::time::Instant::now();
+                    }
+                    let revoked = source.context().take_revoked();
                     if !revoked.is_empty() {
                         self.offsets.lock().expect("offsets lock").forget(&revoked);
                         let n = buffers.discard(&revoked);
@@ -260,7 +288,7 @@ impl Delivery {
                     }
                     self.publish_buffered(&buffers);
                 }
-                message = self.source.recv() => match message {
+                message = source.recv() => match message {
                     Ok(message) => {
                         let record = Record {
                             partition: message.partition(),
@@ -270,7 +298,7 @@ impl Delivery {
                         };
                         drop(message);
                         let (partition, offset) = (record.partition, record.offset);
-                        if self.source.context().skip(partition, record.timestamp_ms) {
+                        if source.context().skip(partition, record.timestamp_ms) {
                             self.stats.records_skipped.fetch_add(1, Ordering::Relaxed);
                             self.offsets.lock().expect("offsets lock").read(partition, offset, 0);
                             continue;
@@ -303,6 +331,9 @@ impl Delivery {
             }
         }
 
+        if let Some(old) = retired.take() {
+            tokio::task::spawn_blocking(move || drop(old));
+        }
         info!("shutting down: delivering every buffer");
         let grace = CancellationToken::new();
         let deadline = grace.clone();
@@ -318,7 +349,9 @@ impl Delivery {
         // Async commits may still be in flight: commit the final positions
         // synchronously so a clean stop leaves nothing to re-read.
         let final_positions = self.offsets.lock().expect("offsets lock").committed();
-        let (source, topic, stats) = (self.source, self.spec.topic, self.stats);
+        // The last reference: the consumer closes on the blocking thread.
+        let source = self.source.into_inner().expect("source lock");
+        let (topic, stats) = (self.spec.topic, self.stats);
         tokio::task::spawn_blocking(move || {
             let mut tpl = TopicPartitionList::new();
             for (partition, offset) in final_positions {
@@ -334,6 +367,35 @@ impl Delivery {
         .await
         .expect("final commit does not panic");
         Ok(stats)
+    }
+
+    fn current_source(&self) -> Arc<Source> {
+        self.source.lock().expect("source lock").clone()
+    }
+
+    /// Replaces the consumer with a new member of the group; returns the old
+    /// one, to be closed off the async threads.
+    fn rejoin(&self, static_membership: bool) -> Option<Arc<Source>> {
+        let kind = if static_membership { "static" } else { "dynamic" };
+        warn!(after = ?ASSIGNMENT_TIMEOUT, "no partitions assigned; rejoining the consumer group as a {kind} member");
+        let fresh = source::subscribe(
+            &self.source_settings,
+            &self.spec.name,
+            &self.spec.topic,
+            self.spec.start,
+            self.activated_at_ms,
+            static_membership,
+        );
+        match fresh {
+            Ok(fresh) => {
+                self.stats.rejoins.fetch_add(1, Ordering::Relaxed);
+                Some(std::mem::replace(&mut *self.source.lock().expect("source lock"), Arc::new(fresh)))
+            }
+            Err(e) => {
+                warn!(error = %e, "rejoin failed; keeping the current consumer");
+                None
+            }
+        }
     }
 
     fn publish_buffered(&self, buffers: &Buffers) {
@@ -518,7 +580,7 @@ impl Delivery {
             warn!(error = %e, "cannot build commit");
             return;
         }
-        if let Err(e) = self.source.commit(&tpl, CommitMode::Async) {
+        if let Err(e) = self.current_source().commit(&tpl, CommitMode::Async) {
             warn!(error = %e, partition, next_offset, "commit failed; records will be re-read after a restart");
         }
     }

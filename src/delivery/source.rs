@@ -43,6 +43,8 @@ pub struct SourceContext {
     revoked: Mutex<Vec<i32>>,
     /// Partitions still skipping records older than `start_ms`.
     skipping: Mutex<HashSet<i32>>,
+    /// Partitions currently assigned, for the assignment watchdog.
+    assigned: Mutex<HashSet<i32>>,
 }
 
 impl SourceContext {
@@ -52,7 +54,18 @@ impl SourceContext {
             StartPosition::Timestamp(ms) => Some(ms),
             StartPosition::ActivationTime => Some(activated_at_ms),
         };
-        Self { topic: topic.to_owned(), start_ms, revoked: Mutex::default(), skipping: Mutex::default() }
+        Self {
+            topic: topic.to_owned(),
+            start_ms,
+            revoked: Mutex::default(),
+            skipping: Mutex::default(),
+            assigned: Mutex::default(),
+        }
+    }
+
+    /// How many partitions this instance owns now.
+    pub fn assigned_count(&self) -> usize {
+        self.assigned.lock().expect("assigned lock").len()
     }
 
     /// Partitions revoked since the last call.
@@ -113,15 +126,18 @@ impl ConsumerContext for SourceContext {
                 if let Err(e) = consumer.assign(tpl) {
                     error!(error = %e, "assign failed");
                 }
+                self.assigned.lock().expect("assigned lock").extend(tpl.elements().iter().map(|e| e.partition()));
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 info!(?partitions, "revoked");
                 let mut skipping = self.skipping.lock().expect("skipping lock");
+                let mut assigned = self.assigned.lock().expect("assigned lock");
                 partitions.iter().for_each(|p| {
                     skipping.remove(p);
+                    assigned.remove(p);
                 });
-                drop(skipping);
+                drop((skipping, assigned));
                 self.revoked.lock().expect("revoked lock").extend(partitions);
                 if let Err(e) = consumer.unassign() {
                     error!(error = %e, "unassign failed");
@@ -176,6 +192,7 @@ pub fn subscribe(
     topic: &str,
     start: StartPosition,
     activated_at_ms: i64,
+    static_membership: bool,
 ) -> Result<Source, SourceError> {
     let context = SourceContext::new(topic, start, activated_at_ms);
     let mut config = ClientConfig::new();
@@ -184,10 +201,12 @@ pub fn subscribe(
         // STREAMLAB_LOG=rdkafka=debug.
         config.set("debug", contexts);
     }
+    if static_membership {
+        config.set("group.instance.id", format!("{group}-{}", settings.instance_id));
+    }
     let consumer: Source = config
         .set("bootstrap.servers", &settings.bootstrap)
         .set("group.id", group)
-        .set("group.instance.id", format!("{group}-{}", settings.instance_id))
         .set("client.id", format!("streamlab-deliver-{}", settings.instance_id))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")

@@ -182,36 +182,8 @@ pub fn assert_no_loss(landed: &std::collections::BTreeMap<String, usize>, expect
 pub fn kafka_records(
     bootstrap: &str,
     topic: &str,
-    partitions: i32,
+    _partitions: i32,
     expected: usize,
 ) -> Result<std::collections::HashMap<String, (i32, i64, i64)>> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::Message;
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "test-reader")
-        .set("fetch.wait.max.ms", "10")
-        .create()?;
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)?;
-    }
-    consumer.assign(&tpl)?;
-    let mut out = std::collections::HashMap::new();
-    let started = Instant::now();
-    while out.len() < expected {
-        ensure!(
-            started.elapsed() < Duration::from_secs(30),
-            "read {} of {expected} records back from Kafka",
-            out.len()
-        );
-        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
-            let message = message?;
-            let event: serde_json::Value = serde_json::from_slice(message.payload().unwrap_or_default())?;
-            let id = event["event_id"].as_str().ok_or_else(|| anyhow::anyhow!("event without event_id"))?.to_owned();
-            let ts = message.timestamp().to_millis().unwrap_or_default();
-            out.insert(id, (message.partition(), message.offset(), ts));
-        }
-    }
-    Ok(out)
+    Ok(harness::read_topic(bootstrap, topic, expected, Duration::from_secs(30))?)
 }

@@ -1,0 +1,382 @@
+//! The soak: everything that can go wrong, at volume, with the figures at the
+//! end. The real delivery runs as a child process (`streamlab deliver`) so it
+//! can be SIGKILLed; S3 fails a share of PUTs; the broker goes away and comes
+//! back; the producer keeps publishing throughout. Then every produced
+//! `event_id` must be in S3, and every duplicate must lie in an uncommitted
+//! window: at or past the offset the group had committed when a kill struck.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{Backend, BackendError, BackendKind};
+use crate::clock::{SharedClock, SystemClock};
+use crate::delivery::sink::{self, S3Settings};
+use crate::events::{EventGenerator, GeneratorConfig};
+use crate::harness::{self, HarnessError};
+use crate::producer::{self, ProducerError, ProducerStats};
+use crate::spec::{self, SpecError, StartPosition};
+
+#[derive(Debug, Clone)]
+pub struct SoakOptions {
+    /// Must start from the earliest record (`ReadFromTimestamp: 0`): the
+    /// producer and the delivery processes run on different clocks.
+    pub spec: PathBuf,
+    pub events: u64,
+    /// Events per second.
+    pub rate: f64,
+    pub s3_error_rate: f64,
+    pub broker_outages: u32,
+    pub outage: Duration,
+    pub kills: u32,
+    pub seed: u64,
+    /// Clock speed of the delivery processes (buffer intervals pass quickly).
+    pub speedup: f64,
+    /// Give up (and fail) after this long.
+    pub timeout: Duration,
+    pub partitions: i32,
+    pub work_dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SoakError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error("the soak spec {0} must read from the earliest record (ReadFromTimestamp 0): producer and delivery run on different clocks")]
+    NeedsEarliest(PathBuf),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Harness(#[from] HarnessError),
+    #[error(transparent)]
+    Producer(Box<ProducerError>),
+    #[error("cannot run the delivery process {binary}: {source}")]
+    Spawn { binary: String, source: std::io::Error },
+    #[error("soak timed out after {0:?} with events still missing")]
+    Timeout(Duration),
+}
+
+impl From<ProducerError> for SoakError {
+    fn from(e: ProducerError) -> Self {
+        SoakError::Producer(Box::new(e))
+    }
+}
+
+/// One SIGKILL and what the group had committed at that moment.
+#[derive(Debug, Clone)]
+pub struct Kill {
+    pub at: Duration,
+    pub committed: BTreeMap<i32, Option<i64>>,
+}
+
+#[derive(Debug)]
+pub struct SoakReport {
+    pub produced: u64,
+    pub landed_distinct: usize,
+    pub lost: usize,
+    /// Events that landed more than once.
+    pub duplicated_events: usize,
+    /// Extra copies beyond the first.
+    pub extra_copies: usize,
+    /// Duplicates not explained by any kill's uncommitted window (must be 0).
+    pub outside_window: usize,
+    pub kills: Vec<Kill>,
+    pub outages: u32,
+    pub s3_faults: u64,
+    pub objects: usize,
+    pub elapsed: Duration,
+}
+
+impl SoakReport {
+    pub fn passed(&self) -> bool {
+        self.lost == 0 && self.outside_window == 0
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out += &format!("soak finished in {:.1?}\n", self.elapsed);
+        out += &format!("  produced (acked)        {:>9}\n", self.produced);
+        out += &format!("  landed (distinct ids)   {:>9}\n", self.landed_distinct);
+        out += &format!("  lost                    {:>9}\n", self.lost);
+        out +=
+            &format!("  duplicated events       {:>9}  ({} extra copies)\n", self.duplicated_events, self.extra_copies);
+        out += &format!("  duplicates outside any uncommitted window {:>3}\n", self.outside_window);
+        out += &format!("  objects                 {:>9}\n", self.objects);
+        out += &format!("  S3 faults injected      {:>9}\n", self.s3_faults);
+        out += &format!("  broker outages          {:>9}\n", self.outages);
+        out += &format!("  delivery SIGKILLs       {:>9}\n", self.kills.len());
+        for (i, kill) in self.kills.iter().enumerate() {
+            out += &format!("    kill {} at {:>6.1?}: committed {:?}\n", i + 1, kill.at, kill.committed);
+        }
+        out += if self.passed() { "PASS: zero loss, duplicates only in uncommitted windows\n" } else { "FAIL\n" };
+        out
+    }
+}
+
+/// The delivery child process.
+struct Deliverer {
+    child: Option<Child>,
+    binary: PathBuf,
+    args: Vec<String>,
+    s3: S3Settings,
+    log_dir: PathBuf,
+    starts: u32,
+}
+
+impl Deliverer {
+    fn start(&mut self) -> Result<(), SoakError> {
+        self.starts += 1;
+        let log = std::fs::File::create(self.log_dir.join(format!("deliver-{}.log", self.starts)))
+            .map_err(|source| SoakError::Spawn { binary: self.binary.display().to_string(), source })?;
+        let creds = self.s3.credentials.clone().expect("the local backend has credentials");
+        let child = Command::new(&self.binary)
+            .args(&self.args)
+            .env("AWS_ACCESS_KEY_ID", creds.access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", creds.secret_access_key)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("STREAMLAB_LOG", "streamlab=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|source| SoakError::Spawn { binary: self.binary.display().to_string(), source })?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Deliverer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+enum Chaos {
+    Kill,
+    Outage,
+}
+
+pub async fn run(options: &SoakOptions, shutdown: CancellationToken) -> Result<SoakReport, SoakError> {
+    let started = Instant::now();
+    let spec = spec::load(&options.spec)?;
+    if spec.start != StartPosition::Earliest {
+        return Err(SoakError::NeedsEarliest(options.spec.clone()));
+    }
+    std::fs::create_dir_all(&options.work_dir)
+        .map_err(|source| BackendError::Io { path: options.work_dir.clone(), source })?;
+    let backend = Backend::start_with_faults(BackendKind::Local, &options.work_dir, options.seed).await?;
+    let faults = backend.faults.clone().expect("started with faults");
+    harness::create_topic(&backend.bootstrap, &spec.topic, options.partitions).await?;
+    let client = sink::client(&backend.s3).await;
+    harness::create_bucket(&client, &spec.bucket).await?;
+    faults.s3.set_error_rate(options.s3_error_rate);
+
+    let binary = std::env::current_exe().map_err(|source| SoakError::Spawn { binary: "streamlab".into(), source })?;
+    let state = options.work_dir.join("state");
+    let mut deliverer = Deliverer {
+        child: None,
+        binary,
+        args: vec![
+            "deliver".into(),
+            "--spec".into(),
+            options.spec.display().to_string(),
+            "--bootstrap".into(),
+            backend.bootstrap.clone(),
+            "--s3-endpoint".into(),
+            backend.s3.endpoint.clone().expect("local endpoint"),
+            "--speedup".into(),
+            options.speedup.to_string(),
+            "--instance-id".into(),
+            "soak".into(),
+            "--state-dir".into(),
+            state.display().to_string(),
+        ],
+        s3: backend.s3.clone(),
+        log_dir: options.work_dir.clone(),
+        starts: 0,
+    };
+    deliverer.start()?;
+
+    // The producer runs throughout, on the wall clock.
+    let producer_stats = Arc::new(ProducerStats::default());
+    let producing = {
+        let (bootstrap, topic, stats, stop) =
+            (backend.bootstrap.clone(), spec.topic.clone(), producer_stats.clone(), shutdown.clone());
+        let mut generator = GeneratorConfig::new(options.seed, chrono::Utc::now().timestamp_millis());
+        generator.mean_gap_ms = (1000.0 / options.rate).max(1.0) as u64;
+        let (count, rate) = (options.events as usize, options.rate);
+        tokio::spawn(async move {
+            let clock: SharedClock = Arc::new(SystemClock);
+            let events = EventGenerator::new(&generator).take(count);
+            producer::publish(&bootstrap, &topic, Some(rate), events, clock, stats, stop).await
+        })
+    };
+
+    // A seeded chaos schedule over the production period.
+    let production = Duration::from_secs_f64(options.events as f64 / options.rate);
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+    let mut schedule: Vec<(Duration, Chaos)> = Vec::new();
+    for _ in 0..options.kills {
+        schedule.push((production.mul_f64(rng.gen_range(0.1..0.9)), Chaos::Kill));
+    }
+    for _ in 0..options.broker_outages {
+        schedule.push((production.mul_f64(rng.gen_range(0.1..0.9)), Chaos::Outage));
+    }
+    schedule.sort_by_key(|(at, _)| *at);
+
+    let mut kills = Vec::new();
+    let mut outages = 0;
+    let mut seen_keys: HashSet<String> = HashSet::new();
+    let mut copies: HashMap<String, u32> = HashMap::new();
+    let mut last_progress = Instant::now();
+    let mut schedule = schedule.into_iter().peekable();
+    loop {
+        if shutdown.is_cancelled() {
+            break;
+        }
+        if started.elapsed() > options.timeout {
+            deliverer.kill();
+            return Err(SoakError::Timeout(options.timeout));
+        }
+        while let Some((at, _)) = schedule.peek() {
+            if started.elapsed() < *at {
+                break;
+            }
+            let (at, chaos) = schedule.next().expect("peeked");
+            match chaos {
+                Chaos::Kill => {
+                    deliverer.kill();
+                    let committed = committed_when_reachable(&backend.bootstrap, &spec.name, &spec.topic).await;
+                    eprintln!("[{:>5.1?}] SIGKILL delivery; committed {committed:?}", started.elapsed());
+                    kills.push(Kill { at, committed });
+                    deliverer.start()?;
+                }
+                Chaos::Outage => {
+                    outages += 1;
+                    eprintln!("[{:>5.1?}] broker outage for {:?}", started.elapsed(), options.outage);
+                    let kafka = faults.kafka.clone();
+                    let length = options.outage;
+                    kafka.set_down(true);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(length).await;
+                        kafka.set_down(false);
+                    });
+                }
+            }
+        }
+        scan(&client, &spec.bucket, &mut seen_keys, &mut copies).await?;
+        let produced = producer_stats.acked();
+        if last_progress.elapsed() > Duration::from_secs(5) {
+            last_progress = Instant::now();
+            eprintln!(
+                "[{:>5.1?}] produced {produced} | landed {} distinct in {} objects | S3 faults {} | kills {} | outages {outages}",
+                started.elapsed(),
+                copies.len(),
+                seen_keys.len(),
+                faults.s3.injected.load(Ordering::Relaxed),
+                kills.len(),
+            );
+        }
+        if producing.is_finished() && copies.len() as u64 >= produced && schedule.peek().is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let produced_result = producing.await.expect("producer does not panic");
+    deliverer.stop();
+    produced_result?;
+    scan(&client, &spec.bucket, &mut seen_keys, &mut copies).await?;
+    let produced = producer_stats.acked();
+
+    // Attribute every duplicate to an uncommitted window.
+    let (bootstrap, topic) = (backend.bootstrap.clone(), spec.topic.clone());
+    let positions = tokio::task::spawn_blocking(move || {
+        harness::read_topic(&bootstrap, &topic, produced as usize, Duration::from_secs(120))
+    })
+    .await
+    .expect("reader does not panic")?;
+    let first_window: BTreeMap<i32, i64> =
+        kills.first().map(|k| k.committed.iter().map(|(p, o)| (*p, o.unwrap_or(0))).collect()).unwrap_or_default();
+    let duplicated: Vec<(&String, &u32)> = copies.iter().filter(|(_, n)| **n > 1).collect();
+    let outside_window = duplicated
+        .iter()
+        .filter(|(id, _)| match positions.get(id.as_str()) {
+            // Committed offsets only grow, so the windows of all kills together
+            // cover everything at or past the first kill's commit point.
+            Some((partition, offset, _)) => {
+                kills.is_empty() || *offset < first_window.get(partition).copied().unwrap_or(0)
+            }
+            None => true,
+        })
+        .count();
+    let landed_ids: HashSet<&String> = copies.keys().collect();
+    let lost = positions.keys().filter(|id| !landed_ids.contains(id)).count();
+    Ok(SoakReport {
+        produced,
+        landed_distinct: copies.len(),
+        lost,
+        duplicated_events: duplicated.len(),
+        extra_copies: duplicated.iter().map(|(_, n)| (**n - 1) as usize).sum(),
+        outside_window,
+        kills,
+        outages,
+        s3_faults: faults.s3.injected.load(Ordering::Relaxed),
+        objects: seen_keys.len(),
+        elapsed: started.elapsed(),
+    })
+}
+
+/// The group's commit point, retried through a broker outage.
+async fn committed_when_reachable(bootstrap: &str, group: &str, topic: &str) -> BTreeMap<i32, Option<i64>> {
+    loop {
+        let (b, g, t) = (bootstrap.to_owned(), group.to_owned(), topic.to_owned());
+        match tokio::task::spawn_blocking(move || harness::committed_offsets(&b, &g, &t)).await {
+            Ok(Ok(committed)) => return committed,
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+/// Reads objects not seen before and counts the event ids in them.
+async fn scan(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    seen: &mut HashSet<String>,
+    copies: &mut HashMap<String, u32>,
+) -> Result<(), HarnessError> {
+    for key in harness::list_keys(client, bucket).await? {
+        if seen.contains(&key) {
+            continue;
+        }
+        let object = harness::read_object(client, bucket, &key).await?;
+        for record in harness::json_records(&object.body).unwrap_or_default() {
+            if let Some(id) = record["event_id"].as_str() {
+                *copies.entry(id.to_owned()).or_default() += 1;
+            }
+        }
+        seen.insert(key);
+    }
+    Ok(())
+}

@@ -38,7 +38,7 @@ where
             ..Config::default()
         };
         let mut runner = TestRunner::new(config);
-        if let Err(e) = runner.run(&strategy, |v| check(v)) {
+        if let Err(e) = runner.run(&strategy, &check) {
             panic!("{name}: {e}");
         }
         cases += 256;

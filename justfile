@@ -50,7 +50,7 @@ soak *ARGS: install-tools
 
 # Fuzz the spec parser, prefix expressions and record decoders (default 10 minutes per target).
 fuzz SECONDS="600":
-    STREAMLAB_FUZZ_SECONDS={{SECONDS}} cargo test --release --test fuzz -- --nocapture --test-threads 1
+    STREAMLAB_FUZZ_SECONDS={{SECONDS}} cargo test --test fuzz -- --nocapture --test-threads 3
 
 # Check stream spec files as AWS would.
 validate *SPECS:

@@ -74,19 +74,25 @@ async fn undeliverable_records_land_as_error_lines() -> Result<()> {
         v.extend_from_slice(br#""}"#);
         v
     };
-    let bad = vec![b"not json at all".to_vec(), br#"{"no_event_type":true}"#.to_vec(), huge.clone()];
+    let bad = vec![
+        b"not json at all".to_vec(),
+        br#"{"no_event_type":true}"#.to_vec(),
+        huge.clone(),
+        vec![0xff, 0xfe, 0x00, 0x9c],
+        Vec::new(),
+    ];
     send_raw(&pipeline.backend.bootstrap, &pipeline.spec.topic, &bad, now.timestamp_millis()).await?;
 
     let stats = running.stats.clone();
-    wait_for("all records read", Duration::from_secs(30), || stats.read() == 23).await?;
+    wait_for("all records read", Duration::from_secs(30), || stats.read() == 25).await?;
     pipeline.pass_interval();
-    wait_for("all records delivered", Duration::from_secs(10), || stats.delivered() == 23).await?;
+    wait_for("all records delivered", Duration::from_secs(10), || stats.delivered() == 25).await?;
     let stats = running.stop().await?;
-    ensure!(stats.error_records.load(std::sync::atomic::Ordering::SeqCst) == 3);
+    ensure!(stats.error_records.load(std::sync::atomic::Ordering::SeqCst) == 5);
 
     let objects = pipeline.objects().await?;
     let lines = error_lines(&objects)?;
-    ensure!(lines.len() == 3, "{lines:?}");
+    ensure!(lines.len() == 5, "{lines:?}");
     let by_code: BTreeMap<&str, (&String, &serde_json::Value)> =
         lines.iter().map(|(k, v)| (v["errorCode"].as_str().unwrap_or_default(), (k, v))).collect();
 
@@ -97,7 +103,7 @@ async fn undeliverable_records_land_as_error_lines() -> Result<()> {
     ensure!(raw == huge, "the oversized record must be kept whole");
 
     let extraction: Vec<_> = lines.iter().filter(|(_, v)| v["errorCode"] == errors::METADATA_EXTRACTION_CODE).collect();
-    ensure!(extraction.len() == 2);
+    ensure!(extraction.len() == 4, "not JSON, no key, not UTF-8, empty");
     for (key, line) in &extraction {
         ensure!(key.starts_with("errors/metadata-extraction-failed/2026/03/08/06/"), "{key}");
         ensure!(line["arrivalTimestamp"] == now.timestamp_millis());
@@ -105,6 +111,15 @@ async fn undeliverable_records_land_as_error_lines() -> Result<()> {
     let messages: Vec<&str> = extraction.iter().map(|(_, l)| l["errorMessage"].as_str().unwrap_or_default()).collect();
     ensure!(messages.contains(&"Non JSON record provided"), "{messages:?}");
     ensure!(messages.contains(&"partition key \"event_type\" is null or missing"), "{messages:?}");
+    // Every bad record is kept byte for byte in rawData.
+    let mut raw: Vec<Vec<u8>> = extraction
+        .iter()
+        .map(|(_, l)| base64::engine::general_purpose::STANDARD.decode(l["rawData"].as_str().unwrap_or_default()))
+        .collect::<Result<_, _>>()?;
+    raw.sort();
+    let mut sent: Vec<Vec<u8>> = bad.iter().filter(|v| **v != huge).cloned().collect();
+    sent.sort();
+    ensure!(raw == sent, "rawData must hold the original bytes");
 
     // The valid events landed in their partitions, each exactly once.
     let mut landed = Vec::new();

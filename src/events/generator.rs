@@ -211,28 +211,24 @@ impl EventGenerator {
             Stage::Shipped { order_id, total } => {
                 if roll < 0.06 {
                     let reason = self.pick(&REFUND_REASONS);
-                    let kind = EventKind::RefundIssued {
-                        order_id,
-                        refund_id: self.short_id("rf"),
-                        amount: total,
-                        currency: currency.to_owned(),
-                        reason: reason.to_owned(),
-                    };
-                    (kind, Stage::Idle)
+                    (self.refund(order_id, total, currency, reason), Stage::Idle)
                 } else {
                     self.new_session()
                 }
             }
             Stage::RefundDue { order_id, total, reason } => {
-                let kind = EventKind::RefundIssued {
-                    order_id,
-                    refund_id: self.short_id("rf"),
-                    amount: total,
-                    currency: currency.to_owned(),
-                    reason: reason.to_owned(),
-                };
-                (kind, Stage::Idle)
+                (self.refund(order_id, total, currency, reason), Stage::Idle)
             }
+        }
+    }
+
+    fn refund(&mut self, order_id: String, total: i64, currency: &str, reason: &str) -> EventKind {
+        EventKind::RefundIssued {
+            order_id,
+            refund_id: self.short_id("rf"),
+            amount: total,
+            currency: currency.to_owned(),
+            reason: reason.to_owned(),
         }
     }
 

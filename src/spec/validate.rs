@@ -86,6 +86,13 @@ impl Report {
         }
     }
 
+    /// A required IAM role ARN (model: 1-512 characters, IAM role pattern).
+    fn role_arn(&mut self, path: &str, value: &Option<String>) {
+        if let Some(role) = self.required(path, value) {
+            self.string(path, role, 1, 512, Some((&ROLE_ARN, r"arn:.*:iam::\d{12}:role/[a-zA-Z_0-9+=,.@\-_/]+")));
+        }
+    }
+
     fn one_of(&mut self, path: &str, value: &str, allowed: &[&str]) -> bool {
         let ok = allowed.contains(&value);
         if !ok {
@@ -179,15 +186,7 @@ fn check_source(msk: &raw::MskSourceConfiguration, r: &mut Report) -> Option<(St
     }
     let auth_path = format!("{MSK}.AuthenticationConfiguration");
     if let Some(auth) = r.required(&auth_path, &msk.authentication_configuration) {
-        if let Some(role) = r.required(&format!("{auth_path}.RoleARN"), &auth.role_arn) {
-            r.string(
-                &format!("{auth_path}.RoleARN"),
-                role,
-                1,
-                512,
-                Some((&ROLE_ARN, r"arn:.*:iam::\d{12}:role/[a-zA-Z_0-9+=,.@\-_/]+")),
-            );
-        }
+        r.role_arn(&format!("{auth_path}.RoleARN"), &auth.role_arn);
         if let Some(connectivity) = r.required(&format!("{auth_path}.Connectivity"), &auth.connectivity) {
             r.one_of(&format!("{auth_path}.Connectivity"), connectivity, Connectivity::values());
         }
@@ -236,15 +235,7 @@ struct Destination {
 }
 
 fn check_destination(s3: &raw::ExtendedS3DestinationConfiguration, r: &mut Report) -> Option<Destination> {
-    if let Some(role) = r.required(&format!("{S3}.RoleARN"), &s3.role_arn) {
-        r.string(
-            &format!("{S3}.RoleARN"),
-            role,
-            1,
-            512,
-            Some((&ROLE_ARN, r"arn:.*:iam::\d{12}:role/[a-zA-Z_0-9+=,.@\-_/]+")),
-        );
-    }
+    r.role_arn(&format!("{S3}.RoleARN"), &s3.role_arn);
     let bucket = r.required(&format!("{S3}.BucketARN"), &s3.bucket_arn).and_then(|arn| {
         r.string(&format!("{S3}.BucketARN"), arn, 1, 2048, Some((&BUCKET_ARN, r"arn:.*:s3:::[\w\.\-]{1,255}")));
         BUCKET_ARN.captures(arn).map(|c| c[1].to_owned())

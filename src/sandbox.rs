@@ -168,7 +168,7 @@ pub async fn run(options: &SandboxOptions, shutdown: CancellationToken) -> Resul
     let produced = producer_stats.acked();
     // Let delivery read what was produced so the table accounts for it.
     let catch_up = Instant::now();
-    while delivery_stats.read() < produced && catch_up.elapsed() < Duration::from_secs(10) {
+    while delivery_stats.read() < produced && catch_up.elapsed() < Duration::from_secs(30) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     stop_delivery.cancel();
@@ -197,7 +197,7 @@ fn print_progress(
     lag: Option<i64>,
 ) {
     let buffered: Vec<String> =
-        delivery.buffered_bytes().iter().map(|(p, b)| format!("p{p}={}", human_bytes(*b))).collect();
+        delivery.buffered_bytes().iter().map(|(p, b)| format!("{p}={}", human_bytes(*b))).collect();
     let line = format!(
         "[{:>4}s] virtual {} | produced {} | consumed {} | lag {} | buffered {} | objects {} ({} records)",
         started.elapsed().as_secs(),
@@ -233,6 +233,17 @@ pub fn render_report(report: &SandboxReport) -> String {
     let total_bytes: u64 = objects.iter().map(|o| o.bytes).sum();
     out += &format!("{:<width$}  {:>8}  {:>10}\n", format!("{} objects", objects.len()), report.delivered, total_bytes);
     out += &format!("\nproduced {} events, delivered {} records\n", report.produced, report.delivered);
+    if report.delivered < report.produced {
+        out += &format!(
+            "{} events were not delivered before the stop: they remain in the topic, uncommitted, and a later run of this stream delivers them\n",
+            report.produced - report.delivered
+        );
+    } else if report.delivered > report.produced {
+        out += &format!(
+            "{} records were delivered twice: re-read after a commit was lost (at-least-once, as Firehose)\n",
+            report.delivered - report.produced
+        );
+    }
     match &report.browse_dir {
         Some(dir) => out += &format!("browse the landed objects as files in {}\n", display(dir)),
         None => {

@@ -49,8 +49,13 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// How long an instance may own no partitions before it rejoins the group.
 /// tansu 0.6 can leave a group stuck after a static member's join is cut
 /// off (a broker outage mid-rebalance); a rejoin as a dynamic member clears
-/// it. A healthy join takes about 6 s on tansu, well under this.
-const ASSIGNMENT_TIMEOUT: Duration = Duration::from_secs(20);
+/// it. A healthy join takes about 6 s on tansu, half of this.
+const ASSIGNMENT_TIMEOUT: Duration = Duration::from_secs(12);
+
+/// How often landed positions are committed again. Async commits fail while
+/// the broker is away; re-committing once it is back keeps the uncommitted
+/// window (what a crash would re-deliver) small. Commits are idempotent.
+const RECOMMIT_EVERY: Duration = Duration::from_secs(1);
 
 /// Firehose's record size limit; larger records go to the error prefix.
 pub const MAX_RECORD_BYTES: usize = 10 * 1024 * 1024;
@@ -260,6 +265,7 @@ impl Delivery {
         let mut static_membership = true;
         let mut unassigned_since = std::time::Instant::now();
         let mut retired: Option<Arc<Source>> = None;
+        let mut last_recommit = std::time::Instant::now();
         loop {
             if let Some(old) = retired.take() {
                 // Closing a consumer blocks (it leaves the group): not here.
@@ -276,6 +282,10 @@ impl Delivery {
                         static_membership = !static_membership;
                         retired = self.rejoin(static_membership);
                         unassigned_since = std::time::Instant::now();
+                    }
+                    if last_recommit.elapsed() > RECOMMIT_EVERY {
+                        last_recommit = std::time::Instant::now();
+                        self.recommit(&source);
                     }
                     let revoked = source.context().take_revoked();
                     if !revoked.is_empty() {
@@ -367,6 +377,21 @@ impl Delivery {
         .await
         .expect("final commit does not panic");
         Ok(stats)
+    }
+
+    /// Commits every landed position again (asynchronously).
+    fn recommit(&self, source: &Source) {
+        let positions = self.offsets.lock().expect("offsets lock").committed();
+        if positions.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (partition, offset) in positions {
+            let _ = tpl.add_partition_offset(&self.spec.topic, partition, Offset::Offset(offset));
+        }
+        if let Err(e) = source.commit(&tpl, CommitMode::Async) {
+            debug!(error = %e, "re-commit failed; will retry");
+        }
     }
 
     fn current_source(&self) -> Arc<Source> {

@@ -310,3 +310,30 @@ async fn secrets_never_appear_in_logs() -> Result<()> {
     ensure!(!text.contains(&creds.secret_access_key), "the S3 secret appeared in the output");
     Ok(())
 }
+
+/// Without a Docker engine the container backend says so and how to proceed,
+/// and `auto` falls back to the local backend. (Where Docker answers, the
+/// container path is exercised by `--backend container` instead.)
+#[tokio::test]
+async fn container_backend_without_docker_is_refused_clearly_and_auto_falls_back() -> Result<()> {
+    if streamlab::backend::docker_reachable().await.is_ok() {
+        eprintln!("not checked: a Docker engine answers here");
+        return Ok(());
+    }
+    assert_eq!(BackendKind::Auto.resolve().await, BackendKind::Local);
+    let work = tempfile::tempdir()?;
+    let (output, took) = run(&[
+        "sandbox",
+        "--backend",
+        "container",
+        "--duration",
+        "1s",
+        "--work-dir",
+        work.path().to_str().context("path")?,
+    ]);
+    ensure!(!output.status.success());
+    let err = stderr(&output);
+    ensure!(err.contains("no Docker engine answers") && err.contains("--backend local"), "{err}");
+    ensure!(took < Duration::from_secs(10), "took {took:?}");
+    Ok(())
+}

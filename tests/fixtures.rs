@@ -21,7 +21,7 @@ use streamlab::events::{Event, EventGenerator, GeneratorConfig};
 use streamlab::harness;
 use streamlab::spec::StartPosition;
 
-use common::{wait_for, Pipeline};
+use common::{kafka_records, wait_for, Pipeline};
 
 mod common;
 
@@ -36,7 +36,13 @@ struct Landed {
     content_encoding: Option<String>,
     records: usize,
     decoded_bytes: usize,
-    decoded_sha256: String,
+    /// The exact decoded bytes; for dynamic partitioning, which interleaves
+    /// Kafka partitions in arrival order, the sorted records instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decoded_sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sorted_records_sha256: Option<String>,
+    /// The first record (the smallest event id with dynamic partitioning).
     first_record: serde_json::Value,
 }
 
@@ -69,6 +75,7 @@ async fn fixture_lands_as_firehose_would(#[files("fixtures/streams/*.json")] pat
     running.stop().await?;
 
     let objects = pipeline.objects().await?;
+    let in_kafka = kafka_records(&pipeline.backend.bootstrap, &spec.topic, 3, BEFORE + AFTER)?;
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let mut landed = Vec::new();
     for object in &objects {
@@ -95,14 +102,33 @@ async fn fixture_lands_as_firehose_would(#[files("fixtures/streams/*.json")] pat
         for record in &records {
             *seen.entry(record["event_id"].as_str().context("event_id")?.to_owned()).or_default() += 1;
         }
+        let (decoded_sha256, sorted_records_sha256, first_record) = if spec.dynamic_partitioning {
+            // Per source partition the order is fixed: offsets ascend.
+            let mut last: BTreeMap<i32, i64> = BTreeMap::new();
+            for record in &records {
+                let (partition, offset, _) = in_kafka[record["event_id"].as_str().context("event_id")?];
+                ensure!(
+                    last.insert(partition, offset).is_none_or(|prev| prev < offset),
+                    "{}: partition {partition} out of order",
+                    object.key
+                );
+            }
+            let mut sorted: Vec<String> = records.iter().map(|r| r.to_string()).collect();
+            sorted.sort();
+            let first = records.iter().min_by_key(|r| r["event_id"].as_str().map(str::to_owned)).cloned();
+            (None, Some(format!("{:x}", Sha256::digest(sorted.join("\n")))), first.context("non-empty")?)
+        } else {
+            (Some(format!("{:x}", Sha256::digest(&decoded))), None, records[0].clone())
+        };
         landed.push(Landed {
             key: object.key.clone(),
             content_type: object.content_type.clone(),
             content_encoding: object.content_encoding.clone(),
             records: records.len(),
             decoded_bytes: decoded.len(),
-            decoded_sha256: format!("{:x}", Sha256::digest(&decoded)),
-            first_record: records[0].clone(),
+            decoded_sha256,
+            sorted_records_sha256,
+            first_record,
         });
     }
     let mut want: Vec<String> = expected.iter().map(|e| e.event_id.clone()).collect();

@@ -205,7 +205,8 @@ impl Drop for KafkaProxy {
 
 /// The faults a run injects, as given to `--faults`: a comma-separated list of
 /// `s3-error-rate=0.1`, `s3-lost-response-rate=0.01`, `s3-slow=200ms`,
-/// `broker-outage=5s/60s` (down 5 s every 60 s).
+/// `broker-outage=5s/60s` (down 5 s every 60 s), `broker-connection-drops=30s`
+/// (every open broker connection cut every 30 s; clients reconnect).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FaultSpec {
     pub s3_error_rate: f64,
@@ -213,6 +214,7 @@ pub struct FaultSpec {
     pub s3_slow: Option<Duration>,
     /// `(outage length, period)`.
     pub broker_outage: Option<(Duration, Duration)>,
+    pub broker_connection_drops: Option<Duration>,
 }
 
 impl FromStr for FaultSpec {
@@ -247,9 +249,10 @@ impl FromStr for FaultSpec {
                     }
                     spec.broker_outage = Some((length, period));
                 }
+                "broker-connection-drops" => spec.broker_connection_drops = Some(duration(key, value)?),
                 other => {
                     return Err(format!(
-                        "unknown fault {other:?}; known: s3-error-rate, s3-lost-response-rate, s3-slow, broker-outage"
+                        "unknown fault {other:?}; known: s3-error-rate, s3-lost-response-rate, s3-slow, broker-outage, broker-connection-drops"
                     ))
                 }
             }
@@ -272,6 +275,17 @@ impl Faults {
         self.s3.set_error_rate(spec.s3_error_rate);
         self.s3.set_lost_response_rate(spec.s3_lost_response_rate);
         self.s3.set_slow(spec.s3_slow);
+        if let Some(every) = spec.broker_connection_drops {
+            let (kafka, stop) = (self.kafka.clone(), stop.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        () = tokio::time::sleep(every) => kafka.cut_connections(),
+                    }
+                }
+            });
+        }
         if let Some((length, period)) = spec.broker_outage {
             let kafka = self.kafka.clone();
             tokio::spawn(async move {
@@ -303,6 +317,8 @@ mod tests {
         assert_eq!(spec.s3_error_rate, 0.1);
         assert_eq!(spec.s3_slow, Some(Duration::from_millis(200)));
         assert_eq!(spec.broker_outage, Some((Duration::from_secs(5), Duration::from_secs(60))));
+        let spec: FaultSpec = "broker-connection-drops=30s".parse().unwrap();
+        assert_eq!(spec.broker_connection_drops, Some(Duration::from_secs(30)));
         assert!("s3-error-rate=2".parse::<FaultSpec>().unwrap_err().contains("between 0 and 1"));
         assert!("broker-outage=60s/5s".parse::<FaultSpec>().unwrap_err().contains("shorter"));
         assert!("disk-full=1".parse::<FaultSpec>().unwrap_err().contains("unknown fault"));
@@ -359,6 +375,17 @@ mod tests {
         proxy.set_down(true);
         assert_eq!(roundtrip(proxy.addr()).await, None);
         proxy.set_down(false);
+        assert_eq!(roundtrip(proxy.addr()).await, Some(*b"ping"));
+
+        // A cut drops an open connection; a new one works at once.
+        let mut open = TcpStream::connect(proxy.addr()).await.unwrap();
+        open.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        open.read_exact(&mut buf).await.unwrap();
+        proxy.cut_connections();
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(1), open.read_to_end(&mut rest)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the connection survived the cut: {read:?}");
         assert_eq!(roundtrip(proxy.addr()).await, Some(*b"ping"));
     }
 }

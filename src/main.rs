@@ -224,9 +224,14 @@ fn shutdown_on_signals() -> CancellationToken {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The soak causes broker outages on purpose; librdkafka's complaints about
-    // them would drown its progress lines.
-    let default_filter = if matches!(cli.command, Command::Soak(_)) { "warn,rdkafka=off" } else { "warn" };
+    // The soak and a sandbox with faults cause broker outages on purpose;
+    // librdkafka's complaints about them would drown the progress lines.
+    let injecting = match &cli.command {
+        Command::Soak(_) => true,
+        Command::Sandbox(args) => args.faults.is_some(),
+        _ => false,
+    };
+    let default_filter = if injecting { "warn,rdkafka=off" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("STREAMLAB_LOG").unwrap_or_else(|_| default_filter.into()),

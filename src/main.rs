@@ -331,11 +331,12 @@ async fn deliver(args: DeliverArgs) -> Result<()> {
     let stats = delivery.run(shutdown_on_signals()).await?;
     let landed = stats.landed();
     eprintln!("stopped: {} records read, {} delivered in {} objects", stats.read(), stats.delivered(), landed.len());
-    if stats.read() > stats.delivered() {
-        bail!(
-            "{} records were read but not delivered; they are uncommitted and will be re-read on the next start",
-            stats.read() - stats.delivered()
-        );
+    // Records handed over in a rebalance were read here and delivered by
+    // another instance.
+    let handed_over = stats.records_handed_over.load(std::sync::atomic::Ordering::Relaxed);
+    let undelivered = stats.read().saturating_sub(stats.delivered() + handed_over);
+    if undelivered > 0 {
+        bail!("{undelivered} records were read but not delivered; they are uncommitted and will be re-read on the next start");
     }
     Ok(())
 }

@@ -63,11 +63,14 @@ pub struct Buffers {
     /// `AppendDelimiterToRecord`); error records carry their own newline.
     per_record_overhead: u64,
     open: BTreeMap<BufferKey, Batch>,
+    /// Sum of `bytes` over `open`, kept as buffers change: it is checked
+    /// against the memory bound on every record.
+    total: u64,
 }
 
 impl Buffers {
     pub fn new(hints: BufferHints, per_record_overhead: u64) -> Self {
-        Self { hints, per_record_overhead, open: BTreeMap::new() }
+        Self { hints, per_record_overhead, open: BTreeMap::new(), total: 0 }
     }
 
     /// Bytes a record takes in its object before compression.
@@ -95,7 +98,7 @@ impl Buffers {
         let size = self.size(&key, &record);
         if let Some(batch) = self.open.get(&key) {
             if batch.bytes + size > self.hints.size_bytes {
-                due.extend(self.open.remove(&key));
+                due.extend(self.remove(&key));
             }
         }
         let batch = self.open.entry(key.clone()).or_insert_with(|| Batch {
@@ -106,8 +109,10 @@ impl Buffers {
         });
         batch.bytes += size;
         batch.records.push(record);
-        if batch.bytes >= self.hints.size_bytes {
-            due.extend(self.open.remove(&key));
+        let full = batch.bytes >= self.hints.size_bytes;
+        self.total += size;
+        if full {
+            due.extend(self.remove(&key));
         }
         due
     }
@@ -117,11 +122,12 @@ impl Buffers {
         let interval_ms = self.hints.interval.as_millis() as i64;
         let ready: Vec<BufferKey> =
             self.open.values().filter(|b| now_ms - b.opened_at_ms >= interval_ms).map(|b| b.key.clone()).collect();
-        ready.into_iter().filter_map(|k| self.open.remove(&k)).collect()
+        ready.into_iter().filter_map(|k| self.remove(&k)).collect()
     }
 
     /// Everything buffered, for shutdown.
     pub fn drain(&mut self) -> Vec<Batch> {
+        self.total = 0;
         std::mem::take(&mut self.open).into_values().collect()
     }
 
@@ -132,12 +138,13 @@ impl Buffers {
         let mut dropped = 0;
         let keys: Vec<BufferKey> = self.open.keys().cloned().collect();
         for key in keys {
-            let mut batch = self.open.remove(&key).expect("key listed");
+            let mut batch = self.remove(&key).expect("key listed");
             let before = batch.records.len();
             batch.records.retain(|r| !partitions.contains(&r.partition));
             dropped += before - batch.records.len();
             batch.bytes = batch.records.iter().map(|r| self.size(&key, r)).sum();
             if !batch.records.is_empty() {
+                self.total += batch.bytes;
                 self.open.insert(key, batch);
             }
         }
@@ -151,14 +158,21 @@ impl Buffers {
 
     /// Bytes held across all buffers.
     pub fn total_bytes(&self) -> u64 {
-        self.open.values().map(|b| b.bytes).sum()
+        self.total
+    }
+
+    /// Removes a buffer, keeping the total right.
+    fn remove(&mut self, key: &BufferKey) -> Option<Batch> {
+        let batch = self.open.remove(key)?;
+        self.total -= batch.bytes;
+        Some(batch)
     }
 
     /// Removes and returns the fullest buffer, to deliver early at the memory
     /// bound.
     pub fn take_largest(&mut self) -> Option<Batch> {
         let key = self.open.values().max_by_key(|b| b.bytes)?.key.clone();
-        self.open.remove(&key)
+        self.remove(&key)
     }
 
     /// Timestamp of the oldest buffered record, for `DataFreshness`.
@@ -254,6 +268,7 @@ mod tests {
         buffers.push(BufferKey::Partition(1), record(1, 1, 0, 5), 0);
         assert_eq!(buffers.discard(&[1]), 2);
         assert_eq!(buffers.buffered_bytes(), BTreeMap::from([(key, 11)]));
+        assert_eq!(buffers.total_bytes(), 11);
     }
 
     /// One step of a run: a record arrives on a partition after some time, or
@@ -307,7 +322,9 @@ mod tests {
                     }
                 }
             }
+            prop_assert_eq!(buffers.total_bytes(), buffers.buffered_bytes().values().sum::<u64>());
             objects.extend(buffers.drain());
+            prop_assert_eq!(buffers.total_bytes(), 0);
 
             let mut committed: BTreeMap<i32, i64> = BTreeMap::new();
             for batch in &objects {

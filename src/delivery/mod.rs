@@ -283,15 +283,15 @@ impl Delivery {
                         retired = self.rejoin(static_membership);
                         unassigned_since = std::time::Instant::now();
                     }
-                    if last_recommit.elapsed() > RECOMMIT_EVERY {
-                        last_recommit = std::time::Instant::now();
-                        self.recommit(&source);
-                    }
                     let revoked = source.context().take_revoked();
                     if !revoked.is_empty() {
                         self.offsets.lock().expect("offsets lock").forget(&revoked);
                         let n = buffers.discard(&revoked);
                         self.stats.records_handed_over.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    if last_recommit.elapsed() > RECOMMIT_EVERY {
+                        last_recommit = std::time::Instant::now();
+                        self.recommit(&source);
                     }
                     for batch in buffers.due(self.clock.now_millis()) {
                         self.deliver(batch, &shutdown).await;

@@ -234,6 +234,60 @@ pub fn read_topic(
     Ok(out)
 }
 
+/// A `streamlab deliver` child process: delivery exactly as users run it, so
+/// it can be SIGKILLed. Credentials and region come from `s3`, through the
+/// environment as the AWS chain reads them. Killed when dropped.
+pub struct DeliverProcess {
+    child: std::process::Child,
+}
+
+impl DeliverProcess {
+    /// Runs `binary deliver ARGS...`; `output` receives stdout and stderr.
+    pub fn spawn(
+        binary: &std::path::Path,
+        args: &[String],
+        s3: &crate::delivery::sink::S3Settings,
+        output: std::process::Stdio,
+    ) -> std::io::Result<Self> {
+        let mut command = std::process::Command::new(binary);
+        command
+            .arg("deliver")
+            .args(args)
+            .env("AWS_REGION", s3.region.as_deref().unwrap_or("us-east-1"))
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("STREAMLAB_LOG", "streamlab=info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(output);
+        if let Some(c) = &s3.credentials {
+            command.env("AWS_ACCESS_KEY_ID", &c.access_key_id).env("AWS_SECRET_ACCESS_KEY", &c.secret_access_key);
+        }
+        Ok(Self { child: command.spawn()? })
+    }
+
+    /// The crash: no flush, no commit.
+    pub fn sigkill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The clean stop: every buffer delivered and committed.
+    pub fn sigterm(mut self) -> std::io::Result<std::process::ExitStatus> {
+        // SAFETY: signalling our own child by its pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait()
+    }
+}
+
+impl Drop for DeliverProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +19,7 @@ use crate::backend::{Backend, BackendError, BackendKind};
 use crate::clock::{SharedClock, SystemClock};
 use crate::delivery::sink::{self, S3Settings};
 use crate::events::{EventGenerator, GeneratorConfig};
-use crate::harness::{self, HarnessError};
+use crate::harness::{self, DeliverProcess, HarnessError};
 use crate::producer::{self, ProducerError, ProducerStats};
 use crate::spec::{self, SpecError, StartPosition};
 
@@ -120,9 +119,9 @@ impl SoakReport {
     }
 }
 
-/// The delivery child process.
+/// The delivery child process, restarted after each kill.
 struct Deliverer {
-    child: Option<Child>,
+    child: Option<DeliverProcess>,
     binary: PathBuf,
     args: Vec<String>,
     s3: S3Settings,
@@ -133,43 +132,24 @@ struct Deliverer {
 impl Deliverer {
     fn start(&mut self) -> Result<(), SoakError> {
         self.starts += 1;
-        let log = std::fs::File::create(self.log_dir.join(format!("deliver-{}.log", self.starts)))
-            .map_err(|source| SoakError::Spawn { binary: self.binary.display().to_string(), source })?;
-        let creds = self.s3.credentials.clone().expect("the local backend has credentials");
-        let child = Command::new(&self.binary)
-            .args(&self.args)
-            .env("AWS_ACCESS_KEY_ID", creds.access_key_id)
-            .env("AWS_SECRET_ACCESS_KEY", creds.secret_access_key)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("STREAMLAB_LOG", "streamlab=info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|source| SoakError::Spawn { binary: self.binary.display().to_string(), source })?;
+        let spawn_error = |source| SoakError::Spawn { binary: self.binary.display().to_string(), source };
+        let log =
+            std::fs::File::create(self.log_dir.join(format!("deliver-{}.log", self.starts))).map_err(spawn_error)?;
+        let child = DeliverProcess::spawn(&self.binary, &self.args, &self.s3, log.into()).map_err(spawn_error)?;
         self.child = Some(child);
         Ok(())
     }
 
     fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            child.sigkill();
         }
     }
 
     fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            let _ = child.sigterm();
         }
-    }
-}
-
-impl Drop for Deliverer {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
@@ -199,7 +179,6 @@ pub async fn run(options: &SoakOptions, shutdown: CancellationToken) -> Result<S
         child: None,
         binary,
         args: vec![
-            "deliver".into(),
             "--spec".into(),
             options.spec.display().to_string(),
             "--bootstrap".into(),

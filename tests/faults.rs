@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +17,7 @@ use chrono::{TimeZone, Utc};
 use streamlab::clock::{SharedClock, SystemClock};
 use streamlab::events::{Event, EventGenerator, GeneratorConfig};
 use streamlab::faults::S3Fault;
-use streamlab::harness;
+use streamlab::harness::{self, DeliverProcess};
 use streamlab::producer::{self, ProducerStats};
 use tokio_util::sync::CancellationToken;
 
@@ -127,45 +127,24 @@ async fn a_broker_outage_heals_without_restart() -> Result<()> {
     Ok(())
 }
 
-/// A `streamlab deliver` child process, SIGKILLed if the test fails.
-struct DeliverProcess(Child);
-
-impl DeliverProcess {
-    fn spawn(pipeline: &Pipeline, spec: &str, state: &Path) -> Result<Self> {
-        let creds = pipeline.backend.s3.credentials.clone().context("local credentials")?;
-        let child = Command::new(env!("CARGO_BIN_EXE_streamlab"))
-            .args(["deliver", "--spec", spec, "--bootstrap", &pipeline.backend.bootstrap])
-            .args(["--s3-endpoint", pipeline.backend.s3.endpoint.as_deref().context("endpoint")?])
-            .args(["--speedup", "600", "--instance-id", "crash", "--state-dir"])
-            .arg(state)
-            .env("AWS_ACCESS_KEY_ID", creds.access_key_id)
-            .env("AWS_SECRET_ACCESS_KEY", creds.secret_access_key)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        Ok(Self(child))
-    }
-
-    fn sigkill(&mut self) -> Result<()> {
-        self.0.kill()?;
-        self.0.wait()?;
-        Ok(())
-    }
-
-    fn sigterm(&mut self) -> Result<std::process::ExitStatus> {
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        Ok(self.0.wait()?)
-    }
-}
-
-impl Drop for DeliverProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+fn spawn_deliver(pipeline: &Pipeline, spec: &str, state: &Path) -> Result<DeliverProcess> {
+    let args: Vec<String> = [
+        "--spec",
+        spec,
+        "--bootstrap",
+        &pipeline.backend.bootstrap,
+        "--s3-endpoint",
+        pipeline.backend.s3.endpoint.as_deref().context("endpoint")?,
+        "--speedup",
+        "600",
+        "--instance-id",
+        "crash",
+        "--state-dir",
+        state.to_str().context("utf-8 path")?,
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    Ok(DeliverProcess::spawn(Path::new(env!("CARGO_BIN_EXE_streamlab")), &args, &pipeline.backend.s3, Stdio::null())?)
 }
 
 async fn committed(pipeline: &Pipeline, group: &str) -> Result<BTreeMap<i32, Option<i64>>> {
@@ -210,14 +189,14 @@ async fn sigkill_and_restart_lose_nothing_and_duplicate_only_the_uncommitted_win
         .map(|()| stats.acked())
     });
 
-    let mut child = DeliverProcess::spawn(&pipeline, spec, state.path())?;
+    let child = spawn_deliver(&pipeline, spec, state.path())?;
     wait_landed(&pipeline, 300, Duration::from_secs(30)).await?;
-    child.sigkill()?;
+    child.sigkill();
     // Anything at or past these offsets may land twice; nothing before them.
     let window = committed(&pipeline, &pipeline.spec.name).await?;
     ensure!(window.values().any(Option::is_some), "nothing was committed before the kill");
 
-    let mut child = DeliverProcess::spawn(&pipeline, spec, state.path())?;
+    let child = spawn_deliver(&pipeline, spec, state.path())?;
     ensure!(producing.await?? == 3_000);
     let landed = wait_landed(&pipeline, 3_000, Duration::from_secs(60)).await?;
     ensure!(child.sigterm()?.success(), "delivery did not stop cleanly");

@@ -43,16 +43,10 @@ pub struct Containers {
     _s3: ContainerAsync<GenericImage>,
 }
 
-fn free_port() -> Result<u16, BackendError> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|source| BackendError::Io { path: "127.0.0.1:0".into(), source })?;
-    Ok(listener.local_addr().map_err(|source| BackendError::Io { path: "127.0.0.1:0".into(), source })?.port())
-}
-
 impl Containers {
     pub async fn start() -> Result<Self, BackendError> {
         docker_reachable().await.map_err(BackendError::NoDocker)?;
-        let kafka_port = free_port()?;
+        let kafka_port = super::free_port()?;
         let kafka = GenericImage::new(REDPANDA_IMAGE, REDPANDA_TAG)
             .with_exposed_port(KAFKA_PORT.tcp())
             .with_wait_for(WaitFor::message_on_either_std("Successfully started Redpanda!"))

@@ -80,6 +80,15 @@ enum Guard {
     Container { _containers: Box<container::Containers> },
 }
 
+/// A loopback port free at the time of asking (there is a small window in
+/// which another process could take it; the broker then fails to start and
+/// says so).
+pub fn free_port() -> Result<u16, BackendError> {
+    let fail = |source| BackendError::Io { path: "127.0.0.1:0".into(), source };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(fail)?;
+    Ok(listener.local_addr().map_err(fail)?.port())
+}
+
 /// Credentials the local S3 server accepts; they only guard a loopback port.
 pub fn local_credentials() -> StaticCredentials {
     StaticCredentials { access_key_id: "streamlab".into(), secret_access_key: "streamlab-local-secret".into() }
@@ -115,7 +124,7 @@ impl Backend {
             }
             _ => {
                 let binary = find_tansu()?;
-                let port = TansuBroker::free_port()?;
+                let port = free_port()?;
                 let (faults, advertised) = match fault_seed {
                     None => (None, None),
                     Some(seed) => {

@@ -54,13 +54,6 @@ pub struct TansuBroker {
 }
 
 impl TansuBroker {
-    /// Picks a free loopback port for the broker to listen on.
-    pub fn free_port() -> Result<u16, BackendError> {
-        let l = std::net::TcpListener::bind("127.0.0.1:0")
-            .map_err(|source| BackendError::Io { path: "127.0.0.1:0".into(), source })?;
-        Ok(l.local_addr().map_err(|source| BackendError::Io { path: "127.0.0.1:0".into(), source })?.port())
-    }
-
     /// Starts tansu on `port`, advertising `advertised` (a proxy in front of
     /// it) or its own address.
     pub async fn start(

@@ -73,10 +73,6 @@ impl ScaledClock {
         Self { origin_wall: Instant::now(), origin_virtual_ms, speedup }
     }
 
-    pub fn speedup(&self) -> f64 {
-        self.speedup
-    }
-
     /// How much wall time a span of virtual time takes.
     pub fn wall_duration(&self, virtual_span: Duration) -> Duration {
         virtual_span.div_f64(self.speedup)

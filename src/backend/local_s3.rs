@@ -5,7 +5,7 @@
 //! user can browse.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -24,7 +24,6 @@ use crate::faults::{Decision, S3Fault, S3FaultPlan};
 /// A running server; stops when dropped.
 pub struct LocalS3 {
     addr: SocketAddr,
-    root: PathBuf,
     stop: CancellationToken,
 }
 
@@ -98,15 +97,11 @@ impl LocalS3 {
                 });
             }
         });
-        Ok(Self { addr, root: root.to_owned(), stop })
+        Ok(Self { addr, stop })
     }
 
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 }
 

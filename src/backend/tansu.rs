@@ -104,10 +104,6 @@ impl TansuBroker {
         format!("127.0.0.1:{}", self.port)
     }
 
-    pub fn pid(&self) -> Option<u32> {
-        self.child.id()
-    }
-
     fn failure(&self, reason: String) -> BackendError {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let tail: Vec<&str> = text.lines().rev().take(20).collect();

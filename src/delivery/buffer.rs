@@ -180,7 +180,8 @@ impl Buffers {
         self.open.values().map(Batch::oldest_timestamp_ms).min()
     }
 
-    /// Clock time of the oldest buffered record arrival, for freshness.
+    /// Clock time the oldest open buffer opened; the interval deadline of
+    /// the next buffer to fall due.
     pub fn oldest_open_ms(&self) -> Option<i64> {
         self.open.values().map(|b| b.opened_at_ms).min()
     }

@@ -84,6 +84,10 @@ pub struct StoredObject {
     pub body: Bytes,
     pub content_type: Option<String>,
     pub content_encoding: Option<String>,
+    /// `x-amz-server-side-encryption`.
+    pub server_side_encryption: Option<String>,
+    /// `x-amz-server-side-encryption-aws-kms-key-id`.
+    pub sse_kms_key_id: Option<String>,
 }
 
 /// Every key in the bucket, sorted.
@@ -114,8 +118,17 @@ pub async fn read_object(client: &Client, bucket: &str, key: &str) -> Result<Sto
         .map_err(|e| fail(DisplayErrorContext(&e).to_string()))?;
     let content_type = got.content_type().map(str::to_owned);
     let content_encoding = got.content_encoding().map(str::to_owned);
+    let server_side_encryption = got.server_side_encryption().map(|s| s.as_str().to_owned());
+    let sse_kms_key_id = got.ssekms_key_id().map(str::to_owned);
     let body = got.body.collect().await.map_err(|e| fail(e.to_string()))?.into_bytes();
-    Ok(StoredObject { key: key.to_owned(), body, content_type, content_encoding })
+    Ok(StoredObject {
+        key: key.to_owned(),
+        body,
+        content_type,
+        content_encoding,
+        server_side_encryption,
+        sse_kms_key_id,
+    })
 }
 
 /// Every object in the bucket, sorted by key.
@@ -175,6 +188,118 @@ fn committed_with(consumer: &BaseConsumer, topic: &str) -> Result<BTreeMap<i32, 
         .iter()
         .map(|e| (e.partition(), if let Offset::Offset(o) = e.offset() { Some(o) } else { None }))
         .collect())
+}
+
+fn metadata_client(bootstrap: &str) -> Result<BaseConsumer, HarnessError> {
+    ClientConfig::new().set("bootstrap.servers", bootstrap).create().map_err(|e| HarnessError::Topic {
+        topic: String::new(),
+        bootstrap: bootstrap.to_owned(),
+        detail: e.to_string(),
+    })
+}
+
+/// Every topic on the broker. Blocking; call from a blocking task.
+pub fn list_topics(bootstrap: &str) -> Result<Vec<String>, HarnessError> {
+    let consumer = metadata_client(bootstrap)?;
+    let metadata = consumer.fetch_metadata(None, TIMEOUT).map_err(|e| HarnessError::Topic {
+        topic: String::new(),
+        bootstrap: bootstrap.to_owned(),
+        detail: e.to_string(),
+    })?;
+    Ok(metadata.topics().iter().map(|t| t.name().to_owned()).collect())
+}
+
+/// The end offset (high watermark) of every partition of `topic`: where the
+/// next record written will go. Blocking; call from a blocking task.
+pub fn end_offsets(bootstrap: &str, topic: &str) -> Result<BTreeMap<i32, i64>, HarnessError> {
+    Ok(watermarks(bootstrap, topic)?.into_iter().map(|(p, (_, high))| (p, high)).collect())
+}
+
+/// Records held in `topic` across its partitions. Blocking.
+pub fn topic_records(bootstrap: &str, topic: &str) -> Result<i64, HarnessError> {
+    Ok(watermarks(bootstrap, topic)?.values().map(|(low, high)| (high - low).max(0)).sum())
+}
+
+fn watermarks(bootstrap: &str, topic: &str) -> Result<BTreeMap<i32, (i64, i64)>, HarnessError> {
+    let fail =
+        |detail: String| HarnessError::Topic { topic: topic.to_owned(), bootstrap: bootstrap.to_owned(), detail };
+    let consumer = metadata_client(bootstrap)?;
+    let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT).map_err(|e| fail(e.to_string()))?;
+    let mut out = BTreeMap::new();
+    for t in metadata.topics().iter().filter(|t| t.name() == topic) {
+        for p in t.partitions() {
+            let marks = consumer.fetch_watermarks(topic, p.id(), TIMEOUT).map_err(|e| fail(e.to_string()))?;
+            out.insert(p.id(), marks);
+        }
+    }
+    Ok(out)
+}
+
+/// The values of every record of `topic` from `from` (per partition; absent
+/// partitions from their start) up to `to` (exclusive), in offset order per
+/// partition. Blocking; call from a blocking task.
+pub fn read_range(
+    bootstrap: &str,
+    topic: &str,
+    from: &BTreeMap<i32, i64>,
+    to: &BTreeMap<i32, i64>,
+    timeout: Duration,
+) -> Result<Vec<Bytes>, HarnessError> {
+    use rdkafka::Message;
+    let fail =
+        |detail: String| HarnessError::Topic { topic: topic.to_owned(), bootstrap: bootstrap.to_owned(), detail };
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "streamlab-checker")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .map_err(|e| fail(e.to_string()))?;
+    let mut tpl = TopicPartitionList::new();
+    let mut remaining = 0usize;
+    for (partition, end) in to {
+        let start = from.get(partition).map_or(Offset::Beginning, |o| Offset::Offset(*o));
+        if from.get(partition).is_some_and(|o| o >= end) || *end == 0 {
+            continue;
+        }
+        tpl.add_partition_offset(topic, *partition, start).map_err(|e| fail(e.to_string()))?;
+        remaining += 1;
+    }
+    if remaining == 0 {
+        return Ok(Vec::new());
+    }
+    consumer.assign(&tpl).map_err(|e| fail(e.to_string()))?;
+    let mut done = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    let started = Instant::now();
+    while done.len() < remaining {
+        if started.elapsed() > timeout {
+            return Err(fail(format!("could not read the topic to its end within {timeout:?}")));
+        }
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+            // Transaction markers take offsets no message shows: the
+            // consumer's position still moves past them.
+            if let Ok(positions) = consumer.position() {
+                for e in positions.elements() {
+                    if let (Offset::Offset(o), Some(end)) = (e.offset(), to.get(&e.partition())) {
+                        if o >= *end {
+                            done.insert(e.partition());
+                        }
+                    }
+                }
+            }
+            continue;
+        };
+        let message = message.map_err(|e| fail(e.to_string()))?;
+        let end = to.get(&message.partition()).copied().unwrap_or(0);
+        if message.offset() < end {
+            out.push(Bytes::copy_from_slice(message.payload().unwrap_or_default()));
+        }
+        if message.offset() + 1 >= end {
+            done.insert(message.partition());
+        }
+    }
+    Ok(out)
 }
 
 /// `KafkaOffsetLag`: records in the topic the group has not committed past.

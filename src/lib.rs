@@ -13,13 +13,16 @@
 //! - [`sandbox`]: the whole pipeline with live progress.
 
 pub mod backend;
+pub mod checks;
 pub mod clock;
 pub mod delivery;
 pub mod events;
 pub mod faults;
 pub mod harness;
+pub mod landing;
 pub mod prefix;
 pub mod producer;
 pub mod sandbox;
 pub mod soak;
 pub mod spec;
+pub mod stack;

@@ -8,17 +8,26 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use std::time::Instant;
 use streamlab::backend::BackendKind;
+use streamlab::checks::expect::Expectation;
+use streamlab::checks::snapshot::{Comparison, Snapshot, SnapshotError};
 use streamlab::clock::{ScaledClock, SharedClock, SystemClock};
 use streamlab::delivery::sink::{self, S3Settings, S3Sink};
+use streamlab::delivery::source::Membership;
 use streamlab::delivery::source::SourceSettings;
-use streamlab::delivery::version::VersionStore;
+use streamlab::delivery::state::{DirStateStore, StateStore, TopicStateStore};
 use streamlab::delivery::{Delivery, DeliveryOptions};
 use streamlab::events::GeneratorConfig;
+use streamlab::landing::{Landing, Masks};
 use streamlab::producer::{self, ProducerOptions, ProducerStats};
 use streamlab::sandbox::{self, SandboxOptions};
 use streamlab::soak::SoakOptions;
 use streamlab::spec;
+use streamlab::stack::control::ControlClient;
+use streamlab::stack::run::{default_masks, RunChecks, SnapshotOutcome};
+use streamlab::stack::{ClockMode, StackOptions, Status};
 use tokio_util::sync::CancellationToken;
 
 /// Local emulation and integration-test harness for Kafka (MSK) -> Amazon
@@ -47,15 +56,272 @@ enum Command {
         #[arg(required = true)]
         specs: Vec<PathBuf>,
     },
+    /// Start the local stack for your own producer and readers: a broker, S3
+    /// and one Firehose delivery per spec, until Ctrl-C.
+    Up(UpArgs),
+    /// Start the stack, run your command against it, then deliver what it
+    /// wrote and check the landing (snapshot, expectations).
+    Run(RunArgs),
+    /// Move the clock of a running stack (started with --clock manual).
+    Clock {
+        #[command(subcommand)]
+        command: ClockCommand,
+    },
+    /// Deliver every buffer of a running stack now, as if its interval had
+    /// passed; returns once the objects landed.
+    Flush {
+        /// Only this stream.
+        #[arg(long)]
+        stream: Option<String>,
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+    /// Wait until a running stack has read everything written to its topics
+    /// so far (and no object is being written).
+    Settle {
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+    /// Per stream: records read, buffered, delivered, objects, errors, lag.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+    /// What landed, decoded: keys, headers, records.
+    Landing {
+        #[arg(long)]
+        stream: Option<String>,
+        #[arg(long, value_enum, default_value_t = LandingFormat::Table)]
+        format: LandingFormat,
+        #[command(flatten)]
+        masks: MaskArgs,
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+    /// Compare a running stack's landing with a reviewed snapshot file, or
+    /// write it.
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClockCommand {
+    /// Move the manual clock forward, e.g. `streamlab clock advance 5m`;
+    /// buffers whose interval passed deliver before this returns.
+    Advance {
+        #[arg(value_parser = humantime::parse_duration)]
+        by: Duration,
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SnapshotCommand {
+    /// Exit non-zero, printing a diff, when the landing differs from FILE.
+    Check {
+        file: PathBuf,
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+    /// Write the landing to FILE (review it, then commit it).
+    Update {
+        file: PathBuf,
+        #[command(flatten)]
+        masks: MaskArgs,
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ControlArgs {
+    /// Control endpoint of the stack; default $STREAMLAB_CONTROL (written to
+    /// the env file by `streamlab up`).
+    #[arg(long)]
+    control: Option<String>,
+}
+
+impl ControlArgs {
+    fn client(&self) -> Result<ControlClient> {
+        Ok(ControlClient::from_env(self.control.clone())?)
+    }
+}
+
+#[derive(Debug, Args)]
+struct MaskArgs {
+    /// What to mask in keys: uuid, random, time (comma-separated), or none.
+    /// Default: uuid,random unless the stack is seeded; a snapshot file's own
+    /// masks when checking.
+    #[arg(long, value_parser = Masks::parse_list)]
+    mask: Option<Masks>,
+    /// A record field to replace with "[redacted]" (repeatable): .event_id,
+    /// .order.placed_at, .items[].sku.
+    #[arg(long, value_parser = parse_redact)]
+    redact: Vec<String>,
+}
+
+impl MaskArgs {
+    /// The masks asked for, `None` when neither option was given.
+    fn masks(&self) -> Option<Masks> {
+        if self.mask.is_none() && self.redact.is_empty() {
+            return None;
+        }
+        let mut masks = self.mask.clone().unwrap_or_default();
+        masks.redact = self.redact.clone();
+        Some(masks)
+    }
+}
+
+fn parse_redact(s: &str) -> Result<String, String> {
+    streamlab::landing::check_redact_path(s).map(|()| s.to_owned())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LandingFormat {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ClockChoice {
+    /// Moves only with `streamlab clock advance` (or the control API).
+    Manual,
+    /// The wall clock.
+    System,
+}
+
+#[derive(Debug, Args)]
+struct StackArgs {
+    /// CreateDeliveryStream JSON files or directories of them (repeatable);
+    /// one delivery per spec, topics and buckets created from them.
+    #[arg(long = "spec", required = true, num_args = 1..)]
+    specs: Vec<PathBuf>,
+    /// Partitions of each topic the stack creates.
+    #[arg(long, default_value_t = streamlab::stack::DEFAULT_PARTITIONS, value_parser = clap::value_parser!(i32).range(1..=10_000))]
+    partitions: i32,
+    /// Partitions of one topic, NAME=N (repeatable); also creates topics no
+    /// spec reads.
+    #[arg(long = "topic", value_parser = parse_topic)]
+    topics: Vec<(String, i32)>,
+    /// The clock buffers and keys follow. Default manual.
+    #[arg(long, value_enum, conflicts_with = "speedup")]
+    clock: Option<ClockChoice>,
+    /// Run the clock N times faster than the wall clock (300: a 5-minute
+    /// buffer interval passes in a second).
+    #[arg(long, value_parser = positive_f64)]
+    speedup: Option<f64>,
+    /// Start of the manual clock (RFC 3339); default now.
+    #[arg(long, value_parser = parse_rfc3339)]
+    clock_start: Option<i64>,
+    /// Write the endpoints here as KEY=value lines once the stack is ready.
+    #[arg(long)]
+    env_file: Option<PathBuf>,
+    /// Keep the broker log and S3 data here; default a temporary directory
+    /// removed at exit.
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = BackendKind::Local, env = "STREAMLAB_BACKEND")]
+    backend: BackendKind,
+    /// Seed uuids and random strings in keys: the same input lands under the
+    /// same keys.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Refuse writes to topics that do not exist (MSK's default) instead of
+    /// creating them.
+    #[arg(long)]
+    no_auto_create_topics: bool,
+}
+
+impl StackArgs {
+    fn options(&self) -> StackOptions {
+        let clock = match (self.clock, self.speedup) {
+            (_, Some(speedup)) => ClockMode::Scaled { speedup },
+            (Some(ClockChoice::System), None) => ClockMode::System,
+            _ => ClockMode::Manual {
+                start_ms: self.clock_start.unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
+            },
+        };
+        StackOptions {
+            partitions: self.partitions,
+            topics: self.topics.iter().cloned().collect(),
+            clock,
+            backend: self.backend,
+            work_dir: self.work_dir.clone(),
+            seed: self.seed,
+            auto_create_topics: !self.no_auto_create_topics,
+            ..StackOptions::new(self.specs.clone())
+        }
+    }
+}
+
+fn parse_topic(s: &str) -> Result<(String, i32), String> {
+    let (name, n) = s.split_once('=').ok_or_else(|| format!("{s:?} is not NAME=PARTITIONS, e.g. orders=6"))?;
+    let n: i32 = n.parse().map_err(|_| format!("{s:?}: {n:?} is not a number of partitions"))?;
+    if name.is_empty() || !(1..=10_000).contains(&n) {
+        return Err(format!("{s:?}: give a topic name and 1 to 10000 partitions"));
+    }
+    Ok((name.to_owned(), n))
+}
+
+#[derive(Debug, Args)]
+struct UpArgs {
+    #[command(flatten)]
+    stack: StackArgs,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    stack: StackArgs,
+    /// Compare the landing with this snapshot file (see `snapshot update`).
+    #[arg(long)]
+    snapshot: Option<PathBuf>,
+    /// Write the snapshot file instead of comparing.
+    #[arg(long, requires = "snapshot")]
+    update_snapshot: bool,
+    #[command(flatten)]
+    masks: MaskArgs,
+    /// Expectations: exactly-once, no-errors, key-shape (comma-separated or
+    /// repeated).
+    #[arg(long, value_delimiter = ',')]
+    expect: Vec<Expectation>,
+    /// Expect at least N data records to land.
+    #[arg(long)]
+    expect_records: Option<u64>,
+    /// A shell command run after the checks against the landing (a
+    /// downstream reader, your own assertions); it gets the stack's env and
+    /// STREAMLAB_LANDING, a JSON file of the landing.
+    #[arg(long)]
+    then: Option<String>,
+    /// How long to wait for the stack to read what the command wrote.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    settle_timeout: Duration,
+    /// The command to run with the stack's env, e.g. `-- node producer.js`.
+    #[arg(last = true, required = true, num_args = 1..)]
+    command: Vec<String>,
 }
 
 #[derive(Debug, Args)]
 struct ProduceArgs {
-    /// Kafka bootstrap address, HOST:PORT.
-    #[arg(long)]
+    /// Kafka bootstrap address, HOST:PORT; default $KAFKA_BOOTSTRAP (set by
+    /// `streamlab run` and the env file of `streamlab up`).
+    #[arg(long, env = "KAFKA_BOOTSTRAP")]
     bootstrap: String,
     #[arg(long)]
     topic: String,
+    /// Kafka record timestamps: `now` (the producer's clock) or `event` (each
+    /// event's occurred_at, which makes a seeded run's keys reproducible).
+    #[arg(long, value_enum, default_value_t = TimestampSource::Now)]
+    timestamps: TimestampSource,
     /// Events per second (wall time); default is as fast as possible.
     #[arg(long, value_parser = positive_f64)]
     rate: Option<f64>,
@@ -103,12 +369,15 @@ struct DeliverArgs {
     /// AWS region for S3; default from the standard AWS chain.
     #[arg(long)]
     region: Option<String>,
-    /// Stable id of this delivery instance (static group membership: a
-    /// restarted instance with the same id gets its partitions back).
-    #[arg(long, default_value = "0")]
-    instance_id: String,
-    /// Where stream versions are kept (one small JSON file per stream); the
-    /// version in object names grows when the spec changes.
+    /// Stable id of this delivery instance, making it a static group member:
+    /// restarted with the same id, it gets its partitions back without a
+    /// rebalance. Default: a dynamic member, unique per process.
+    #[arg(long)]
+    instance_id: Option<String>,
+    /// Keep stream state (version, activation time, start offsets) as JSON
+    /// files in this directory instead of in the topic
+    /// `__streamlab_stream_state` on the broker (the default, next to the
+    /// consumer group).
     #[arg(long)]
     state_dir: Option<PathBuf>,
     /// Most dynamic partitions open at once (Firehose's default limit);
@@ -189,6 +458,12 @@ struct SoakArgs {
     work_dir: Option<PathBuf>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum TimestampSource {
+    Now,
+    Event,
+}
+
 fn positive_f64(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
@@ -255,7 +530,227 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Deliver(args) => deliver(args).await.map(|()| ExitCode::SUCCESS),
         Command::Sandbox(args) => run_sandbox(args).await.map(|()| ExitCode::SUCCESS),
         Command::Soak(args) => soak(args).await,
+        Command::Up(args) => up(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Run(args) => run_command(args).await,
+        Command::Clock { command: ClockCommand::Advance { by, control } } => {
+            let answer = control
+                .client()?
+                .post("/v1/clock/advance", json!({ "by": humantime::format_duration(by).to_string() }))
+                .await?;
+            println!("clock at {}", answer["now"].as_str().unwrap_or_default());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Flush { stream, control } => {
+            let answer = control.client()?.post("/v1/flush", json!({ "stream": stream })).await?;
+            let flushed: Vec<&str> =
+                answer["flushed"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
+            println!("flushed {}", flushed.join(", "));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Settle { timeout, control } => {
+            control
+                .client()?
+                .post("/v1/settle", json!({ "timeout": humantime::format_duration(timeout).to_string() }))
+                .await?;
+            println!("settled");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { json, control } => {
+            let answer = control.client()?.get("/v1/status").await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+            } else {
+                let status: Status = serde_json::from_value(answer).context("reading the stack's status")?;
+                print!("{}", status.render());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Landing { stream, format, masks, control } => {
+            let landing = fetch_landing(&control.client()?, stream.as_deref(), masks.masks().as_ref()).await?;
+            match format {
+                LandingFormat::Table => print!("{}", landing.render_table()),
+                LandingFormat::Json => println!("{}", serde_json::to_string_pretty(&landing)?),
+                LandingFormat::Yaml => print!("{}", yaml_serde::to_string(&landing)?),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Snapshot { command } => snapshot_command(command).await,
     }
+}
+
+/// The landing from a running stack, masked as asked.
+async fn fetch_landing(client: &ControlClient, stream: Option<&str>, masks: Option<&Masks>) -> Result<Landing> {
+    let mut query = Vec::new();
+    if let Some(stream) = stream {
+        query.push(format!("stream={}", percent_encode(stream)));
+    }
+    if let Some(masks) = masks {
+        let list: Vec<&str> = [("uuid", masks.uuid), ("random", masks.random), ("time", masks.time)]
+            .iter()
+            .filter(|(_, on)| *on)
+            .map(|(name, _)| *name)
+            .collect();
+        query.push(format!("mask={}", if list.is_empty() { "none".to_owned() } else { list.join(",") }));
+        query.extend(masks.redact.iter().map(|p| format!("redact={}", percent_encode(p))));
+    }
+    let path = if query.is_empty() { "/v1/landing".to_owned() } else { format!("/v1/landing?{}", query.join("&")) };
+    let answer = client.get(&path).await?;
+    serde_json::from_value(answer).context("reading the stack's landing")
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn snapshot_command(command: SnapshotCommand) -> Result<ExitCode> {
+    match command {
+        SnapshotCommand::Check { file, control } => {
+            let recorded = Snapshot::load(&file)?;
+            let landing = fetch_landing(&control.client()?, None, Some(&recorded.masks)).await?;
+            match recorded.compare(&Snapshot::new(recorded.masks.clone(), landing)) {
+                Comparison::Matches => {
+                    println!("landing matches {}", file.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Comparison::Differs(diff) => {
+                    print!("{diff}");
+                    eprintln!(
+                        "the landing differs from {} (above: - snapshot, + landing). If the change is intended, run `streamlab snapshot update {}` and review the file",
+                        file.display(),
+                        file.display()
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        SnapshotCommand::Update { file, masks, control } => {
+            let client = control.client()?;
+            let recorded = match Snapshot::load(&file) {
+                Ok(s) => Some(s.masks),
+                Err(SnapshotError::Missing { .. }) => None,
+                Err(e) => return Err(e.into()),
+            };
+            let status: Status = serde_json::from_value(client.get("/v1/status").await?)?;
+            let masks = default_masks(masks.masks().as_ref(), recorded.as_ref(), status.seeded);
+            let landing = fetch_landing(&client, None, Some(&masks)).await?;
+            Snapshot::new(masks, landing).save(&file)?;
+            println!("wrote {}", file.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn up(args: UpArgs) -> Result<()> {
+    let shutdown = shutdown_on_signals();
+    let started = Instant::now();
+    let running = streamlab::stack::run::up(args.stack.options(), args.stack.env_file.as_deref()).await?;
+    let stack = &running.stack;
+    eprintln!(
+        "streamlab up: {} stream(s) ready in {:.1}s, clock {} at {}",
+        stack.specs().len(),
+        started.elapsed().as_secs_f64(),
+        stack.clock_mode().name(),
+        streamlab::clock::rfc3339_millis(stack.clock().now_millis())
+    );
+    for spec in stack.specs() {
+        eprintln!("  {}: topic {} -> s3://{}/", spec.name, spec.topic, spec.bucket);
+    }
+    for (key, value) in &running.env {
+        println!("{key}={value}");
+    }
+    match &args.stack.env_file {
+        Some(path) => {
+            eprintln!("endpoints written to {}; Ctrl-C to stop (buffers are delivered first)", path.display())
+        }
+        None => {
+            eprintln!("Ctrl-C to stop (buffers are delivered first); --env-file PATH writes the endpoints to a file")
+        }
+    }
+    shutdown.cancelled().await;
+    let stats = stack.shutdown().await?;
+    for (stream, stats) in stats {
+        eprintln!("{stream}: {} records read, {} delivered", stats.read(), stats.delivered());
+    }
+    if let Some(path) = &args.stack.env_file {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+async fn run_command(args: RunArgs) -> Result<ExitCode> {
+    let shutdown = shutdown_on_signals();
+    let mut expectations = args.expect.clone();
+    if let Some(n) = args.expect_records {
+        expectations.push(Expectation::Records(n));
+    }
+    let running = streamlab::stack::run::up(args.stack.options(), args.stack.env_file.as_deref()).await?;
+    eprintln!(
+        "streamlab run: stack ready (broker {}, clock {}); running `{}`",
+        running.stack.bootstrap(),
+        running.stack.clock_mode().name(),
+        args.command.join(" ")
+    );
+    let checks = RunChecks {
+        snapshot: args.snapshot.clone(),
+        update_snapshot: args.update_snapshot,
+        masks: args.masks.masks(),
+        expectations,
+        then: args.then.clone(),
+        settle_timeout: args.settle_timeout,
+    };
+    let report = streamlab::stack::run::run(&running, &args.command, &checks, &shutdown).await;
+    let shutdown_result = running.stack.shutdown().await;
+    drop(running);
+    if let Some(path) = &args.stack.env_file {
+        let _ = std::fs::remove_file(path);
+    }
+    let report = report?;
+    shutdown_result?;
+    print!("{}", report.landing.render_table());
+    let command = args.command.join(" ");
+    match report.command_status {
+        _ if report.interrupted => eprintln!("`{command}` was stopped"),
+        Some(status) if status.success() => {}
+        Some(status) => eprintln!("FAILED: `{command}` exited with {status}"),
+        None => eprintln!("FAILED: `{command}` could not be waited for"),
+    }
+    for problem in &report.problems {
+        eprintln!("FAILED: {problem}");
+    }
+    for outcome in &report.outcomes {
+        let mark = if outcome.passed { "ok" } else { "FAILED" };
+        println!("{mark}: expect {}: {}", outcome.expectation, outcome.detail);
+    }
+    match &report.snapshot {
+        None => {}
+        Some(SnapshotOutcome::Matched(path)) => println!("ok: landing matches snapshot {}", path.display()),
+        Some(SnapshotOutcome::Written(path)) => {
+            println!("wrote snapshot {}; review it, then commit it", path.display())
+        }
+        Some(SnapshotOutcome::Differs { path, diff }) => {
+            print!("{diff}");
+            println!(
+                "FAILED: the landing differs from snapshot {} (above: - snapshot, + landing); if intended, rerun with --update-snapshot and review the file",
+                path.display()
+            );
+        }
+    }
+    if let (Some(then), Some(status)) = (&args.then, report.then_status) {
+        if !status.success() {
+            eprintln!("FAILED: --then `{then}` exited with {status}");
+        }
+    }
+    if report.passed() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    // The command's own failure code when it failed, else 1.
+    let code = report.command_status.and_then(|s| s.code()).filter(|c| *c != 0).unwrap_or(1);
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
 fn validate(specs: &[PathBuf]) -> ExitCode {
@@ -285,8 +780,14 @@ async fn produce(args: ProduceArgs) -> Result<()> {
     if let Some(rate) = args.rate {
         generator.mean_gap_ms = (1000.0 * speedup / rate).max(1.0) as u64;
     }
-    let options =
-        ProducerOptions { bootstrap: args.bootstrap, topic: args.topic, rate: args.rate, count: args.count, generator };
+    let options = ProducerOptions {
+        bootstrap: args.bootstrap,
+        topic: args.topic,
+        rate: args.rate,
+        count: args.count,
+        generator,
+        event_timestamps: args.timestamps == TimestampSource::Event,
+    };
     let stats = Arc::new(ProducerStats::default());
     let shutdown = shutdown_on_signals();
     let progress = {
@@ -311,22 +812,31 @@ async fn deliver(args: DeliverArgs) -> Result<()> {
     // Invalid configuration is rejected before anything connects.
     let spec = spec::load(&args.spec)?;
     let clock = args.clock.clock();
-    let store = VersionStore::new(args.state_dir.clone().unwrap_or_else(VersionStore::default_dir));
-    let version = store.resolve(&spec)?;
+    let state = match &args.state_dir {
+        Some(dir) => StateStore::Dir(DirStateStore::new(dir)),
+        None => StateStore::Topic(TopicStateStore::new(&args.bootstrap)),
+    };
     let settings = S3Settings { endpoint: args.s3_endpoint.clone(), region: args.region, credentials: None };
     let client = sink::client(&settings).await;
     let sink = S3Sink::new(client, &spec.bucket, args.s3_endpoint.as_deref());
     let options = DeliveryOptions {
-        source: SourceSettings { bootstrap: args.bootstrap, instance_id: args.instance_id },
-        version,
+        source: SourceSettings {
+            bootstrap: args.bootstrap,
+            instance_id: args.instance_id,
+            membership: Membership::Group,
+        },
+        state,
         seed: None,
         active_partition_limit: args.active_partition_limit,
         max_buffered_bytes: args.max_buffered_bytes,
     };
     let delivery = Delivery::connect(spec.clone(), options, sink, clock).await?;
     eprintln!(
-        "delivering stream {:?} version {version}: topic {:?} -> s3://{}/ (Ctrl-C to stop)",
-        spec.name, spec.topic, spec.bucket
+        "delivering stream {:?} version {}: topic {:?} -> s3://{}/ (Ctrl-C to stop)",
+        spec.name,
+        delivery.state().version,
+        spec.topic,
+        spec.bucket
     );
     let stats = delivery.run(shutdown_on_signals()).await?;
     let landed = stats.landed();

@@ -189,6 +189,91 @@ impl Template {
     }
 }
 
+/// What a part of a key matched by a [`KeyPattern`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyPart {
+    /// A `!{timestamp:...}` expression or the suffix time.
+    Time,
+    /// `!{firehose:random-string}`.
+    RandomString,
+    /// The suffix uuid.
+    Uuid,
+    /// `!{firehose:error-output-type}`.
+    ErrorOutputType,
+    /// A dynamic-partitioning key.
+    PartitionKey,
+    /// The stream version in the suffix.
+    Version,
+}
+
+/// A regex matching every key a template can produce with a given suffix,
+/// with a capture group per variable part: used to tell which stream an
+/// object belongs to, to check that keys have AWS's shape, and to mask the
+/// parts of keys that differ between identical runs.
+#[derive(Debug, Clone)]
+pub struct KeyPattern {
+    regex: regex::Regex,
+    /// The kind of each capture group, in order, with its pattern text for
+    /// times (shown when masked).
+    parts: Vec<(KeyPart, String)>,
+}
+
+/// The `<error-output-type>` values Firehose writes.
+pub const ERROR_OUTPUT_TYPES: &[&str] =
+    &["processing-failed", "metadata-extraction-failed", "format-conversion-failed"];
+
+impl KeyPattern {
+    /// Keys `<template><stream>-<version>-<yyyy-MM-dd-HH-mm-ss>-<uuid><extension>`.
+    pub fn new(template: &Template, stream: &str, extension: &str) -> Self {
+        let mut regex = String::from("^");
+        let mut parts = Vec::new();
+        let mut group = |regex: &mut String, part: KeyPart, label: &str, inner: &str| {
+            regex.push_str(&format!("({inner})"));
+            parts.push((part, label.to_owned()));
+        };
+        for segment in &template.segments {
+            match segment {
+                Segment::Literal(text) => regex.push_str(&regex::escape(text)),
+                Segment::Timestamp(pattern) => group(&mut regex, KeyPart::Time, &pattern.source(), &pattern.regex()),
+                Segment::RandomString => group(&mut regex, KeyPart::RandomString, "random", "[A-Za-z0-9]{11}"),
+                Segment::ErrorOutputType => {
+                    let types: Vec<String> = ERROR_OUTPUT_TYPES.iter().map(|t| regex::escape(t)).collect();
+                    group(&mut regex, KeyPart::ErrorOutputType, "error-output-type", &types.join("|"))
+                }
+                Segment::PartitionKeyFromQuery(key) | Segment::PartitionKeyFromLambda(key) => {
+                    group(&mut regex, KeyPart::PartitionKey, key, ".+?")
+                }
+            }
+        }
+        regex.push_str(&regex::escape(stream));
+        regex.push('-');
+        group(&mut regex, KeyPart::Version, "version", r"[1-9]\d*");
+        regex.push('-');
+        group(&mut regex, KeyPart::Time, "yyyy-MM-dd-HH-mm-ss", r"\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}");
+        regex.push('-');
+        group(&mut regex, KeyPart::Uuid, "uuid", "[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}");
+        regex.push_str(&regex::escape(extension));
+        regex.push('$');
+        Self { regex: regex::Regex::new(&regex).expect("key patterns are valid regexes"), parts }
+    }
+
+    pub fn is_match(&self, key: &str) -> bool {
+        self.regex.is_match(key)
+    }
+
+    /// The variable parts of `key` with their byte ranges, if it matches.
+    pub fn parts(&self, key: &str) -> Option<Vec<(KeyPart, &str, std::ops::Range<usize>)>> {
+        let caps = self.regex.captures(key)?;
+        Some(
+            self.parts
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (part, label))| caps.get(i + 1).map(|m| (*part, label.as_str(), m.range())))
+                .collect(),
+        )
+    }
+}
+
 fn parse_expression(body: &str) -> Result<Segment, PrefixError> {
     let (namespace, value) =
         body.split_once(':').ok_or_else(|| PrefixError::MissingNamespace { expression: body.to_owned() })?;
@@ -212,6 +297,54 @@ fn parse_expression(body: &str) -> Result<Segment, PrefixError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatePattern {
     items: Vec<PatternItem>,
+}
+
+impl DatePattern {
+    /// The pattern as written.
+    pub fn source(&self) -> String {
+        let mut out = String::new();
+        for item in &self.items {
+            match item {
+                PatternItem::Literal(text) if text.chars().any(|c| c.is_ascii_alphabetic() || c == '\'') => {
+                    out.push('\'');
+                    out.push_str(&text.replace('\'', "''"));
+                    out.push('\'');
+                }
+                PatternItem::Literal(text) => out.push_str(text),
+                PatternItem::Field { letter, width } => out.extend(std::iter::repeat_n(*letter, *width)),
+            }
+        }
+        out
+    }
+
+    /// A regex matching everything this pattern formats to.
+    pub fn regex(&self) -> String {
+        let mut out = String::new();
+        for item in &self.items {
+            match item {
+                PatternItem::Literal(text) => out.push_str(&regex::escape(text)),
+                PatternItem::Field { letter, width } => out.push_str(&field_regex(*letter, *width)),
+            }
+        }
+        out
+    }
+}
+
+/// A regex for what one pattern field formats to.
+fn field_regex(letter: char, width: usize) -> String {
+    match (letter, width) {
+        ('y' | 'u', 2) => r"\d{2}".into(),
+        ('y' | 'u', w) => format!(r"-?\d{{{w},}}"),
+        ('M', 3) | ('E', 1..=3) => "[A-Za-z]{3}".into(),
+        ('M', 4) | ('E', 4) => "[A-Za-z]+".into(),
+        ('M', 5) | ('E', 5) => "[A-Za-z]".into(),
+        ('a', _) => "(?:AM|PM)".into(),
+        ('S', w) => format!(r"\d{{{w}}}"),
+        ('D', 1) => r"\d{1,3}".into(),
+        ('D', 2) => r"\d{2,3}".into(),
+        (_, 1) => r"\d{1,2}".into(),
+        (_, w) => format!(r"\d{{{w}}}"),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

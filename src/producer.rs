@@ -37,6 +37,9 @@ pub struct ProducerOptions {
     /// Stop after this many events; `None` runs until shutdown.
     pub count: Option<u64>,
     pub generator: GeneratorConfig,
+    /// Stamp each record with its event's `occurred_at` instead of the
+    /// clock's now.
+    pub event_timestamps: bool,
 }
 
 /// Counters shared with whoever watches.
@@ -77,7 +80,18 @@ pub async fn produce(
     shutdown: CancellationToken,
 ) -> Result<(), ProducerError> {
     let events = EventGenerator::new(&options.generator).take(options.count.map_or(usize::MAX, |n| n as usize));
-    publish(&options.bootstrap, &options.topic, options.rate, events, clock, stats, shutdown).await
+    let timestamps = if options.event_timestamps { Timestamps::Event } else { Timestamps::Clock };
+    publish_with(&options.bootstrap, &options.topic, options.rate, events, clock, timestamps, stats, shutdown).await
+}
+
+/// Where record timestamps come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timestamps {
+    /// The clock's now, as an application stamping records on send.
+    Clock,
+    /// The event's `occurred_at` (falling back to the clock if it does not
+    /// parse), as an application that stamps records with event time.
+    Event,
 }
 
 /// Publishes the given events (e.g. a seeded stream resumed part-way), with
@@ -88,6 +102,21 @@ pub async fn publish(
     rate: Option<f64>,
     events: impl Iterator<Item = Event>,
     clock: SharedClock,
+    stats: Arc<ProducerStats>,
+    shutdown: CancellationToken,
+) -> Result<(), ProducerError> {
+    publish_with(bootstrap, topic, rate, events, clock, Timestamps::Clock, stats, shutdown).await
+}
+
+/// [`publish`] with a choice of record timestamps.
+#[allow(clippy::too_many_arguments)]
+pub async fn publish_with(
+    bootstrap: &str,
+    topic: &str,
+    rate: Option<f64>,
+    events: impl Iterator<Item = Event>,
+    clock: SharedClock,
+    timestamps: Timestamps,
     stats: Arc<ProducerStats>,
     shutdown: CancellationToken,
 ) -> Result<(), ProducerError> {
@@ -115,9 +144,14 @@ pub async fn publish(
             }
         }
         let payload = event.to_json();
+        let timestamp = match timestamps {
+            Timestamps::Event => chrono::DateTime::parse_from_rfc3339(&event.occurred_at)
+                .map(|t| t.timestamp_millis())
+                .unwrap_or_else(|_| clock.now_millis()),
+            Timestamps::Clock => clock.now_millis(),
+        };
         loop {
-            let record =
-                FutureRecord::to(topic).key(&event.customer_id).payload(&payload).timestamp(clock.now_millis());
+            let record = FutureRecord::to(topic).key(&event.customer_id).payload(&payload).timestamp(timestamp);
             match producer.send_result(record) {
                 Ok(delivery) => {
                     pending.push(delivery);

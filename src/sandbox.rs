@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::{Backend, BackendError, BackendKind};
 use crate::clock::{Clock, ScaledClock, SharedClock};
 use crate::delivery::sink::{self, S3Sink};
+use crate::delivery::source::Membership;
 use crate::delivery::source::SourceSettings;
-use crate::delivery::version::{VersionError, VersionStore};
+use crate::delivery::state::{StateStore, TopicStateStore};
 use crate::delivery::{Delivery, DeliveryError, DeliveryOptions, DeliveryStats, LandedObject};
 use crate::events::GeneratorConfig;
 use crate::faults::FaultSpec;
@@ -52,8 +53,6 @@ pub enum SandboxError {
     Delivery(#[from] DeliveryError),
     #[error(transparent)]
     Producer(#[from] ProducerError),
-    #[error(transparent)]
-    Version(#[from] VersionError),
 }
 
 /// What a sandbox run produced and landed.
@@ -106,10 +105,13 @@ pub async fn run(options: &SandboxOptions, shutdown: CancellationToken) -> Resul
 
     let clock: SharedClock = Arc::new(ScaledClock::new(options.speedup));
     let sink = S3Sink::new(client, &spec.bucket, backend.s3.endpoint.as_deref());
-    let version = VersionStore::new(options.work_dir.join("state")).resolve(&spec)?;
     let delivery_options = DeliveryOptions {
-        source: SourceSettings { bootstrap: backend.bootstrap.clone(), instance_id: "sandbox".into() },
-        version,
+        source: SourceSettings {
+            bootstrap: backend.bootstrap.clone(),
+            instance_id: None,
+            membership: Membership::Assigned,
+        },
+        state: StateStore::Topic(TopicStateStore::new(&backend.bootstrap)),
         seed: None,
         active_partition_limit: crate::delivery::DEFAULT_ACTIVE_PARTITION_LIMIT,
         max_buffered_bytes: crate::delivery::DEFAULT_MAX_BUFFERED_BYTES,
@@ -127,6 +129,7 @@ pub async fn run(options: &SandboxOptions, shutdown: CancellationToken) -> Resul
         rate: Some(options.rate),
         count: None,
         generator,
+        event_timestamps: false,
     };
     let producer_stats = Arc::new(ProducerStats::default());
     let stop_producer = CancellationToken::new();

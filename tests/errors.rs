@@ -64,8 +64,8 @@ fn error_lines(objects: &[harness::StoredObject]) -> Result<Vec<(String, serde_j
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undeliverable_records_land_as_error_lines() -> Result<()> {
     let now = Utc.with_ymd_and_hms(2026, 3, 8, 6, 58, 0).unwrap();
-    let pipeline = Pipeline::start(Path::new(SPEC), 1, now).await?;
-    let running = pipeline.deliver(3, None).await?;
+    let pipeline = Pipeline::start_with(Path::new(SPEC), 1, now, |o| o.seed(3)).await?;
+    let running = pipeline.deliver().await?;
     let events: Vec<_> = EventGenerator::new(&GeneratorConfig::new(3, now.timestamp_millis())).take(20).collect();
     pipeline.publish(events.clone()).await?;
     let huge = {
@@ -81,11 +81,11 @@ async fn undeliverable_records_land_as_error_lines() -> Result<()> {
         vec![0xff, 0xfe, 0x00, 0x9c],
         Vec::new(),
     ];
-    send_raw(&pipeline.backend.bootstrap, &pipeline.spec.topic, &bad, now.timestamp_millis()).await?;
+    send_raw(pipeline.bootstrap(), &pipeline.spec.topic, &bad, now.timestamp_millis()).await?;
 
     let stats = running.stats.clone();
     wait_for("all records read", Duration::from_secs(30), || stats.read() == 25).await?;
-    pipeline.pass_interval();
+    pipeline.pass_interval().await?;
     wait_for("all records delivered", Duration::from_secs(10), || stats.delivered() == 25).await?;
     let stats = running.stop().await?;
     ensure!(stats.error_records.load(std::sync::atomic::Ordering::SeqCst) == 5);
@@ -144,13 +144,17 @@ async fn undeliverable_records_land_as_error_lines() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_beyond_the_active_partition_limit_go_to_the_error_prefix() -> Result<()> {
     let now = Utc.with_ymd_and_hms(2026, 3, 8, 6, 58, 0).unwrap();
-    let pipeline = Pipeline::start(Path::new(SPEC), 1, now).await?;
-    let running = pipeline.deliver(3, Some(3)).await?;
+    let pipeline = Pipeline::start_with(Path::new(SPEC), 1, now, |mut o| {
+        o.active_partition_limit = 3;
+        o.seed(3)
+    })
+    .await?;
+    let running = pipeline.deliver().await?;
     let events: Vec<_> = EventGenerator::new(&GeneratorConfig::new(5, now.timestamp_millis())).take(200).collect();
     pipeline.publish(events.clone()).await?;
     let stats = running.stats.clone();
     wait_for("all records read", Duration::from_secs(30), || stats.read() == 200).await?;
-    pipeline.pass_interval();
+    pipeline.pass_interval().await?;
     wait_for("all records delivered", Duration::from_secs(10), || stats.delivered() == 200).await?;
     running.stop().await?;
 

@@ -33,21 +33,23 @@ fn now() -> chrono::DateTime<Utc> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_errors_and_lost_responses_lose_and_duplicate_nothing() -> Result<()> {
-    let pipeline =
-        Pipeline::start_faulty(Path::new("fixtures/streams/small-buffer-newline.json"), 3, now(), 11).await?;
-    let faults = pipeline.backend.faults.clone().context("faulty backend")?;
+    let pipeline = Pipeline::start_with(Path::new("fixtures/streams/small-buffer-newline.json"), 3, now(), |o| {
+        o.faults(11).seed(11)
+    })
+    .await?;
+    let faults = pipeline.faults()?;
     faults.s3.set_error_rate(0.3);
     faults.s3.set_lost_response_rate(0.1);
     // Every kind at least once, whatever the dice say.
     faults.s3.fail_next([S3Fault::InternalError, S3Fault::SlowDown, S3Fault::Reset, S3Fault::LostResponse]);
-    let running = pipeline.deliver(11, None).await?;
+    let running = pipeline.deliver().await?;
     let stats = running.stats.clone();
     let all = events(11, 1_500);
     for (round, chunk) in all.chunks(300).enumerate() {
         pipeline.publish(chunk.to_vec()).await?;
         let n = ((round + 1) * 300) as u64;
         wait_for("round read", Duration::from_secs(30), || stats.read() == n).await?;
-        pipeline.pass_interval();
+        pipeline.pass_interval().await?;
         wait_for("round delivered", Duration::from_secs(60), || stats.delivered() == n).await?;
     }
     let stats = running.stop().await?;
@@ -62,11 +64,15 @@ async fn s3_errors_and_lost_responses_lose_and_duplicate_nothing() -> Result<()>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_its_memory_bound_delivery_stops_reading_while_s3_is_down_and_catches_up() -> Result<()> {
-    let pipeline = Pipeline::start_faulty(Path::new("fixtures/streams/orders-to-s3.json"), 3, now(), 12).await?;
-    let faults = pipeline.backend.faults.clone().context("faulty backend")?;
-    faults.s3.set_down(true);
     let limit = 64 * 1024;
-    let running = pipeline.deliver_with(12, |o| o.max_buffered_bytes = limit).await?;
+    let pipeline = Pipeline::start_with(Path::new("fixtures/streams/orders-to-s3.json"), 3, now(), |mut o| {
+        o.max_buffered_bytes = limit;
+        o.faults(12).seed(12)
+    })
+    .await?;
+    let faults = pipeline.faults()?;
+    faults.s3.set_down(true);
+    let running = pipeline.deliver().await?;
     let stats = running.stats.clone();
     let all = events(12, 2_000);
     pipeline.publish(all.clone()).await?;
@@ -75,7 +81,7 @@ async fn at_its_memory_bound_delivery_stops_reading_while_s3_is_down_and_catches
         .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let read = stats.read();
-    pipeline.manual.advance(Duration::from_secs(30));
+    pipeline.stack.advance(Duration::from_secs(30)).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     ensure!(stats.read() == read, "kept reading while S3 was down: {read} -> {}", stats.read());
     // At most the bound plus the record that crossed it (events are < 1 KiB).
@@ -86,7 +92,7 @@ async fn at_its_memory_bound_delivery_stops_reading_while_s3_is_down_and_catches
 
     faults.s3.set_down(false);
     wait_for("catching up", Duration::from_secs(30), || stats.read() == 2_000).await?;
-    pipeline.pass_interval();
+    pipeline.pass_interval().await?;
     wait_for("all delivered", Duration::from_secs(30), || stats.delivered() == 2_000).await?;
     running.stop().await?;
     let duplicates = assert_no_loss(&landed_ids(&pipeline.objects().await?)?, &all)?;
@@ -97,8 +103,8 @@ async fn at_its_memory_bound_delivery_stops_reading_while_s3_is_down_and_catches
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_outage_heals_without_restart() -> Result<()> {
     let pipeline = Pipeline::start_faulty(Path::new("fixtures/streams/orders-to-s3.json"), 3, now(), 13).await?;
-    let faults = pipeline.backend.faults.clone().context("faulty backend")?;
-    let running = pipeline.deliver(13, None).await?;
+    let faults = pipeline.faults()?;
+    let running = pipeline.deliver().await?;
     let stats = running.stats.clone();
     let all = events(13, 1_000);
     pipeline.publish(all[..500].to_vec()).await?;
@@ -106,7 +112,7 @@ async fn a_broker_outage_heals_without_restart() -> Result<()> {
 
     faults.kafka.set_down(true);
     let (bootstrap, topic, clock) =
-        (pipeline.backend.bootstrap.clone(), pipeline.spec.topic.clone(), pipeline.clock.clone());
+        (pipeline.bootstrap().to_owned(), pipeline.spec.topic.clone(), pipeline.stack.clock());
     let second = all[500..].to_vec();
     let producing = tokio::spawn(async move {
         let stats = Arc::new(ProducerStats::default());
@@ -119,7 +125,7 @@ async fn a_broker_outage_heals_without_restart() -> Result<()> {
     faults.kafka.set_down(false);
     ensure!(producing.await?? == 500, "the producer lost events across the outage");
     wait_for("second half read", Duration::from_secs(60), || stats.read() == 1_000).await?;
-    pipeline.pass_interval();
+    pipeline.pass_interval().await?;
     wait_for("all delivered", Duration::from_secs(30), || stats.delivered() == 1_000).await?;
     running.stop().await?;
     let duplicates = assert_no_loss(&landed_ids(&pipeline.objects().await?)?, &all)?;
@@ -132,9 +138,9 @@ fn spawn_deliver(pipeline: &Pipeline, spec: &str, state: &Path) -> Result<Delive
         "--spec",
         spec,
         "--bootstrap",
-        &pipeline.backend.bootstrap,
+        pipeline.bootstrap(),
         "--s3-endpoint",
-        pipeline.backend.s3.endpoint.as_deref().context("endpoint")?,
+        pipeline.stack.s3_endpoint().context("endpoint")?,
         "--speedup",
         "600",
         "--instance-id",
@@ -144,11 +150,16 @@ fn spawn_deliver(pipeline: &Pipeline, spec: &str, state: &Path) -> Result<Delive
     ]
     .map(str::to_owned)
     .to_vec();
-    Ok(DeliverProcess::spawn(Path::new(env!("CARGO_BIN_EXE_streamlab")), &args, &pipeline.backend.s3, Stdio::null())?)
+    Ok(DeliverProcess::spawn(
+        Path::new(env!("CARGO_BIN_EXE_streamlab")),
+        &args,
+        pipeline.stack.s3_settings(),
+        Stdio::null(),
+    )?)
 }
 
 async fn committed(pipeline: &Pipeline, group: &str) -> Result<BTreeMap<i32, Option<i64>>> {
-    let (b, g, t) = (pipeline.backend.bootstrap.clone(), group.to_owned(), pipeline.spec.topic.clone());
+    let (b, g, t) = (pipeline.bootstrap().to_owned(), group.to_owned(), pipeline.spec.topic.clone());
     Ok(tokio::task::spawn_blocking(move || harness::committed_offsets(&b, &g, &t)).await??)
 }
 
@@ -171,7 +182,7 @@ async fn sigkill_and_restart_lose_nothing_and_duplicate_only_the_uncommitted_win
     let pipeline = Pipeline::start(Path::new(spec), 3, now()).await?;
     let state = tempfile::tempdir()?;
     let all = events(14, 3_000);
-    let (bootstrap, topic) = (pipeline.backend.bootstrap.clone(), pipeline.spec.topic.clone());
+    let (bootstrap, topic) = (pipeline.bootstrap().to_owned(), pipeline.spec.topic.clone());
     let to_publish = all.clone();
     let producing = tokio::spawn(async move {
         let clock: SharedClock = Arc::new(SystemClock);
@@ -202,7 +213,7 @@ async fn sigkill_and_restart_lose_nothing_and_duplicate_only_the_uncommitted_win
     ensure!(child.sigterm()?.success(), "delivery did not stop cleanly");
 
     let duplicates = assert_no_loss(&landed_ids(&pipeline.objects().await?)?, &all)?;
-    let records = kafka_records(&pipeline.backend.bootstrap, &pipeline.spec.topic, 3, all.len())?;
+    let records = kafka_records(pipeline.bootstrap(), &pipeline.spec.topic, all.len())?;
     for (id, n) in landed.iter().filter(|(_, n)| **n > 1) {
         let (partition, offset, _) = records[id];
         let from = window.get(&partition).copied().flatten().unwrap_or(0);
@@ -217,19 +228,20 @@ async fn sigkill_and_restart_lose_nothing_and_duplicate_only_the_uncommitted_win
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_joining_leaving_and_returning_lose_nothing() -> Result<()> {
     let pipeline = Pipeline::start(Path::new("fixtures/streams/orders-to-s3.json"), 3, now()).await?;
-    let a = pipeline.deliver_with(15, |o| o.source.instance_id = "a".into()).await?;
+    let a = pipeline.instance("a", 15).await?;
     let all = events(15, 1_500);
     pipeline.publish(all[..600].to_vec()).await?;
-    wait_for("A reads the first batch", Duration::from_secs(30), || a.stats.read() == 600).await?;
+    let a_stats = a.stats();
+    wait_for("A reads the first batch", Duration::from_secs(30), || a_stats.read() == 600).await?;
 
     // B joins: the group rebalances while A holds 600 unlanded records.
-    let b = pipeline.deliver_with(16, |o| o.source.instance_id = "b".into()).await?;
-    let (a_stats, b_stats) = (a.stats.clone(), b.stats.clone());
+    let b = pipeline.instance("b", 16).await?;
+    let b_stats = b.stats();
     // With 3 partitions and 2 members each owns at least one; B re-reads the
     // records A held uncommitted for the partitions it took over.
     wait_for("B owns and reads partitions", Duration::from_secs(40), || b_stats.read() > 0).await?;
     pipeline.publish(all[600..1_200].to_vec()).await?;
-    let landed = wait_landed_advancing(&pipeline, 1_200).await?;
+    let landed = wait_landed_advancing(&pipeline, &[&a, &b], 1_200).await?;
     ensure!(landed.len() == 1_200);
 
     // B leaves (a rolling restart) while events keep coming, then returns
@@ -237,8 +249,8 @@ async fn instances_joining_leaving_and_returning_lose_nothing() -> Result<()> {
     // also hand them to A after the session timeout; tansu 0.6 does not.)
     b.stop().await?;
     pipeline.publish(all[1_200..].to_vec()).await?;
-    let b = pipeline.deliver_with(17, |o| o.source.instance_id = "b".into()).await?;
-    wait_landed_advancing(&pipeline, 1_500).await?;
+    let b = pipeline.instance("b", 17).await?;
+    wait_landed_advancing(&pipeline, &[&a, &b], 1_500).await?;
     b.stop().await?;
     a.stop().await?;
     let duplicates = assert_no_loss(&landed_ids(&pipeline.objects().await?)?, &all)?;
@@ -250,10 +262,17 @@ async fn instances_joining_leaving_and_returning_lose_nothing() -> Result<()> {
 }
 
 /// Keeps crossing buffer intervals until `n` distinct events have landed.
-async fn wait_landed_advancing(pipeline: &Pipeline, n: usize) -> Result<BTreeMap<String, usize>> {
+async fn wait_landed_advancing(
+    pipeline: &Pipeline,
+    instances: &[&streamlab::delivery::DeliveryHandle],
+    n: usize,
+) -> Result<BTreeMap<String, usize>> {
     let started = Instant::now();
     loop {
-        pipeline.pass_interval();
+        pipeline.pass_interval().await?;
+        for instance in instances {
+            instance.tick().await;
+        }
         let landed = landed_ids(&pipeline.objects().await?)?;
         if landed.len() >= n {
             return Ok(landed);

@@ -94,23 +94,49 @@ pub fn local_credentials() -> StaticCredentials {
     StaticCredentials { access_key_id: "streamlab".into(), secret_access_key: "streamlab-local-secret".into() }
 }
 
+/// How to start a backend.
+#[derive(Debug, Clone)]
+pub struct BackendOptions {
+    pub kind: BackendKind,
+    /// Holds the broker log and, for the local backend, the S3 data
+    /// (`work_dir/s3`).
+    pub work_dir: PathBuf,
+    /// Wrap S3 and the broker so faults can be injected (local backend only),
+    /// with this seed for a reproducible schedule.
+    pub fault_seed: Option<u64>,
+    /// Create topics on first use with this many partitions, as Kafka does
+    /// with `auto.create.topics.enable` (MSK's default is off).
+    pub auto_create_partitions: Option<i32>,
+}
+
+impl BackendOptions {
+    pub fn new(kind: BackendKind, work_dir: impl Into<PathBuf>) -> Self {
+        Self { kind, work_dir: work_dir.into(), fault_seed: None, auto_create_partitions: None }
+    }
+}
+
+/// Attempts at starting the broker on a fresh port: another process may take
+/// a free port between asking for it and the broker binding it.
+const BROKER_START_ATTEMPTS: usize = 3;
+
 impl Backend {
     /// Starts a backend. `work_dir` holds the broker log and, for the local
     /// backend, the S3 data (`work_dir/s3`).
     pub async fn start(kind: BackendKind, work_dir: &Path) -> Result<Backend, BackendError> {
-        Self::start_with(kind, work_dir, None).await
+        Self::start_with(&BackendOptions::new(kind, work_dir)).await
     }
 
     /// Starts a backend whose S3 PUTs and broker connections can be faulted
     /// (local backend only); `seed` makes the fault schedule reproducible.
     pub async fn start_with_faults(kind: BackendKind, work_dir: &Path, seed: u64) -> Result<Backend, BackendError> {
-        Self::start_with(kind, work_dir, Some(seed)).await
+        Self::start_with(&BackendOptions { fault_seed: Some(seed), ..BackendOptions::new(kind, work_dir) }).await
     }
 
-    async fn start_with(kind: BackendKind, work_dir: &Path, fault_seed: Option<u64>) -> Result<Backend, BackendError> {
+    pub async fn start_with(options: &BackendOptions) -> Result<Backend, BackendError> {
+        let work_dir = &options.work_dir;
         std::fs::create_dir_all(work_dir).map_err(|source| BackendError::Io { path: work_dir.to_owned(), source })?;
-        match kind.resolve().await {
-            BackendKind::Container if fault_seed.is_some() => Err(BackendError::FaultsNeedLocal),
+        match options.kind.resolve().await {
+            BackendKind::Container if options.fault_seed.is_some() => Err(BackendError::FaultsNeedLocal),
             BackendKind::Container => {
                 let containers = container::Containers::start().await?;
                 Ok(Backend {
@@ -122,40 +148,50 @@ impl Backend {
                     _guard: Guard::Container { _containers: Box::new(containers) },
                 })
             }
-            _ => {
-                let binary = find_tansu()?;
-                let port = free_port()?;
-                let (faults, advertised) = match fault_seed {
-                    None => (None, None),
-                    Some(seed) => {
-                        let (proxy, listener) = KafkaProxy::bind()
-                            .await
-                            .map_err(|source| BackendError::Io { path: "127.0.0.1:0".into(), source })?;
-                        proxy.run(listener, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
-                        let advertised = proxy.addr().port();
-                        (
-                            Some(Faults { s3: Arc::new(S3FaultPlan::new(seed)), kafka: Arc::new(proxy) }),
-                            Some(advertised),
-                        )
-                    }
-                };
-                let broker = TansuBroker::start(&binary, work_dir, port, advertised).await?;
-                let root = work_dir.join("s3");
-                let credentials = local_credentials();
-                let s3 = LocalS3::start(&root, &credentials, faults.as_ref().map(|f| f.s3.clone())).await?;
-                Ok(Backend {
-                    kind: BackendKind::Local,
-                    bootstrap: broker.bootstrap(),
-                    s3: S3Settings {
-                        endpoint: Some(s3.endpoint()),
-                        region: Some("us-east-1".into()),
-                        credentials: Some(credentials),
-                    },
-                    landing_dir: Some(root),
-                    faults,
-                    _guard: Guard::Local { _broker: Box::new(broker), _s3: s3 },
-                })
-            }
+            _ => Self::start_local(options).await,
         }
+    }
+
+    async fn start_local(options: &BackendOptions) -> Result<Backend, BackendError> {
+        let work_dir = &options.work_dir;
+        let binary = find_tansu()?;
+        let mut attempt = 0;
+        let (broker, faults) = loop {
+            attempt += 1;
+            let port = free_port()?;
+            let (faults, advertised) = match options.fault_seed {
+                None => (None, None),
+                Some(seed) => {
+                    let (proxy, listener) = KafkaProxy::bind()
+                        .await
+                        .map_err(|source| BackendError::Io { path: "127.0.0.1:0".into(), source })?;
+                    proxy.run(listener, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+                    let advertised = proxy.addr().port();
+                    (Some(Faults { s3: Arc::new(S3FaultPlan::new(seed)), kafka: Arc::new(proxy) }), Some(advertised))
+                }
+            };
+            match TansuBroker::start(&binary, work_dir, port, advertised, options.auto_create_partitions).await {
+                Ok(broker) => break (broker, faults),
+                Err(e) if attempt < BROKER_START_ATTEMPTS => {
+                    tracing::debug!(error = %e, port, "broker did not start; trying another port");
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let root = work_dir.join("s3");
+        let credentials = local_credentials();
+        let s3 = LocalS3::start(&root, &credentials, faults.as_ref().map(|f| f.s3.clone())).await?;
+        Ok(Backend {
+            kind: BackendKind::Local,
+            bootstrap: broker.bootstrap(),
+            s3: S3Settings {
+                endpoint: Some(s3.endpoint()),
+                region: Some("us-east-1".into()),
+                credentials: Some(credentials),
+            },
+            landing_dir: Some(root),
+            faults,
+            _guard: Guard::Local { _broker: Box::new(broker), _s3: s3 },
+        })
     }
 }

@@ -12,17 +12,33 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use sha2::Digest;
 use tokio::process::{Child, Command};
 use tracing::{debug, info};
 
 use super::BackendError;
 
-/// How to install the version streamlab is tested against.
-pub const TANSU_INSTALL: &str = "cargo install tansu@0.6.0 --locked --features dynostore";
+/// How to build the broker streamlab runs: tansu 0.6.0 with streamlab's patch
+/// to its storage crate (stock 0.6.0 skips records when a consumer resumes
+/// inside a record batch, among other faults; see `tools/tansu/install`).
+pub const TANSU_INSTALL: &str = "tools/tansu/install";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Finds the tansu binary: `$STREAMLAB_TANSU`, then `PATH`, then
-/// `~/.cargo/bin`.
+/// The patch the broker is built with; its hash names the install directory,
+/// so a binary built from another version of the patch is never picked up.
+const TANSU_PATCH: &[u8] = include_bytes!("../../tools/tansu/tansu-storage.patch");
+
+/// Where `tools/tansu/install` puts the binary for the current patch.
+pub fn patched_tansu_path() -> Option<PathBuf> {
+    let hash = format!("{:x}", sha2::Sha256::digest(TANSU_PATCH));
+    let home = std::env::var_os("STREAMLAB_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/share/streamlab")))?;
+    Some(home.join(format!("tansu-0.6.0-streamlab-{}", &hash[..12])).join("bin/tansu"))
+}
+
+/// Finds the broker: `$STREAMLAB_TANSU` if set, else the patched build that
+/// `tools/tansu/install` (run by `just install-tools`) makes.
 pub fn find_tansu() -> Result<PathBuf, BackendError> {
     if let Some(path) = std::env::var_os("STREAMLAB_TANSU") {
         let path = PathBuf::from(path);
@@ -32,17 +48,16 @@ pub fn find_tansu() -> Result<PathBuf, BackendError> {
             Err(BackendError::TansuMissing(format!("STREAMLAB_TANSU={} is not a file", path.display())))
         };
     }
-    let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("tansu")).collect())
-        .unwrap_or_default();
-    if let Some(home) = std::env::var_os("HOME") {
-        candidates.push(Path::new(&home).join(".cargo/bin/tansu"));
+    match patched_tansu_path() {
+        Some(path) if path.is_file() => Ok(path),
+        Some(path) => Err(BackendError::TansuMissing(format!(
+            "{} does not exist; build it with `just install-tools` (runs `{TANSU_INSTALL}`, about 10 minutes once), or set STREAMLAB_TANSU to a patched tansu",
+            path.display()
+        ))),
+        None => Err(BackendError::TansuMissing(
+            "neither STREAMLAB_HOME nor HOME is set, so the patched tansu cannot be found; set STREAMLAB_TANSU".into(),
+        )),
     }
-    candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
-        BackendError::TansuMissing(format!(
-            "no `tansu` in PATH or ~/.cargo/bin; install it with `{TANSU_INSTALL}` (or `just install-tools`), or set STREAMLAB_TANSU"
-        ))
-    })
 }
 
 /// A running broker; killed when dropped.
@@ -56,11 +71,14 @@ pub struct TansuBroker {
 impl TansuBroker {
     /// Starts tansu on `port`, advertising `advertised` (a proxy in front of
     /// it) or its own address.
+    /// `auto_create_partitions` turns on Kafka's `auto.create.topics.enable`
+    /// with that many partitions per created topic.
     pub async fn start(
         binary: &Path,
         work_dir: &Path,
         port: u16,
         advertised: Option<u16>,
+        auto_create_partitions: Option<i32>,
     ) -> Result<Self, BackendError> {
         let log = work_dir.join("tansu.log");
         let log_file = std::fs::File::create(&log).map_err(|source| BackendError::Io { path: log.clone(), source })?;
@@ -75,6 +93,10 @@ impl TansuBroker {
             .args(["--listener-url", &url])
             .args(["--advertised-listener-url", &advertised_url])
             .env("RUST_LOG", std::env::var("STREAMLAB_TANSU_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "TANSU_AUTO_CREATE_TOPICS_PARTITIONS",
+                auto_create_partitions.map(|n| n.to_string()).unwrap_or_default(),
+            )
             .stdin(Stdio::null())
             .stdout(log_file)
             .stderr(log_err)

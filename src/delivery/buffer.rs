@@ -49,6 +49,13 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// What identifies this object among a stream's objects, whatever order
+    /// objects are cut in: its buffer, its first record and its size.
+    pub fn identity(&self) -> Vec<u8> {
+        let first = self.records.first().map_or((0, 0), |r| (r.partition, r.offset));
+        format!("{:?}|{}|{}|{}", self.key, first.0, first.1, self.records.len()).into_bytes()
+    }
+
     /// Timestamp of the oldest record: the instant of the key's prefix.
     pub fn oldest_timestamp_ms(&self) -> i64 {
         self.records.iter().map(|r| r.timestamp_ms).min().expect("batches are never empty")
@@ -154,6 +161,11 @@ impl Buffers {
     /// Bytes buffered per buffer, for progress and metrics.
     pub fn buffered_bytes(&self) -> BTreeMap<BufferKey, u64> {
         self.open.iter().map(|(k, b)| (k.clone(), b.bytes)).collect()
+    }
+
+    /// Records held across all buffers.
+    pub fn record_count(&self) -> usize {
+        self.open.values().map(|b| b.records.len()).sum()
     }
 
     /// Bytes held across all buffers.

@@ -14,7 +14,7 @@ pub mod naming;
 pub mod offsets;
 pub mod sink;
 pub mod source;
-pub mod version;
+pub mod state;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,6 +37,8 @@ use naming::{Namer, Randomness};
 use offsets::OffsetTracker;
 use sink::S3Sink;
 use source::{Source, SourceError, SourceSettings};
+use state::{StateError, StateStore, StreamState, Transition};
+use tokio::sync::{mpsc, oneshot};
 
 /// How often due buffers are checked, in wall time. Under a `--speedup 300`
 /// clock this is 6 virtual seconds: fine against intervals of minutes.
@@ -94,6 +96,8 @@ pub enum DeliveryError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Sink(#[from] sink::SinkError),
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 /// One object delivery wrote.
@@ -112,8 +116,6 @@ pub struct DeliveryStats {
     pub records_read: AtomicU64,
     /// `DataReadFromSource.Bytes`.
     pub bytes_read: AtomicU64,
-    /// Records before `ReadFromTimestamp`, read and passed over.
-    pub records_skipped: AtomicU64,
     /// `DeliveryToS3.Records`.
     pub records_delivered: AtomicU64,
     /// `DeliveryToS3.ObjectCount`.
@@ -136,6 +138,18 @@ pub struct DeliveryStats {
     pub records_handed_over: AtomicU64,
     /// Times the assignment watchdog rejoined the group.
     pub rejoins: AtomicU64,
+    /// Objects being written right now (a PUT in progress or retrying).
+    pub in_flight: AtomicU64,
+    /// Set while a failed PUT waits to be retried: delivery holds the object
+    /// until S3 answers, and a caller waiting for it to land would wait as
+    /// long.
+    pub retrying: AtomicBool,
+    /// Records held in buffers.
+    pub buffered_records: AtomicU64,
+    /// Per partition, the next offset this instance will read: past every
+    /// record it has buffered, skipped or handed on. `settle` compares it with
+    /// the partition's end.
+    positions: Mutex<BTreeMap<i32, i64>>,
     buffered: Mutex<BTreeMap<String, u64>>,
     landed: Mutex<Vec<LandedObject>>,
 }
@@ -145,6 +159,17 @@ impl DeliveryStats {
     /// `error:<type>`.
     pub fn buffered_bytes(&self) -> BTreeMap<String, u64> {
         self.buffered.lock().expect("stats lock").clone()
+    }
+
+    /// The next offset to read per owned partition.
+    pub fn positions(&self) -> BTreeMap<i32, i64> {
+        self.positions.lock().expect("stats lock").clone()
+    }
+
+    fn advance_position(&self, partition: i32, next: i64) {
+        let mut positions = self.positions.lock().expect("stats lock");
+        let at = positions.entry(partition).or_insert(next);
+        *at = (*at).max(next);
     }
 
     pub fn landed(&self) -> Vec<LandedObject> {
@@ -179,9 +204,9 @@ impl DeliveryStats {
 #[derive(Debug, Clone)]
 pub struct DeliveryOptions {
     pub source: SourceSettings,
-    /// Stream version in object names. Starts at 1 (AWS grows it with each
-    /// configuration change).
-    pub version: u32,
+    /// Where the stream's version, activation time and start offsets are
+    /// kept.
+    pub state: StateStore,
     /// Seed for uuids and random strings; `None` draws from the OS.
     pub seed: Option<u64>,
     /// Most dynamic partitions open at once; records for more go to the error
@@ -193,13 +218,82 @@ pub struct DeliveryOptions {
     pub max_buffered_bytes: u64,
 }
 
+/// Asks a running delivery to act now, answering once done.
+enum Command {
+    /// Deliver every buffer, as if its interval had passed.
+    Flush(oneshot::Sender<()>),
+    /// Deliver the buffers whose interval has passed by the clock's now (the
+    /// clock was moved).
+    Tick(oneshot::Sender<()>),
+}
+
+/// A delivery running in the background.
+pub struct DeliveryHandle {
+    pub stream: String,
+    pub state: StreamState,
+    stats: Arc<DeliveryStats>,
+    commands: mpsc::Sender<Command>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Result<Arc<DeliveryStats>, DeliveryError>>,
+}
+
+impl DeliveryHandle {
+    pub fn stats(&self) -> Arc<DeliveryStats> {
+        self.stats.clone()
+    }
+
+    /// Sends a command and waits for it to be done, or for delivery to be
+    /// stuck retrying a PUT (S3 failing): then the objects land when S3
+    /// answers again, and waiting for that is the caller's choice (`settle`).
+    async fn ask(&self, command: impl FnOnce(oneshot::Sender<()>) -> Command) {
+        let (reply, mut done) = oneshot::channel();
+        if self.commands.send(command(reply)).await.is_err() {
+            return;
+        }
+        let mut poll = tokio::time::interval(Duration::from_millis(10));
+        loop {
+            tokio::select! {
+                _ = &mut done => return,
+                _ = poll.tick() => {
+                    if self.stats.retrying.load(Ordering::SeqCst) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Delivers every buffer now; returns once each object landed, delivery
+    /// stopped, or S3 is failing (see [`DeliveryStats::retrying`]).
+    pub async fn flush(&self) {
+        self.ask(Command::Flush).await;
+    }
+
+    /// Delivers the buffers due by the clock's now; returns once they landed
+    /// (or as [`Self::flush`]).
+    pub async fn tick(&self) {
+        self.ask(Command::Tick).await;
+    }
+
+    /// Whether the task ended (it only ends on its own after an error).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Stops: every buffer is delivered and the offsets committed.
+    pub async fn stop(self) -> Result<Arc<DeliveryStats>, DeliveryError> {
+        self.stop.cancel();
+        self.task.await.expect("delivery task does not panic")
+    }
+}
+
 /// A delivery instance, connected and ready to run.
 pub struct Delivery {
     spec: StreamSpec,
+    state: StreamState,
     /// The consumer; replaced when the assignment watchdog rejoins.
     source: Mutex<Arc<Source>>,
     source_settings: SourceSettings,
-    activated_at_ms: i64,
     sink: S3Sink,
     clock: SharedClock,
     namer: Namer,
@@ -214,9 +308,10 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// Checks the broker, topic and bucket, then joins the consumer group.
-    /// Fails with a message naming the unreachable endpoint rather than
-    /// retrying forever at start-up.
+    /// Checks the broker, topic and bucket, applies the spec to the stream's
+    /// recorded state (version, activation, start offsets), then joins the
+    /// consumer group (or takes every partition). Fails with a message naming
+    /// the unreachable endpoint rather than retrying forever at start-up.
     pub async fn connect(
         spec: StreamSpec,
         options: DeliveryOptions,
@@ -229,17 +324,24 @@ impl Delivery {
             .await
             .expect("metadata check does not panic")?;
         sink.check().await?;
-        let activated_at_ms = clock.now_millis();
-        let source = source::subscribe(&options.source, &spec.name, &spec.topic, spec.start, activated_at_ms, true)?;
-        info!(stream = %spec.name, topic = %spec.topic, partitions, bucket = sink.bucket(), "delivery connected");
+        let state = Self::resolve_state(&spec, &options, clock.now_millis()).await?;
+        let source = {
+            let (settings, group, topic, starts) =
+                (options.source.clone(), state.group.clone(), spec.topic.clone(), state.start_offsets.clone());
+            tokio::task::spawn_blocking(move || source::connect(&settings, &group, &topic, starts, true))
+                .await
+                .expect("connecting does not panic")?
+        };
+        info!(stream = %spec.name, version = state.version, group = %state.group, topic = %spec.topic,
+            partitions = partitions.len(), bucket = sink.bucket(), "delivery connected");
         let randomness = options.seed.map(Randomness::seeded).unwrap_or_else(Randomness::from_entropy);
-        let namer = Namer::new(spec.clone(), options.version, randomness);
+        let namer = Namer::new(spec.clone(), state.version, randomness);
         let extractor = spec.metadata_query.as_deref().map(MetadataExtractor::new);
         Ok(Self {
             spec,
+            state,
             source: Mutex::new(Arc::new(source)),
             source_settings: options.source.clone(),
-            activated_at_ms,
             sink,
             clock,
             namer,
@@ -252,12 +354,60 @@ impl Delivery {
         })
     }
 
+    /// The stream's state with this spec applied, recorded where the stream
+    /// keeps it. A new stream resolves where each partition starts now, once.
+    async fn resolve_state(
+        spec: &StreamSpec,
+        options: &DeliveryOptions,
+        now_ms: i64,
+    ) -> Result<StreamState, DeliveryError> {
+        let previous = options.state.load(&spec.name).await?;
+        let (mut state, transition) = StreamState::apply(previous.as_ref(), spec, now_ms);
+        if matches!(transition, Transition::Created | Transition::Recreated) {
+            let (bootstrap, topic, start) = (options.source.bootstrap.clone(), spec.topic.clone(), spec.start);
+            let activated = state.activated_at_ms;
+            state.start_offsets = tokio::task::spawn_blocking(move || {
+                source::resolve_start_offsets(&bootstrap, &topic, start, activated)
+            })
+            .await
+            .expect("resolving start offsets does not panic")?;
+        }
+        if transition != Transition::Unchanged {
+            state = options.state.save(&state).await?;
+            info!(stream = %spec.name, version = state.version, ?transition, "stream state recorded");
+        }
+        Ok(state)
+    }
+
+    /// The stream's state: version, consumer group, activation, start offsets.
+    pub fn state(&self) -> &StreamState {
+        &self.state
+    }
+
     pub fn stats(&self) -> Arc<DeliveryStats> {
         self.stats.clone()
     }
 
+    /// Runs in the background until stopped through the handle.
+    pub fn spawn(self) -> DeliveryHandle {
+        let (commands, receiver) = mpsc::channel(16);
+        let stop = CancellationToken::new();
+        let (stream, state, stats) = (self.spec.name.clone(), self.state.clone(), self.stats.clone());
+        let task = tokio::spawn(self.run_with(stop.clone(), receiver));
+        DeliveryHandle { stream, state, stats, commands, stop, task }
+    }
+
     /// Runs until `shutdown` fires, then delivers every buffer and commits.
     pub async fn run(self, shutdown: CancellationToken) -> Result<Arc<DeliveryStats>, DeliveryError> {
+        let (_commands, receiver) = mpsc::channel(1);
+        self.run_with(shutdown, receiver).await
+    }
+
+    async fn run_with(
+        self,
+        shutdown: CancellationToken,
+        mut commands: mpsc::Receiver<Command>,
+    ) -> Result<Arc<DeliveryStats>, DeliveryError> {
         let overhead = u64::from(self.spec.append_newline);
         let mut buffers = Buffers::new(self.spec.buffer, overhead);
         let mut tick = tokio::time::interval(TICK);
@@ -275,6 +425,17 @@ impl Delivery {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
+                Some(command) = commands.recv() => {
+                    let (batches, reply) = match command {
+                        Command::Flush(reply) => (buffers.drain(), reply),
+                        Command::Tick(reply) => (buffers.due(self.clock.now_millis()), reply),
+                    };
+                    for batch in batches {
+                        self.deliver(batch, &shutdown).await;
+                    }
+                    self.publish_buffered(&buffers);
+                    let _ = reply.send(());
+                }
                 _ = tick.tick() => {
                     if source.context().assigned_count() > 0 {
                         unassigned_since = std::time::Instant::now();
@@ -297,6 +458,7 @@ impl Delivery {
                         self.deliver(batch, &shutdown).await;
                     }
                     self.publish_buffered(&buffers);
+                    self.publish_positions(&source);
                 }
                 message = source.recv() => match message {
                     Ok(message) => {
@@ -308,11 +470,6 @@ impl Delivery {
                         };
                         drop(message);
                         let (partition, offset) = (record.partition, record.offset);
-                        if source.context().skip(partition, record.timestamp_ms) {
-                            self.stats.records_skipped.fetch_add(1, Ordering::Relaxed);
-                            self.offsets.lock().expect("offsets lock").read(partition, offset, 0);
-                            continue;
-                        }
                         let bytes = record.value.len() as u64;
                         let now = self.clock.now_millis();
                         let routed = self.route(record, &buffers);
@@ -325,6 +482,7 @@ impl Delivery {
                         // (tests advancing the clock) sees the buffer opened.
                         self.stats.records_read.fetch_add(1, Ordering::Relaxed);
                         self.stats.bytes_read.fetch_add(bytes, Ordering::Relaxed);
+                        self.stats.advance_position(partition, offset + 1);
                         for batch in due {
                             self.deliver(batch, &shutdown).await;
                         }
@@ -379,6 +537,25 @@ impl Delivery {
         Ok(stats)
     }
 
+    /// The consumer's own positions: they move past control records
+    /// (transaction markers) no message shows, and exist before the first
+    /// record of a partition arrives.
+    fn publish_positions(&self, source: &Source) {
+        let Ok(positions) = source.position() else { return };
+        let owned = source.context().assigned_partitions();
+        let mut published = self.stats.positions.lock().expect("stats lock");
+        published.retain(|p, _| owned.contains(p));
+        for element in positions.elements() {
+            if let Offset::Offset(o) = element.offset() {
+                let at = published.entry(element.partition()).or_insert(o);
+                *at = (*at).max(o);
+            }
+        }
+        for (partition, offset) in source.context().start_positions() {
+            published.entry(partition).or_insert(offset);
+        }
+    }
+
     /// Commits every landed position again (asynchronously).
     fn recommit(&self, source: &Source) {
         let positions = self.offsets.lock().expect("offsets lock").committed();
@@ -403,12 +580,11 @@ impl Delivery {
     fn rejoin(&self, static_membership: bool) -> Option<Arc<Source>> {
         let kind = if static_membership { "static" } else { "dynamic" };
         warn!(after = ?ASSIGNMENT_TIMEOUT, "no partitions assigned; rejoining the consumer group as a {kind} member");
-        let fresh = source::subscribe(
+        let fresh = source::connect(
             &self.source_settings,
-            &self.spec.name,
+            &self.state.group,
             &self.spec.topic,
-            self.spec.start,
-            self.activated_at_ms,
+            self.state.start_offsets.clone(),
             static_membership,
         );
         match fresh {
@@ -424,6 +600,7 @@ impl Delivery {
     }
 
     fn publish_buffered(&self, buffers: &Buffers) {
+        self.stats.buffered_records.store(buffers.record_count() as u64, Ordering::Relaxed);
         let freshness = buffers.oldest_record_ms().map_or(0, |oldest| (self.clock.now_millis() - oldest).max(0));
         self.stats.freshness_ms.store(freshness, Ordering::Relaxed);
         let labelled = buffers
@@ -517,9 +694,16 @@ impl Delivery {
     /// `stop` fires, then commits what it completed. Returns whether it
     /// landed; a batch that did not stays uncommitted and will be re-read,
     /// and nothing after it is written or committed in this run.
-    async fn deliver(&self, batch: Batch, stop: &CancellationToken) -> bool {
+    async fn deliver(&self, mut batch: Batch, stop: &CancellationToken) -> bool {
         if self.stalled.load(Ordering::SeqCst) {
             return false;
+        }
+        // A prefix or error buffer gathers several Kafka partitions in arrival
+        // order, which differs between identical runs. Firehose keeps each
+        // partition's order and defines none across partitions; (partition,
+        // offset) order keeps the first and makes the object reproducible.
+        if !matches!(batch.key, BufferKey::Partition(_)) {
+            batch.records.sort_by_key(|r| (r.partition, r.offset));
         }
         let landed = self.write(&batch, stop).await;
         if !landed {
@@ -542,18 +726,19 @@ impl Delivery {
 
     async fn write(&self, batch: &Batch, stop: &CancellationToken) -> bool {
         let oldest = batch.oldest_timestamp_ms();
+        let mut rng = self.namer.object(&batch.identity());
         let (key, body, encoding) = match &batch.key {
             BufferKey::Error(kind) => {
-                (self.namer.error_key(oldest, kind), Bytes::from(encode::concatenate(batch, false)), None)
+                (self.namer.error_key(oldest, kind, &mut rng), Bytes::from(encode::concatenate(batch, false)), None)
             }
             data => {
-                let entry =
-                    if self.spec.compression == Compression::Zip { self.namer.zip_entry_name() } else { String::new() };
-                let body = encode::encode(batch, self.spec.append_newline, self.spec.compression, &entry);
                 let key = match data {
-                    BufferKey::Prefix(prefix) => Ok(self.namer.dynamic_key(prefix, oldest)),
-                    _ => self.namer.object_key(oldest),
+                    BufferKey::Prefix(prefix) => Ok(self.namer.dynamic_key(prefix, oldest, &mut rng)),
+                    _ => self.namer.object_key(oldest, &mut rng),
                 };
+                // Firehose names the one ZIP entry with a uuid.
+                let entry = if self.spec.compression == Compression::Zip { rng.uuid() } else { String::new() };
+                let body = encode::encode(batch, self.spec.append_newline, self.spec.compression, &entry);
                 (key, body, self.spec.compression.content_encoding())
             }
         };
@@ -567,6 +752,8 @@ impl Delivery {
             }
         };
         let mut backoff = Duration::from_millis(100);
+        self.stats.in_flight.fetch_add(1, Ordering::SeqCst);
+        let _in_flight = InFlight(&self.stats.in_flight);
         loop {
             match self.sink.put(&key, body.clone(), encoding).await {
                 Ok(()) => break,
@@ -576,6 +763,7 @@ impl Delivery {
                     let age = (self.clock.now_millis() - oldest).max(0);
                     self.stats.freshness_ms.fetch_max(age, Ordering::Relaxed);
                     warn!(error = %e, retry_in = ?backoff, "PUT failed; retrying");
+                    self.stats.retrying.store(true, Ordering::SeqCst);
                     let jitter = Duration::from_millis(rand::random::<u64>() % (backoff.as_millis() as u64 / 2 + 1));
                     tokio::select! {
                         () = stop.cancelled() => return false,
@@ -585,6 +773,7 @@ impl Delivery {
                 }
             }
         }
+        self.stats.retrying.store(false, Ordering::SeqCst);
         self.stats.put_successes.fetch_add(1, Ordering::Relaxed);
         self.stats.records_delivered.fetch_add(batch.records.len() as u64, Ordering::Relaxed);
         self.stats.objects.fetch_add(1, Ordering::Relaxed);
@@ -608,5 +797,14 @@ impl Delivery {
         if let Err(e) = self.current_source().commit(&tpl, CommitMode::Async) {
             warn!(error = %e, partition, next_offset, "commit failed; records will be re-read after a restart");
         }
+    }
+}
+
+/// Counts one object in flight for as long as it lives.
+struct InFlight<'a>(&'a AtomicU64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -1,7 +1,6 @@
 //! Object keys: `<evaluated prefix><stream>-<version>-<yyyy-MM-dd-HH-mm-ss>-<uuid><ext>`.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 
 use rand::distributions::{Alphanumeric, DistString};
 use rand::{Rng, SeedableRng};
@@ -16,30 +15,54 @@ use crate::spec::StreamSpec;
 /// would be its own partition).
 pub const RANDOM_MARKER: char = '\u{1}';
 
-/// Uuids and random strings, from one RNG that tests may seed.
-#[derive(Debug)]
+/// Where uuids and random strings come from. Seeded, each object draws from
+/// an RNG seeded by the seed and the object's identity (its buffer, first
+/// record and size), so the same input gets the same names whatever order
+/// objects are cut in; unseeded, from the OS.
+#[derive(Debug, Clone, Copy)]
 pub struct Randomness {
-    rng: Mutex<ChaCha8Rng>,
+    seed: Option<u64>,
 }
 
 impl Randomness {
     pub fn from_entropy() -> Self {
-        Self { rng: Mutex::new(ChaCha8Rng::from_entropy()) }
+        Self { seed: None }
     }
 
     pub fn seeded(seed: u64) -> Self {
-        Self { rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)) }
+        Self { seed: Some(seed) }
     }
 
+    /// The names of one object, identified by `identity`.
+    pub fn object(&self, identity: &[u8]) -> ObjectRandomness {
+        let rng = match self.seed {
+            None => ChaCha8Rng::from_entropy(),
+            Some(seed) => {
+                use sha2::Digest;
+                let digest = sha2::Sha256::new().chain_update(seed.to_be_bytes()).chain_update(identity).finalize();
+                ChaCha8Rng::from_seed(digest.into())
+            }
+        };
+        ObjectRandomness { rng }
+    }
+}
+
+/// The random parts of one object's names.
+#[derive(Debug)]
+pub struct ObjectRandomness {
+    rng: ChaCha8Rng,
+}
+
+impl ObjectRandomness {
     /// A lowercase 36-character v4 uuid, as in every AWS example.
-    pub fn uuid(&self) -> String {
-        let bytes: [u8; 16] = self.rng.lock().expect("rng lock").gen();
+    pub fn uuid(&mut self) -> String {
+        let bytes: [u8; 16] = self.rng.gen();
         uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
     }
 
     /// `!{firehose:random-string}`: 11 alphanumeric characters.
-    pub fn random_string(&self) -> String {
-        Alphanumeric.sample_string(&mut *self.rng.lock().expect("rng lock"), 11)
+    pub fn random_string(&mut self) -> String {
+        Alphanumeric.sample_string(&mut self.rng, 11)
     }
 }
 
@@ -58,11 +81,16 @@ impl Namer {
         Self { spec, version, suffix_time, randomness }
     }
 
+    /// The random parts of one object's names.
+    pub fn object(&self, identity: &[u8]) -> ObjectRandomness {
+        self.randomness.object(identity)
+    }
+
     /// Key of a data object whose oldest record has timestamp `oldest_ms`.
     /// The prefix and the suffix use that one instant.
-    pub fn object_key(&self, oldest_ms: i64) -> Result<String, RenderError> {
-        let prefix = self.render(&self.spec.prefix, oldest_ms, None)?;
-        Ok(format!("{prefix}{}{}", self.suffix(oldest_ms), self.spec.extension))
+    pub fn object_key(&self, oldest_ms: i64, rng: &mut ObjectRandomness) -> Result<String, RenderError> {
+        let prefix = self.render(&self.spec.prefix, oldest_ms, None, rng)?;
+        Ok(format!("{prefix}{}{}", self.suffix(oldest_ms, rng), self.spec.extension))
     }
 
     /// The prefix a record's partition keys evaluate to, with its own
@@ -82,27 +110,27 @@ impl Namer {
 
     /// Key of a dynamic-partitioning object: its buffer's prefix with fresh
     /// random strings, then the usual suffix.
-    pub fn dynamic_key(&self, prefix: &str, oldest_ms: i64) -> String {
+    pub fn dynamic_key(&self, prefix: &str, oldest_ms: i64, rng: &mut ObjectRandomness) -> String {
         let mut out = String::with_capacity(prefix.len() + 100);
         for c in prefix.chars() {
             if c == RANDOM_MARKER {
-                out.push_str(&self.randomness.random_string());
+                out.push_str(&rng.random_string());
             } else {
                 out.push(c);
             }
         }
-        format!("{out}{}{}", self.suffix(oldest_ms), self.spec.extension)
-    }
-
-    /// Name of the one entry in a ZIP object: a uuid, as Firehose names it.
-    pub fn zip_entry_name(&self) -> String {
-        self.randomness.uuid()
+        format!("{out}{}{}", self.suffix(oldest_ms, rng), self.spec.extension)
     }
 
     /// Key of an error object; error objects carry no extension.
-    pub fn error_key(&self, oldest_ms: i64, error_output_type: &str) -> Result<String, RenderError> {
-        let prefix = self.render(&self.spec.error_prefix, oldest_ms, Some(error_output_type))?;
-        Ok(format!("{prefix}{}", self.suffix(oldest_ms)))
+    pub fn error_key(
+        &self,
+        oldest_ms: i64,
+        error_output_type: &str,
+        rng: &mut ObjectRandomness,
+    ) -> Result<String, RenderError> {
+        let prefix = self.render(&self.spec.error_prefix, oldest_ms, Some(error_output_type), rng)?;
+        Ok(format!("{prefix}{}", self.suffix(oldest_ms, rng)))
     }
 
     fn render(
@@ -110,8 +138,9 @@ impl Namer {
         template: &crate::prefix::Template,
         ms: i64,
         error_type: Option<&str>,
+        rng: &mut ObjectRandomness,
     ) -> Result<String, RenderError> {
-        let mut random = || self.randomness.random_string();
+        let mut random = || rng.random_string();
         let mut ctx = RenderContext {
             instant: millis_to_datetime(ms),
             time_zone: self.spec.time_zone,
@@ -122,11 +151,11 @@ impl Namer {
         template.render(&mut ctx)
     }
 
-    fn suffix(&self, ms: i64) -> String {
+    fn suffix(&self, ms: i64, rng: &mut ObjectRandomness) -> String {
         let local = millis_to_datetime(ms).with_timezone(&self.spec.time_zone);
         let mut time = String::new();
         self.suffix_time.format_into(&local, &mut time);
-        format!("{}-{}-{time}-{}", self.spec.name, self.version, self.randomness.uuid())
+        format!("{}-{}-{time}-{}", self.spec.name, self.version, rng.uuid())
     }
 }
 
@@ -165,7 +194,7 @@ mod tests {
     #[test]
     fn default_prefix_key_matches_aws_format() {
         let namer = Namer::new(spec(&base("")), 1, Randomness::seeded(1));
-        let key = namer.object_key(T).unwrap();
+        let key = namer.object_key(T, &mut namer.object(b"o")).unwrap();
         assert!(key.starts_with("2026/07/13/14/orders-to-s3-1-2026-07-13-14-05-07-"), "{key}");
         assert!(default_key_regex("orders-to-s3", "").is_match(&key), "{key}");
     }
@@ -173,19 +202,22 @@ mod tests {
     #[test]
     fn prefix_without_expression_is_concatenated_without_slash() {
         let namer = Namer::new(spec(&base(r#","Prefix":"legacy""#)), 1, Randomness::seeded(1));
-        assert!(namer.object_key(T).unwrap().starts_with("legacy2026/07/13/14/orders-to-s3-1-"));
+        assert!(namer
+            .object_key(T, &mut namer.object(b"o"))
+            .unwrap()
+            .starts_with("legacy2026/07/13/14/orders-to-s3-1-"));
     }
 
     #[test]
     fn gzip_extension_and_file_extension_override() {
         let namer = Namer::new(spec(&base(r#","CompressionFormat":"GZIP""#)), 1, Randomness::seeded(1));
-        assert!(namer.object_key(T).unwrap().ends_with(".gz"));
+        assert!(namer.object_key(T, &mut namer.object(b"o")).unwrap().ends_with(".gz"));
         let namer = Namer::new(
             spec(&base(r#","CompressionFormat":"GZIP","FileExtension":".json.gz""#)),
             1,
             Randomness::seeded(1),
         );
-        let key = namer.object_key(T).unwrap();
+        let key = namer.object_key(T, &mut namer.object(b"o")).unwrap();
         assert!(key.ends_with(".json.gz") && !key.ends_with(".gz.json.gz"), "{key}");
     }
 
@@ -193,7 +225,7 @@ mod tests {
     fn default_error_prefix_has_error_type_and_no_extension() {
         let namer =
             Namer::new(spec(&base(r#","Prefix":"shop/","CompressionFormat":"GZIP""#)), 3, Randomness::seeded(1));
-        let key = namer.error_key(T, "processing-failed").unwrap();
+        let key = namer.error_key(T, "processing-failed", &mut namer.object(b"o")).unwrap();
         assert!(key.starts_with("shop/processing-failed/2026/07/13/14/orders-to-s3-3-2026-07-13-14-05-07-"), "{key}");
         assert!(!key.ends_with(".gz"));
     }
@@ -218,7 +250,7 @@ mod tests {
                 key: crate::delivery::buffer::BufferKey::Partition(0), records, bytes: 2, opened_at_ms: 0,
             };
             let oldest = millis_to_datetime(*timestamps.iter().min().unwrap()).with_timezone(&tz);
-            let key = namer.object_key(batch.oldest_timestamp_ms()).unwrap();
+            let key = namer.object_key(batch.oldest_timestamp_ms(), &mut namer.object(b"o")).unwrap();
             let expected = format!("{}orders-to-s3-1-{}-", oldest.format("%Y/%m/%d/%H/"), oldest.format("%Y-%m-%d-%H-%M-%S"));
             proptest::prop_assert!(key.starts_with(&expected), "{} does not start with {}", key, expected);
         }
@@ -226,10 +258,22 @@ mod tests {
 
     #[test]
     fn uuids_are_fresh_and_random_strings_have_11_chars() {
-        let r = Randomness::seeded(9);
+        let mut r = Randomness::seeded(9).object(b"a");
         assert_ne!(r.uuid(), r.uuid());
         let s = r.random_string();
         assert_eq!(s.len(), 11);
         assert!(s.chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn seeded_names_depend_on_the_object_not_the_order() {
+        let seeded = Randomness::seeded(9);
+        let (a1, b1) = (seeded.object(b"a").uuid(), seeded.object(b"b").uuid());
+        let (b2, a2) = (seeded.object(b"b").uuid(), seeded.object(b"a").uuid());
+        assert_eq!((a1.clone(), b1.clone()), (a2, b2));
+        assert_ne!(a1, b1);
+        assert_ne!(Randomness::seeded(10).object(b"a").uuid(), a1);
+        let entropy = Randomness::from_entropy();
+        assert_ne!(entropy.object(b"a").uuid(), entropy.object(b"a").uuid());
     }
 }

@@ -45,9 +45,18 @@ pub struct StreamSpec {
     pub metadata_query: Option<String>,
     /// `DynamicPartitioningConfiguration` with `Enabled: true`.
     pub dynamic_partitioning: bool,
-    /// SHA-256 of the request in canonical form (keys sorted, no
-    /// whitespace): a change of configuration, not of formatting, changes it.
-    pub fingerprint: String,
+    /// SHA-256 of `DeliveryStreamType` and `MSKSourceConfiguration` in
+    /// canonical form (keys sorted, no whitespace): a source change, which AWS
+    /// cannot apply in place, makes a new stream.
+    pub source_sha256: String,
+    /// `ExtendedS3DestinationConfiguration` as given (keys sorted): what the
+    /// stream writes with, shown in landings and snapshots so a changed
+    /// buffer hint or prefix shows in their diffs.
+    pub destination: serde_json::Value,
+    /// SHA-256 of `ExtendedS3DestinationConfiguration` in canonical form: a
+    /// change (AWS's `UpdateDestination`) bumps the stream version. Tags and
+    /// formatting are not changes.
+    pub destination_sha256: String,
 }
 
 /// `RecordDeAggregation`'s `SubRecordType`.
@@ -177,8 +186,13 @@ pub fn parse(file: &Path, text: &str) -> Result<StreamSpec, SpecError> {
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|source| SpecError::Json { file: file.to_owned(), source })?;
     let mut spec = validate(&value).map_err(|violations| SpecError::Invalid { file: file.to_owned(), violations })?;
-    // serde_json's map keeps keys sorted, so this serialization is canonical.
-    let canonical = serde_json::to_vec(&value).expect("a parsed value serializes");
-    spec.fingerprint = format!("{:x}", sha2::Sha256::digest(&canonical));
+    // serde_json's map keeps keys sorted, so these serializations are canonical.
+    let digest = |parts: &[&serde_json::Value]| {
+        let canonical = serde_json::to_vec(parts).expect("a parsed value serializes");
+        format!("{:x}", sha2::Sha256::digest(&canonical))
+    };
+    spec.source_sha256 = digest(&[&value["DeliveryStreamType"], &value["MSKSourceConfiguration"]]);
+    spec.destination_sha256 = digest(&[&value["ExtendedS3DestinationConfiguration"]]);
+    spec.destination = value["ExtendedS3DestinationConfiguration"].clone();
     Ok(spec)
 }

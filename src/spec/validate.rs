@@ -172,7 +172,9 @@ fn check(req: &CreateDeliveryStream, r: &mut Report) -> Option<StreamSpec> {
         deaggregation: dest.deaggregation,
         metadata_query: dest.metadata_query,
         dynamic_partitioning: dest.dynamic_partitioning,
-        fingerprint: String::new(),
+        source_sha256: String::new(),
+        destination: Value::Null,
+        destination_sha256: String::new(),
     })
 }
 

@@ -1,6 +1,7 @@
-//! The harness the integration tests share: a pipeline on its own local
-//! backend (tansu + in-process S3), driven by a manual clock, with bounded
-//! waits so a broken pipeline fails a test instead of hanging it.
+//! The harness the integration tests share: streamlab's public [`Stack`] API
+//! (the one Rust users test their own pipelines with) on the local backend,
+//! driven by a manual clock, with bounded waits so a broken pipeline fails a
+//! test instead of hanging it.
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::path::Path;
@@ -9,19 +10,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
 use chrono::{DateTime, Utc};
-use streamlab::backend::{Backend, BackendKind};
-use streamlab::clock::{ManualClock, SharedClock};
-use streamlab::delivery::sink::{self, S3Sink};
-use streamlab::delivery::source::SourceSettings;
-use streamlab::delivery::{
-    Delivery, DeliveryError, DeliveryOptions, DeliveryStats, DEFAULT_ACTIVE_PARTITION_LIMIT, DEFAULT_MAX_BUFFERED_BYTES,
-};
+use streamlab::delivery::sink::S3Sink;
+use streamlab::delivery::source::{Membership, SourceSettings};
+use streamlab::delivery::state::{StateStore, TopicStateStore};
+use streamlab::delivery::{Delivery, DeliveryHandle, DeliveryOptions, DeliveryStats};
 use streamlab::events::Event;
+use streamlab::faults::Faults;
 use streamlab::harness::{self, StoredObject};
-use streamlab::producer::{self, ProducerStats};
 use streamlab::spec::StreamSpec;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use streamlab::stack::{Stack, StackOptions};
 
 pub async fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) -> Result<()> {
     let started = Instant::now();
@@ -32,31 +29,6 @@ pub async fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut()
     Ok(())
 }
 
-/// A backend with the spec's topic and bucket, and a manual clock.
-pub struct Pipeline {
-    pub backend: Backend,
-    pub spec: StreamSpec,
-    pub client: aws_sdk_s3::Client,
-    pub manual: Arc<ManualClock>,
-    pub clock: SharedClock,
-    _work: tempfile::TempDir,
-}
-
-/// A delivery instance running in the background.
-pub struct Running {
-    pub stats: Arc<DeliveryStats>,
-    stop: CancellationToken,
-    task: JoinHandle<Result<Arc<DeliveryStats>, DeliveryError>>,
-}
-
-impl Running {
-    /// Stops delivery (which delivers every buffer) and waits for it.
-    pub async fn stop(self) -> Result<Arc<DeliveryStats>> {
-        self.stop.cancel();
-        Ok(self.task.await??)
-    }
-}
-
 /// Logs to the test output when `STREAMLAB_TEST_LOG` is set (a tracing
 /// filter such as `streamlab=debug`).
 pub fn init_logging() {
@@ -65,84 +37,100 @@ pub fn init_logging() {
     }
 }
 
+/// A stack for one spec whose delivery starts when the test says so.
+pub struct Pipeline {
+    pub stack: Stack,
+    pub spec: StreamSpec,
+}
+
+/// The stack's delivery, running.
+pub struct Running<'a> {
+    pub stats: Arc<DeliveryStats>,
+    stack: &'a Stack,
+}
+
+impl Running<'_> {
+    /// Stops delivery (which delivers every buffer and commits).
+    pub async fn stop(self) -> Result<Arc<DeliveryStats>> {
+        let mut stats = self.stack.shutdown().await?;
+        Ok(stats.pop_first().map(|(_, s)| s).unwrap_or(self.stats))
+    }
+}
+
 impl Pipeline {
     pub async fn start(spec: &Path, partitions: i32, now: DateTime<Utc>) -> Result<Self> {
-        Self::start_with(spec, partitions, now, None).await
+        Self::start_with(spec, partitions, now, |o| o).await
     }
 
-    /// A pipeline whose S3 PUTs and broker connections can be faulted
-    /// (`self.backend.faults`), with a seeded fault schedule.
-    pub async fn start_faulty(spec: &Path, partitions: i32, now: DateTime<Utc>, seed: u64) -> Result<Self> {
-        Self::start_with(spec, partitions, now, Some(seed)).await
-    }
-
-    async fn start_with(spec: &Path, partitions: i32, now: DateTime<Utc>, fault_seed: Option<u64>) -> Result<Self> {
+    /// A pipeline with the stack's options adjusted by `tweak`.
+    pub async fn start_with(
+        spec: &Path,
+        partitions: i32,
+        now: DateTime<Utc>,
+        tweak: impl FnOnce(StackOptions) -> StackOptions,
+    ) -> Result<Self> {
         init_logging();
-        let spec = streamlab::spec::load(spec)?;
-        let work = tempfile::tempdir()?;
-        let backend = match fault_seed {
-            None => Backend::start(BackendKind::Local, work.path()).await?,
-            Some(seed) => Backend::start_with_faults(BackendKind::Local, work.path(), seed).await?,
-        };
-        harness::create_topic(&backend.bootstrap, &spec.topic, partitions).await?;
-        let client = sink::client(&backend.s3).await;
-        harness::create_bucket(&client, &spec.bucket).await?;
-        let manual = Arc::new(ManualClock::new(now));
-        let clock: SharedClock = manual.clone();
-        Ok(Self { backend, spec, client, manual, clock, _work: work })
+        let options = StackOptions::new([spec]).partitions(partitions).manual_clock(now).defer_deliveries();
+        let stack = Stack::start(tweak(options)).await?;
+        let spec = stack.specs()[0].clone();
+        Ok(Self { stack, spec })
     }
 
-    /// Joins the consumer group and starts delivering, with seeded uuids and
-    /// random strings.
-    pub async fn deliver(&self, seed: u64, active_partition_limit: Option<usize>) -> Result<Running> {
-        let limit = active_partition_limit.unwrap_or(DEFAULT_ACTIVE_PARTITION_LIMIT);
-        self.deliver_with(seed, |o| o.active_partition_limit = limit).await
+    /// A pipeline whose S3 PUTs and broker connections can be faulted, with a
+    /// seeded fault schedule.
+    pub async fn start_faulty(spec: &Path, partitions: i32, now: DateTime<Utc>, seed: u64) -> Result<Self> {
+        Self::start_with(spec, partitions, now, |o| o.faults(seed)).await
     }
 
-    /// Starts delivery with options adjusted by `tweak`.
-    pub async fn deliver_with(&self, seed: u64, tweak: impl FnOnce(&mut DeliveryOptions)) -> Result<Running> {
-        let sink = S3Sink::new(self.client.clone(), &self.spec.bucket, self.backend.s3.endpoint.as_deref());
-        let mut options = DeliveryOptions {
-            source: SourceSettings { bootstrap: self.backend.bootstrap.clone(), instance_id: "test".into() },
-            version: 1,
+    pub fn bootstrap(&self) -> &str {
+        self.stack.bootstrap()
+    }
+
+    pub fn faults(&self) -> Result<Faults> {
+        self.stack.faults().cloned().ok_or_else(|| anyhow::anyhow!("started without faults"))
+    }
+
+    /// Starts the stack's delivery (the stream becomes active now).
+    pub async fn deliver(&self) -> Result<Running<'_>> {
+        self.stack.start_deliveries().await?;
+        Ok(Running { stats: self.stack.stats(&self.spec.name).await?, stack: &self.stack })
+    }
+
+    /// Another delivery instance of the stream, sharing the partitions
+    /// through the consumer group (static member `instance_id`).
+    pub async fn instance(&self, instance_id: &str, seed: u64) -> Result<DeliveryHandle> {
+        let sink = S3Sink::new(self.stack.s3_client().clone(), &self.spec.bucket, self.stack.s3_endpoint());
+        let options = DeliveryOptions {
+            source: SourceSettings {
+                bootstrap: self.bootstrap().to_owned(),
+                instance_id: Some(instance_id.to_owned()),
+                membership: Membership::Group,
+            },
+            state: StateStore::Topic(TopicStateStore::new(self.bootstrap())),
             seed: Some(seed),
-            active_partition_limit: DEFAULT_ACTIVE_PARTITION_LIMIT,
-            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
+            active_partition_limit: streamlab::delivery::DEFAULT_ACTIVE_PARTITION_LIMIT,
+            max_buffered_bytes: streamlab::delivery::DEFAULT_MAX_BUFFERED_BYTES,
         };
-        tweak(&mut options);
-        let delivery = Delivery::connect(self.spec.clone(), options, sink, self.clock.clone()).await?;
-        let stats = delivery.stats();
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(delivery.run(stop.clone()));
-        Ok(Running { stats, stop, task })
+        Ok(Delivery::connect(self.spec.clone(), options, sink, self.stack.clock()).await?.spawn())
     }
 
     /// Publishes events with the real producer; every one must be acked.
     pub async fn publish(&self, events: Vec<Event>) -> Result<()> {
         let n = events.len() as u64;
-        let stats = Arc::new(ProducerStats::default());
-        let (bootstrap, topic) = (&self.backend.bootstrap, &self.spec.topic);
-        producer::publish(
-            bootstrap,
-            topic,
-            None,
-            events.into_iter(),
-            self.clock.clone(),
-            stats.clone(),
-            CancellationToken::new(),
-        )
-        .await?;
-        ensure!(stats.acked() == n, "broker acknowledged {} of {n}", stats.acked());
+        let acked = self.stack.produce(&self.spec.topic, events).await?;
+        ensure!(acked == n, "broker acknowledged {acked} of {n}");
         Ok(())
     }
 
-    /// Crosses the buffer interval on the manual clock.
-    pub fn pass_interval(&self) {
-        self.manual.advance(self.spec.buffer.interval + Duration::from_secs(1));
+    /// Crosses the buffer interval on the manual clock; returns once the due
+    /// buffers landed.
+    pub async fn pass_interval(&self) -> Result<()> {
+        self.stack.advance(self.spec.buffer.interval + Duration::from_secs(1)).await?;
+        Ok(())
     }
 
     pub async fn objects(&self) -> Result<Vec<StoredObject>> {
-        Ok(harness::read_bucket(&self.client, &self.spec.bucket).await?)
+        Ok(harness::read_bucket(self.stack.s3_client(), &self.spec.bucket).await?)
     }
 }
 
@@ -182,7 +170,6 @@ pub fn assert_no_loss(landed: &std::collections::BTreeMap<String, usize>, expect
 pub fn kafka_records(
     bootstrap: &str,
     topic: &str,
-    _partitions: i32,
     expected: usize,
 ) -> Result<std::collections::HashMap<String, (i32, i64, i64)>> {
     Ok(harness::read_topic(bootstrap, topic, expected, Duration::from_secs(30))?)

@@ -2,22 +2,21 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-tansu_version := "0.6.0"
-
-# List the recipes.
-default:
-    @just --list
-
-# Install what the local backend needs and is missing (tansu, the Kafka-compatible broker).
+# Install what the local backend needs and is missing: tansu 0.6.0 with streamlab's storage
+# patch (built once per patch version, about 10 minutes; see tools/tansu/install).
 install-tools:
+    @tools/tansu/install >/dev/null
+
+# Install the Node.js and Python packages the client matrix and the examples use
+# (tests/clients, examples/*), into node_modules/ and .venv/.
+install-clients:
     #!/usr/bin/env bash
     set -euo pipefail
-    export PATH="$HOME/.cargo/bin:$PATH"
-    if tansu --version 2>/dev/null | grep -q "{{tansu_version}}"; then
-        exit 0
-    fi
-    echo "installing tansu {{tansu_version}} (Kafka-compatible broker; builds once, about 8 minutes)" >&2
-    cargo install tansu@{{tansu_version}} --locked --features dynostore
+    for dir in tests/clients examples/node-producer; do
+        [ -d "$dir/node_modules" ] || npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
+    done
+    [ -x .venv/bin/python ] || python3 -m venv .venv
+    .venv/bin/python -m pip install -q --disable-pip-version-check -r tests/clients/requirements.txt -r examples/python-producer/requirements.txt
 
 # Install the independent decoders the encoding tests compare against (Debian/Ubuntu, as root).
 install-decoders:
@@ -34,19 +33,19 @@ install-decoders:
 
 # Run the whole pipeline locally with live progress; e.g. `just sandbox --duration 30s`.
 sandbox *ARGS: install-tools
-    PATH="$HOME/.cargo/bin:$PATH" cargo run --quiet -- sandbox {{ARGS}}
+    cargo run --quiet -- sandbox {{ARGS}}
 
 # Every test: unit, property, CLI and end-to-end (the command CI runs).
-test: install-tools
-    PATH="$HOME/.cargo/bin:$PATH" cargo test --all-targets -- --test-threads 6
+test: install-tools install-clients
+    cargo test --all-targets -- --test-threads 6
 
 # The end-to-end tests only.
-test-e2e: install-tools
-    PATH="$HOME/.cargo/bin:$PATH" cargo test --test e2e --test cli --test fixtures -- --test-threads 6
+test-e2e: install-tools install-clients
+    cargo test --test e2e --test cli --test fixtures --test own_pipeline --test clients --test examples -- --test-threads 6
 
 # Soak: 100,000 events, 10% of S3 PUTs failing, 2 broker outages, 5 SIGKILLs of delivery; prints the figures.
 soak *ARGS: install-tools
-    PATH="$HOME/.cargo/bin:$PATH" cargo run --quiet -- soak {{ARGS}}
+    cargo run --quiet -- soak {{ARGS}}
 
 # Fuzz the spec parser, prefix expressions and record decoders (default 10 minutes per target).
 fuzz SECONDS="600":
@@ -60,3 +59,9 @@ validate *SPECS:
 lint:
     cargo fmt --check
     cargo clippy --all-targets -- -D warnings
+
+# Measure on this machine: the test loop (10,000 events, `streamlab run` to a verified landing),
+# with its phases. Prints a table against the targets; JSON under target/bench/.
+bench *ARGS: install-tools
+    cargo build --release --quiet
+    target/release/streamlab bench {{ARGS}}

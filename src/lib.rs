@@ -13,6 +13,7 @@
 //! - [`sandbox`]: the whole pipeline with live progress.
 
 pub mod backend;
+pub mod bench;
 pub mod checks;
 pub mod clock;
 pub mod delivery;

@@ -1,7 +1,7 @@
 //! The `streamlab` command: parses the CLI, wires signals to a cancellation
 //! token, and calls the library. Everything else lives in the library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,6 +108,17 @@ enum Command {
     Snapshot {
         #[command(subcommand)]
         command: SnapshotCommand,
+    },
+    /// Measure, in one run on this machine: the test loop (10,000 events from
+    /// `streamlab run` start to a verified landing). Prints a table with
+    /// targets; writes JSON under target/bench/.
+    Bench {
+        /// Repetitions of each measurement; the median is reported.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+        repeat: u64,
+        /// Where the JSON results go.
+        #[arg(long, default_value = "target/bench")]
+        out: PathBuf,
     },
 }
 
@@ -575,6 +586,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Snapshot { command } => snapshot_command(command).await,
+        Command::Bench { repeat, out } => bench(repeat as usize, &out).await,
     }
 }
 
@@ -643,6 +655,35 @@ async fn snapshot_command(command: SnapshotCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn bench(repeat: usize, out: &Path) -> Result<ExitCode> {
+    use streamlab::bench::{self, BenchOptions, Figure, Machine, Report};
+    let started = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let options =
+        BenchOptions { binary: std::env::current_exe()?, loops: repeat, loop_events: 10_000 };
+    let mut figures = Vec::new();
+    eprintln!("bench: test loop, {repeat} x `streamlab run` with 10,000 events ...");
+    let loops = tokio::task::spawn_blocking({
+        let options = options.clone();
+        move || bench::test_loop_cli(&options)
+    })
+    .await?
+    .map_err(anyhow::Error::msg)?;
+    figures.push(
+        Figure::new("test loop (10,000 events, 300 s interval, verified landing)", "streamlab run, start to verdict", bench::median(&loops), "s")
+            .at_most(3.0)
+            .note(format!("median of {}: {}", loops.len(), loops.iter().map(|l| format!("{l:.2}")).collect::<Vec<_>>().join(", "))),
+    );
+    let phases = bench::test_loop_phases(options.loop_events).await.map_err(anyhow::Error::msg)?;
+    for (name, took) in phases {
+        figures.push(Figure::new("test loop phases (Stack API, in process)", name, took.as_secs_f64(), "s"));
+    }
+    let report = Report { started, machine: Machine::detect(), figures };
+    print!("{}", report.render());
+    let path = report.write_json(out)?;
+    eprintln!("results written to {}", path.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn up(args: UpArgs) -> Result<()> {

@@ -41,7 +41,7 @@ use crate::backend::{Backend, BackendError, BackendKind, BackendOptions};
 use crate::clock::{rfc3339_millis, ManualClock, ScaledClock, SharedClock, SystemClock};
 use crate::delivery::sink::{self, S3Sink};
 use crate::delivery::source::{Membership, SourceSettings};
-use crate::delivery::state::{StateStore, TopicStateStore, STATE_TOPIC};
+use crate::delivery::state::{StateStore, TopicStateStore};
 use crate::delivery::{
     Delivery, DeliveryError, DeliveryHandle, DeliveryOptions, DEFAULT_ACTIVE_PARTITION_LIMIT,
     DEFAULT_MAX_BUFFERED_BYTES,
@@ -51,6 +51,7 @@ use crate::faults::Faults;
 use crate::harness::{self, HarnessError};
 use crate::landing::{self, Landing, LandingError};
 use crate::producer::{self, ProducerError, ProducerStats};
+pub use crate::producer::Timestamps;
 use crate::spec::{self, SpecError, StreamSpec};
 
 /// Default partitions of the topics a stack creates.
@@ -276,6 +277,32 @@ pub struct Stack {
     work: WorkDir,
 }
 
+/// Tells, once per topic, about topics no stream reads.
+struct UnreadWarner {
+    read: BTreeSet<String>,
+    /// Topics the user asked for with `--topic`: no surprise there.
+    created: BTreeSet<String>,
+    warned: Arc<Mutex<BTreeSet<String>>>,
+}
+
+impl UnreadWarner {
+    fn is_unread(&self, topic: &str) -> bool {
+        !self.read.contains(topic) && !topic.starts_with("__")
+    }
+
+    fn check(&self, topics: &[String]) {
+        for topic in topics.iter().filter(|t| self.is_unread(t)) {
+            if self.warned.lock().expect("warned lock").insert(topic.clone()) && !self.created.contains(topic) {
+                warn!(
+                    "topic {topic:?} was created by a producer's first write, and no stream spec reads it; \
+                     its records will not land. Check the producer's topic name against MSKSourceConfiguration.TopicName ({})",
+                    self.read.iter().cloned().collect::<Vec<_>>().join(", ")
+                );
+            }
+        }
+    }
+}
+
 /// Per-stream figures, as `streamlab status` shows them.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StreamStatus {
@@ -466,32 +493,29 @@ impl Stack {
     /// Warns once per topic that appears on the broker without a stream
     /// reading it (a producer writing to the wrong topic, say).
     fn watch_unread_topics(&self) {
-        let (bootstrap, stop, warned) =
-            (self.backend.bootstrap.clone(), self.stop_watch.clone(), self.unread_warned.clone());
-        let read: BTreeSet<String> = self.specs.iter().map(|s| s.topic.clone()).collect();
-        let created: BTreeSet<String> = self.options.topics.keys().cloned().collect();
+        let (bootstrap, stop) = (self.backend.bootstrap.clone(), self.stop_watch.clone());
+        let warner = self.unread_warner();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
             loop {
                 tokio::select! {
                     () = stop.cancelled() => break,
                     _ = tick.tick() => {}
                 }
                 let b = bootstrap.clone();
-                let Ok(Ok(topics)) = tokio::task::spawn_blocking(move || harness::list_topics(&b)).await else {
-                    continue;
-                };
-                for topic in topics.into_iter().filter(|t| !read.contains(t) && !t.starts_with("__")) {
-                    if warned.lock().expect("warned lock").insert(topic.clone()) && !created.contains(&topic) {
-                        warn!(
-                            "topic {topic:?} was created by a producer's first write, and no stream spec reads it; \
-                             its records will not land. Check the producer's topic name against MSKSourceConfiguration.TopicName ({})",
-                            read.iter().cloned().collect::<Vec<_>>().join(", ")
-                        );
-                    }
+                if let Ok(Ok(topics)) = tokio::task::spawn_blocking(move || harness::list_topics(&b)).await {
+                    warner.check(&topics);
                 }
             }
         });
+    }
+
+    fn unread_warner(&self) -> UnreadWarner {
+        UnreadWarner {
+            read: self.specs.iter().map(|s| s.topic.clone()).collect(),
+            created: self.options.topics.keys().cloned().collect(),
+            warned: self.unread_warned.clone(),
+        }
     }
 
     pub fn bootstrap(&self) -> &str {
@@ -676,12 +700,13 @@ impl Stack {
             });
         }
         let b = self.backend.bootstrap.clone();
-        let read: BTreeSet<String> = self.specs.iter().map(|s| s.topic.clone()).collect();
+        let warner = self.unread_warner();
         let unread_topics = tokio::task::spawn_blocking(move || -> Vec<UnreadTopic> {
             let Ok(topics) = harness::list_topics(&b) else { return Vec::new() };
+            warner.check(&topics);
             topics
                 .into_iter()
-                .filter(|t| !read.contains(t) && !t.starts_with("__") && t != STATE_TOPIC)
+                .filter(|t| warner.is_unread(t))
                 .map(|topic| {
                     let records = harness::topic_records(&b, &topic).unwrap_or(0);
                     UnreadTopic { topic, records }
@@ -742,15 +767,28 @@ impl Stack {
     }
 
     /// Publishes events to `topic` with streamlab's producer, record
-    /// timestamps from the stack's clock; every one must be acknowledged.
+    /// timestamps from the stack's clock; returns how many the broker
+    /// acknowledged (all, or an error).
     pub async fn produce(&self, topic: &str, events: impl IntoIterator<Item = Event>) -> Result<u64, StackError> {
+        self.produce_with(topic, events, Timestamps::Clock).await
+    }
+
+    /// [`Stack::produce`] with record timestamps from the clock or from each
+    /// event's `occurred_at`.
+    pub async fn produce_with(
+        &self,
+        topic: &str,
+        events: impl IntoIterator<Item = Event>,
+        timestamps: Timestamps,
+    ) -> Result<u64, StackError> {
         let stats = Arc::new(ProducerStats::default());
-        producer::publish(
+        producer::publish_with(
             &self.backend.bootstrap,
             topic,
             None,
             events.into_iter(),
             self.clock.clone(),
+            timestamps,
             stats.clone(),
             CancellationToken::new(),
         )

@@ -174,3 +174,74 @@ pub fn kafka_records(
 ) -> Result<std::collections::HashMap<String, (i32, i64, i64)>> {
     Ok(harness::read_topic(bootstrap, topic, expected, Duration::from_secs(30))?)
 }
+
+/// The `streamlab` binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_streamlab");
+
+/// The repository root (tests run there; commands refer to files in it).
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Whether a tool the test needs is installed. Under CI a missing one fails
+/// the test; elsewhere the test is reported as not checked and skipped.
+pub fn available(what: &str, present: bool) -> Result<bool> {
+    match (present, std::env::var_os("CI").is_some()) {
+        (true, _) => Ok(true),
+        (false, true) => anyhow::bail!("{what} is missing under CI; `just install-clients` installs it"),
+        (false, false) => {
+            eprintln!("not checked: {what} is missing; run `just install-clients`");
+            Ok(false)
+        }
+    }
+}
+
+/// `PATH` with the repository's `.venv/bin` first, so `python` is the one
+/// with the client packages (`just install-clients`).
+pub fn venv_path() -> std::ffi::OsString {
+    let venv = repo().join(".venv/bin");
+    let mut paths = vec![venv];
+    paths.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+    std::env::join_paths(paths).expect("valid PATH")
+}
+
+/// Whether `.venv` has these Python modules.
+pub fn python_has(modules: &[&str]) -> bool {
+    let python = repo().join(".venv/bin/python");
+    python.is_file()
+        && std::process::Command::new(python)
+            .arg("-c")
+            .arg(format!("import {}", modules.join(", ")))
+            .output()
+            .is_ok_and(|o| o.status.success())
+}
+
+/// Whether `dir` has its Node.js packages installed.
+pub fn node_modules(dir: &str) -> bool {
+    repo().join(dir).join("node_modules").is_dir()
+        && std::process::Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+/// `streamlab ARGS...` with the client tools on PATH and no stack
+/// inherited from the environment.
+pub fn streamlab(args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(BIN);
+    command
+        .args(args)
+        .current_dir(repo())
+        .env("PATH", venv_path())
+        .env_remove("STREAMLAB_CONTROL")
+        .env_remove("KAFKA_BOOTSTRAP")
+        .stdin(std::process::Stdio::null());
+    command
+}
+
+/// Runs a command to completion, returning (success, stdout, stderr).
+pub fn output(command: &mut std::process::Command) -> Result<(bool, String, String)> {
+    let out = command.output()?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}

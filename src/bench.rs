@@ -61,7 +61,9 @@ impl Figure {
     fn verdict(&self) -> &'static str {
         match self.target {
             None => "",
-            Some(t) if (t.lower_is_better && self.value <= t.value) || (!t.lower_is_better && self.value >= t.value) => {
+            Some(t)
+                if (t.lower_is_better && self.value <= t.value) || (!t.lower_is_better && self.value >= t.value) =>
+            {
                 "met"
             }
             Some(_) => "MISSED",
@@ -90,7 +92,9 @@ impl Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu_model = cpuinfo
             .lines()
-            .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim().to_owned()))
+            .find_map(|l| {
+                l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim().to_owned())
+            })
             .unwrap_or_else(|| "unknown".into());
         let memory_kib: f64 = std::fs::read_to_string("/proc/meminfo")
             .unwrap_or_default()
@@ -110,10 +114,8 @@ impl Report {
     /// The table: section, figure, value, target and verdict.
     pub fn render(&self) -> String {
         let m = &self.machine;
-        let mut out = format!(
-            "streamlab bench, {} on {} CPUs ({}), {} GiB\n",
-            self.started, m.cpus, m.cpu_model, m.memory_gib
-        );
+        let mut out =
+            format!("streamlab bench, {} on {} CPUs ({}), {} GiB\n", self.started, m.cpus, m.cpu_model, m.memory_gib);
         let width = self.figures.iter().map(|f| f.name.len()).max().unwrap_or(10).max(10);
         let mut section = "";
         for f in &self.figures {
@@ -174,7 +176,13 @@ pub fn test_loop_cli(options: &BenchOptions) -> Result<Vec<f64>, String> {
     for _ in 0..options.loops {
         let started = Instant::now();
         let output = std::process::Command::new(&options.binary)
-            .args(["run", "--spec", "fixtures/streams/orders-to-s3.json", "--expect", "exactly-once,no-errors,key-shape"])
+            .args([
+                "run",
+                "--spec",
+                "fixtures/streams/orders-to-s3.json",
+                "--expect",
+                "exactly-once,no-errors,key-shape",
+            ])
             .args(["--", &options.binary.display().to_string(), "produce", "--topic", "shop-events"])
             .args(["--count", &options.loop_events.to_string()])
             .env_remove("STREAMLAB_CONTROL")
@@ -199,9 +207,8 @@ pub async fn test_loop_phases(events: u64) -> Result<Vec<(&'static str, Duration
     let fail = |e: &dyn std::fmt::Display| e.to_string();
     let mut phases = Vec::new();
     let started = Instant::now();
-    let stack = Stack::start(StackOptions::new(["fixtures/streams/orders-to-s3.json"]).seed(1))
-        .await
-        .map_err(|e| fail(&e))?;
+    let stack =
+        Stack::start(StackOptions::new(["fixtures/streams/orders-to-s3.json"]).seed(1)).await.map_err(|e| fail(&e))?;
     phases.push(("stack ready (broker, S3, topics, delivery)", started.elapsed()));
     let at = Instant::now();
     let generator = crate::events::GeneratorConfig::new(1, stack.clock().now_millis());

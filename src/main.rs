@@ -660,8 +660,7 @@ async fn snapshot_command(command: SnapshotCommand) -> Result<ExitCode> {
 async fn bench(repeat: usize, out: &Path) -> Result<ExitCode> {
     use streamlab::bench::{self, BenchOptions, Figure, Machine, Report};
     let started = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let options =
-        BenchOptions { binary: std::env::current_exe()?, loops: repeat, loop_events: 10_000 };
+    let options = BenchOptions { binary: std::env::current_exe()?, loops: repeat, loop_events: 10_000 };
     let mut figures = Vec::new();
     eprintln!("bench: test loop, {repeat} x `streamlab run` with 10,000 events ...");
     let loops = tokio::task::spawn_blocking({
@@ -671,9 +670,18 @@ async fn bench(repeat: usize, out: &Path) -> Result<ExitCode> {
     .await?
     .map_err(anyhow::Error::msg)?;
     figures.push(
-        Figure::new("test loop (10,000 events, 300 s interval, verified landing)", "streamlab run, start to verdict", bench::median(&loops), "s")
-            .at_most(3.0)
-            .note(format!("median of {}: {}", loops.len(), loops.iter().map(|l| format!("{l:.2}")).collect::<Vec<_>>().join(", "))),
+        Figure::new(
+            "test loop (10,000 events, 300 s interval, verified landing)",
+            "streamlab run, start to verdict",
+            bench::median(&loops),
+            "s",
+        )
+        .at_most(3.0)
+        .note(format!(
+            "median of {}: {}",
+            loops.len(),
+            loops.iter().map(|l| format!("{l:.2}")).collect::<Vec<_>>().join(", ")
+        )),
     );
     let phases = bench::test_loop_phases(options.loop_events).await.map_err(anyhow::Error::msg)?;
     for (name, took) in phases {

@@ -45,7 +45,7 @@ fn stderr(output: &Output) -> String {
 #[rstest]
 #[case::size_out_of_range(
     "buffer-size-too-large.json",
-    "ExtendedS3DestinationConfiguration.BufferingHints.SizeInMBs: must be between 1 and 128; got 256"
+    "ExtendedS3DestinationConfiguration.BufferingHints.SizeInMBs: Value at 'extendedS3DestinationConfiguration.bufferingHints.sizeInMBs' failed to satisfy constraint: Member must have value less than or equal to 128; got 256"
 )]
 #[case::expression_needs_error_prefix(
     "prefix-expression-without-error-prefix.json",
@@ -53,11 +53,11 @@ fn stderr(output: &Output) -> String {
 )]
 #[case::compression_is_case_sensitive(
     "compression-wrong-case.json",
-    "ExtendedS3DestinationConfiguration.CompressionFormat: must be one of GZIP, HADOOP_SNAPPY, Snappy, UNCOMPRESSED, ZIP (case-sensitive); got \"SNAPPY\""
+    "ExtendedS3DestinationConfiguration.CompressionFormat: Value at 'extendedS3DestinationConfiguration.compressionFormat' failed to satisfy constraint: Member must satisfy enum value set: [ZIP, HADOOP_SNAPPY, Snappy, GZIP, UNCOMPRESSED]; got \"SNAPPY\" (case-sensitive)"
 )]
 #[case::topic_pattern(
     "topic-name-invalid.json",
-    "MSKSourceConfiguration.TopicName: must match the pattern [a-zA-Z0-9\\._\\-]+; got \"shop events\""
+    "MSKSourceConfiguration.TopicName: Value at 'mSKSourceConfiguration.topicName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9\\._\\-]+; got \"shop events\""
 )]
 fn deliver_rejects_invalid_spec_before_connecting(#[case] file: &str, #[case] message: &str) {
     let path = format!("fixtures/invalid/{file}");

@@ -170,7 +170,7 @@ async fn records_beyond_the_active_partition_limit_go_to_the_error_prefix() -> R
         );
     }
     for (key, line) in error_lines(&objects)? {
-        ensure!(key.starts_with("errors/processing-failed/"), "{key}");
+        ensure!(key.starts_with("errors/activePartitionExceeded/"), "{key}");
         ensure!(line["errorCode"] == errors::ACTIVE_PARTITIONS_CODE);
         let raw = base64::engine::general_purpose::STANDARD.decode(line["rawData"].as_str().context("rawData")?)?;
         let event: serde_json::Value = serde_json::from_slice(&raw)?;

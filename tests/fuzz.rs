@@ -79,7 +79,7 @@ fn prefix_expressions_never_panic() {
                 partition_key: &|k| (!k.is_empty()).then(|| k.to_owned()),
             };
             let _ = template.render(&mut ctx);
-            let _ = template.fixed_evaluated_length();
+            let _ = template.fixed_evaluated_length(chrono_tz::Tz::UTC);
         }
         Ok(())
     });

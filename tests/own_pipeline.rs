@@ -188,7 +188,7 @@ fn bad_input_is_named_with_its_fix() -> Result<()> {
     // An invalid spec: refused before anything starts.
     let started = Instant::now();
     let (ok, _, err) = output(&mut streamlab(&["up", "--spec", "fixtures/invalid/buffer-size-too-large.json"]))?;
-    ensure!(!ok && err.contains("SizeInMBs: must be between 1 and 128; got 256"), "{err}");
+    ensure!(!ok && err.contains("SizeInMBs: Value at 'extendedS3DestinationConfiguration.bufferingHints.sizeInMBs' failed to satisfy constraint: Member must have value less than or equal to 128; got 256"), "{err}");
     ensure!(started.elapsed() < Duration::from_secs(3), "validation must come first");
 
     // An env file in a directory that does not exist.

@@ -64,7 +64,8 @@ async fn the_manual_clock_crosses_the_interval_exactly_and_keys_keep_record_time
             .min()
             .context("records")?
             .with_timezone(&Utc);
-        let expected = format!("{}orders-to-s3-1-{}-", oldest.format("%Y/%m/%d/%H/"), oldest.format("%Y-%m-%d-%H-%M-%S"));
+        let expected =
+            format!("{}orders-to-s3-1-{}-", oldest.format("%Y/%m/%d/%H/"), oldest.format("%Y-%m-%d-%H-%M-%S"));
         ensure!(object.key.starts_with(&expected), "{} does not carry its oldest record's time {oldest}", object.key);
         ensure!(object.key.starts_with("2026/07/13/14/"), "the clock (15:30) must not name it: {}", object.key);
     }

@@ -43,6 +43,7 @@ impl LocalS3 {
             credentials.secret_access_key.clone(),
         ));
         let service = builder.build();
+        let sse = SseStore { dir: root.join(".streamlab-sse") };
         let listener = TcpListener::bind("127.0.0.1:0").await.map_err(fail)?;
         let addr = listener.local_addr().map_err(fail)?;
         let stop = CancellationToken::new();
@@ -57,19 +58,41 @@ impl LocalS3 {
                         Err(e) => { debug!(error = %e, "accept failed"); continue; }
                     },
                 };
-                let (service, faults) = (service.clone(), faults.clone());
+                let (service, faults, sse) = (service.clone(), faults.clone(), sse.clone());
                 let faulty = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let (service, faults) = (service.clone(), faults.clone());
+                    let (service, faults, sse) = (service.clone(), faults.clone(), sse.clone());
                     async move {
-                        let is_put = req.method() == http::Method::PUT && is_object_path(req.uri().path());
+                        let object = object_of(req.uri().path());
+                        let is_put = req.method() == http::Method::PUT && object.is_some();
                         let decision = faults.filter(|_| is_put).map(|plan| plan.decide());
+                        let encryption = is_put.then(|| SseRecord::from_headers(req.headers())).flatten();
+                        let read = matches!(*req.method(), http::Method::GET | http::Method::HEAD) && object.is_some();
                         let req = req.map(s3s::Body::from);
-                        let Some(Decision { delay, fault }) = decision else { return service.call(req).await };
+                        let call = |req| {
+                            let (service, sse, object, encryption) =
+                                (service.clone(), sse.clone(), object.clone(), encryption.clone());
+                            async move {
+                                let mut response = service.call(req).await?;
+                                let Some((bucket, key)) = object else { return Ok(response) };
+                                if response.status().is_success() {
+                                    if is_put {
+                                        sse.record(&bucket, &key, encryption.as_ref());
+                                    }
+                                    if is_put || read {
+                                        if let Some(record) = sse.get(&bucket, &key) {
+                                            record.add_headers(response.headers_mut());
+                                        }
+                                    }
+                                }
+                                Ok(response)
+                            }
+                        };
+                        let Some(Decision { delay, fault }) = decision else { return call(req).await };
                         if let Some(delay) = delay {
                             tokio::time::sleep(delay).await;
                         }
                         match fault {
-                            None => service.call(req).await,
+                            None => call(req).await,
                             Some(S3Fault::InternalError) => Ok(error_response(
                                 500,
                                 "InternalError",
@@ -81,7 +104,7 @@ impl LocalS3 {
                             Some(S3Fault::Reset) => Err(HttpError::new("injected connection reset".into())),
                             Some(S3Fault::LostResponse) => {
                                 // Written, then the answer is lost with the connection.
-                                let _ = service.call(req).await;
+                                let _ = call(req).await;
                                 Err(HttpError::new("injected lost response".into()))
                             }
                         }
@@ -105,9 +128,94 @@ impl LocalS3 {
     }
 }
 
-/// Path-style object paths are `/bucket/key...`.
-fn is_object_path(path: &str) -> bool {
-    path.trim_start_matches('/').split_once('/').is_some_and(|(bucket, key)| !bucket.is_empty() && !key.is_empty())
+/// The bucket and key of a path-style object path `/bucket/key...`.
+fn object_of(path: &str) -> Option<(String, String)> {
+    let (bucket, key) = path.trim_start_matches('/').split_once('/')?;
+    if bucket.is_empty() || key.is_empty() {
+        return None;
+    }
+    let key = percent_decode(key);
+    Some((bucket.to_owned(), key))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Server-side encryption an object was written with. The file-system S3
+/// does not keep it, so it is kept beside the objects (one JSON file per
+/// object under `<root>/.streamlab-sse/`) and returned on PUT, GET and HEAD
+/// as S3 does: tests see what a PUT asked for.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct SseRecord {
+    algorithm: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kms_key_id: Option<String>,
+}
+
+const SSE_HEADER: &str = "x-amz-server-side-encryption";
+const SSE_KEY_HEADER: &str = "x-amz-server-side-encryption-aws-kms-key-id";
+
+impl SseRecord {
+    fn from_headers(headers: &http::HeaderMap) -> Option<SseRecord> {
+        let algorithm = headers.get(SSE_HEADER)?.to_str().ok()?.to_owned();
+        let kms_key_id = headers.get(SSE_KEY_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        Some(SseRecord { algorithm, kms_key_id })
+    }
+
+    fn add_headers(&self, headers: &mut http::HeaderMap) {
+        if let Ok(v) = http::HeaderValue::from_str(&self.algorithm) {
+            headers.insert(SSE_HEADER, v);
+        }
+        if let Some(v) = self.kms_key_id.as_deref().and_then(|k| http::HeaderValue::from_str(k).ok()) {
+            headers.insert(SSE_KEY_HEADER, v);
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct SseStore {
+    dir: std::path::PathBuf,
+}
+
+impl SseStore {
+    fn path(&self, bucket: &str, key: &str) -> std::path::PathBuf {
+        self.dir.join(bucket).join(format!("{key}.json"))
+    }
+
+    /// Records (or, for a PUT without encryption, forgets) an object's SSE.
+    fn record(&self, bucket: &str, key: &str, record: Option<&SseRecord>) {
+        let path = self.path(bucket, key);
+        match record {
+            Some(record) => {
+                if let Some(parent) = path.parent() {
+                    let _ = std::fs::create_dir_all(parent);
+                }
+                let _ = std::fs::write(&path, serde_json::to_vec(record).expect("serializes"));
+            }
+            None => {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+
+    fn get(&self, bucket: &str, key: &str) -> Option<SseRecord> {
+        serde_json::from_slice(&std::fs::read(self.path(bucket, key)).ok()?).ok()
+    }
 }
 
 fn error_response(status: u16, code: &str, message: &str) -> HttpResponse {

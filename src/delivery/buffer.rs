@@ -86,9 +86,10 @@ impl Buffers {
         record.value.len() as u64 + overhead
     }
 
-    /// Buffers currently open (Firehose's "active partitions").
-    pub fn open_count(&self) -> usize {
-        self.open.len()
+    /// Dynamic partitions open now (Firehose's "active partitions"): prefix
+    /// buffers, not the per-Kafka-partition or error buffers.
+    pub fn partition_count(&self) -> usize {
+        self.open.keys().filter(|k| matches!(k, BufferKey::Prefix(_))).count()
     }
 
     pub fn is_open(&self, key: &BufferKey) -> bool {

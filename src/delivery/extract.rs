@@ -158,11 +158,36 @@ impl MetadataExtractor {
             .map(|(key, value)| match value {
                 serde_json::Value::Null => Err(ExtractError::MissingKey(key)),
                 serde_json::Value::String(s) => Ok((key, s)),
-                serde_json::Value::Number(_) | serde_json::Value::Bool(_) => Ok((key, value.to_string())),
+                serde_json::Value::Number(n) => Ok((key, jq_number(&n))),
+                serde_json::Value::Bool(_) => Ok((key, value.to_string())),
                 _ => Err(ExtractError::NotScalar(key)),
             })
             .collect()
     }
+}
+
+/// A number as jq 1.6 prints it in a partition key: integers exactly,
+/// integral floats without a fraction (`1.0` is `1`), other floats in their
+/// shortest form, with a C-style exponent (`1e+17`, `1.5e-05`) outside
+/// `1e-4 <= |x| < 1e17`.
+pub fn jq_number(n: &serde_json::Number) -> String {
+    if n.is_i64() || n.is_u64() {
+        return n.to_string();
+    }
+    let Some(x) = n.as_f64() else { return n.to_string() };
+    if x == 0.0 {
+        return "0".into();
+    }
+    if x.fract() == 0.0 && x.abs() < 1e17 {
+        return format!("{x:.0}");
+    }
+    if (1e-4..1e17).contains(&x.abs()) {
+        return format!("{x}");
+    }
+    let scientific = format!("{x:e}");
+    let (mantissa, exponent) = scientific.split_once('e').expect("scientific notation has an exponent");
+    let exponent: i32 = exponent.parse().expect("a number");
+    format!("{mantissa}e{}{:02}", if exponent < 0 { '-' } else { '+' }, exponent.abs())
 }
 
 #[cfg(test)]
@@ -176,6 +201,26 @@ mod tests {
         assert_eq!(keys["customer_id"], "c-1");
         assert_eq!(keys["event_type"], "order_placed");
         assert_eq!(keys["n"], "3");
+    }
+
+    #[test]
+    fn numbers_print_as_jq_1_6_prints_them() {
+        let x = MetadataExtractor::new("{n: .n}");
+        for (input, key) in [
+            ("1", "1"),
+            ("1.0", "1"),
+            ("-3.0", "-3"),
+            ("2.5", "2.5"),
+            ("0.1", "0.1"),
+            ("12345678901234567890", "12345678901234567890"),
+            ("9007199254740993", "9007199254740993"),
+            ("1e17", "1e+17"),
+            ("0.00001", "1e-05"),
+            ("1.5e-7", "1.5e-07"),
+        ] {
+            let keys = x.extract(format!(r#"{{"n":{input}}}"#).as_bytes()).unwrap();
+            assert_eq!(keys["n"], key, "{input}");
+        }
     }
 
     #[test]

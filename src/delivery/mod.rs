@@ -71,6 +71,9 @@ pub const DEFAULT_ACTIVE_PARTITION_LIMIT: usize = 500;
 /// `error-output-type` values, and the error codes streamlab writes.
 pub mod errors {
     pub const PROCESSING_FAILED: &str = "processing-failed";
+    /// Records over the active-partition limit (Firehose's developer guide,
+    /// "Buffer data for dynamic partitioning").
+    pub const ACTIVE_PARTITION_EXCEEDED: &str = "activePartitionExceeded";
     pub const METADATA_EXTRACTION_FAILED: &str = "metadata-extraction-failed";
     pub const METADATA_EXTRACTION_CODE: &str = "DynamicPartitioning.MetadataExtractionFailed";
     pub const ACTIVE_PARTITIONS_CODE: &str = "DynamicPartitioning.ActivePartitionsLimitExceeded";
@@ -280,6 +283,14 @@ impl DeliveryHandle {
         self.task.is_finished()
     }
 
+    /// Stops at once, as a crash would: nothing more is delivered or
+    /// committed; what was read but not committed is read again by the next
+    /// instance.
+    pub async fn abort(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
     /// Stops: every buffer is delivered and the offsets committed.
     pub async fn stop(self) -> Result<Arc<DeliveryStats>, DeliveryError> {
         self.stop.cancel();
@@ -318,6 +329,7 @@ impl Delivery {
         sink: S3Sink,
         clock: SharedClock,
     ) -> Result<Self, DeliveryError> {
+        let sink = sink.with_kms_key(spec.sse_kms_key_id.clone());
         let bootstrap = options.source.bootstrap.clone();
         let topic = spec.topic.clone();
         let partitions = tokio::task::spawn_blocking(move || source::check_topic(&bootstrap, &topic))
@@ -663,9 +675,10 @@ impl Delivery {
             };
             let key = BufferKey::Prefix(prefix);
             let new = !buffers.is_open(&key) && !out.iter().any(|(k, _)| *k == key);
-            if new && buffers.open_count() + opened >= self.active_partition_limit {
+            // Error buffers are not partitions.
+            if new && buffers.partition_count() + opened >= self.active_partition_limit {
                 let message = format!("more than {} active partitions", self.active_partition_limit);
-                out.push(self.error(sub, errors::PROCESSING_FAILED, errors::ACTIVE_PARTITIONS_CODE, &message));
+                out.push(self.error(sub, errors::ACTIVE_PARTITION_EXCEEDED, errors::ACTIVE_PARTITIONS_CODE, &message));
                 continue;
             }
             opened += usize::from(new);

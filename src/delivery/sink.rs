@@ -8,6 +8,7 @@ use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::{Credentials, Region};
 use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::ServerSideEncryption;
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 
@@ -97,11 +98,13 @@ pub struct S3Sink {
     bucket: String,
     /// For messages only.
     endpoint: String,
+    /// SSE-KMS key for every PUT.
+    kms_key_id: Option<String>,
 }
 
 impl S3Sink {
     pub fn new(client: Client, bucket: impl Into<String>, endpoint: Option<&str>) -> Self {
-        Self { client, bucket: bucket.into(), endpoint: endpoint.unwrap_or("AWS S3").to_owned() }
+        Self { client, bucket: bucket.into(), endpoint: endpoint.unwrap_or("AWS S3").to_owned(), kms_key_id: None }
     }
 
     pub fn bucket(&self) -> &str {
@@ -151,13 +154,22 @@ impl S3Sink {
         }
     }
 
+    /// Writes every object with SSE-KMS under this key, as Firehose does
+    /// with `EncryptionConfiguration.KMSEncryptionConfig`.
+    pub fn with_kms_key(mut self, key_id: Option<String>) -> Self {
+        self.kms_key_id = key_id;
+        self
+    }
+
     /// One PUT. A PUT is atomic in S3: on success the whole object is visible,
     /// on failure none of it, which is what lets delivery commit offsets only
     /// after this returns `Ok`.
     pub async fn put(&self, key: &str, body: Bytes, content_encoding: Option<&str>) -> Result<(), SinkError> {
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
+        let mut put = self.client.put_object();
+        if let Some(key_id) = &self.kms_key_id {
+            put = put.server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id(key_id);
+        }
+        put.bucket(&self.bucket)
             .key(key)
             .content_type("application/octet-stream")
             .set_content_encoding(content_encoding.map(str::to_owned))

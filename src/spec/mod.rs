@@ -20,6 +20,11 @@ use sha2::Digest;
 use crate::prefix::Template;
 pub use validate::{validate, Violation};
 
+/// `CustomTimeZone` values Firehose accepts (see `aws_time_zones.txt`).
+pub static AWS_TIME_ZONES: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    include_str!("aws_time_zones.txt").lines().filter(|l| !l.is_empty() && !l.starts_with('#')).collect()
+});
+
 /// A validated delivery stream: everything delivery needs, already parsed.
 #[derive(Debug, Clone)]
 pub struct StreamSpec {
@@ -45,6 +50,9 @@ pub struct StreamSpec {
     pub metadata_query: Option<String>,
     /// `DynamicPartitioningConfiguration` with `Enabled: true`.
     pub dynamic_partitioning: bool,
+    /// `EncryptionConfiguration.KMSEncryptionConfig.AWSKMSKeyARN`: objects are
+    /// written with SSE-KMS under this key.
+    pub sse_kms_key_id: Option<String>,
     /// SHA-256 of `DeliveryStreamType` and `MSKSourceConfiguration` in
     /// canonical form (keys sorted, no whitespace): a source change, which AWS
     /// cannot apply in place, makes a new stream.
@@ -134,7 +142,9 @@ impl Compression {
     /// The `Content-Encoding` Firehose sets on the object.
     pub fn content_encoding(self) -> Option<&'static str> {
         match self {
-            Compression::Uncompressed | Compression::Zip => None,
+            Compression::Uncompressed => None,
+            // Measured on AWS (reference section 2).
+            Compression::Zip => Some("zip"),
             Compression::Gzip => Some("gzip"),
             Compression::Snappy => Some("snappy-java"),
             Compression::HadoopSnappy => Some("hadoop-snappy"),

@@ -130,9 +130,9 @@ pub struct ExtendedS3DestinationConfiguration {
     #[serde(rename = "CompressionFormat")]
     pub compression_format: Option<String>,
     #[serde(rename = "EncryptionConfiguration")]
-    pub encryption_configuration: Option<Value>,
+    pub encryption_configuration: Option<EncryptionConfiguration>,
     #[serde(rename = "CloudWatchLoggingOptions")]
-    pub cloud_watch_logging_options: Option<Value>,
+    pub cloud_watch_logging_options: Option<CloudWatchLoggingOptions>,
     #[serde(rename = "ProcessingConfiguration")]
     pub processing_configuration: Option<ProcessingConfiguration>,
     #[serde(rename = "S3BackupMode")]
@@ -199,4 +199,31 @@ pub struct DynamicPartitioningConfiguration {
 pub struct RetryOptions {
     #[serde(rename = "DurationInSeconds")]
     pub duration_in_seconds: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionConfiguration {
+    #[serde(rename = "NoEncryptionConfig")]
+    pub no_encryption_config: Option<String>,
+    #[serde(rename = "KMSEncryptionConfig")]
+    pub kms_encryption_config: Option<KmsEncryptionConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KmsEncryptionConfig {
+    #[serde(rename = "AWSKMSKeyARN")]
+    pub awskms_key_arn: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudWatchLoggingOptions {
+    #[serde(rename = "Enabled")]
+    pub enabled: Option<bool>,
+    #[serde(rename = "LogGroupName")]
+    pub log_group_name: Option<String>,
+    #[serde(rename = "LogStreamName")]
+    pub log_stream_name: Option<String>,
 }

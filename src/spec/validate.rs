@@ -1,16 +1,18 @@
 //! Every check AWS makes on the request, plus the ones streamlab adds for
 //! features it does not emulate yet, collected rather than stopping at the
 //! first so a user fixes a spec in one pass.
+//!
+//! Two kinds of message, as AWS has them (`../shared/firehose-reference.md`
+//! sections 1, 3 and 10): the API model's constraints, in the form
+//! `Value at '<member>' failed to satisfy constraint: Member must ...`
+//! (streamlab appends what was given), and Firehose's own rules, with its
+//! words (typos included). Each violation carries the JSON path of the field.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use std::collections::BTreeMap;
-
-use aws_sdk_firehose::types::{
-    CompressionFormat, Connectivity, DeliveryStreamType, ProcessorParameterName, ProcessorType,
-};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use chrono::DateTime;
@@ -19,9 +21,9 @@ use regex::Regex;
 use serde_json::Value;
 
 use super::raw::{self, CreateDeliveryStream};
-use super::{BufferHints, Compression, Deaggregation, StartPosition, StreamSpec, MIB};
+use super::{BufferHints, Compression, Deaggregation, StartPosition, StreamSpec, AWS_TIME_ZONES, MIB};
 use crate::delivery::extract;
-use crate::prefix::{Template, MAX_EVALUATED_PREFIX};
+use crate::prefix::{PrefixError, Template, MAX_EVALUATED_PREFIX};
 
 /// One problem with a spec: where, and what rule it breaks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +31,7 @@ pub struct Violation {
     /// JSON path of the offending field, e.g.
     /// `ExtendedS3DestinationConfiguration.BufferingHints.SizeInMBs`.
     pub path: String,
-    /// The rule, stated so the fix is obvious; AWS's own wording where known.
+    /// The rule, in AWS's words where AWS has them.
     pub message: String,
 }
 
@@ -43,6 +45,9 @@ impl fmt::Display for Violation {
 /// (the typo is AWS's).
 pub const ERROR_PREFIX_REQUIRED: &str = "InvalidArgumentException: Ths supplied prefix(es) do not satisfy the following constraint: ErrorOutputPrefix cannot be null or empty when Prefix contains expressions";
 
+/// What AWS puts before its other prefix rules.
+const PREFIX_RULE: &str = "The supplied prefix(es) do not satisfy the following constraint: ";
+
 const S3: &str = "ExtendedS3DestinationConfiguration";
 const MSK: &str = "MSKSourceConfiguration";
 
@@ -52,8 +57,56 @@ static BUCKET_ARN: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^arn:.*:s3:::
 static ROLE_ARN: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^arn:.*:iam::\d{12}:role/[a-zA-Z_0-9+=,.@\-_/]+$").unwrap());
 static MSK_ARN: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^arn:.*:kafka:.*$").unwrap());
+static KMS_ARN: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^arn:.*:kms:.*$").unwrap());
 static FILE_EXTENSION: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^$|^\.[0-9a-z!\-_.*'()]+$").unwrap());
 static TIME_ZONE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^$|^[a-zA-Z/_]+$").unwrap());
+static NOT_BLANK: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\S").unwrap());
+
+/// Enum value sets, in the order AWS prints them (probed by another
+/// emulator's compatibility tests against AWS, where known; else the model's).
+const COMPRESSION_FORMATS: &[&str] = &["ZIP", "HADOOP_SNAPPY", "Snappy", "GZIP", "UNCOMPRESSED"];
+const PROCESSOR_TYPES: &[&str] = &[
+    "Decompression",
+    "Lambda",
+    "RecordDeAggregation",
+    "MetadataExtraction",
+    "AppendDelimiterToRecord",
+    "CloudWatchLogProcessing",
+];
+const PARAMETER_NAMES: &[&str] = &[
+    "DataMessageExtraction",
+    "NumberOfRetries",
+    "Delimiter",
+    "RoleArn",
+    "JsonParsingEngine",
+    "SubRecordType",
+    "MetadataExtractionQuery",
+    "BufferIntervalInSeconds",
+    "LambdaArn",
+    "BufferSizeInMBs",
+    "CompressionFormat",
+];
+const STREAM_TYPES: &[&str] = &["DirectPut", "KinesisStreamAsSource", "MSKAsSource", "DatabaseAsSource"];
+const CONNECTIVITY: &[&str] = &["PUBLIC", "PRIVATE"];
+
+/// AWS's name of a member: `ExtendedS3DestinationConfiguration.Processors[0]`
+/// is `extendedS3DestinationConfiguration.processors.1.member`.
+fn aws_member(path: &str) -> String {
+    let lower_first = |s: &str| {
+        let mut c = s.chars();
+        c.next().map(|f| f.to_lowercase().collect::<String>() + c.as_str()).unwrap_or_default()
+    };
+    path.split('.')
+        .map(|segment| match segment.split_once('[') {
+            Some((name, index)) => {
+                let n: usize = index.trim_end_matches(']').parse().unwrap_or(0);
+                format!("{}.{}.member", lower_first(name), n + 1)
+            }
+            None => lower_first(segment),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
 
 #[derive(Default)]
 struct Report(Vec<Violation>);
@@ -63,27 +116,89 @@ impl Report {
         self.0.push(Violation { path: path.into(), message: message.into() });
     }
 
+    /// One of Firehose's prefix rules.
+    fn prefix_rule(&mut self, path: impl Into<String>, rule: &str) {
+        self.add(path, format!("{PREFIX_RULE}{rule}"));
+    }
+
     fn unsupported(&mut self, path: impl Into<String>, what: &str) {
         self.add(path, format!("streamlab does not emulate {what} yet; remove it to run this stream locally"));
     }
 
+    /// A constraint of the API model, in AWS's words, with what was given.
+    fn constraint(&mut self, path: &str, constraint: impl fmt::Display, got: Option<String>) {
+        let got = got.map(|g| format!("; got {g}")).unwrap_or_default();
+        self.add(path, format!("Value at '{}' failed to satisfy constraint: {constraint}{got}", aws_member(path)));
+    }
+
     fn required<'a, T>(&mut self, path: &str, value: &'a Option<T>) -> Option<&'a T> {
         if value.is_none() {
-            self.add(path, "is required");
+            self.constraint(path, "Member must not be null", None);
         }
         value.as_ref()
     }
 
-    fn string(&mut self, path: &str, value: &str, min: usize, max: usize, pattern: Option<(&Regex, &str)>) {
+    fn string(&mut self, path: &str, value: &str, min: usize, max: usize, pattern: Option<(&Regex, &str)>) -> bool {
         let len = value.chars().count();
-        if len < min || len > max {
-            self.add(path, format!("length must be between {min} and {max} characters; got {len}"));
+        let mut ok = true;
+        if len < min {
+            self.constraint(
+                path,
+                format!("Member must have length greater than or equal to {min}"),
+                Some(format!("{len} characters")),
+            );
+            ok = false;
+        }
+        if len > max {
+            self.constraint(
+                path,
+                format!("Member must have length less than or equal to {max}"),
+                Some(format!("{len} characters")),
+            );
+            ok = false;
         }
         if let Some((re, shown)) = pattern {
             if !re.is_match(value) {
-                self.add(path, format!("must match the pattern {shown}; got {value:?}"));
+                self.constraint(
+                    path,
+                    format!("Member must satisfy regular expression pattern: {shown}"),
+                    Some(format!("{value:?}")),
+                );
+                ok = false;
             }
         }
+        ok
+    }
+
+    fn range(&mut self, path: &str, value: i64, min: i64, max: i64) -> bool {
+        if value > max {
+            self.constraint(
+                path,
+                format!("Member must have value less than or equal to {max}"),
+                Some(value.to_string()),
+            );
+        } else if value < min {
+            self.constraint(
+                path,
+                format!("Member must have value greater than or equal to {min}"),
+                Some(value.to_string()),
+            );
+        } else {
+            return true;
+        }
+        false
+    }
+
+    fn enumerated(&mut self, path: &str, value: &str, set: &[&str]) -> bool {
+        let ok = set.contains(&value);
+        if !ok {
+            self.constraint(
+                path,
+                format!("Member must satisfy enum value set: [{}]", set.join(", ")),
+                Some(format!("{value:?} (case-sensitive)")),
+            );
+        }
+        ok
     }
 
     /// A required IAM role ARN (model: 1-512 characters, IAM role pattern).
@@ -91,14 +206,6 @@ impl Report {
         if let Some(role) = self.required(path, value) {
             self.string(path, role, 1, 512, Some((&ROLE_ARN, r"arn:.*:iam::\d{12}:role/[a-zA-Z_0-9+=,.@\-_/]+")));
         }
-    }
-
-    fn one_of(&mut self, path: &str, value: &str, allowed: &[&str]) -> bool {
-        let ok = allowed.contains(&value);
-        if !ok {
-            self.add(path, format!("must be one of {} (case-sensitive); got {value:?}", allowed.join(", ")));
-        }
-        ok
     }
 }
 
@@ -125,22 +232,34 @@ fn check(req: &CreateDeliveryStream, r: &mut Report) -> Option<StreamSpec> {
         r.string("DeliveryStreamName", name, 1, 64, Some((&NAME, "[a-zA-Z0-9_.-]+")));
     }
 
+    let mut msk_stream = false;
     match req.delivery_stream_type.as_deref() {
         None => r.add(
             "DeliveryStreamType",
             "is required by streamlab: AWS defaults to DirectPut, and streamlab emulates MSKAsSource streams; set it to \"MSKAsSource\"",
         ),
         Some(kind) => {
-            if r.one_of("DeliveryStreamType", kind, DeliveryStreamType::values()) && kind != "MSKAsSource" {
-                r.unsupported("DeliveryStreamType", &format!("{kind} sources (only MSKAsSource)"));
+            if r.enumerated("DeliveryStreamType", kind, STREAM_TYPES) {
+                msk_stream = kind == "MSKAsSource";
+                if !msk_stream {
+                    r.unsupported("DeliveryStreamType", &format!("{kind} sources (only MSKAsSource)"));
+                }
             }
         }
     }
     for other in req.other_sources() {
         r.add(other, format!("cannot be combined with {MSK}; a stream has exactly one source"));
     }
-
-    let source = r.required(MSK, &req.msk_source_configuration).map(|msk| check_source(msk, r));
+    if msk_stream && req.msk_source_configuration.is_none() {
+        r.add(MSK, "MSKSourceConfig is mandatory for MSK as Source stream type.");
+    }
+    let source = req.msk_source_configuration.as_ref().map(|msk| check_source(msk, r));
+    if msk_stream && req.delivery_stream_encryption_configuration_input.is_some() {
+        r.add(
+            "DeliveryStreamEncryptionConfigurationInput",
+            "Server side encryption from firehose is only allowed for direct put delivery streams and database as a source delivery streams",
+        );
+    }
 
     let destinations = req.destinations();
     if destinations.len() != 1 {
@@ -172,6 +291,7 @@ fn check(req: &CreateDeliveryStream, r: &mut Report) -> Option<StreamSpec> {
         deaggregation: dest.deaggregation,
         metadata_query: dest.metadata_query,
         dynamic_partitioning: dest.dynamic_partitioning,
+        sse_kms_key_id: dest.sse_kms_key_id,
         source_sha256: String::new(),
         destination: Value::Null,
         destination_sha256: String::new(),
@@ -190,7 +310,7 @@ fn check_source(msk: &raw::MskSourceConfiguration, r: &mut Report) -> Option<(St
     if let Some(auth) = r.required(&auth_path, &msk.authentication_configuration) {
         r.role_arn(&format!("{auth_path}.RoleARN"), &auth.role_arn);
         if let Some(connectivity) = r.required(&format!("{auth_path}.Connectivity"), &auth.connectivity) {
-            r.one_of(&format!("{auth_path}.Connectivity"), connectivity, Connectivity::values());
+            r.enumerated(&format!("{auth_path}.Connectivity"), connectivity, CONNECTIVITY);
         }
     }
     let start = match &msk.read_from_timestamp {
@@ -234,6 +354,7 @@ struct Destination {
     deaggregation: Option<Deaggregation>,
     metadata_query: Option<String>,
     dynamic_partitioning: bool,
+    sse_kms_key_id: Option<String>,
 }
 
 fn check_destination(s3: &raw::ExtendedS3DestinationConfiguration, r: &mut Report) -> Option<Destination> {
@@ -249,32 +370,27 @@ fn check_destination(s3: &raw::ExtendedS3DestinationConfiguration, r: &mut Repor
     let extension = s3.file_extension.clone().unwrap_or_default();
     r.string(&format!("{S3}.FileExtension"), &extension, 0, 128, Some((&FILE_EXTENSION, r"^$|\.[0-9a-z!\-_.*'()]+")));
 
-    let zone = s3.custom_time_zone.clone().unwrap_or_default();
-    r.string(&format!("{S3}.CustomTimeZone"), &zone, 0, 50, Some((&TIME_ZONE, "^$|[a-zA-Z/_]+")));
-    let time_zone = if zone.is_empty() {
-        Some(Tz::UTC)
-    } else {
-        let parsed = zone.parse::<Tz>().ok();
-        if parsed.is_none() {
-            r.add(
-                format!("{S3}.CustomTimeZone"),
-                format!("{zone:?} is not an IANA time zone name such as \"UTC\" or \"Europe/Berlin\""),
-            );
-        }
-        parsed
-    };
+    let time_zone = check_time_zone(s3.custom_time_zone.as_deref().unwrap_or(""), r);
+    let sse_kms_key_id = check_encryption(s3.encryption_configuration.as_ref(), r);
+    check_logging(s3.cloud_watch_logging_options.as_ref(), r);
 
-    let processing = check_processing(s3.processing_configuration.as_ref(), r);
-    let parsed_prefix = Template::parse(s3.prefix.as_deref().unwrap_or("")).ok();
-    let dynamic_partitioning = check_dynamic_partitioning(s3, processing.as_ref(), parsed_prefix.as_ref(), r);
+    let dp_config = s3.dynamic_partitioning_configuration.as_ref();
+    let dynamic_partitioning = dp_config.and_then(|c| c.enabled).unwrap_or(false);
+    let processing = check_processing(s3.processing_configuration.as_ref(), dynamic_partitioning, r);
+    let (prefix, error_prefix) = check_prefixes(s3, time_zone.unwrap_or(Tz::UTC), r)?;
+    check_dynamic_partitioning(s3, dynamic_partitioning, processing.as_ref(), &prefix, r);
     check_conversion(s3, r);
-    if let Some(mode) = &s3.s3_backup_mode {
-        if r.one_of(&format!("{S3}.S3BackupMode"), mode, &["Disabled", "Enabled"]) && mode == "Enabled" {
-            r.unsupported(format!("{S3}.S3BackupMode"), "source record backup");
-        }
-    }
+    check_backup(s3, r);
 
-    let (prefix, error_prefix) = check_prefixes(s3, r)?;
+    let prefix = with_default_time(prefix);
+    let error_prefix = if error_prefix.is_empty() {
+        // `<Prefix><error-output-type>/yyyy/MM/dd/HH/`.
+        Template::parse(&format!("{}!{{firehose:error-output-type}}/", s3.prefix.as_deref().unwrap_or("")))
+            .ok()?
+            .concat(Template::timestamp("yyyy/MM/dd/HH/"))
+    } else {
+        error_prefix
+    };
     let processing = processing?;
     Some(Destination {
         bucket: bucket?,
@@ -288,13 +404,89 @@ fn check_destination(s3: &raw::ExtendedS3DestinationConfiguration, r: &mut Repor
         deaggregation: processing.deaggregation,
         metadata_query: processing.metadata_query,
         dynamic_partitioning,
+        sse_kms_key_id,
     })
 }
 
-/// `Enabled` of an optional `{ "Enabled": bool, ... }` object; AWS treats an
-/// absent flag as disabled.
-fn enabled(config: Option<&Value>) -> bool {
-    config.and_then(|c| c.get("Enabled")).and_then(Value::as_bool).unwrap_or(false)
+/// Firehose's default time prefix, appended by plain concatenation to a
+/// prefix with neither a timestamp nor a partition key.
+fn with_default_time(prefix: Template) -> Template {
+    if prefix.has_timestamp() || prefix.has_partition_keys() {
+        prefix
+    } else {
+        prefix.concat(Template::timestamp("yyyy/MM/dd/HH/"))
+    }
+}
+
+fn check_time_zone(zone: &str, r: &mut Report) -> Option<Tz> {
+    let path = format!("{S3}.CustomTimeZone");
+    if !r.string(&path, zone, 0, 50, Some((&TIME_ZONE, "^$|[a-zA-Z/_]+"))) {
+        return None;
+    }
+    if zone.is_empty() {
+        return Some(Tz::UTC);
+    }
+    if !AWS_TIME_ZONES.contains(&zone) {
+        let hint = match zone {
+            "Asia/Kolkata" => " Use Asia/Calcutta, the name AWS's list has for it.",
+            "Europe/Kyiv" => " Use Europe/Kiev, the name AWS's list has for it.",
+            _ => "",
+        };
+        r.add(
+            &path,
+            format!("Provided custom time zone is not supported. Custom time zones are limited to UTC and non-3-letter IANA time zones.{hint}"),
+        );
+        return None;
+    }
+    zone.parse().ok()
+}
+
+/// `EncryptionConfiguration`: exactly one of no encryption and a KMS key;
+/// the key's id, when there is one.
+fn check_encryption(config: Option<&raw::EncryptionConfiguration>, r: &mut Report) -> Option<String> {
+    let config = config?;
+    let path = format!("{S3}.EncryptionConfiguration");
+    match (&config.no_encryption_config, &config.kms_encryption_config) {
+        (Some(_), Some(_)) | (None, None) => {
+            r.add(&path, "Exactly one of NoEncryptionConfig or KMSEncryptionConfig must be specified");
+            None
+        }
+        (Some(none), None) => {
+            r.enumerated(&format!("{path}.NoEncryptionConfig"), none, &["NoEncryption"]);
+            None
+        }
+        (None, Some(kms)) => {
+            let key_path = format!("{path}.KMSEncryptionConfig.AWSKMSKeyARN");
+            let key = r.required(&key_path, &kms.awskms_key_arn)?;
+            r.string(&key_path, key, 1, 512, Some((&KMS_ARN, "arn:.*:kms:.*"))).then(|| key.clone())
+        }
+    }
+}
+
+fn check_logging(options: Option<&raw::CloudWatchLoggingOptions>, r: &mut Report) {
+    let Some(options) = options else { return };
+    let named = options.log_group_name.as_deref().is_some_and(|n| !n.is_empty());
+    if options.enabled == Some(true) && !named {
+        r.add(
+            format!("{S3}.CloudWatchLoggingOptions.LogGroupName"),
+            "CloudWatch Log Group Name is required if CloudWatch Logging is enabled",
+        );
+    }
+}
+
+fn check_backup(s3: &raw::ExtendedS3DestinationConfiguration, r: &mut Report) {
+    let Some(mode) = &s3.s3_backup_mode else { return };
+    let path = format!("{S3}.S3BackupMode");
+    if r.enumerated(&path, mode, &["Disabled", "Enabled"]) && mode == "Enabled" {
+        if s3.s3_backup_configuration.is_none() {
+            r.add(
+                format!("{S3}.S3BackupConfiguration"),
+                "S3 backup destination configuration is required when enabling S3 backup.",
+            );
+        } else {
+            r.unsupported(path, "source record backup");
+        }
+    }
 }
 
 fn check_hints(hints: Option<&raw::BufferingHints>, r: &mut Report) -> Option<BufferHints> {
@@ -309,22 +501,16 @@ fn check_hints(hints: Option<&raw::BufferingHints>, r: &mut Report) -> Option<Bu
         _ => {}
     }
     let size = hints.size_in_mbs.unwrap_or(5);
-    if !(1..=128).contains(&size) {
-        r.add(format!("{path}.SizeInMBs"), format!("must be between 1 and 128; got {size}"));
-        ok = false;
-    }
+    ok &= r.range(&format!("{path}.SizeInMBs"), size, 1, 128);
     let interval = hints.interval_in_seconds.unwrap_or(300);
-    if !(0..=900).contains(&interval) {
-        r.add(format!("{path}.IntervalInSeconds"), format!("must be between 0 and 900; got {interval}"));
-        ok = false;
-    }
+    ok &= r.range(&format!("{path}.IntervalInSeconds"), interval, 0, 900);
     ok.then(|| BufferHints { size_bytes: size as u64 * MIB, interval: Duration::from_secs(interval as u64) })
 }
 
 fn check_compression(format: Option<&str>, r: &mut Report) -> Option<Compression> {
     let path = format!("{S3}.CompressionFormat");
     let format = format.unwrap_or("UNCOMPRESSED");
-    if !r.one_of(&path, format, CompressionFormat::values()) {
+    if !r.enumerated(&path, format, COMPRESSION_FORMATS) {
         return None;
     }
     let compression = Compression::parse(format);
@@ -345,19 +531,31 @@ struct Processing {
     metadata_query: Option<String>,
 }
 
-fn check_processing(config: Option<&raw::ProcessingConfiguration>, r: &mut Report) -> Option<Processing> {
+fn check_processing(
+    config: Option<&raw::ProcessingConfiguration>,
+    dynamic_partitioning: bool,
+    r: &mut Report,
+) -> Option<Processing> {
     let Some(config) = config else { return Some(Processing::default()) };
     let path = format!("{S3}.ProcessingConfiguration");
     let enabled = config.enabled == Some(true);
+    let processors = config.processors.as_deref().unwrap_or_default();
+    if enabled && !(1..=5).contains(&processors.len()) {
+        r.add(
+            format!("{path}.Processors"),
+            "A maximum of 5 and a minimum of 1 processor needs to be supplied when processing is enabled.",
+        );
+    }
+    let kinds: BTreeSet<&str> = processors.iter().filter_map(|p| p.kind.as_deref()).collect();
     let mut out = Processing::default();
     let mut ok = true;
-    for (i, processor) in config.processors.iter().flatten().enumerate() {
+    for (i, processor) in processors.iter().enumerate() {
         let at = format!("{path}.Processors[{i}]");
         let Some(kind) = r.required(&format!("{at}.Type"), &processor.kind) else {
             ok = false;
             continue;
         };
-        if !r.one_of(&format!("{at}.Type"), kind, ProcessorType::values()) {
+        if !r.enumerated(&format!("{at}.Type"), kind, PROCESSOR_TYPES) {
             ok = false;
             continue;
         }
@@ -367,13 +565,13 @@ fn check_processing(config: Option<&raw::ProcessingConfiguration>, r: &mut Repor
             let name = r.required(&format!("{p}.ParameterName"), &parameter.parameter_name);
             let value = r.required(&format!("{p}.ParameterValue"), &parameter.parameter_value);
             if let Some(name) = name {
-                if !r.one_of(&format!("{p}.ParameterName"), name, ProcessorParameterName::values()) {
-                    ok = false;
-                }
-                if let Some(value) = value {
-                    r.string(&format!("{p}.ParameterValue"), value, 1, 5120, None);
-                    params.insert(name, value);
-                }
+                ok &= r.enumerated(&format!("{p}.ParameterName"), name, PARAMETER_NAMES);
+            }
+            if let Some(value) = value {
+                r.string(&format!("{p}.ParameterValue"), value, 1, 5120, Some((&NOT_BLANK, r"^(?!\s*$).+")));
+            }
+            if let (Some(name), Some(value)) = (name, value) {
+                params.insert(name, value);
             }
         }
         if !enabled {
@@ -381,8 +579,20 @@ fn check_processing(config: Option<&raw::ProcessingConfiguration>, r: &mut Repor
         }
         match kind.as_str() {
             "AppendDelimiterToRecord" => out.append_newline = true,
+            "MetadataExtraction" | "RecordDeAggregation" if !dynamic_partitioning => {
+                r.add(
+                    format!("{at}.Type"),
+                    format!(
+                        "class com.amazonaws.services.firehose.internal.model.{kind}Processor can only be present when Dynamic Partitioning is enabled."
+                    ),
+                );
+                ok = false;
+            }
             "MetadataExtraction" => {
                 out.has_metadata_extraction = true;
+                if params.get("JsonParsingEngine") != Some(&"JQ-1.6") {
+                    r.add(format!("{at}.Parameters"), "MetaDataExtraction JSON Parsing Engine has to be one of JQ-1.6");
+                }
                 match params.get("MetadataExtractionQuery") {
                     None => r.add(
                         format!("{at}.Parameters"),
@@ -393,16 +603,6 @@ fn check_processing(config: Option<&raw::ProcessingConfiguration>, r: &mut Repor
                         Err(e) => r.add(format!("{at}.Parameters"), format!("MetadataExtractionQuery: {e}")),
                     },
                 }
-                match params.get("JsonParsingEngine") {
-                    Some(&"JQ-1.6") => {}
-                    other => r.add(
-                        format!("{at}.Parameters"),
-                        format!(
-                            "MetadataExtraction needs JsonParsingEngine \"JQ-1.6\"; got {}",
-                            other.map_or("nothing".into(), |v| format!("{v:?}"))
-                        ),
-                    ),
-                }
             }
             "RecordDeAggregation" => match params.get("SubRecordType").copied() {
                 Some("JSON") => out.deaggregation = Some(Deaggregation::Json),
@@ -411,19 +611,17 @@ fn check_processing(config: Option<&raw::ProcessingConfiguration>, r: &mut Repor
                         out.deaggregation = Some(Deaggregation::Delimited(delimiter))
                     }
                     Some(_) => r.add(format!("{at}.Parameters"), "Delimiter must be a non-empty base64-encoded string"),
-                    None => r.add(
-                        format!("{at}.Parameters"),
-                        "SubRecordType DELIMITED needs a Delimiter parameter (base64-encoded)",
-                    ),
+                    None => r.add(format!("{at}.Parameters"), "Delimiter should be present for DELIMITED"),
                 },
-                other => r.add(
-                    format!("{at}.Parameters"),
-                    format!(
-                        "RecordDeAggregation needs SubRecordType JSON or DELIMITED; got {}",
-                        other.map_or("nothing".into(), |v| format!("{v:?}"))
-                    ),
-                ),
+                _ => r.add(format!("{at}.Parameters"), "SubRecordType has to be one of JSON, DELIMITED"),
             },
+            "CloudWatchLogProcessing" if !kinds.contains("Decompression") => {
+                r.add(
+                    format!("{at}.Type"),
+                    "CloudWatchLogProcessingProcessor can only be enabled with DecompressionProcessor",
+                );
+                ok = false;
+            }
             _ => {
                 r.unsupported(format!("{at}.Type"), &format!("the {kind} processor"));
                 ok = false;
@@ -433,23 +631,51 @@ fn check_processing(config: Option<&raw::ProcessingConfiguration>, r: &mut Repor
     ok.then_some(out)
 }
 
-/// Dynamic partitioning's and format conversion's own rules, with the
-/// messages CloudFormation/CDK use.
+/// The keys a `MetadataExtractionQuery` object literal such as
+/// `{customer_id: .customer_id, "type": .event_type}` produces; `None` when
+/// the query is not an object literal (its keys are known only at run time).
+fn query_keys(query: &str) -> Option<Vec<String>> {
+    let body = query.trim().strip_prefix('{')?.strip_suffix('}')?;
+    let (mut keys, mut depth, mut start, mut in_string, mut escaped) = (Vec::new(), 0i32, 0, false, false);
+    let mut entries = Vec::new();
+    for (i, c) in body.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_string => escaped = true,
+            '"' => in_string = !in_string,
+            '(' | '[' | '{' if !in_string => depth += 1,
+            ')' | ']' | '}' if !in_string => depth -= 1,
+            ',' if !in_string && depth == 0 => {
+                entries.push(&body[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    entries.push(&body[start..]);
+    for entry in entries.into_iter().map(str::trim).filter(|e| !e.is_empty()) {
+        let key = entry.split_once(':').map_or(entry, |(k, _)| k).trim();
+        let key = key.strip_prefix('.').unwrap_or(key).trim_matches('"');
+        if key.is_empty() || key.starts_with(['$', '(']) {
+            return None;
+        }
+        keys.push(key.to_owned());
+    }
+    Some(keys)
+}
+
+/// Dynamic partitioning's rules, with the messages AWS (and, where AWS's is
+/// not known, CloudFormation) gives.
 fn check_dynamic_partitioning(
     s3: &raw::ExtendedS3DestinationConfiguration,
+    enabled: bool,
     processing: Option<&Processing>,
-    prefix: Option<&Template>,
+    prefix: &Template,
     r: &mut Report,
-) -> bool {
+) {
     let config = s3.dynamic_partitioning_configuration.as_ref();
-    let enabled = config.and_then(|c| c.enabled).unwrap_or(false);
     if let Some(duration) = config.and_then(|c| c.retry_options.as_ref()).and_then(|o| o.duration_in_seconds) {
-        if !(0..=7200).contains(&duration) {
-            r.add(
-                format!("{S3}.DynamicPartitioningConfiguration.RetryOptions.DurationInSeconds"),
-                format!("must be between 0 and 7200; got {duration}"),
-            );
-        }
+        r.range(&format!("{S3}.DynamicPartitioningConfiguration.RetryOptions.DurationInSeconds"), duration, 0, 7200);
     }
     let hints = s3.buffering_hints.as_ref();
     if enabled {
@@ -465,28 +691,42 @@ fn check_dynamic_partitioning(
                 "BufferingHints.IntervalInSeconds must be at least 60 seconds when Dynamic Partitioning is enabled.",
             );
         }
-        if prefix.is_some_and(|p| !p.has_partition_keys()) {
-            r.add(
+        if !prefix.has_partition_keys() {
+            r.prefix_rule(
                 format!("{S3}.Prefix"),
                 "S3 Prefix should contain Dynamic Partitioning namespaces when Dynamic Partitioning is enabled",
             );
         }
-        if prefix.is_some_and(Template::has_lambda_keys) {
+        if prefix.has_lambda_keys() {
             r.unsupported(format!("{S3}.Prefix"), "partitionKeyFromLambda (Lambda processors)");
         }
-    } else if prefix.is_some_and(|p| p.has_partition_keys()) {
+    } else if prefix.has_partition_keys() {
         r.add(
             format!("{S3}.Prefix"),
             "Dynamic Partitioning Namespaces can only be part of a prefix expression when Dynamic Partitioning is enabled.",
         );
     }
-    if prefix.is_some_and(Template::has_query_keys) && processing.is_some_and(|p| !p.has_metadata_extraction) {
+    if prefix.has_query_keys() && processing.is_some_and(|p| !p.has_metadata_extraction) {
         r.add(
             format!("{S3}.ProcessingConfiguration"),
             "MetadataExtraction processor should be present when S3 Prefix has partitionKeyFromQuery namespace",
         );
     }
-    enabled
+    if let Some(keys) = processing.and_then(|p| p.metadata_query.as_deref()).and_then(query_keys) {
+        let used = prefix.query_keys();
+        if keys.iter().any(|k| !used.contains(&k.as_str())) {
+            r.prefix_rule(
+                format!("{S3}.ProcessingConfiguration"),
+                "MetaDataExtraction JQ Query can't contain keys that are not present in the S3 Prefix expression",
+            );
+        }
+    }
+}
+
+/// `Enabled` of an optional `{ "Enabled": bool, ... }` object; AWS treats an
+/// absent flag as disabled.
+fn enabled(config: Option<&Value>) -> bool {
+    config.and_then(|c| c.get("Enabled")).and_then(Value::as_bool).unwrap_or(false)
 }
 
 fn check_conversion(s3: &raw::ExtendedS3DestinationConfiguration, r: &mut Report) {
@@ -497,7 +737,7 @@ fn check_conversion(s3: &raw::ExtendedS3DestinationConfiguration, r: &mut Report
     if s3.compression_format.as_deref().unwrap_or("UNCOMPRESSED") != "UNCOMPRESSED" {
         r.add(
             format!("{S3}.CompressionFormat"),
-            "must be UNCOMPRESSED when DataFormatConversionConfiguration is enabled (the serializer compresses)",
+            "The S3 destination's compression format must be set to UNCOMPRESSED when data format conversion is enabled. To enable compression within the converted output format, set the appropriate serialization option in the output format configuration.",
         );
     }
     if s3.buffering_hints.as_ref().and_then(|h| h.size_in_mbs).unwrap_or(128) < 64 {
@@ -509,62 +749,84 @@ fn check_conversion(s3: &raw::ExtendedS3DestinationConfiguration, r: &mut Report
     r.unsupported(path, "record format conversion");
 }
 
-fn check_prefixes(s3: &raw::ExtendedS3DestinationConfiguration, r: &mut Report) -> Option<(Template, Template)> {
+/// Parses both prefixes and checks Firehose's prefix rules.
+fn check_prefixes(
+    s3: &raw::ExtendedS3DestinationConfiguration,
+    time_zone: Tz,
+    r: &mut Report,
+) -> Option<(Template, Template)> {
     let raw_prefix = s3.prefix.as_deref().unwrap_or("");
     let raw_error = s3.error_output_prefix.as_deref().unwrap_or("");
     r.string(&format!("{S3}.Prefix"), raw_prefix, 0, 1024, None);
     r.string(&format!("{S3}.ErrorOutputPrefix"), raw_error, 0, 1024, None);
 
-    let parse = |path: &str, text: &str, r: &mut Report| match Template::parse(text) {
+    let parse = |field: &str, text: &str, r: &mut Report| match Template::parse(text) {
         Ok(t) => Some(t),
         Err(e) => {
-            r.add(path, e.to_string());
+            let path = format!("{S3}.{field}");
+            let rule = match &e {
+                PrefixError::Unclosed { .. }
+                | PrefixError::Nested { .. }
+                | PrefixError::MissingNamespace { .. }
+                | PrefixError::EmptyKey { .. } => {
+                    format!("Invalid expression usage: {text}.Must be of the form !{{<namespace>:<value>}} ({e})")
+                }
+                PrefixError::UnknownNamespace { namespace, .. } => {
+                    format!("Namespace to the left of colon ({namespace}) is an invalid keyword! ({e})")
+                }
+                PrefixError::RefusedLetter { .. } => format!(
+                    "Invalid conversion character used in the value of the expression in {field} ({e}; every other letter of Java's DateTimeFormatter is accepted, and text in single quotes is literal)"
+                ),
+                PrefixError::UnknownFirehoseValue { .. } | PrefixError::Pattern { .. } => {
+                    r.add(path, e.to_string());
+                    return None;
+                }
+            };
+            r.prefix_rule(path, &rule);
             None
         }
     };
-    let prefix = parse(&format!("{S3}.Prefix"), raw_prefix, r)?;
-    let error = parse(&format!("{S3}.ErrorOutputPrefix"), raw_error, r)?;
+    let prefix = parse("Prefix", raw_prefix, r)?;
+    let error = parse("ErrorOutputPrefix", raw_error, r)?;
 
     if prefix.has_expressions() && error.is_empty() {
         r.add(format!("{S3}.ErrorOutputPrefix"), ERROR_PREFIX_REQUIRED);
     }
     if error.has_expressions() && !error.has_error_output_type() {
-        r.add(
+        r.prefix_rule(
             format!("{S3}.ErrorOutputPrefix"),
-            "must contain !{firehose:error-output-type} when it contains expressions",
+            "ErrorOutputPrefix must contain at least one occurrence of !{firehose:error-output-type}",
         );
     }
     if prefix.has_error_output_type() {
-        r.add(format!("{S3}.Prefix"), "!{firehose:error-output-type} is allowed only in ErrorOutputPrefix");
-    }
-    if error.has_partition_keys() {
-        r.add(
-            format!("{S3}.ErrorOutputPrefix"),
-            "partitionKeyFromQuery and partitionKeyFromLambda cannot be used in ErrorOutputPrefix",
+        r.prefix_rule(
+            format!("{S3}.Prefix"),
+            "Prefix must not contain any occurrence of !{firehose:error-output-type}",
         );
     }
-    // Prefixes without random or per-record parts evaluate to a fixed length
-    // (timestamps are fixed-width); check the 512-character limit now.
-    for (field, template) in [("Prefix", &prefix), ("ErrorOutputPrefix", &error)] {
-        if let Some(length) = template.fixed_evaluated_length() {
+    if error.has_partition_keys() {
+        r.prefix_rule(
+            format!("{S3}.ErrorOutputPrefix"),
+            "Dynamic Partitioning Namespaces can't be part of an error prefix expression",
+        );
+    }
+    // Prefixes whose only variable parts are times are checked against the
+    // 512-character limit now; others are checked per object.
+    let full_prefix = with_default_time(prefix.clone());
+    for (field, template, label) in
+        [("Prefix", &full_prefix, "prefix"), ("ErrorOutputPrefix", &error, "ErrorOutputPrefix")]
+    {
+        if let Some(length) = template.fixed_evaluated_length(time_zone) {
             if length > MAX_EVALUATED_PREFIX {
-                r.add(
+                r.prefix_rule(
                     format!("{S3}.{field}"),
-                    format!("evaluates to {length} characters; Firehose allows at most {MAX_EVALUATED_PREFIX}"),
+                    &format!(
+                        "Length of evaluated {label} cannot be greater than 512 (it evaluates to {length} characters)"
+                    ),
                 );
             }
         }
     }
-
-    let default_time = || Template::timestamp("yyyy/MM/dd/HH/");
-    let prefix =
-        if prefix.has_timestamp() || prefix.has_partition_keys() { prefix } else { prefix.concat(default_time()) };
-    let error = if error.is_empty() {
-        // `<Prefix><error-output-type>/yyyy/MM/dd/HH/`.
-        Template::parse(&format!("{raw_prefix}!{{firehose:error-output-type}}/")).ok()?.concat(default_time())
-    } else {
-        error
-    };
     Some((prefix, error))
 }
 
@@ -650,10 +912,10 @@ mod tests {
         assert_eq!(
             m,
             [
-                "DeliveryStreamName: must match the pattern [a-zA-Z0-9_.-]+; got \"bad name!\"",
-                "ExtendedS3DestinationConfiguration.BufferingHints.SizeInMBs: must be between 1 and 128; got 500",
-                "ExtendedS3DestinationConfiguration.BufferingHints.IntervalInSeconds: must be between 0 and 900; got 901",
-                "ExtendedS3DestinationConfiguration.CompressionFormat: must be one of GZIP, HADOOP_SNAPPY, Snappy, UNCOMPRESSED, ZIP (case-sensitive); got \"SNAPPY\"",
+                "DeliveryStreamName: Value at 'deliveryStreamName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+; got \"bad name!\"",
+                "ExtendedS3DestinationConfiguration.BufferingHints.SizeInMBs: Value at 'extendedS3DestinationConfiguration.bufferingHints.sizeInMBs' failed to satisfy constraint: Member must have value less than or equal to 128; got 500",
+                "ExtendedS3DestinationConfiguration.BufferingHints.IntervalInSeconds: Value at 'extendedS3DestinationConfiguration.bufferingHints.intervalInSeconds' failed to satisfy constraint: Member must have value less than or equal to 900; got 901",
+                "ExtendedS3DestinationConfiguration.CompressionFormat: Value at 'extendedS3DestinationConfiguration.compressionFormat' failed to satisfy constraint: Member must satisfy enum value set: [ZIP, HADOOP_SNAPPY, Snappy, GZIP, UNCOMPRESSED]; got \"SNAPPY\" (case-sensitive)",
             ]
         );
     }
@@ -671,7 +933,7 @@ mod tests {
         assert_eq!(
             m,
             [format!(
-                "{S3}.ErrorOutputPrefix: must contain !{{firehose:error-output-type}} when it contains expressions"
+                "{S3}.ErrorOutputPrefix: {PREFIX_RULE}ErrorOutputPrefix must contain at least one occurrence of !{{firehose:error-output-type}}"
             )]
         );
     }
@@ -690,5 +952,50 @@ mod tests {
             m.iter().any(|s| s.ends_with("Exactly one destination configuration is supported for a Firehose")),
             "{m:?}"
         );
+    }
+
+    #[test]
+    fn member_paths_are_aws_s() {
+        assert_eq!(
+            aws_member("ExtendedS3DestinationConfiguration.BufferingHints.SizeInMBs"),
+            "extendedS3DestinationConfiguration.bufferingHints.sizeInMBs"
+        );
+        assert_eq!(
+            aws_member("ExtendedS3DestinationConfiguration.ProcessingConfiguration.Processors[0].Parameters[1].ParameterValue"),
+            "extendedS3DestinationConfiguration.processingConfiguration.processors.1.member.parameters.2.member.parameterValue"
+        );
+        assert_eq!(aws_member("MSKSourceConfiguration.TopicName"), "mSKSourceConfiguration.topicName");
+    }
+
+    #[test]
+    fn query_keys_come_from_object_literals() {
+        assert_eq!(
+            query_keys("{customer_id: .customer_id, \"type\": .event_type}"),
+            Some(vec!["customer_id".into(), "type".into()])
+        );
+        assert_eq!(query_keys("{a: (.x | split(\",\")[0]), b: .b}"), Some(vec!["a".into(), "b".into()]));
+        assert_eq!(query_keys("{customer_id}"), Some(vec!["customer_id".into()]));
+        assert_eq!(query_keys(".keys"), None);
+        assert_eq!(query_keys("{(.k): .v}"), None);
+    }
+
+    #[test]
+    fn time_zones_follow_aws_s_list() {
+        for (zone, ok) in [
+            ("Asia/Calcutta", true),
+            ("Europe/Kiev", true),
+            ("UTC", true),
+            ("America/New_York", true),
+            ("Asia/Kolkata", false),
+            ("Europe/Kyiv", false),
+            ("EST", false),
+        ] {
+            let result = validate(&with(base(), &[S3, "CustomTimeZone"], json!(zone)));
+            assert_eq!(result.is_ok(), ok, "{zone}: {result:?}");
+            if !ok {
+                let m = messages(with(base(), &[S3, "CustomTimeZone"], json!(zone)));
+                assert!(m[0].contains("Provided custom time zone is not supported. Custom time zones are limited to UTC and non-3-letter IANA time zones."), "{m:?}");
+            }
+        }
     }
 }

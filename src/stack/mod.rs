@@ -50,8 +50,8 @@ use crate::events::Event;
 use crate::faults::Faults;
 use crate::harness::{self, HarnessError};
 use crate::landing::{self, Landing, LandingError};
-use crate::producer::{self, ProducerError, ProducerStats};
 pub use crate::producer::Timestamps;
+use crate::producer::{self, ProducerError, ProducerStats};
 use crate::spec::{self, SpecError, StreamSpec};
 
 /// Default partitions of the topics a stack creates.

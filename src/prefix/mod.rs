@@ -1,13 +1,17 @@
 //! Firehose prefix expressions: `!{namespace:value}` inside `Prefix` and
-//! `ErrorOutputPrefix`, and the object keys built from them.
+//! `ErrorOutputPrefix`, and the object keys built from them. Timestamp
+//! patterns are Java's, in [`pattern`].
+
 //!
 //! Parsing happens once, when the spec is validated, so a bad pattern is
 //! rejected before anything starts; rendering happens per object and cannot
 //! fail on a well-formed template except for the 512-character limit.
 
-use std::fmt::Write as _;
+mod pattern;
 
-use chrono::{DateTime, Datelike, Timelike, Utc};
+pub use pattern::{DatePattern, PatternError};
+
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 /// A parsed prefix.
@@ -42,7 +46,9 @@ pub enum PrefixError {
     UnknownFirehoseValue { value: String },
     #[error("`!{{{namespace}:}}` needs a key name after the colon")]
     EmptyKey { namespace: String },
-    #[error("invalid timestamp pattern `{pattern}`: {reason}")]
+    #[error("pattern letter `{letter}` in `{pattern}` is refused by Firehose")]
+    RefusedLetter { letter: char, pattern: String },
+    #[error("invalid timestamp pattern `{pattern}`: {reason} (Java's DateTimeFormatter refuses it)")]
     Pattern { pattern: String, reason: String },
 }
 
@@ -134,35 +140,51 @@ impl Template {
         self.segments.iter().any(|s| matches!(s, Segment::PartitionKeyFromQuery(_)))
     }
 
+    /// Names used in `!{partitionKeyFromQuery:NAME}`.
+    pub fn query_keys(&self) -> Vec<&str> {
+        self.segments
+            .iter()
+            .filter_map(|s| match s {
+                Segment::PartitionKeyFromQuery(key) => Some(key.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn has_lambda_keys(&self) -> bool {
         self.segments.iter().any(|s| matches!(s, Segment::PartitionKeyFromLambda(_)))
     }
 
-    /// The evaluated length when it cannot vary (no random strings, no
-    /// partition keys, timestamps of fixed width), else `None`.
-    pub fn fixed_evaluated_length(&self) -> Option<usize> {
-        if self
-            .segments
-            .iter()
-            .any(|s| !matches!(s, Segment::Literal(_) | Segment::Timestamp(_) | Segment::ErrorOutputType))
-        {
+    /// The longest the template can evaluate to when nothing but time varies
+    /// (no partition keys; random strings are always 11 characters): the most
+    /// over instants that give every month, weekday, day period and
+    /// daylight-saving state its turn, in `zone`. `None` with partition keys.
+    pub fn fixed_evaluated_length(&self, zone: Tz) -> Option<usize> {
+        if self.has_partition_keys() {
             return None;
         }
-        // The longest error-output-type Firehose uses, and an instant whose
-        // month and weekday names are the longest (Wednesday, September).
-        let mut random = String::new;
-        let mut ctx = RenderContext {
-            instant: chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2027, 9, 29, 23, 59, 59).unwrap(),
-            time_zone: Tz::UTC,
-            random_string: &mut random,
-            error_output_type: Some("format-conversion-failed"),
-            partition_key: &|_| None,
-        };
-        match self.render(&mut ctx) {
-            Ok(s) => Some(s.chars().count()),
-            Err(RenderError::TooLong { length }) => Some(length),
-            Err(_) => None,
+        let mut longest = 0;
+        for month in 1..=12 {
+            for (day, hour) in [(9, 0), (10, 12), (11, 7), (12, 15), (13, 19), (14, 23), (15, 3)] {
+                // Random strings are always 11 characters.
+                let mut random = || "r".repeat(11);
+                let mut ctx = RenderContext {
+                    instant: chrono::TimeZone::with_ymd_and_hms(&Utc, 2027, month, day, hour, 59, 59).unwrap(),
+                    time_zone: zone,
+                    random_string: &mut random,
+                    // The longest error-output-type Firehose uses.
+                    error_output_type: Some("metadata-extraction-failed"),
+                    partition_key: &|_| None,
+                };
+                let length = match self.render(&mut ctx) {
+                    Ok(s) => s.chars().count(),
+                    Err(RenderError::TooLong { length }) => length,
+                    Err(_) => return None,
+                };
+                longest = longest.max(length);
+            }
         }
+        Some(longest)
     }
 
     pub fn render(&self, ctx: &mut RenderContext<'_>) -> Result<String, RenderError> {
@@ -220,7 +242,7 @@ pub struct KeyPattern {
 
 /// The `<error-output-type>` values Firehose writes.
 pub const ERROR_OUTPUT_TYPES: &[&str] =
-    &["processing-failed", "metadata-extraction-failed", "format-conversion-failed"];
+    &["processing-failed", "metadata-extraction-failed", "format-conversion-failed", "activePartitionExceeded"];
 
 impl KeyPattern {
     /// Keys `<template><stream>-<version>-<yyyy-MM-dd-HH-mm-ss>-<uuid><extension>`.
@@ -278,7 +300,10 @@ fn parse_expression(body: &str) -> Result<Segment, PrefixError> {
     let (namespace, value) =
         body.split_once(':').ok_or_else(|| PrefixError::MissingNamespace { expression: body.to_owned() })?;
     match namespace {
-        "timestamp" => Ok(Segment::Timestamp(DatePattern::parse(value)?)),
+        "timestamp" => DatePattern::parse(value).map(Segment::Timestamp).map_err(|e| match e {
+            PatternError::RefusedLetter { letter } => PrefixError::RefusedLetter { letter, pattern: value.to_owned() },
+            PatternError::Java { message } => PrefixError::Pattern { pattern: value.to_owned(), reason: message },
+        }),
         "firehose" => match value {
             "random-string" => Ok(Segment::RandomString),
             "error-output-type" => Ok(Segment::ErrorOutputType),
@@ -291,223 +316,6 @@ fn parse_expression(body: &str) -> Result<Segment, PrefixError> {
         "partitionKeyFromLambda" => Ok(Segment::PartitionKeyFromLambda(value.to_owned())),
         _ => Err(PrefixError::UnknownNamespace { namespace: namespace.to_owned(), expression: body.to_owned() }),
     }
-}
-
-/// A Java `DateTimeFormatter` pattern, the subset people put in prefixes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DatePattern {
-    items: Vec<PatternItem>,
-}
-
-impl DatePattern {
-    /// The pattern as written.
-    pub fn source(&self) -> String {
-        let mut out = String::new();
-        for item in &self.items {
-            match item {
-                PatternItem::Literal(text) if text.chars().any(|c| c.is_ascii_alphabetic() || c == '\'') => {
-                    out.push('\'');
-                    out.push_str(&text.replace('\'', "''"));
-                    out.push('\'');
-                }
-                PatternItem::Literal(text) => out.push_str(text),
-                PatternItem::Field { letter, width } => out.extend(std::iter::repeat_n(*letter, *width)),
-            }
-        }
-        out
-    }
-
-    /// A regex matching everything this pattern formats to.
-    pub fn regex(&self) -> String {
-        let mut out = String::new();
-        for item in &self.items {
-            match item {
-                PatternItem::Literal(text) => out.push_str(&regex::escape(text)),
-                PatternItem::Field { letter, width } => out.push_str(&field_regex(*letter, *width)),
-            }
-        }
-        out
-    }
-}
-
-/// A regex for what one pattern field formats to.
-fn field_regex(letter: char, width: usize) -> String {
-    match (letter, width) {
-        ('y' | 'u', 2) => r"\d{2}".into(),
-        ('y' | 'u', w) => format!(r"-?\d{{{w},}}"),
-        ('M', 3) | ('E', 1..=3) => "[A-Za-z]{3}".into(),
-        ('M', 4) | ('E', 4) => "[A-Za-z]+".into(),
-        ('M', 5) | ('E', 5) => "[A-Za-z]".into(),
-        ('a', _) => "(?:AM|PM)".into(),
-        ('S', w) => format!(r"\d{{{w}}}"),
-        ('D', 1) => r"\d{1,3}".into(),
-        ('D', 2) => r"\d{2,3}".into(),
-        (_, 1) => r"\d{1,2}".into(),
-        (_, w) => format!(r"\d{{{w}}}"),
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum PatternItem {
-    Literal(String),
-    Field { letter: char, width: usize },
-}
-
-/// Letters accepted, with the widest run Java allows for each.
-const SUPPORTED_LETTERS: &[(char, usize)] = &[
-    ('y', 19),
-    ('u', 19),
-    ('M', 5),
-    ('d', 2),
-    ('H', 2),
-    ('h', 2),
-    ('m', 2),
-    ('s', 2),
-    ('S', 9),
-    ('a', 1),
-    ('E', 5),
-    ('D', 3),
-    ('w', 2),
-];
-
-impl DatePattern {
-    pub fn parse(pattern: &str) -> Result<Self, PrefixError> {
-        let fail = |reason: String| PrefixError::Pattern { pattern: pattern.to_owned(), reason };
-        let chars: Vec<char> = pattern.chars().collect();
-        let mut items = Vec::new();
-        let mut literal = String::new();
-        let mut i = 0;
-        while i < chars.len() {
-            let c = chars[i];
-            if c == '\'' {
-                // `''` is a quote; otherwise text up to the next lone quote.
-                if chars.get(i + 1) == Some(&'\'') {
-                    literal.push('\'');
-                    i += 2;
-                    continue;
-                }
-                i += 1;
-                loop {
-                    match chars.get(i) {
-                        None => return Err(fail("quoted text is not closed with `'`".into())),
-                        Some('\'') if chars.get(i + 1) == Some(&'\'') => {
-                            literal.push('\'');
-                            i += 2;
-                        }
-                        Some('\'') => {
-                            i += 1;
-                            break;
-                        }
-                        Some(&other) => {
-                            literal.push(other);
-                            i += 1;
-                        }
-                    }
-                }
-            } else if c.is_ascii_alphabetic() {
-                let width = chars[i..].iter().take_while(|&&x| x == c).count();
-                let Some(&(_, max)) = SUPPORTED_LETTERS.iter().find(|(l, _)| *l == c) else {
-                    return Err(fail(format!(
-                        "pattern letter `{c}` is not supported; supported letters are y u M d H h m s S a E D w, and text in single quotes is literal"
-                    )));
-                };
-                if width > max {
-                    return Err(fail(format!("too many pattern letters `{c}`: at most {max}")));
-                }
-                if !literal.is_empty() {
-                    items.push(PatternItem::Literal(std::mem::take(&mut literal)));
-                }
-                items.push(PatternItem::Field { letter: c, width });
-                i += width;
-            } else if matches!(c, '[' | ']' | '{' | '}' | '#') {
-                return Err(fail(format!("`{c}` is reserved in Java date patterns; put it in single quotes")));
-            } else {
-                literal.push(c);
-                i += 1;
-            }
-        }
-        if !literal.is_empty() {
-            items.push(PatternItem::Literal(literal));
-        }
-        Ok(Self { items })
-    }
-
-    /// Appends the formatted instant to `out`.
-    pub fn format_into<T: Datelike + Timelike>(&self, t: &T, out: &mut String) {
-        const MONTHS: [&str; 12] = [
-            "January",
-            "February",
-            "March",
-            "April",
-            "May",
-            "June",
-            "July",
-            "August",
-            "September",
-            "October",
-            "November",
-            "December",
-        ];
-        const DAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
-        for item in &self.items {
-            let (letter, width) = match item {
-                PatternItem::Literal(text) => {
-                    out.push_str(text);
-                    continue;
-                }
-                PatternItem::Field { letter, width } => (*letter, *width),
-            };
-            let number = |out: &mut String, value: i64| {
-                let _ = write!(out, "{value:0width$}");
-            };
-            match letter {
-                'y' | 'u' if width == 2 => number(out, i64::from(t.year()).rem_euclid(100)),
-                'y' | 'u' => number(out, i64::from(t.year())),
-                'M' => match width {
-                    1 | 2 => number(out, i64::from(t.month())),
-                    3 => out.push_str(&MONTHS[t.month0() as usize][..3]),
-                    4 => out.push_str(MONTHS[t.month0() as usize]),
-                    _ => out.push_str(&MONTHS[t.month0() as usize][..1]),
-                },
-                'd' => number(out, i64::from(t.day())),
-                'H' => number(out, i64::from(t.hour())),
-                'h' => number(out, i64::from(t.hour12().1)),
-                'm' => number(out, i64::from(t.minute())),
-                's' => number(out, i64::from(t.second())),
-                'S' => {
-                    let nanos = format!("{:09}", t.nanosecond() % 1_000_000_000);
-                    out.push_str(&nanos[..width]);
-                }
-                'a' => out.push_str(if t.hour12().0 { "PM" } else { "AM" }),
-                'E' => {
-                    let name = DAYS[t.weekday().num_days_from_monday() as usize];
-                    match width {
-                        1..=3 => out.push_str(&name[..3]),
-                        4 => out.push_str(name),
-                        _ => out.push_str(&name[..1]),
-                    }
-                }
-                'D' => number(out, i64::from(t.ordinal())),
-                'w' => number(out, us_week_of_week_based_year(t.year(), t.ordinal0())),
-                other => unreachable!("letter {other} passed parse"),
-            }
-        }
-    }
-}
-
-/// Java's `w` under `Locale.US` (Firehose's JVM default): weeks start on
-/// Sunday and week 1 is the week that contains 1 January.
-fn us_week_of_week_based_year(year: i32, ordinal0: u32) -> i64 {
-    use chrono::NaiveDate;
-    let date = NaiveDate::from_yo_opt(year, ordinal0 + 1).expect("valid ordinal");
-    let week_start = |d: NaiveDate| d - chrono::Duration::days(i64::from(d.weekday().num_days_from_sunday()));
-    let start = week_start(date);
-    let next_jan1 = NaiveDate::from_ymd_opt(year + 1, 1, 1).expect("valid date");
-    if start + chrono::Duration::days(6) >= next_jan1 {
-        return 1;
-    }
-    let first = week_start(NaiveDate::from_ymd_opt(year, 1, 1).expect("valid date"));
-    (start - first).num_days() / 7 + 1
 }
 
 #[cfg(test)]
@@ -561,25 +369,13 @@ mod tests {
     #[case("!{time:yyyy}", "unknown namespace `time`")]
     #[case("!{firehose:uuid}", "not a firehose expression")]
     #[case("!{partitionKeyFromQuery:}", "needs a key name")]
-    #[case("!{timestamp:Q}", "pattern letter `Q` is not supported")]
-    #[case("!{timestamp:ddd}", "too many pattern letters `d`: at most 2")]
-    #[case("!{timestamp:'open}", "quoted text is not closed")]
-    #[case("!{timestamp:yyyy[MM]}", "`[` is reserved")]
+    #[case("!{timestamp:T}", "pattern letter `T` in `T` is refused by Firehose")]
+    #[case("!{timestamp:ddd}", "Too many pattern letters: d")]
+    #[case("!{timestamp:'open}", "incomplete string literal")]
+    #[case("!{timestamp:yyyy#}", "reserved character: '#'")]
     fn rejects(#[case] template: &str, #[case] message: &str) {
         let err = Template::parse(template).unwrap_err().to_string();
         assert!(err.contains(message), "{template}: {err}");
-    }
-
-    /// Java: `DateTimeFormatter.ofPattern("w", Locale.US)`.
-    #[rstest]
-    #[case(2026, 1, 1, 1)] // Thursday: week 1
-    #[case(2026, 1, 4, 2)] // Sunday: a new week
-    #[case(2025, 12, 28, 1)] // the week containing 1 Jan 2026
-    #[case(2026, 12, 26, 52)]
-    #[case(2027, 1, 2, 1)] // Saturday, same week as Sunday 27 Dec 2026
-    fn week_of_year_follows_us_rules(#[case] y: i32, #[case] m: u32, #[case] d: u32, #[case] week: i64) {
-        let date = chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap();
-        assert_eq!(us_week_of_week_based_year(date.year(), date.ordinal0()), week);
     }
 
     #[test]

@@ -399,6 +399,15 @@ struct DeliverArgs {
     /// delivered early, and while S3 is down reading stops there.
     #[arg(long, default_value_t = streamlab::delivery::DEFAULT_MAX_BUFFERED_BYTES)]
     max_buffered_bytes: u64,
+    /// Objects compressed and written at once; default: one per core, at
+    /// least 2.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    max_in_flight: Option<u16>,
+    /// librdkafka's max.poll.interval.ms (e.g. 5m). Delivery polls the
+    /// consumer every 20 ms even while S3 is down, so the default rarely
+    /// needs changing.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    max_poll_interval: Option<Duration>,
     #[command(flatten)]
     clock: ClockArgs,
 }
@@ -868,16 +877,16 @@ async fn deliver(args: DeliverArgs) -> Result<()> {
     let settings = S3Settings { endpoint: args.s3_endpoint.clone(), region: args.region, credentials: None };
     let client = sink::client(&settings).await;
     let sink = S3Sink::new(client, &spec.bucket, args.s3_endpoint.as_deref());
+    let source = SourceSettings {
+        instance_id: args.instance_id,
+        max_poll_interval: args.max_poll_interval,
+        ..SourceSettings::new(args.bootstrap, Membership::Group)
+    };
     let options = DeliveryOptions {
-        source: SourceSettings {
-            bootstrap: args.bootstrap,
-            instance_id: args.instance_id,
-            membership: Membership::Group,
-        },
-        state,
-        seed: None,
         active_partition_limit: args.active_partition_limit,
         max_buffered_bytes: args.max_buffered_bytes,
+        max_in_flight: args.max_in_flight.map_or_else(streamlab::delivery::default_max_in_flight, usize::from),
+        ..DeliveryOptions::new(source, state)
     };
     let delivery = Delivery::connect(spec.clone(), options, sink, clock).await?;
     eprintln!(
@@ -888,8 +897,8 @@ async fn deliver(args: DeliverArgs) -> Result<()> {
         spec.bucket
     );
     let stats = delivery.run(shutdown_on_signals()).await?;
-    let landed = stats.landed();
-    eprintln!("stopped: {} records read, {} delivered in {} objects", stats.read(), stats.delivered(), landed.len());
+    let objects = stats.objects.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("stopped: {} records read, {} delivered in {objects} objects", stats.read(), stats.delivered());
     // Records handed over in a rebalance were read here and delivered by
     // another instance.
     let handed_over = stats.records_handed_over.load(std::sync::atomic::Ordering::Relaxed);

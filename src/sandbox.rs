@@ -105,17 +105,10 @@ pub async fn run(options: &SandboxOptions, shutdown: CancellationToken) -> Resul
 
     let clock: SharedClock = Arc::new(ScaledClock::new(options.speedup));
     let sink = S3Sink::new(client, &spec.bucket, backend.s3.endpoint.as_deref());
-    let delivery_options = DeliveryOptions {
-        source: SourceSettings {
-            bootstrap: backend.bootstrap.clone(),
-            instance_id: None,
-            membership: Membership::Assigned,
-        },
-        state: StateStore::Topic(TopicStateStore::new(&backend.bootstrap)),
-        seed: None,
-        active_partition_limit: crate::delivery::DEFAULT_ACTIVE_PARTITION_LIMIT,
-        max_buffered_bytes: crate::delivery::DEFAULT_MAX_BUFFERED_BYTES,
-    };
+    let delivery_options = DeliveryOptions::new(
+        SourceSettings::new(&backend.bootstrap, Membership::Assigned),
+        StateStore::Topic(TopicStateStore::new(&backend.bootstrap)),
+    );
     let delivery = Delivery::connect(spec.clone(), delivery_options, sink, clock.clone()).await?;
     let delivery_stats = delivery.stats();
     let stop_delivery = CancellationToken::new();

@@ -17,11 +17,11 @@ use chrono::{TimeZone, Utc};
 use streamlab::clock::{SharedClock, SystemClock};
 use streamlab::events::{Event, EventGenerator, GeneratorConfig};
 use streamlab::faults::S3Fault;
-use streamlab::harness::{self, DeliverProcess};
+use streamlab::harness::DeliverProcess;
 use streamlab::producer::{self, ProducerStats};
 use tokio_util::sync::CancellationToken;
 
-use common::{assert_no_loss, kafka_records, landed_ids, wait_for, Pipeline};
+use common::{assert_no_loss, committed, kafka_records, landed_ids, wait_for, wait_landed, Pipeline};
 
 fn events(seed: u64, n: usize) -> Vec<Event> {
     EventGenerator::new(&GeneratorConfig::new(seed, 1_772_953_080_000)).take(n).collect()
@@ -158,24 +158,6 @@ fn spawn_deliver(pipeline: &Pipeline, spec: &str, state: &Path) -> Result<Delive
     )?)
 }
 
-async fn committed(pipeline: &Pipeline, group: &str) -> Result<BTreeMap<i32, Option<i64>>> {
-    let (b, g, t) = (pipeline.bootstrap().to_owned(), group.to_owned(), pipeline.spec.topic.clone());
-    Ok(tokio::task::spawn_blocking(move || harness::committed_offsets(&b, &g, &t)).await??)
-}
-
-/// Landed ids, polled until `n` distinct ids are in the bucket.
-async fn wait_landed(pipeline: &Pipeline, n: usize, timeout: Duration) -> Result<BTreeMap<String, usize>> {
-    let started = Instant::now();
-    loop {
-        let landed = landed_ids(&pipeline.objects().await?)?;
-        if landed.len() >= n {
-            return Ok(landed);
-        }
-        ensure!(started.elapsed() < timeout, "{} of {n} events landed after {timeout:?}", landed.len());
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_and_restart_lose_nothing_and_duplicate_only_the_uncommitted_window() -> Result<()> {
     let spec = "fixtures/streams/read-from-earliest.json";
@@ -202,6 +184,13 @@ async fn sigkill_and_restart_lose_nothing_and_duplicate_only_the_uncommitted_win
 
     let child = spawn_deliver(&pipeline, spec, state.path())?;
     wait_landed(&pipeline, 300, Duration::from_secs(30)).await?;
+    // Landed offsets are committed within a second (librdkafka's auto commit
+    // of the offsets delivery stored).
+    let started = Instant::now();
+    while !committed(&pipeline, &pipeline.spec.name).await?.values().any(Option::is_some) {
+        ensure!(started.elapsed() < Duration::from_secs(5), "landed offsets were not committed within 5 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     child.sigkill();
     // Anything at or past these offsets may land twice; nothing before them.
     let window = committed(&pipeline, &pipeline.spec.name).await?;

@@ -26,15 +26,11 @@ const SPEC: &str = "fixtures/streams/orders-to-s3.json";
 async fn start(pipeline: &Pipeline, spec: &StreamSpec) -> Result<DeliveryHandle> {
     let sink = S3Sink::new(pipeline.stack.s3_client().clone(), &spec.bucket, pipeline.stack.s3_endpoint());
     let options = DeliveryOptions {
-        source: SourceSettings {
-            bootstrap: pipeline.bootstrap().to_owned(),
-            instance_id: None,
-            membership: Membership::Assigned,
-        },
-        state: StateStore::Topic(TopicStateStore::new(pipeline.bootstrap())),
         seed: Some(1),
-        active_partition_limit: streamlab::delivery::DEFAULT_ACTIVE_PARTITION_LIMIT,
-        max_buffered_bytes: streamlab::delivery::DEFAULT_MAX_BUFFERED_BYTES,
+        ..DeliveryOptions::new(
+            SourceSettings::new(pipeline.bootstrap(), Membership::Assigned),
+            StateStore::Topic(TopicStateStore::new(pipeline.bootstrap())),
+        )
     };
     Ok(Delivery::connect(spec.clone(), options, sink, pipeline.stack.clock()).await?.spawn())
 }

@@ -4,12 +4,16 @@
 //! them.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use flate2::write::GzEncoder;
 
-use super::buffer::Batch;
-use crate::spec::Compression;
+use super::buffer::{Batch, BufferKey};
+use super::naming::Namer;
+use super::router::{ErrorKind, Router};
+use crate::prefix::RenderError;
+use crate::spec::{Compression, StreamSpec};
 
 /// snappy-java's `SnappyOutputStream` header: magic, then version 1 and
 /// minimum compatible version 1 as big-endian ints.
@@ -77,6 +81,70 @@ pub fn compress(raw: Vec<u8>, compression: Compression, zip_entry: &str) -> Byte
             }
             Bytes::from(out)
         }
+    }
+}
+
+/// An object ready to write.
+#[derive(Debug)]
+pub struct EncodedObject {
+    pub key: String,
+    pub body: Bytes,
+    pub content_encoding: Option<&'static str>,
+    pub records: usize,
+}
+
+/// Turns cut batches into objects: key, body and content encoding. Runs off
+/// the driver's loop, several objects at once.
+#[derive(Debug)]
+pub struct ObjectEncoder {
+    spec: Arc<StreamSpec>,
+    namer: Arc<Namer>,
+}
+
+impl ObjectEncoder {
+    pub fn new(spec: Arc<StreamSpec>, namer: Arc<Namer>) -> Self {
+        ObjectEncoder { spec, namer }
+    }
+
+    /// The object for `batch`. Fails only when the error prefix itself
+    /// cannot be evaluated; the batch then stays uncommitted.
+    pub fn encode(&self, batch: Batch, now_ms: i64) -> Result<EncodedObject, RenderError> {
+        let oldest = batch.oldest_timestamp_ms();
+        let mut rng = self.namer.object(&batch.identity());
+        let key = match &batch.key {
+            BufferKey::Error(kind) => {
+                let key = self.namer.error_key(oldest, kind, &mut rng)?;
+                let body = Bytes::from(concatenate(&batch, false));
+                return Ok(EncodedObject { key, body, content_encoding: None, records: batch.records.len() });
+            }
+            BufferKey::Prefix(prefix) => self.namer.dynamic_key(prefix, oldest, &mut rng),
+            BufferKey::Partition(_) => match self.namer.object_key(oldest, &mut rng) {
+                Ok(key) => key,
+                // A prefix whose time parts evaluate past 512 characters: its
+                // records go to the error prefix, as a dynamic prefix's do.
+                Err(e) => return self.encode(Self::failed(batch, &ErrorKind::Prefix(e), now_ms), now_ms),
+            },
+        };
+        // Firehose names the one ZIP entry with a uuid.
+        let entry = if self.spec.compression == Compression::Zip { rng.uuid() } else { String::new() };
+        let body = encode(&batch, self.spec.append_newline, self.spec.compression, &entry);
+        Ok(EncodedObject {
+            key,
+            body,
+            content_encoding: self.spec.compression.content_encoding(),
+            records: batch.records.len(),
+        })
+    }
+
+    /// The batch as error records of `kind`.
+    fn failed(batch: Batch, kind: &ErrorKind, now_ms: i64) -> Batch {
+        let mut out = Batch { key: BufferKey::Error(kind.output_type()), records: Vec::new(), bytes: 0, ..batch };
+        for record in batch.records {
+            let (_, record) = Router::error_record(kind, record, now_ms);
+            out.bytes += record.value.len() as u64;
+            out.records.push(record);
+        }
+        out
     }
 }
 

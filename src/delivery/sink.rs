@@ -1,4 +1,12 @@
-//! Writing objects to S3 (any S3-compatible endpoint).
+//! Where objects go: the [`ObjectSink`] trait, which owns the retry policy,
+//! with S3 (any S3-compatible endpoint) for real runs and memory for the
+//! engine's own tests and benchmark.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
 
 use std::time::Duration;
 
@@ -182,5 +190,96 @@ impl S3Sink {
                 key: key.to_owned(),
                 detail: DisplayErrorContext(&e).to_string(),
             })
+    }
+}
+
+/// Where delivery writes objects.
+///
+/// Contract: a PUT is atomic, so after `Ok` the whole object is visible and
+/// after `Err` none of it; writing the same key again replaces the object.
+/// That is what lets delivery commit offsets only after `Ok`, and retry a
+/// PUT whose answer was lost without duplicating it.
+#[async_trait]
+pub trait ObjectSink: Send + Sync + 'static {
+    /// One attempt.
+    async fn put(&self, key: &str, body: Bytes, content_encoding: Option<&str>) -> Result<(), SinkError>;
+
+    /// Checks, before anything starts, that the destination answers.
+    async fn check(&self) -> Result<(), SinkError>;
+
+    /// Where objects go, for messages.
+    fn describe(&self) -> String;
+
+    /// Writes until it lands or `stop` fires, retrying with exponential
+    /// backoff and jitter (capped at 5 s): Firehose retries S3 delivery for
+    /// MSK sources without end. `on_failure` is told of each failed attempt.
+    /// Returns whether it landed.
+    async fn put_until_landed(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_encoding: Option<&str>,
+        stop: &CancellationToken,
+        on_failure: &(dyn for<'e> Fn(&'e SinkError, Duration) + Send + Sync),
+    ) -> bool {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.put(key, body.clone(), content_encoding).await {
+                Ok(()) => return true,
+                Err(e) => {
+                    on_failure(&e, backoff);
+                    let jitter = Duration::from_millis(rand::random::<u64>() % (backoff.as_millis() as u64 / 2 + 1));
+                    tokio::select! {
+                        () = stop.cancelled() => return false,
+                        () = tokio::time::sleep(backoff + jitter) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ObjectSink for S3Sink {
+    async fn put(&self, key: &str, body: Bytes, content_encoding: Option<&str>) -> Result<(), SinkError> {
+        S3Sink::put(self, key, body, content_encoding).await
+    }
+
+    async fn check(&self) -> Result<(), SinkError> {
+        S3Sink::check(self).await
+    }
+
+    fn describe(&self) -> String {
+        format!("s3://{}/ at {}", self.bucket, self.endpoint)
+    }
+}
+
+/// Objects kept in memory, for tests and the engine benchmark.
+#[derive(Debug, Default)]
+pub struct MemorySink {
+    objects: Mutex<BTreeMap<String, (Bytes, Option<String>)>>,
+}
+
+impl MemorySink {
+    /// Every object written: key -> (body, content encoding).
+    pub fn objects(&self) -> BTreeMap<String, (Bytes, Option<String>)> {
+        self.objects.lock().expect("sink lock").clone()
+    }
+}
+
+#[async_trait]
+impl ObjectSink for MemorySink {
+    async fn put(&self, key: &str, body: Bytes, content_encoding: Option<&str>) -> Result<(), SinkError> {
+        self.objects.lock().expect("sink lock").insert(key.to_owned(), (body, content_encoding.map(str::to_owned)));
+        Ok(())
+    }
+
+    async fn check(&self) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "memory".into()
     }
 }

@@ -1,17 +1,23 @@
-//! Reading the topic as Firehose does: one consumer group named after the
-//! stream, static membership, offsets committed only by delivery.
+//! Where records come from: the [`RecordSource`] the driver reads, with
+//! Kafka for real runs (one consumer group per stream, offsets committed
+//! only once delivery stored them) and memory for the engine benchmark.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::FutureExt as _;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use tracing::{error, info, warn};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use tracing::{debug, error, info, warn};
 
+use super::buffer::Record;
 use crate::spec::StartPosition;
 
 /// How long broker requests made before and during start-up may take.
@@ -25,6 +31,54 @@ pub enum SourceError {
     NoSuchTopic { topic: String, bootstrap: String },
     #[error("cannot create a Kafka consumer for {bootstrap}: {source}")]
     Client { bootstrap: String, source: KafkaError },
+    /// librdkafka gave up on the consumer; it cannot go on (e.g. another
+    /// process joined with the same static `group.instance.id`).
+    #[error("the Kafka consumer of group {group:?} hit a fatal error ({code:?}): {reason}. {hint}")]
+    Fatal { group: String, code: rdkafka::types::RDKafkaErrorCode, reason: String, hint: &'static str },
+}
+
+/// How long an instance may own no partitions before it rejoins the group.
+/// tansu 0.6 can leave a group stuck after a static member's join is cut
+/// off (a broker outage mid-rebalance); a rejoin as a dynamic member clears
+/// it. A healthy join takes about 6 s on tansu, half of this.
+const ASSIGNMENT_TIMEOUT: Duration = Duration::from_secs(12);
+
+/// Records handed over per [`RecordSource::recv`] at most: enough to
+/// amortise the driver's per-batch work, small enough to keep it responsive.
+const RECV_BATCH: usize = 1024;
+
+/// What the driver reads from. The driver calls [`RecordSource::recv`] in
+/// every turn of its loop, paused or not: for Kafka that is the poll that
+/// keeps the instance in its group (`max.poll.interval.ms`) while S3 is
+/// down.
+#[async_trait]
+pub trait RecordSource: Send + 'static {
+    /// Waits for records and appends them to `out`, stopping at about
+    /// `max_bytes` (at least one record) or at a rebalance, so that
+    /// [`RecordSource::take_revoked`] applies between the records before and
+    /// after it. `now_ms` stands in for a missing record timestamp. Returns
+    /// `false` once a finite source has nothing more.
+    async fn recv(&mut self, out: &mut Vec<Record>, max_bytes: usize, now_ms: i64) -> Result<bool, SourceError>;
+
+    /// Partitions taken away since the last call.
+    fn take_revoked(&mut self) -> Vec<i32>;
+
+    /// Stops or resumes fetching; `recv` must still be called while paused.
+    fn set_paused(&mut self, paused: bool);
+
+    /// Periodic upkeep (the assignment watchdog). Returns whether the
+    /// instance rejoined its group.
+    fn maintain(&mut self) -> bool;
+
+    /// Offsets delivery completed: (partition, next offset to read). They
+    /// are committed in the background and again by [`RecordSource::close`].
+    fn store(&mut self, commits: &[(i32, i64)]);
+
+    /// The next offset to read per owned partition.
+    fn positions(&self) -> BTreeMap<i32, i64>;
+
+    /// Commits `committed` synchronously and lets go of the partitions.
+    async fn close(self, committed: BTreeMap<i32, i64>);
 }
 
 /// Decides where partitions without a committed offset start, and tells the
@@ -41,6 +95,8 @@ pub struct SourceContext {
     /// The offset each assigned partition started reading at, before any
     /// record arrives from it.
     started_at: Mutex<BTreeMap<i32, i64>>,
+    /// Rebalance callbacks so far: a batch of records stops at one.
+    rebalances: AtomicU64,
 }
 
 impl SourceContext {
@@ -51,6 +107,7 @@ impl SourceContext {
             revoked: Mutex::default(),
             assigned: Mutex::default(),
             started_at: Mutex::default(),
+            rebalances: AtomicU64::new(0),
         }
     }
 
@@ -110,6 +167,7 @@ impl ClientContext for SourceContext {}
 
 impl ConsumerContext for SourceContext {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        self.rebalances.fetch_add(1, Ordering::SeqCst);
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 if let Err(e) = self.position(consumer, tpl) {
@@ -167,6 +225,16 @@ pub struct SourceSettings {
     /// started the same way never share an id, which would fence one of them.
     pub instance_id: Option<String>,
     pub membership: Membership,
+    /// librdkafka's `max.poll.interval.ms` (default 300 s). Delivery polls
+    /// every 20 ms whatever S3 does; the fault tests lower it to show that.
+    pub max_poll_interval: Option<Duration>,
+}
+
+impl SourceSettings {
+    /// A consumer-group member with librdkafka's defaults.
+    pub fn new(bootstrap: impl Into<String>, membership: Membership) -> Self {
+        SourceSettings { bootstrap: bootstrap.into(), instance_id: None, membership, max_poll_interval: None }
+    }
 }
 
 fn metadata_consumer(bootstrap: &str) -> Result<BaseConsumer, SourceError> {
@@ -260,7 +328,12 @@ fn consumer_config(settings: &SourceSettings, group: &str) -> ClientConfig {
                 settings.instance_id.clone().unwrap_or_else(|| std::process::id().to_string())
             ),
         )
-        .set("enable.auto.commit", "false")
+        // One commit path: delivery stores the offsets of what landed, and
+        // librdkafka commits stored offsets every second (again after a
+        // broker outage) and on revocation; the driver commits once more,
+        // synchronously, when it stops.
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
         // Only reached when a committed offset fell out of retention:
         // re-reading beats skipping.
@@ -269,6 +342,12 @@ fn consumer_config(settings: &SourceSettings, group: &str) -> ClientConfig {
         // A local emulator should react within a tick, not a 500 ms long poll.
         .set("fetch.wait.max.ms", "50")
         .set("allow.auto.create.topics", "false");
+    if let Some(interval) = settings.max_poll_interval {
+        let ms = interval.as_millis().to_string();
+        // librdkafka requires the session timeout to fit in the poll interval.
+        let session = interval.as_millis().min(10_000).to_string();
+        config.set("max.poll.interval.ms", ms).set("session.timeout.ms", session);
+    }
     config
 }
 
@@ -305,4 +384,302 @@ pub fn connect(
         }
     }
     Ok(consumer)
+}
+
+/// The Kafka side of a delivery: the consumer, the assignment watchdog, and
+/// pausing while delivery cannot take more.
+pub struct KafkaSource {
+    consumer: Source,
+    settings: SourceSettings,
+    group: String,
+    topic: String,
+    start_offsets: BTreeMap<i32, i64>,
+    /// Whether the next rejoin is as a static member: the watchdog
+    /// alternates, because a stuck static join is what it works around.
+    static_membership: bool,
+    unassigned_since: Instant,
+    paused: bool,
+    /// Partitions paused now; a rebalance assigns new ones unpaused.
+    paused_partitions: HashSet<i32>,
+}
+
+impl KafkaSource {
+    /// Creates the consumer: subscribed to the group, or with every
+    /// partition assigned directly, per `settings.membership`.
+    pub fn connect(
+        settings: &SourceSettings,
+        group: &str,
+        topic: &str,
+        start_offsets: BTreeMap<i32, i64>,
+    ) -> Result<Self, SourceError> {
+        let consumer = connect(settings, group, topic, start_offsets.clone(), true)?;
+        Ok(KafkaSource {
+            consumer,
+            settings: settings.clone(),
+            group: group.to_owned(),
+            topic: topic.to_owned(),
+            start_offsets,
+            static_membership: true,
+            unassigned_since: Instant::now(),
+            paused: false,
+            paused_partitions: HashSet::new(),
+        })
+    }
+
+    fn record(&self, message: &rdkafka::message::BorrowedMessage<'_>, now_ms: i64) -> Record {
+        Record {
+            partition: message.partition(),
+            offset: message.offset(),
+            timestamp_ms: message.timestamp().to_millis().unwrap_or(now_ms),
+            value: Bytes::copy_from_slice(message.payload().unwrap_or_default()),
+        }
+    }
+
+    /// A consumer error: fatal ones end delivery with the reason, others
+    /// (a broker away) are retried by librdkafka.
+    fn check(&self, error: KafkaError) -> Result<(), SourceError> {
+        if let Some((code, reason)) = self.consumer.client().fatal_error() {
+            let hint = match code {
+                rdkafka::types::RDKafkaErrorCode::FencedInstanceId => {
+                    "Another delivery instance joined with the same --instance-id; give each instance its own id, or none"
+                }
+                _ => "Restart the delivery; records not yet committed are read again",
+            };
+            return Err(SourceError::Fatal { group: self.group.clone(), code, reason, hint });
+        }
+        warn!(error = %error, "kafka consumer error; retrying");
+        Ok(())
+    }
+
+    /// Replaces the consumer with a new member of the group. The old one is
+    /// closed off the async threads (closing leaves the group, which blocks).
+    fn rejoin(&mut self) -> bool {
+        self.static_membership = !self.static_membership;
+        let kind = if self.static_membership { "static" } else { "dynamic" };
+        warn!(after = ?ASSIGNMENT_TIMEOUT, "no partitions assigned; rejoining the consumer group as a {kind} member");
+        match connect(&self.settings, &self.group, &self.topic, self.start_offsets.clone(), self.static_membership) {
+            Ok(fresh) => {
+                let old = std::mem::replace(&mut self.consumer, fresh);
+                tokio::task::spawn_blocking(move || drop(old));
+                self.paused_partitions.clear();
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, "rejoin failed; keeping the current consumer");
+                false
+            }
+        }
+    }
+
+    fn partition_list(&self, partitions: impl IntoIterator<Item = i32>) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for p in partitions {
+            tpl.add_partition(&self.topic, p);
+        }
+        tpl
+    }
+
+    /// Pauses what is assigned and not paused yet (after a rebalance).
+    fn pause_assigned(&mut self) {
+        let assigned = self.consumer.context().assigned_partitions();
+        let fresh: Vec<i32> = assigned.difference(&self.paused_partitions).copied().collect();
+        if !fresh.is_empty() {
+            if let Err(e) = self.consumer.pause(&self.partition_list(fresh)) {
+                warn!(error = %e, "cannot pause partitions");
+            }
+        }
+        self.paused_partitions = assigned;
+    }
+}
+
+#[async_trait]
+impl RecordSource for KafkaSource {
+    async fn recv(&mut self, out: &mut Vec<Record>, max_bytes: usize, now_ms: i64) -> Result<bool, SourceError> {
+        let rebalances = self.consumer.context().rebalances.load(Ordering::SeqCst);
+        let mut bytes = 0;
+        let mut next = Some(self.consumer.recv().await);
+        while let Some(message) = next.take() {
+            match message {
+                Ok(message) => {
+                    bytes += message.payload_len();
+                    out.push(self.record(&message, now_ms));
+                }
+                Err(e) => self.check(e)?,
+            }
+            if out.len() >= RECV_BATCH
+                || bytes >= max_bytes
+                || self.consumer.context().rebalances.load(Ordering::SeqCst) != rebalances
+            {
+                break;
+            }
+            next = self.consumer.recv().now_or_never();
+        }
+        Ok(true)
+    }
+
+    fn take_revoked(&mut self) -> Vec<i32> {
+        let revoked = self.consumer.context().take_revoked();
+        for p in &revoked {
+            self.paused_partitions.remove(p);
+        }
+        revoked
+    }
+
+    fn set_paused(&mut self, paused: bool) {
+        if paused == self.paused {
+            return;
+        }
+        self.paused = paused;
+        if paused {
+            self.pause_assigned();
+        } else {
+            let all = std::mem::take(&mut self.paused_partitions);
+            if let Err(e) = self.consumer.resume(&self.partition_list(all)) {
+                warn!(error = %e, "cannot resume partitions");
+            }
+        }
+    }
+
+    fn maintain(&mut self) -> bool {
+        if self.paused {
+            self.pause_assigned();
+        }
+        if self.settings.membership == Membership::Assigned || self.consumer.context().assigned_count() > 0 {
+            self.unassigned_since = Instant::now();
+            return false;
+        }
+        if self.unassigned_since.elapsed() < ASSIGNMENT_TIMEOUT {
+            return false;
+        }
+        self.unassigned_since = Instant::now();
+        self.rejoin()
+    }
+
+    fn store(&mut self, commits: &[(i32, i64)]) {
+        let mut tpl = TopicPartitionList::new();
+        for (partition, offset) in commits {
+            let _ = tpl.add_partition_offset(&self.topic, *partition, Offset::Offset(*offset));
+        }
+        // Fails only for partitions no longer assigned, whose landings do not
+        // count any more.
+        if let Err(e) = self.consumer.store_offsets(&tpl) {
+            debug!(error = %e, "cannot store offsets");
+        }
+    }
+
+    /// The consumer's own positions: they move past control records
+    /// (transaction markers) no message shows, and exist before the first
+    /// record of a partition arrives.
+    fn positions(&self) -> BTreeMap<i32, i64> {
+        let context = self.consumer.context();
+        let owned = context.assigned_partitions();
+        let mut out: BTreeMap<i32, i64> = context.start_positions();
+        if let Ok(positions) = self.consumer.position() {
+            for element in positions.elements() {
+                if let (Offset::Offset(o), true) = (element.offset(), owned.contains(&element.partition())) {
+                    let at = out.entry(element.partition()).or_insert(o);
+                    *at = (*at).max(o);
+                }
+            }
+        }
+        out
+    }
+
+    async fn close(self, committed: BTreeMap<i32, i64>) {
+        let mut tpl = TopicPartitionList::new();
+        for (partition, offset) in committed {
+            let _ = tpl.add_partition_offset(&self.topic, partition, Offset::Offset(offset));
+        }
+        let consumer = self.consumer;
+        tokio::task::spawn_blocking(move || {
+            if tpl.count() > 0 {
+                if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+                    warn!(error = %e, "final commit failed; delivered records will be re-read on the next start");
+                }
+            }
+            drop(consumer);
+        })
+        .await
+        .expect("final commit does not panic");
+    }
+}
+
+/// Records from memory, for the engine benchmark and tests: `total` records
+/// spread round-robin over `partitions`, their values cycling through
+/// `values`. It keeps what delivery stored, so a run can check that every
+/// record was committed.
+#[derive(Debug)]
+pub struct MemorySource {
+    values: Vec<Bytes>,
+    partitions: i32,
+    total: u64,
+    next: u64,
+    timestamp_ms: i64,
+    paused: bool,
+    stored: std::sync::Arc<Mutex<BTreeMap<i32, i64>>>,
+}
+
+impl MemorySource {
+    pub fn new(values: Vec<Bytes>, partitions: i32, total: u64, timestamp_ms: i64) -> Self {
+        assert!(!values.is_empty() && partitions > 0, "a memory source needs values and partitions");
+        MemorySource { values, partitions, total, next: 0, timestamp_ms, paused: false, stored: Default::default() }
+    }
+
+    /// Offsets delivery stored per partition, as they are stored.
+    pub fn stored(&self) -> std::sync::Arc<Mutex<BTreeMap<i32, i64>>> {
+        self.stored.clone()
+    }
+}
+
+#[async_trait]
+impl RecordSource for MemorySource {
+    async fn recv(&mut self, out: &mut Vec<Record>, max_bytes: usize, _now_ms: i64) -> Result<bool, SourceError> {
+        if self.paused {
+            // Like a paused consumer: nothing until resumed.
+            std::future::pending::<()>().await;
+        }
+        if self.next == self.total {
+            return Ok(false);
+        }
+        let mut bytes = 0;
+        while self.next < self.total && out.len() < RECV_BATCH && (bytes < max_bytes || out.is_empty()) {
+            let n = self.next;
+            let value = self.values[(n % self.values.len() as u64) as usize].clone();
+            bytes += value.len();
+            let partitions = self.partitions as u64;
+            out.push(Record {
+                partition: (n % partitions) as i32,
+                offset: (n / partitions) as i64,
+                timestamp_ms: self.timestamp_ms,
+                value,
+            });
+            self.next += 1;
+        }
+        Ok(true)
+    }
+
+    fn take_revoked(&mut self) -> Vec<i32> {
+        Vec::new()
+    }
+
+    fn set_paused(&mut self, paused: bool) {
+        self.paused = paused;
+    }
+
+    fn maintain(&mut self) -> bool {
+        false
+    }
+
+    fn store(&mut self, commits: &[(i32, i64)]) {
+        self.stored.lock().expect("stored lock").extend(commits.iter().copied());
+    }
+
+    fn positions(&self) -> BTreeMap<i32, i64> {
+        let partitions = self.partitions as u64;
+        (0..self.partitions).map(|p| (p, self.next.saturating_sub(p as u64).div_ceil(partitions) as i64)).collect()
+    }
+
+    async fn close(self, committed: BTreeMap<i32, i64>) {
+        self.stored.lock().expect("stored lock").extend(committed);
+    }
 }

@@ -471,15 +471,13 @@ impl Stack {
         let connects = self.specs.iter().map(|spec| {
             let sink = S3Sink::new(self.client.clone(), &spec.bucket, self.backend.s3.endpoint.as_deref());
             let options = DeliveryOptions {
-                source: SourceSettings {
-                    bootstrap: self.backend.bootstrap.clone(),
-                    instance_id: None,
-                    membership: Membership::Assigned,
-                },
-                state: StateStore::Topic(TopicStateStore::new(&self.backend.bootstrap)),
                 seed: self.options.seed,
                 active_partition_limit: self.options.active_partition_limit,
                 max_buffered_bytes: self.options.max_buffered_bytes,
+                ..DeliveryOptions::new(
+                    SourceSettings::new(&self.backend.bootstrap, Membership::Assigned),
+                    StateStore::Topic(TopicStateStore::new(&self.backend.bootstrap)),
+                )
             };
             Delivery::connect(spec.clone(), options, sink, self.clock.clone())
         });

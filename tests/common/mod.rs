@@ -4,6 +4,7 @@
 //! test instead of hanging it.
 #![allow(dead_code)] // each test binary uses its own subset
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -99,18 +100,20 @@ impl Pipeline {
     /// Another delivery instance of the stream, sharing the partitions
     /// through the consumer group (static member `instance_id`).
     pub async fn instance(&self, instance_id: &str, seed: u64) -> Result<DeliveryHandle> {
+        self.instance_with(seed, |o| o.source.instance_id = Some(instance_id.to_owned())).await
+    }
+
+    /// A group member of the stream with options edited by `edit`.
+    pub async fn instance_with(&self, seed: u64, edit: impl FnOnce(&mut DeliveryOptions)) -> Result<DeliveryHandle> {
         let sink = S3Sink::new(self.stack.s3_client().clone(), &self.spec.bucket, self.stack.s3_endpoint());
-        let options = DeliveryOptions {
-            source: SourceSettings {
-                bootstrap: self.bootstrap().to_owned(),
-                instance_id: Some(instance_id.to_owned()),
-                membership: Membership::Group,
-            },
-            state: StateStore::Topic(TopicStateStore::new(self.bootstrap())),
+        let mut options = DeliveryOptions {
             seed: Some(seed),
-            active_partition_limit: streamlab::delivery::DEFAULT_ACTIVE_PARTITION_LIMIT,
-            max_buffered_bytes: streamlab::delivery::DEFAULT_MAX_BUFFERED_BYTES,
+            ..DeliveryOptions::new(
+                SourceSettings::new(self.bootstrap(), Membership::Group),
+                StateStore::Topic(TopicStateStore::new(self.bootstrap())),
+            )
         };
+        edit(&mut options);
         Ok(Delivery::connect(self.spec.clone(), options, sink, self.stack.clock()).await?.spawn())
     }
 
@@ -244,4 +247,23 @@ pub fn output(command: &mut std::process::Command) -> Result<(bool, String, Stri
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     ))
+}
+
+/// Committed offsets of `group` on the pipeline's topic.
+pub async fn committed(pipeline: &Pipeline, group: &str) -> Result<BTreeMap<i32, Option<i64>>> {
+    let (b, g, t) = (pipeline.bootstrap().to_owned(), group.to_owned(), pipeline.spec.topic.clone());
+    Ok(tokio::task::spawn_blocking(move || harness::committed_offsets(&b, &g, &t)).await??)
+}
+
+/// Landed ids, polled until `n` distinct ids are in the bucket.
+pub async fn wait_landed(pipeline: &Pipeline, n: usize, timeout: Duration) -> Result<BTreeMap<String, usize>> {
+    let started = Instant::now();
+    loop {
+        let landed = landed_ids(&pipeline.objects().await?)?;
+        if landed.len() >= n {
+            return Ok(landed);
+        }
+        ensure!(started.elapsed() < timeout, "{} of {n} events landed after {timeout:?}", landed.len());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }

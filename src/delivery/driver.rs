@@ -1,0 +1,324 @@
+//! The I/O around the [`Core`]: one task owns the core and the source and
+//! turns events into calls on it. Objects are encoded and written by tasks
+//! of their own, at most `max_in_flight` at once, so compression runs on
+//! every core and a slow PUT holds back neither reading nor other objects.
+//! The loop never waits on S3: it goes on polling the source (which keeps
+//! the instance in its consumer group) and pauses the partitions instead
+//! when the core is back-pressured.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use super::buffer::{BufferKey, Record};
+use super::core::{Core, Cut};
+use super::encode::ObjectEncoder;
+use super::naming;
+use super::sink::ObjectSink;
+use super::source::{RecordSource, SourceError};
+use super::stats::{DeliveryStats, LandedObject};
+use crate::clock::SharedClock;
+
+/// How often due buffers are checked and figures published, in wall time.
+/// Under a `--speedup 300` clock this is 6 virtual seconds: fine against
+/// intervals of minutes.
+const TICK: Duration = Duration::from_millis(20);
+
+/// How long shutdown keeps retrying the final PUTs before giving up; what it
+/// gives up on stays uncommitted and is read again on the next start.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Most bytes read in one batch from the source.
+const READ_BYTES: usize = 1024 * 1024;
+
+/// Asks a running delivery to act now, answering once done.
+#[derive(Debug)]
+pub enum Command {
+    /// Deliver every buffer, as if its interval had passed.
+    Flush(oneshot::Sender<()>),
+    /// Deliver the buffers whose interval has passed by the clock's now (the
+    /// clock was moved).
+    Tick(oneshot::Sender<()>),
+}
+
+/// What a write task reports: the object's id, and what landed (nothing if
+/// it was given up at shutdown).
+struct Written {
+    id: u64,
+    landed: Option<LandedObject>,
+}
+
+/// Encodes and writes one object at a time, many at once.
+pub struct Writer<K> {
+    encoder: ObjectEncoder,
+    sink: Arc<K>,
+    stats: Arc<DeliveryStats>,
+    clock: SharedClock,
+    /// Fired when shutdown stops waiting: retries end.
+    give_up: CancellationToken,
+}
+
+impl<K: ObjectSink> Writer<K> {
+    pub fn new(encoder: ObjectEncoder, sink: Arc<K>, stats: Arc<DeliveryStats>, clock: SharedClock) -> Self {
+        Writer { encoder, sink, stats, clock, give_up: CancellationToken::new() }
+    }
+
+    /// Encodes on a blocking thread, then PUTs until it lands.
+    async fn write(self: Arc<Self>, cut: Cut) -> Written {
+        let id = cut.id;
+        let this = self.clone();
+        let encoded = tokio::task::spawn_blocking(move || this.encoder.encode(cut.batch, this.clock.now_millis()))
+            .await
+            .expect("encoding does not panic");
+        let object = match encoded {
+            Ok(object) => object,
+            Err(e) => {
+                error!(error = %e, "cannot name an error object; its records stay uncommitted");
+                return Written { id, landed: None };
+            }
+        };
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let on_failure = |e: &super::sink::SinkError, backoff: Duration| {
+            self.stats.put_failures.fetch_add(1, Ordering::Relaxed);
+            if !failed.swap(true, Ordering::Relaxed) {
+                self.stats.failing_writes.fetch_add(1, Ordering::SeqCst);
+            }
+            warn!(error = %e, retry_in = ?backoff, "PUT failed; retrying");
+        };
+        let (key, bytes) = (object.key, object.body.len() as u64);
+        let landed =
+            self.sink.put_until_landed(&key, object.body, object.content_encoding, &self.give_up, &on_failure).await;
+        if failed.load(Ordering::Relaxed) {
+            self.stats.failing_writes.fetch_sub(1, Ordering::SeqCst);
+        }
+        if !landed {
+            return Written { id, landed: None };
+        }
+        self.stats.put_successes.fetch_add(1, Ordering::Relaxed);
+        debug!(%key, records = object.records, "landed");
+        Written { id, landed: Some(LandedObject { key, records: object.records, bytes }) }
+    }
+}
+
+/// One delivery's loop.
+pub struct Driver<S, K> {
+    core: Core,
+    source: S,
+    writer: Arc<Writer<K>>,
+    writes: JoinSet<Written>,
+    stats: Arc<DeliveryStats>,
+    clock: SharedClock,
+    /// Flushes and ticks waiting for every object cut below an id to land.
+    waiters: Vec<(u64, oneshot::Sender<()>)>,
+    batch: Vec<Record>,
+    paused: bool,
+}
+
+/// What woke the loop.
+enum Event {
+    Shutdown,
+    Written(Written),
+    Command(Command),
+    Tick,
+    Read(Result<bool, SourceError>),
+}
+
+impl<S: RecordSource, K: ObjectSink> Driver<S, K> {
+    pub fn new(core: Core, source: S, writer: Writer<K>, stats: Arc<DeliveryStats>, clock: SharedClock) -> Self {
+        Driver {
+            core,
+            source,
+            writer: Arc::new(writer),
+            writes: JoinSet::new(),
+            stats,
+            clock,
+            waiters: Vec::new(),
+            batch: Vec::new(),
+            paused: false,
+        }
+    }
+
+    /// Runs until `shutdown` fires (or a finite source ends), then delivers
+    /// every buffer and commits. Fails on a fatal source error, after
+    /// delivering what was read.
+    pub async fn run(
+        mut self,
+        shutdown: CancellationToken,
+        mut commands: mpsc::Receiver<Command>,
+    ) -> Result<Arc<DeliveryStats>, SourceError> {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let outcome = loop {
+            let room = self.room();
+            let now = self.clock.now_millis();
+            let event = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => Event::Shutdown,
+                Some(written) = self.writes.join_next(), if !self.writes.is_empty() => {
+                    Event::Written(written.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())))
+                }
+                Some(command) = commands.recv() => Event::Command(command),
+                _ = tick.tick() => Event::Tick,
+                read = self.source.recv(&mut self.batch, room, now) => Event::Read(read),
+            };
+            match event {
+                Event::Shutdown | Event::Read(Ok(false)) => break Ok(()),
+                Event::Read(Err(e)) => break Err(e),
+                Event::Read(Ok(true)) => self.on_records(),
+                Event::Written(written) => self.on_written(written),
+                Event::Command(command) => self.on_command(command),
+                Event::Tick => self.on_tick(),
+            }
+            self.after_event();
+        };
+        self.finish().await;
+        let stats = self.stats.clone();
+        self.source.close(self.core.committed()).await;
+        outcome.map(|()| stats)
+    }
+
+    /// Bytes the core can take before the memory bound: the next read stops
+    /// there, so at most one record crosses it.
+    fn room(&self) -> usize {
+        let left = self.core.max_buffered_bytes().saturating_sub(self.core.held_bytes());
+        (left as usize).clamp(1, READ_BYTES)
+    }
+
+    fn on_records(&mut self) {
+        let now = self.clock.now_millis();
+        for record in self.batch.drain(..) {
+            self.core.on_record(record, now);
+        }
+        // Records read before a rebalance are in the batch; revocations
+        // apply after them and before anything read from a new assignment.
+        self.apply_revocations();
+    }
+
+    fn on_written(&mut self, written: Written) {
+        match written.landed {
+            Some(object) => {
+                self.core.on_landed(written.id);
+                self.stats.record_landed(object);
+            }
+            None => self.core.on_abandoned(written.id),
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        let (mark, reply) = match command {
+            Command::Flush(reply) => (self.core.drain(), reply),
+            Command::Tick(reply) => {
+                self.core.on_tick(self.clock.now_millis());
+                (self.core.cut_mark(), reply)
+            }
+        };
+        self.waiters.push((mark, reply));
+    }
+
+    fn on_tick(&mut self) {
+        let now = self.clock.now_millis();
+        self.core.on_tick(now);
+        if self.source.maintain() {
+            self.stats.rejoins.fetch_add(1, Ordering::Relaxed);
+        }
+        self.apply_revocations();
+        self.publish(now);
+    }
+
+    /// After every event: start writes for what was cut, store what may be
+    /// committed, pause or resume reading, answer flushes that completed.
+    fn after_event(&mut self) {
+        self.dispatch();
+        // Before answering flushes: whoever waited sees what landed.
+        self.stats.publish(&self.core.counters);
+        let commits = self.core.commits();
+        if !commits.is_empty() {
+            self.source.store(&commits);
+        }
+        let pressured = self.core.backpressured();
+        if pressured != self.paused {
+            self.paused = pressured;
+            self.source.set_paused(pressured);
+            self.stats.backpressured.store(pressured, Ordering::Relaxed);
+        }
+        if !self.waiters.is_empty() {
+            let (done, waiting) =
+                std::mem::take(&mut self.waiters).into_iter().partition(|(mark, _)| self.core.landed_below(*mark));
+            self.waiters = waiting;
+            for (_, reply) in done {
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn dispatch(&mut self) {
+        while let Some(cut) = self.core.take_cut() {
+            self.writes.spawn(self.writer.clone().write(cut));
+        }
+        self.stats.in_flight.store(self.writes.len() as u64, Ordering::Relaxed);
+    }
+
+    fn apply_revocations(&mut self) {
+        let revoked = self.source.take_revoked();
+        if !revoked.is_empty() {
+            self.stats.revocations.fetch_add(revoked.len() as u64, Ordering::Relaxed);
+            self.core.on_revoked(&revoked);
+        }
+    }
+
+    /// Figures for whoever watches: counters, buffers, freshness, positions.
+    fn publish(&self, now: i64) {
+        self.stats.publish(&self.core.counters);
+        let buffers = self.core.buffers();
+        self.stats.buffered_records.store(buffers.record_count() as u64, Ordering::Relaxed);
+        self.stats.held_bytes.store(self.core.held_bytes(), Ordering::Relaxed);
+        let freshness = self.core.oldest_unlanded_ms().map_or(0, |oldest| (now - oldest).max(0));
+        self.stats.freshness_ms.store(freshness, Ordering::Relaxed);
+        let labelled = buffers
+            .buffered_bytes()
+            .into_iter()
+            .map(|(key, bytes)| {
+                let label = match key {
+                    BufferKey::Partition(p) => format!("p{p}"),
+                    BufferKey::Prefix(prefix) => prefix.replace(naming::RANDOM_MARKER, "*"),
+                    BufferKey::Error(kind) => format!("error:{kind}"),
+                };
+                (label, bytes)
+            })
+            .collect();
+        self.stats.set_buffered(labelled);
+        self.stats.set_positions(self.source.positions());
+    }
+
+    /// Delivers every buffer, waits (at most [`SHUTDOWN_GRACE`]) for the
+    /// writes, then commits what landed and closes the source.
+    async fn finish(&mut self) {
+        info!("shutting down: delivering every buffer");
+        self.core.drain();
+        let deadline = tokio::time::sleep(SHUTDOWN_GRACE);
+        tokio::pin!(deadline);
+        loop {
+            self.dispatch();
+            let Some(written) = (tokio::select! {
+                written = self.writes.join_next() => written,
+                () = &mut deadline, if !self.writer.give_up.is_cancelled() => {
+                    warn!("S3 did not take the last objects within {SHUTDOWN_GRACE:?}; they will be read again on the next start");
+                    self.writer.give_up.cancel();
+                    continue;
+                }
+            }) else {
+                break;
+            };
+            self.on_written(written.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())));
+        }
+        let commits = self.core.commits();
+        self.source.store(&commits);
+        self.publish(self.clock.now_millis());
+        self.stats.in_flight.store(0, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,186 @@
+//! Which buffer a Kafka record goes to: de-aggregation, then its Kafka
+//! partition or (with dynamic partitioning) the prefix its keys evaluate to;
+//! records that cannot be delivered as configured become error records, each
+//! with a typed [`ErrorKind`] that knows its error-output-type and code.
+
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use bytes::Bytes;
+
+use super::buffer::{BufferKey, Record};
+use super::extract::{self, ExtractError, MetadataExtractor};
+use super::naming::Namer;
+use crate::prefix::RenderError;
+use crate::spec::StreamSpec;
+
+/// Firehose's record size limit; larger records go to the error prefix.
+pub const MAX_RECORD_BYTES: usize = 10 * 1024 * 1024;
+
+/// `error-output-type` values and the error codes streamlab writes.
+pub mod errors {
+    pub const PROCESSING_FAILED: &str = "processing-failed";
+    /// Records over the active-partition limit (Firehose's developer guide,
+    /// "Buffer data for dynamic partitioning").
+    pub const ACTIVE_PARTITION_EXCEEDED: &str = "activePartitionExceeded";
+    pub const METADATA_EXTRACTION_FAILED: &str = "metadata-extraction-failed";
+    pub const METADATA_EXTRACTION_CODE: &str = "DynamicPartitioning.MetadataExtractionFailed";
+    pub const ACTIVE_PARTITIONS_CODE: &str = "DynamicPartitioning.ActivePartitionsLimitExceeded";
+    pub const RECORD_TOO_LARGE_CODE: &str = "RecordTooLarge";
+    pub const PREFIX_CODE: &str = "DynamicPartitioning.PrefixEvaluationFailed";
+}
+
+/// Why a record goes to the error prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Over Firehose's 10 MB record limit.
+    RecordTooLarge { bytes: usize },
+    /// Its partition keys could not be extracted.
+    Extraction(ExtractError),
+    /// Its prefix does not evaluate (too long, a key missing).
+    Prefix(RenderError),
+    /// It would open a partition over the active-partition limit.
+    ActivePartitions { limit: usize },
+}
+
+impl ErrorKind {
+    /// The `!{firehose:error-output-type}` it lands under.
+    pub fn output_type(&self) -> &'static str {
+        match self {
+            ErrorKind::RecordTooLarge { .. } | ErrorKind::Prefix(_) => errors::PROCESSING_FAILED,
+            ErrorKind::Extraction(_) => errors::METADATA_EXTRACTION_FAILED,
+            ErrorKind::ActivePartitions { .. } => errors::ACTIVE_PARTITION_EXCEEDED,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ErrorKind::RecordTooLarge { .. } => errors::RECORD_TOO_LARGE_CODE,
+            ErrorKind::Extraction(_) => errors::METADATA_EXTRACTION_CODE,
+            ErrorKind::Prefix(_) => errors::PREFIX_CODE,
+            ErrorKind::ActivePartitions { .. } => errors::ACTIVE_PARTITIONS_CODE,
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            ErrorKind::RecordTooLarge { bytes } => format!("record of {bytes} bytes exceeds the 10 MB limit"),
+            ErrorKind::Extraction(e) => e.to_string(),
+            ErrorKind::Prefix(e) => e.to_string(),
+            ErrorKind::ActivePartitions { limit } => format!("more than {limit} active partitions"),
+        }
+    }
+}
+
+/// One line of an error object, fields in the order Firehose writes them.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorLine<'a> {
+    attempts_made: u32,
+    arrival_timestamp: i64,
+    error_code: &'a str,
+    error_message: &'a str,
+    attempt_ending_timestamp: i64,
+    raw_data: String,
+}
+
+/// Where one (sub-)record goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Buffer(BufferKey, Record),
+    /// To the error buffer of its type, as the JSON line Firehose writes.
+    Error(ErrorKind, Record),
+}
+
+/// Routes records for one stream.
+#[derive(Debug, Clone)]
+pub struct Router {
+    spec: Arc<StreamSpec>,
+    namer: Arc<Namer>,
+    extractor: Option<MetadataExtractor>,
+    active_partition_limit: usize,
+}
+
+impl Router {
+    pub fn new(spec: Arc<StreamSpec>, namer: Arc<Namer>, active_partition_limit: usize) -> Self {
+        let extractor =
+            spec.metadata_query.as_deref().filter(|_| spec.dynamic_partitioning).map(MetadataExtractor::new);
+        Router { spec, namer, extractor, active_partition_limit }
+    }
+
+    pub fn spec(&self) -> &StreamSpec {
+        &self.spec
+    }
+
+    /// Routes a Kafka record. `is_open` tells whether a prefix buffer is
+    /// open; `open_partitions` how many are (the active partitions).
+    pub fn route(
+        &self,
+        record: Record,
+        is_open: impl Fn(&BufferKey) -> bool,
+        open_partitions: usize,
+        out: &mut Vec<Route>,
+    ) {
+        if record.value.len() > MAX_RECORD_BYTES {
+            out.push(Route::Error(ErrorKind::RecordTooLarge { bytes: record.value.len() }, record));
+            return;
+        }
+        let Some(extractor) = &self.extractor else {
+            if self.spec.deaggregation.is_none() {
+                // The common path: no allocation beyond the route itself.
+                let key = BufferKey::Partition(record.partition);
+                out.push(Route::Buffer(key, record));
+                return;
+            }
+            for value in extract::deaggregate(&record.value, self.spec.deaggregation.as_ref()) {
+                out.push(Route::Buffer(BufferKey::Partition(record.partition), Record { value, ..record.clone() }));
+            }
+            return;
+        };
+        let start = out.len();
+        let mut opened = 0;
+        for value in extract::deaggregate(&record.value, self.spec.deaggregation.as_ref()) {
+            let sub = Record { value, ..record.clone() };
+            let keys = match extractor.extract(&sub.value) {
+                Ok(keys) => keys,
+                Err(e) => {
+                    out.push(Route::Error(ErrorKind::Extraction(e), sub));
+                    continue;
+                }
+            };
+            let prefix = match self.namer.partition_prefix(sub.timestamp_ms, &keys) {
+                Ok(prefix) => prefix,
+                Err(e) => {
+                    out.push(Route::Error(ErrorKind::Prefix(e), sub));
+                    continue;
+                }
+            };
+            let key = BufferKey::Prefix(prefix);
+            let new = !is_open(&key) && !out[start..].iter().any(|r| matches!(r, Route::Buffer(k, _) if *k == key));
+            if new && open_partitions + opened >= self.active_partition_limit {
+                out.push(Route::Error(ErrorKind::ActivePartitions { limit: self.active_partition_limit }, sub));
+                continue;
+            }
+            opened += usize::from(new);
+            out.push(Route::Buffer(key, sub));
+        }
+    }
+
+    /// The error record Firehose writes for `record`: one JSON line under the
+    /// error prefix of the error's type.
+    pub fn error_record(kind: &ErrorKind, record: Record, now_ms: i64) -> (BufferKey, Record) {
+        let message = kind.message();
+        let line = ErrorLine {
+            attempts_made: 1,
+            arrival_timestamp: record.timestamp_ms,
+            error_code: kind.code(),
+            error_message: &message,
+            attempt_ending_timestamp: now_ms,
+            raw_data: BASE64.encode(&record.value),
+        };
+        let mut value = serde_json::to_vec(&line).expect("JSON values serialize");
+        value.push(b'\n');
+        (BufferKey::Error(kind.output_type()), Record { value: Bytes::from(value), ..record })
+    }
+}

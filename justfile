@@ -60,8 +60,13 @@ lint:
     cargo fmt --check
     cargo clippy --all-targets -- -D warnings
 
-# Measure on this machine: the test loop (10,000 events, `streamlab run` to a verified landing),
-# with its phases. Prints a table against the targets; JSON under target/bench/.
+# Measure on this machine, in one run: the consume and PUT ceilings, delivery per format against
+# them (CPU, peak RSS), the engine alone, a hand-written Python baseline, and the test loop.
+# Prints a table against the targets; JSON under target/bench/.
 bench *ARGS: install-tools
+    #!/usr/bin/env bash
+    set -euo pipefail
+    [ -x .venv/bin/python ] || python3 -m venv .venv
+    .venv/bin/python -m pip install -q --disable-pip-version-check -r tools/bench/requirements.txt
     cargo build --release --quiet
     target/release/streamlab bench {{ARGS}}

@@ -390,6 +390,15 @@ impl DeliverProcess {
         Ok(Self { child: command.spawn()? })
     }
 
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for it to exit on its own (`deliver --exit-at-end`).
+    pub fn wait_with_usage(mut self) -> std::io::Result<(std::process::ExitStatus, Usage)> {
+        wait_with_usage(&mut self.child)
+    }
+
     /// The crash: no flush, no commit.
     pub fn sigkill(mut self) {
         let _ = self.child.kill();
@@ -413,9 +422,55 @@ impl Drop for DeliverProcess {
     }
 }
 
+/// What a child process used, as the kernel counted it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Usage {
+    /// User plus system CPU time.
+    pub cpu_seconds: f64,
+    /// Peak resident set size.
+    pub peak_rss_bytes: u64,
+}
+
+/// Waits for `child` and returns its exit status with its resource usage
+/// (`wait4`), which `std` does not expose.
+pub fn wait_with_usage(child: &mut std::process::Child) -> std::io::Result<(std::process::ExitStatus, Usage)> {
+    use std::os::unix::process::ExitStatusExt;
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child, with valid out-pointers.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let usage = Usage {
+        cpu_seconds: seconds(usage.ru_utime) + seconds(usage.ru_stime),
+        // Linux reports kilobytes.
+        peak_rss_bytes: usage.ru_maxrss as u64 * 1024,
+    };
+    Ok((std::process::ExitStatus::from_raw(status), usage))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wait_with_usage_reports_what_the_child_used() {
+        // A child that allocates and touches 64 MiB, then spins briefly.
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "b = bytearray(64 * 1024 * 1024)\nfor i in range(0, len(b), 4096): b[i] = 1\nsum(range(3_000_000))",
+            ])
+            .spawn()
+            .unwrap();
+        let (status, usage) = wait_with_usage(&mut child).unwrap();
+        assert!(status.success());
+        assert!(usage.peak_rss_bytes >= 64 * 1024 * 1024, "{usage:?}");
+        assert!(usage.cpu_seconds > 0.0, "{usage:?}");
+    }
 
     #[test]
     fn json_records_reads_concatenated_and_delimited_bodies() {

@@ -1,7 +1,14 @@
 //! The `streamlab` command: parses the CLI, wires signals to a cancellation
 //! token, and calls the library. Everything else lives in the library.
 
-use std::path::{Path, PathBuf};
+/// Delivery allocates a buffer per record and frees it when its object
+/// lands, millions of small blocks alive at once in varying order: glibc's
+/// allocator spends a tenth of the read loop's time there (measured with
+/// `perf` on `just bench`), mimalloc a fraction of that.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,14 +119,7 @@ enum Command {
     /// Measure, in one run on this machine: the test loop (10,000 events from
     /// `streamlab run` start to a verified landing). Prints a table with
     /// targets; writes JSON under target/bench/.
-    Bench {
-        /// Repetitions of each measurement; the median is reported.
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
-        repeat: u64,
-        /// Where the JSON results go.
-        #[arg(long, default_value = "target/bench")]
-        out: PathBuf,
-    },
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -408,8 +408,50 @@ struct DeliverArgs {
     /// needs changing.
     #[arg(long, value_parser = humantime::parse_duration)]
     max_poll_interval: Option<Duration>,
+    /// Deliver what the topic holds when delivery starts, then stop
+    /// (backfills, benchmarks). Each instance stops once its partitions are
+    /// read to where they ended at start.
+    #[arg(long)]
+    exit_at_end: bool,
+    /// Write a JSON summary here when delivery stops: records and bytes
+    /// read and delivered, objects, and throughput from the first record
+    /// read to the last object landed.
+    #[arg(long)]
+    report: Option<PathBuf>,
     #[command(flatten)]
     clock: ClockArgs,
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// Repetitions of the test loop; the median is reported.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+    repeat: u64,
+    /// Events on the topic the throughput cases read.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(10_000..))]
+    events: u64,
+    /// Bound on buffered bytes of each delivery; peak RSS is held to twice
+    /// this plus 100 MB.
+    #[arg(long, default_value_t = 128 * 1024 * 1024)]
+    max_buffered_bytes: u64,
+    /// Objects each delivery writes at once (default as `deliver`).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    max_in_flight: Option<u16>,
+    /// A Python with confluent-kafka and boto3 for the hand-written
+    /// baseline (`just bench` installs them into .venv).
+    #[arg(long, default_value = ".venv/bin/python")]
+    python: PathBuf,
+    /// Measure only the engine on memory (no broker, no S3): seconds, for
+    /// profiling the delivery path.
+    #[arg(long)]
+    engine_only: bool,
+    /// Only the delivery cases whose name contains this, e.g. `gzip`,
+    /// `dynamic` (and neither the Python baseline nor the test loop).
+    #[arg(long)]
+    case: Option<String>,
+    /// Where the JSON results go.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -595,7 +637,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Snapshot { command } => snapshot_command(command).await,
-        Command::Bench { repeat, out } => bench(repeat as usize, &out).await,
+        Command::Bench(args) => bench(args).await,
     }
 }
 
@@ -666,39 +708,36 @@ async fn snapshot_command(command: SnapshotCommand) -> Result<ExitCode> {
     }
 }
 
-async fn bench(repeat: usize, out: &Path) -> Result<ExitCode> {
-    use streamlab::bench::{self, BenchOptions, Figure, Machine, Report};
-    let started = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let options = BenchOptions { binary: std::env::current_exe()?, loops: repeat, loop_events: 10_000 };
-    let mut figures = Vec::new();
-    eprintln!("bench: test loop, {repeat} x `streamlab run` with 10,000 events ...");
-    let loops = tokio::task::spawn_blocking({
-        let options = options.clone();
-        move || bench::test_loop_cli(&options)
-    })
-    .await?
-    .map_err(anyhow::Error::msg)?;
-    figures.push(
-        Figure::new(
-            "test loop (10,000 events, 300 s interval, verified landing)",
-            "streamlab run, start to verdict",
-            bench::median(&loops),
-            "s",
-        )
-        .at_most(3.0)
-        .note(format!(
-            "median of {}: {}",
-            loops.len(),
-            loops.iter().map(|l| format!("{l:.2}")).collect::<Vec<_>>().join(", ")
-        )),
-    );
-    let phases = bench::test_loop_phases(options.loop_events).await.map_err(anyhow::Error::msg)?;
-    for (name, took) in phases {
-        figures.push(Figure::new("test loop phases (Stack API, in process)", name, took.as_secs_f64(), "s"));
-    }
-    let report = Report { started, machine: Machine::detect(), figures };
+async fn bench(args: BenchArgs) -> Result<ExitCode> {
+    use streamlab::bench::test_loop::LoopOptions;
+    use streamlab::bench::throughput::ThroughputOptions;
+    use streamlab::bench::BenchOptions;
+    let binary = std::env::current_exe()?;
+    let work_dir = run_dir("streamlab-bench");
+    let options = BenchOptions {
+        test_loop: LoopOptions { binary: binary.clone(), loops: args.repeat as usize, loop_events: 10_000 },
+        throughput: ThroughputOptions {
+            binary,
+            events: args.events,
+            partitions: 3,
+            size_mb: 8,
+            max_buffered_bytes: args.max_buffered_bytes,
+            max_in_flight: args.max_in_flight.map_or_else(streamlab::delivery::default_max_in_flight, usize::from),
+            python: args.python,
+            baseline_script: PathBuf::from("tools/bench/baseline.py"),
+            work_dir: work_dir.clone(),
+            engine_only: args.engine_only,
+            case_filter: args.case,
+        },
+    };
+    eprintln!("bench: work dir {}", work_dir.display());
+    let report = if args.engine_only {
+        streamlab::bench::run_engine(&options).await?
+    } else {
+        streamlab::bench::run(&options).await?
+    };
     print!("{}", report.render());
-    let path = report.write_json(out)?;
+    let path = report.write_json(&args.out)?;
     eprintln!("results written to {}", path.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -880,6 +919,7 @@ async fn deliver(args: DeliverArgs) -> Result<()> {
     let source = SourceSettings {
         instance_id: args.instance_id,
         max_poll_interval: args.max_poll_interval,
+        exit_at_end: args.exit_at_end,
         ..SourceSettings::new(args.bootstrap, Membership::Group)
     };
     let options = DeliveryOptions {
@@ -897,12 +937,13 @@ async fn deliver(args: DeliverArgs) -> Result<()> {
         spec.bucket
     );
     let stats = delivery.run(shutdown_on_signals()).await?;
-    let objects = stats.objects.load(std::sync::atomic::Ordering::Relaxed);
-    eprintln!("stopped: {} records read, {} delivered in {objects} objects", stats.read(), stats.delivered());
-    // Records handed over in a rebalance were read here and delivered by
-    // another instance.
-    let handed_over = stats.records_handed_over.load(std::sync::atomic::Ordering::Relaxed);
-    let undelivered = stats.read().saturating_sub(stats.delivered() + handed_over);
+    let summary = streamlab::delivery::stats::Summary::of(&stats);
+    eprintln!("stopped: {summary}");
+    if let Some(path) = &args.report {
+        std::fs::write(path, serde_json::to_vec_pretty(&summary)?)
+            .with_context(|| format!("cannot write the report to {}", path.display()))?;
+    }
+    let undelivered = summary.undelivered();
     if undelivered > 0 {
         bail!("{undelivered} records were read but not delivered; they are uncommitted and will be re-read on the next start");
     }

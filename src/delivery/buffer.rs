@@ -69,15 +69,26 @@ pub struct Buffers {
     /// Extra bytes each data record takes in its object (1 with
     /// `AppendDelimiterToRecord`); error records carry their own newline.
     per_record_overhead: u64,
-    open: BTreeMap<BufferKey, Batch>,
+    open: BTreeMap<BufferKey, Open>,
     /// Sum of `bytes` over `open`, kept as buffers change: it is checked
     /// against the memory bound on every record.
     total: u64,
+    /// Open prefix buffers, checked against the active-partition limit on
+    /// every record.
+    prefixes: usize,
+}
+
+/// An open buffer, with what is asked of it on every tick kept up to date
+/// rather than recomputed over its records.
+#[derive(Debug)]
+struct Open {
+    batch: Batch,
+    oldest_ms: i64,
 }
 
 impl Buffers {
     pub fn new(hints: BufferHints, per_record_overhead: u64) -> Self {
-        Self { hints, per_record_overhead, open: BTreeMap::new(), total: 0 }
+        Self { hints, per_record_overhead, open: BTreeMap::new(), total: 0, prefixes: 0 }
     }
 
     /// Bytes a record takes in its object before compression.
@@ -89,7 +100,7 @@ impl Buffers {
     /// Dynamic partitions open now (Firehose's "active partitions"): prefix
     /// buffers, not the per-Kafka-partition or error buffers.
     pub fn partition_count(&self) -> usize {
-        self.open.keys().filter(|k| matches!(k, BufferKey::Prefix(_))).count()
+        self.prefixes
     }
 
     pub fn is_open(&self, key: &BufferKey) -> bool {
@@ -104,20 +115,22 @@ impl Buffers {
     pub fn push(&mut self, key: BufferKey, record: Record, now_ms: i64) -> Vec<Batch> {
         let mut due = Vec::new();
         let size = self.size(&key, &record);
-        if let Some(batch) = self.open.get(&key) {
-            if batch.bytes + size > self.hints.size_bytes {
-                due.extend(self.remove(&key));
-            }
+        if self.open.get(&key).is_some_and(|open| open.batch.bytes + size > self.hints.size_bytes) {
+            due.extend(self.remove(&key));
         }
-        let batch = self.open.entry(key.clone()).or_insert_with(|| Batch {
-            key: key.clone(),
-            records: Vec::new(),
-            bytes: 0,
-            opened_at_ms: now_ms,
-        });
-        batch.bytes += size;
-        batch.records.push(record);
-        let full = batch.bytes >= self.hints.size_bytes;
+        let timestamp = record.timestamp_ms;
+        let open = match self.open.get_mut(&key) {
+            Some(open) => open,
+            None => {
+                self.prefixes += usize::from(matches!(key, BufferKey::Prefix(_)));
+                let batch = Batch { key: key.clone(), records: Vec::new(), bytes: 0, opened_at_ms: now_ms };
+                self.open.entry(key.clone()).or_insert(Open { batch, oldest_ms: timestamp })
+            }
+        };
+        open.oldest_ms = open.oldest_ms.min(timestamp);
+        open.batch.bytes += size;
+        open.batch.records.push(record);
+        let full = open.batch.bytes >= self.hints.size_bytes;
         self.total += size;
         if full {
             due.extend(self.remove(&key));
@@ -128,15 +141,20 @@ impl Buffers {
     /// Batches whose interval has elapsed at `now_ms`.
     pub fn due(&mut self, now_ms: i64) -> Vec<Batch> {
         let interval_ms = self.hints.interval.as_millis() as i64;
-        let ready: Vec<BufferKey> =
-            self.open.values().filter(|b| now_ms - b.opened_at_ms >= interval_ms).map(|b| b.key.clone()).collect();
+        let ready: Vec<BufferKey> = self
+            .open
+            .values()
+            .filter(|o| now_ms - o.batch.opened_at_ms >= interval_ms)
+            .map(|o| o.batch.key.clone())
+            .collect();
         ready.into_iter().filter_map(|k| self.remove(&k)).collect()
     }
 
     /// Everything buffered, for shutdown.
     pub fn drain(&mut self) -> Vec<Batch> {
         self.total = 0;
-        std::mem::take(&mut self.open).into_values().collect()
+        self.prefixes = 0;
+        std::mem::take(&mut self.open).into_values().map(|o| o.batch).collect()
     }
 
     /// Drops the records of Kafka partitions this instance no longer owns;
@@ -153,7 +171,9 @@ impl Buffers {
             batch.bytes = batch.records.iter().map(|r| self.size(&key, r)).sum();
             if !batch.records.is_empty() {
                 self.total += batch.bytes;
-                self.open.insert(key, batch);
+                self.prefixes += usize::from(matches!(key, BufferKey::Prefix(_)));
+                let oldest_ms = batch.oldest_timestamp_ms();
+                self.open.insert(key, Open { batch, oldest_ms });
             }
         }
         dropped
@@ -161,12 +181,12 @@ impl Buffers {
 
     /// Bytes buffered per buffer, for progress and metrics.
     pub fn buffered_bytes(&self) -> BTreeMap<BufferKey, u64> {
-        self.open.iter().map(|(k, b)| (k.clone(), b.bytes)).collect()
+        self.open.iter().map(|(k, o)| (k.clone(), o.batch.bytes)).collect()
     }
 
     /// Records held across all buffers.
     pub fn record_count(&self) -> usize {
-        self.open.values().map(|b| b.records.len()).sum()
+        self.open.values().map(|o| o.batch.records.len()).sum()
     }
 
     /// Bytes held across all buffers.
@@ -176,27 +196,28 @@ impl Buffers {
 
     /// Removes a buffer, keeping the total right.
     fn remove(&mut self, key: &BufferKey) -> Option<Batch> {
-        let batch = self.open.remove(key)?;
-        self.total -= batch.bytes;
-        Some(batch)
+        let open = self.open.remove(key)?;
+        self.total -= open.batch.bytes;
+        self.prefixes -= usize::from(matches!(key, BufferKey::Prefix(_)));
+        Some(open.batch)
     }
 
     /// Removes and returns the fullest buffer, to deliver early at the memory
     /// bound.
     pub fn take_largest(&mut self) -> Option<Batch> {
-        let key = self.open.values().max_by_key(|b| b.bytes)?.key.clone();
+        let key = self.open.values().max_by_key(|o| o.batch.bytes)?.batch.key.clone();
         self.remove(&key)
     }
 
     /// Timestamp of the oldest buffered record, for `DataFreshness`.
     pub fn oldest_record_ms(&self) -> Option<i64> {
-        self.open.values().map(Batch::oldest_timestamp_ms).min()
+        self.open.values().map(|o| o.oldest_ms).min()
     }
 
     /// Clock time the oldest open buffer opened; the interval deadline of
     /// the next buffer to fall due.
     pub fn oldest_open_ms(&self) -> Option<i64> {
-        self.open.values().map(|b| b.opened_at_ms).min()
+        self.open.values().map(|o| o.batch.opened_at_ms).min()
     }
 }
 

@@ -92,6 +92,8 @@ pub struct Core {
     dirty: BTreeSet<i32>,
     config: CoreConfig,
     routes: Vec<Route>,
+    /// See [`Core::backpressured`].
+    pressured: bool,
     pub counters: Counters,
 }
 
@@ -110,6 +112,7 @@ impl Core {
             dirty: BTreeSet::new(),
             config,
             routes: Vec::new(),
+            pressured: false,
             counters: Counters::default(),
         }
     }
@@ -137,11 +140,7 @@ impl Core {
             }
         }
         self.routes = routes;
-        while self.held_bytes() > self.config.max_buffered_bytes {
-            let Some(batch) = self.buffers.take_largest() else { break };
-            self.counters.memory_limit_hits += 1;
-            self.cut(batch);
-        }
+        self.update_pressure();
     }
 
     /// Cuts the buffers whose interval has passed at `now_ms`.
@@ -210,13 +209,17 @@ impl Core {
         self.in_flight_bytes -= object.bytes;
         self.counters.objects += 1;
         self.counters.records_delivered += object.records.len() as u64;
-        let current: Vec<(i32, bool)> = object.epochs.iter().map(|(p, e)| (*p, self.epoch(*p) == *e)).collect();
-        for (partition, offset) in object.records {
-            if current.iter().any(|(p, same)| *p == partition && *same) {
-                self.offsets.landed(partition, offset);
+        // An object's records come per partition in offset order (a prefix
+        // or error buffer is sorted when cut).
+        for run in object.records.chunk_by(|a, b| a.0 == b.0) {
+            let partition = run[0].0;
+            let current = object.epochs.iter().any(|(p, e)| *p == partition && self.epoch(*p) == *e);
+            if current {
+                self.offsets.landed_in_order(partition, run.iter().map(|(_, offset)| *offset));
                 self.dirty.insert(partition);
             }
         }
+        self.update_pressure();
     }
 
     /// A write was given up (shutdown, or its object could not be named):
@@ -226,6 +229,7 @@ impl Core {
         if let Some(object) = self.in_flight.remove(&id) {
             self.in_flight_bytes -= object.bytes;
         }
+        self.update_pressure();
     }
 
     /// Partitions taken away in a rebalance: their buffered and not-yet-sent
@@ -252,6 +256,7 @@ impl Core {
             cut.batch.bytes = bytes;
         }
         self.ready.retain(|c| !c.batch.records.is_empty());
+        self.update_pressure();
     }
 
     /// Commit points that moved since the last call: (partition, next
@@ -266,10 +271,33 @@ impl Core {
         self.offsets.committed()
     }
 
-    /// Whether reading must stop: the memory bound is reached with nothing
-    /// left to cut, or more objects are waiting than can be written.
+    /// Whether reading must stop: set when held bytes reach the memory
+    /// bound, cleared once landings bring them down to three quarters of it.
+    /// The gap matters: every pause makes the consumer drop what it
+    /// prefetched, so pausing per object would read the topic twice.
     pub fn backpressured(&self) -> bool {
-        self.held_bytes() >= self.config.max_buffered_bytes || self.ready.len() > self.config.max_in_flight
+        self.pressured
+    }
+
+    /// After held bytes changed. Under pressure, the fullest buffers are cut
+    /// until a quarter of the bound is on its way to S3, so landing it frees
+    /// enough to read on.
+    fn update_pressure(&mut self) {
+        let bound = self.config.max_buffered_bytes;
+        if self.held_bytes() >= bound {
+            self.pressured = true;
+        }
+        if !self.pressured {
+            return;
+        }
+        while self.ready_bytes + self.in_flight_bytes < bound / 4 {
+            let Some(batch) = self.buffers.take_largest() else { break };
+            self.counters.memory_limit_hits += 1;
+            self.cut(batch);
+        }
+        if self.held_bytes() <= bound / 4 * 3 {
+            self.pressured = false;
+        }
     }
 
     /// Every object cut so far has an id below this.

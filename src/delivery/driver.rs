@@ -116,7 +116,8 @@ pub struct Driver<S, K> {
     /// Flushes and ticks waiting for every object cut below an id to land.
     waiters: Vec<(u64, oneshot::Sender<()>)>,
     batch: Vec<Record>,
-    paused: bool,
+    /// Since when reading is paused.
+    paused: Option<std::time::Instant>,
 }
 
 /// What woke the loop.
@@ -139,7 +140,7 @@ impl<S: RecordSource, K: ObjectSink> Driver<S, K> {
             clock,
             waiters: Vec::new(),
             batch: Vec::new(),
-            paused: false,
+            paused: None,
         }
     }
 
@@ -172,7 +173,11 @@ impl<S: RecordSource, K: ObjectSink> Driver<S, K> {
                 Event::Read(Ok(true)) => self.on_records(),
                 Event::Written(written) => self.on_written(written),
                 Event::Command(command) => self.on_command(command),
-                Event::Tick => self.on_tick(),
+                Event::Tick => {
+                    if self.on_tick() {
+                        break Ok(());
+                    }
+                }
             }
             self.after_event();
         };
@@ -191,6 +196,7 @@ impl<S: RecordSource, K: ObjectSink> Driver<S, K> {
 
     fn on_records(&mut self) {
         let now = self.clock.now_millis();
+        self.stats.first_read.get_or_init(std::time::Instant::now);
         for record in self.batch.drain(..) {
             self.core.on_record(record, now);
         }
@@ -220,7 +226,8 @@ impl<S: RecordSource, K: ObjectSink> Driver<S, K> {
         self.waiters.push((mark, reply));
     }
 
-    fn on_tick(&mut self) {
+    /// Returns whether the source is finished.
+    fn on_tick(&mut self) -> bool {
         let now = self.clock.now_millis();
         self.core.on_tick(now);
         if self.source.maintain() {
@@ -228,6 +235,7 @@ impl<S: RecordSource, K: ObjectSink> Driver<S, K> {
         }
         self.apply_revocations();
         self.publish(now);
+        self.source.finished()
     }
 
     /// After every event: start writes for what was cut, store what may be
@@ -241,10 +249,19 @@ impl<S: RecordSource, K: ObjectSink> Driver<S, K> {
             self.source.store(&commits);
         }
         let pressured = self.core.backpressured();
-        if pressured != self.paused {
-            self.paused = pressured;
+        if pressured != self.paused.is_some() {
             self.source.set_paused(pressured);
             self.stats.backpressured.store(pressured, Ordering::Relaxed);
+            match self.paused.take() {
+                Some(since) => {
+                    let ms = since.elapsed().as_millis() as u64;
+                    self.stats.paused_ms.fetch_add(ms, Ordering::Relaxed);
+                }
+                None => {
+                    self.stats.pauses.fetch_add(1, Ordering::Relaxed);
+                    self.paused = Some(std::time::Instant::now());
+                }
+            }
         }
         if !self.waiters.is_empty() {
             let (done, waiting) =

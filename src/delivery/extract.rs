@@ -124,17 +124,29 @@ thread_local! {
 #[derive(Debug, Clone)]
 pub struct MetadataExtractor {
     query: String,
+    /// The query as plain paths, when it is only that (most are).
+    paths: Option<PathQuery>,
 }
 
 impl MetadataExtractor {
     /// `query` must have passed [`check_query`].
     pub fn new(query: impl Into<String>) -> Self {
-        Self { query: query.into() }
+        let query = query.into();
+        Self { paths: PathQuery::parse(&query), query }
     }
 
     /// The partition keys of one record, values as they appear in the key
     /// (strings unquoted, numbers and booleans as JSON text).
     pub fn extract(&self, record: &[u8]) -> Result<BTreeMap<String, String>, ExtractError> {
+        if let Some(keys) = self.paths.as_ref().and_then(|paths| paths.extract(record)) {
+            return Ok(keys);
+        }
+        self.extract_with_jq(record)
+    }
+
+    /// Runs the query with jaq: every query, and every record the path
+    /// reading gives up on, so results and messages are jq's.
+    pub fn extract_with_jq(&self, record: &[u8]) -> Result<BTreeMap<String, String>, ExtractError> {
         let input: serde_json::Value = serde_json::from_slice(record).map_err(|_| ExtractError::NotJson)?;
         let output = COMPILED.with(|cache| {
             let mut cache = cache.borrow_mut();
@@ -166,6 +178,157 @@ impl MetadataExtractor {
     }
 }
 
+/// A query that only builds an object from paths, `{name: .a.b, "x": .c,
+/// d}`: its keys are read straight from the record's JSON, borrowing
+/// instead of building a tree and running jq, which is most of the cost of
+/// dynamic partitioning. Only the plain success is answered here: a record
+/// that is not a JSON object, a path through something else, a null, a
+/// missing key or a non-scalar goes to jq, so every error is jq's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PathQuery {
+    /// (output key, path of object keys)
+    keys: Vec<(String, Vec<String>)>,
+}
+
+impl PathQuery {
+    /// The query's keys and paths, or `None` when it is anything more.
+    fn parse(query: &str) -> Option<PathQuery> {
+        let mut p = QueryParser { rest: query.trim() };
+        p.eat('{')?;
+        let mut keys = Vec::new();
+        loop {
+            let name = p.name()?;
+            let path = if p.eat(':').is_some() { p.path()? } else { vec![name.clone()] };
+            keys.push((name, path));
+            if p.eat(',').is_none() {
+                break;
+            }
+        }
+        p.eat('}')?;
+        p.rest.is_empty().then_some(PathQuery { keys })
+    }
+
+    fn extract(&self, record: &[u8]) -> Option<BTreeMap<String, String>> {
+        let top: Fields<'_> = serde_json::from_slice(record).ok()?;
+        let mut out = BTreeMap::new();
+        for (name, path) in &self.keys {
+            let mut value = top.get(&path[0])?;
+            for key in &path[1..] {
+                let fields: Fields<'_> = serde_json::from_str(value.get()).ok()?;
+                value = fields.get(key)?;
+            }
+            out.insert(name.clone(), scalar(value)?);
+        }
+        Some(out)
+    }
+}
+
+/// A leaf as the key shows it, if it is a string, number or boolean.
+fn scalar(value: &serde_json::value::RawValue) -> Option<String> {
+    let text = value.get();
+    match text.as_bytes().first()? {
+        b'"' => serde_json::from_str::<String>(text).ok(),
+        b't' | b'f' => Some(text.to_owned()),
+        b'-' | b'0'..=b'9' => serde_json::from_str::<serde_json::Number>(text).ok().map(|n| jq_number(&n)),
+        _ => None,
+    }
+}
+
+/// A JSON object's members, borrowed: values unparsed, keys unescaped only
+/// when they have escapes.
+struct Fields<'a>(Vec<(std::borrow::Cow<'a, str>, &'a serde_json::value::RawValue)>);
+
+impl<'a> Fields<'a> {
+    /// The member named `key`; the last one, as jq reads duplicates.
+    fn get(&self, key: &str) -> Option<&'a serde_json::value::RawValue> {
+        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Fields<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = Fields<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Fields<'a>, M::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(Key(key)) = map.next_key()? {
+                    fields.push((key, map.next_value()?));
+                }
+                Ok(Fields(fields))
+            }
+        }
+        deserializer.deserialize_map(Visitor(std::marker::PhantomData))
+    }
+}
+
+/// An object key, borrowed unless it had to be unescaped.
+struct Key<'a>(std::borrow::Cow<'a, str>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Key<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = Key<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'a>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'a>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(Visitor(std::marker::PhantomData))
+    }
+}
+
+/// Reads `{name: .path, ...}` and nothing more.
+struct QueryParser<'q> {
+    rest: &'q str,
+}
+
+impl QueryParser<'_> {
+    fn eat(&mut self, c: char) -> Option<()> {
+        self.rest = self.rest.trim_start().strip_prefix(c)?;
+        Some(())
+    }
+
+    /// An identifier, or a string without escapes.
+    fn name(&mut self) -> Option<String> {
+        self.rest = self.rest.trim_start();
+        if let Some(quoted) = self.rest.strip_prefix('"') {
+            let end = quoted.find(['"', '\\'])?;
+            (quoted.as_bytes()[end] == b'"').then_some(())?;
+            self.rest = &quoted[end + 1..];
+            return Some(quoted[..end].to_owned());
+        }
+        let end = self.rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(self.rest.len());
+        let ident = &self.rest[..end];
+        (!ident.is_empty() && !ident.starts_with(|c: char| c.is_ascii_digit())).then_some(())?;
+        self.rest = &self.rest[end..];
+        Some(ident.to_owned())
+    }
+
+    /// `.a.b."c"`: one or more keys.
+    fn path(&mut self) -> Option<Vec<String>> {
+        let mut path = Vec::new();
+        while self.rest.trim_start().starts_with('.') {
+            self.eat('.')?;
+            // No space after the dot: `. a` is not a path.
+            if self.rest.starts_with(char::is_whitespace) {
+                return None;
+            }
+            path.push(self.name()?);
+        }
+        (!path.is_empty()).then_some(path)
+    }
+}
+
 /// A number as jq 1.6 prints it in a partition key: integers exactly,
 /// integral floats without a fraction (`1.0` is `1`), other floats in their
 /// shortest form, with a C-style exponent (`1e+17`, `1.5e-05`) outside
@@ -192,7 +355,116 @@ pub fn jq_number(n: &serde_json::Number) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    #[test]
+    fn path_queries_are_recognised_and_nothing_more() {
+        let paths = |q: &str| PathQuery::parse(q).map(|p| p.keys);
+        let key = |name: &str, path: &[&str]| (name.to_owned(), path.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(paths("{customer: .customer_id}"), Some(vec![key("customer", &["customer_id"])]));
+        assert_eq!(
+            paths(r#" { "a b" : .x."y z" , c, d:.e .f } "#),
+            Some(vec![key("a b", &["x", "y z"]), key("c", &["c"]), key("d", &["e", "f"])])
+        );
+        for other in [
+            "{a: .b | ascii_downcase}",
+            "{a: .b?}",
+            "{a: .[0]}",
+            "{(.k): .v}",
+            "{a: . b}",
+            "{\"a\\n\": .b}",
+            ".a",
+            "{a: .b} | .a",
+            "{1: .a}",
+            "{a: $x}",
+        ] {
+            assert_eq!(paths(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn plain_records_take_the_path_reading() {
+        let x = MetadataExtractor::new("{customer: .customer_id, kind: .event.type}");
+        let record = br#"{"customer_id":"c-000042","event":{"type":"order_placed","n":1}}"#;
+        let keys = x.paths.as_ref().unwrap().extract(record).expect("read without jq");
+        assert_eq!(keys, x.extract_with_jq(record).unwrap());
+    }
+
+    const KEYS: [&str; 5] = ["a", "b", "customer_id", "x y", "é"];
+
+    fn name() -> impl Strategy<Value = String> {
+        prop::sample::select(&KEYS[..]).prop_map(|k| {
+            if k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                k.to_owned()
+            } else {
+                format!("{k:?}")
+            }
+        })
+    }
+
+    fn query() -> impl Strategy<Value = String> {
+        let entry = (name(), prop::collection::vec(name(), 0..3)).prop_map(|(name, path)| {
+            if path.is_empty() {
+                name
+            } else {
+                format!("{name}: {}", path.iter().map(|p| format!(".{p}")).collect::<String>())
+            }
+        });
+        prop::collection::vec(entry, 1..4).prop_map(|entries| format!("{{{}}}", entries.join(", ")))
+    }
+
+    fn json() -> impl Strategy<Value = String> {
+        let number = prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| format!("{f:e}")),
+            prop::sample::select(vec![
+                "1.0",
+                "-0",
+                "1e5",
+                "1E+2",
+                "0.00001",
+                "123456789012345678901234",
+                "1.5e300",
+                "-0.0"
+            ])
+            .prop_map(str::to_owned),
+        ];
+        let string = "[a-z\"\\\\é\u{1F600}\n ]{0,6}".prop_map(|s| serde_json::to_string(&s).unwrap());
+        let leaf =
+            prop_oneof![Just("null".to_owned()), Just("true".to_owned()), Just("false".to_owned()), number, string];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            let key = prop_oneof![
+                prop::sample::select(&KEYS[..]).prop_map(|k| serde_json::to_string(k).unwrap()),
+                // An escaped spelling of a key.
+                Just(r#""\u0061""#.to_owned()),
+            ];
+            prop_oneof![
+                prop::collection::vec((key, inner.clone()), 0..5).prop_map(|members| {
+                    format!("{{{}}}", members.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(" ,"))
+                }),
+                prop::collection::vec(inner, 0..3).prop_map(|items| format!("[{}]", items.join(","))),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+        /// Whenever a record is read by path, the keys are exactly jq's.
+        #[test]
+        fn path_reading_agrees_with_jq(query in query(), record in json(), trailing in prop::option::of("[ x}]")) {
+            prop_assume!(check_query(&query).is_ok());
+            let x = MetadataExtractor::new(query.clone());
+            prop_assert!(x.paths.is_some(), "{} is a path query", query);
+            let record = format!("{record}{}", trailing.unwrap_or_default());
+            if let Some(fast) = x.paths.as_ref().unwrap().extract(record.as_bytes()) {
+                prop_assert_eq!(Ok(fast), x.extract_with_jq(record.as_bytes()), "{} on {}", query, record);
+            }
+        }
+    }
 
     #[test]
     fn extracts_keys_with_jq() {

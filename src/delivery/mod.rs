@@ -101,6 +101,24 @@ impl DeliveryOptions {
     }
 }
 
+/// The limits one engine works within.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineLimits {
+    pub active_partition_limit: usize,
+    pub max_buffered_bytes: u64,
+    pub max_in_flight: usize,
+}
+
+impl DeliveryOptions {
+    pub fn limits(&self) -> EngineLimits {
+        EngineLimits {
+            active_partition_limit: self.active_partition_limit,
+            max_buffered_bytes: self.max_buffered_bytes,
+            max_in_flight: self.max_in_flight,
+        }
+    }
+}
+
 /// A delivery running in the background.
 pub struct DeliveryHandle {
     pub stream: String,
@@ -268,8 +286,15 @@ impl Delivery {
         shutdown: CancellationToken,
         commands: mpsc::Receiver<Command>,
     ) -> Result<Arc<DeliveryStats>, DeliveryError> {
-        let driver =
-            engine(self.spec, self.namer, &self.options, self.source, Arc::new(self.sink), self.stats, self.clock);
+        let driver = engine(
+            self.spec,
+            self.namer,
+            self.options.limits(),
+            self.source,
+            Arc::new(self.sink),
+            self.stats,
+            self.clock,
+        );
         Ok(driver.run(shutdown, commands).await?)
     }
 }
@@ -280,7 +305,7 @@ impl Delivery {
 pub fn engine<S: RecordSource, K: ObjectSink>(
     spec: Arc<StreamSpec>,
     namer: Arc<Namer>,
-    options: &DeliveryOptions,
+    limits: EngineLimits,
     source: S,
     sink: Arc<K>,
     stats: Arc<DeliveryStats>,
@@ -289,10 +314,10 @@ pub fn engine<S: RecordSource, K: ObjectSink>(
     let config = CoreConfig {
         hints: spec.buffer,
         per_record_overhead: u64::from(spec.append_newline),
-        max_buffered_bytes: options.max_buffered_bytes,
-        max_in_flight: options.max_in_flight.max(1),
+        max_buffered_bytes: limits.max_buffered_bytes,
+        max_in_flight: limits.max_in_flight.max(1),
     };
-    let core = Core::new(Router::new(spec.clone(), namer.clone(), options.active_partition_limit), config);
+    let core = Core::new(Router::new(spec.clone(), namer.clone(), limits.active_partition_limit), config);
     let writer = Writer::new(ObjectEncoder::new(spec, namer), sink, stats.clone(), clock.clone());
     Driver::new(core, source, writer, stats, clock)
 }

@@ -7,7 +7,7 @@
 //! one past the highest offset read). Sub-records of one Kafka record
 //! (de-aggregation) share its offset and are counted.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 #[derive(Debug, Default)]
 pub struct OffsetTracker {
@@ -16,12 +16,31 @@ pub struct OffsetTracker {
 
 #[derive(Debug, Default)]
 struct PartitionOffsets {
-    /// Offset -> records of it not landed yet.
-    pending: BTreeMap<i64, usize>,
+    /// Records of each offset not landed yet, from `base` on. Dense, because
+    /// Kafka offsets are: the few gaps (transaction markers, compaction)
+    /// count 0 like landed records. 4 bytes per offset until it lands, and
+    /// landing is an index, not a search.
+    pending: VecDeque<u32>,
+    /// The offset of `pending[0]`, which is never 0 when there is one.
+    base: i64,
     /// One past the highest offset read.
     next: i64,
     /// Last offset committed (or handed to the commit).
     committed: Option<i64>,
+}
+
+impl PartitionOffsets {
+    fn slot(&mut self, offset: i64) -> Option<&mut u32> {
+        let index = usize::try_from(offset - self.base).ok()?;
+        self.pending.get_mut(index)
+    }
+
+    fn drop_landed_front(&mut self) {
+        while self.pending.front() == Some(&0) {
+            self.pending.pop_front();
+            self.base += 1;
+        }
+    }
 }
 
 impl OffsetTracker {
@@ -30,26 +49,46 @@ impl OffsetTracker {
     pub fn read(&mut self, partition: i32, offset: i64, records: usize) {
         let p = self.partitions.entry(partition).or_default();
         p.next = p.next.max(offset + 1);
-        if records > 0 {
-            *p.pending.entry(offset).or_default() += records;
+        if records == 0 {
+            return;
         }
+        let records = u32::try_from(records).unwrap_or(u32::MAX);
+        if p.pending.is_empty() {
+            p.base = offset;
+        } else if offset < p.base {
+            // Read again (the consumer reset its position): wait for both.
+            for _ in offset..p.base {
+                p.pending.push_front(0);
+            }
+            p.base = offset;
+        }
+        let index = (offset - p.base) as usize;
+        if index >= p.pending.len() {
+            p.pending.resize(index + 1, 0);
+        }
+        p.pending[index] = p.pending[index].saturating_add(records);
     }
 
     /// One buffered record of `offset` landed.
     pub fn landed(&mut self, partition: i32, offset: i64) {
+        self.landed_in_order(partition, [offset]);
+    }
+
+    /// Records of `partition` landed (one object's).
+    pub fn landed_in_order(&mut self, partition: i32, offsets: impl IntoIterator<Item = i64>) {
         let Some(p) = self.partitions.get_mut(&partition) else { return };
-        if let Some(n) = p.pending.get_mut(&offset) {
-            *n -= 1;
-            if *n == 0 {
-                p.pending.remove(&offset);
+        for offset in offsets {
+            if let Some(n) = p.slot(offset) {
+                *n = n.saturating_sub(1);
             }
         }
+        p.drop_landed_front();
     }
 
     /// The offset to commit for `partition` if it moved since the last call.
     pub fn advance(&mut self, partition: i32) -> Option<i64> {
         let p = self.partitions.get_mut(&partition)?;
-        let point = p.pending.keys().next().copied().unwrap_or(p.next);
+        let point = if p.pending.is_empty() { p.next } else { p.base };
         if p.committed.is_some_and(|c| c >= point) {
             return None;
         }
@@ -104,6 +143,34 @@ mod tests {
     }
 
     proptest! {
+        /// Landing an object's offsets in one call is the same as landing
+        /// them one by one, in order or not.
+        #[test]
+        fn landing_in_order_matches_landing_one_by_one(
+            reads in prop::collection::vec((0i64..4, 1usize..3), 1..80),
+            objects in prop::collection::vec(prop::collection::vec(any::<prop::sample::Index>(), 0..20), 0..8),
+        ) {
+            let (mut one, mut many) = (OffsetTracker::default(), OffsetTracker::default());
+            let mut offset = 0;
+            let mut read = Vec::new();
+            for (gap, records) in reads {
+                offset += gap;
+                one.read(0, offset, records);
+                many.read(0, offset, records);
+                read.push(offset);
+            }
+            for picks in objects {
+                let mut offsets: Vec<i64> = picks.iter().map(|i| read[i.index(read.len())]).collect();
+                offsets.sort_unstable();
+                for o in &offsets {
+                    one.landed(0, *o);
+                }
+                many.landed_in_order(0, offsets);
+                prop_assert_eq!(one.advance(0), many.advance(0));
+            }
+            prop_assert_eq!(&one.partitions[&0].pending, &many.partitions[&0].pending);
+        }
+
         /// Whatever order records land in, the commit point never passes a
         /// record that has not landed, and reaches the end once all have.
         #[test]

@@ -138,33 +138,45 @@ impl Router {
             }
             return;
         };
-        let start = out.len();
-        let mut opened = 0;
+        let limit = self.active_partition_limit;
+        if self.spec.deaggregation.is_none() {
+            // One record, no copies.
+            let route = match self.prefix_key(extractor, &record) {
+                Err(kind) => Route::Error(kind, record),
+                Ok(key) if !is_open(&key) && open_partitions >= limit => {
+                    Route::Error(ErrorKind::ActivePartitions { limit }, record)
+                }
+                Ok(key) => Route::Buffer(key, record),
+            };
+            out.push(route);
+            return;
+        }
+        let (start, mut opened) = (out.len(), 0);
         for value in extract::deaggregate(&record.value, self.spec.deaggregation.as_ref()) {
             let sub = Record { value, ..record.clone() };
-            let keys = match extractor.extract(&sub.value) {
-                Ok(keys) => keys,
-                Err(e) => {
-                    out.push(Route::Error(ErrorKind::Extraction(e), sub));
-                    continue;
+            let route = match self.prefix_key(extractor, &sub) {
+                Err(kind) => Route::Error(kind, sub),
+                Ok(key) => {
+                    // Sub-records opening the same new prefix open one partition.
+                    let new =
+                        !is_open(&key) && !out[start..].iter().any(|r| matches!(r, Route::Buffer(k, _) if *k == key));
+                    if new && open_partitions + opened >= limit {
+                        Route::Error(ErrorKind::ActivePartitions { limit }, sub)
+                    } else {
+                        opened += usize::from(new);
+                        Route::Buffer(key, sub)
+                    }
                 }
             };
-            let prefix = match self.namer.partition_prefix(sub.timestamp_ms, &keys) {
-                Ok(prefix) => prefix,
-                Err(e) => {
-                    out.push(Route::Error(ErrorKind::Prefix(e), sub));
-                    continue;
-                }
-            };
-            let key = BufferKey::Prefix(prefix);
-            let new = !is_open(&key) && !out[start..].iter().any(|r| matches!(r, Route::Buffer(k, _) if *k == key));
-            if new && open_partitions + opened >= self.active_partition_limit {
-                out.push(Route::Error(ErrorKind::ActivePartitions { limit: self.active_partition_limit }, sub));
-                continue;
-            }
-            opened += usize::from(new);
-            out.push(Route::Buffer(key, sub));
+            out.push(route);
         }
+    }
+
+    /// The prefix buffer a (sub-)record's partition keys evaluate to.
+    fn prefix_key(&self, extractor: &MetadataExtractor, record: &Record) -> Result<BufferKey, ErrorKind> {
+        let keys = extractor.extract(&record.value).map_err(ErrorKind::Extraction)?;
+        let prefix = self.namer.partition_prefix(record.timestamp_ms, &keys).map_err(ErrorKind::Prefix)?;
+        Ok(BufferKey::Prefix(prefix))
     }
 
     /// The error record Firehose writes for `record`: one JSON line under the

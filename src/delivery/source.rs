@@ -70,6 +70,12 @@ pub trait RecordSource: Send + 'static {
     /// instance rejoined its group.
     fn maintain(&mut self) -> bool;
 
+    /// Whether everything this source was asked to read has been read
+    /// (`deliver --exit-at-end`); delivery then lands it and stops.
+    fn finished(&self) -> bool {
+        false
+    }
+
     /// Offsets delivery completed: (partition, next offset to read). They
     /// are committed in the background and again by [`RecordSource::close`].
     fn store(&mut self, commits: &[(i32, i64)]);
@@ -228,12 +234,21 @@ pub struct SourceSettings {
     /// librdkafka's `max.poll.interval.ms` (default 300 s). Delivery polls
     /// every 20 ms whatever S3 does; the fault tests lower it to show that.
     pub max_poll_interval: Option<Duration>,
+    /// Stop once every owned partition is read up to where it ended when
+    /// delivery started (backfills, benchmarks).
+    pub exit_at_end: bool,
 }
 
 impl SourceSettings {
     /// A consumer-group member with librdkafka's defaults.
     pub fn new(bootstrap: impl Into<String>, membership: Membership) -> Self {
-        SourceSettings { bootstrap: bootstrap.into(), instance_id: None, membership, max_poll_interval: None }
+        SourceSettings {
+            bootstrap: bootstrap.into(),
+            instance_id: None,
+            membership,
+            max_poll_interval: None,
+            exit_at_end: false,
+        }
     }
 }
 
@@ -309,6 +324,16 @@ pub fn resolve_start_offsets(
         out.insert(element.partition(), offset);
     }
     Ok(out)
+}
+
+/// Where each partition of `topic` ends now.
+fn end_offsets(bootstrap: &str, topic: &str) -> Result<BTreeMap<i32, i64>, SourceError> {
+    let consumer = metadata_consumer(bootstrap)?;
+    let fail = |source| SourceError::Unreachable { bootstrap: bootstrap.to_owned(), source };
+    partitions_of(&consumer, bootstrap, topic)?
+        .into_iter()
+        .map(|p| Ok((p, consumer.fetch_watermarks(topic, p, BROKER_TIMEOUT).map_err(fail)?.1)))
+        .collect()
 }
 
 fn consumer_config(settings: &SourceSettings, group: &str) -> ClientConfig {
@@ -401,6 +426,8 @@ pub struct KafkaSource {
     paused: bool,
     /// Partitions paused now; a rebalance assigns new ones unpaused.
     paused_partitions: HashSet<i32>,
+    /// With `exit_at_end`: each partition's end when delivery started.
+    end_offsets: Option<BTreeMap<i32, i64>>,
 }
 
 impl KafkaSource {
@@ -413,7 +440,9 @@ impl KafkaSource {
         start_offsets: BTreeMap<i32, i64>,
     ) -> Result<Self, SourceError> {
         let consumer = connect(settings, group, topic, start_offsets.clone(), true)?;
+        let end_offsets = settings.exit_at_end.then(|| end_offsets(&settings.bootstrap, topic)).transpose()?;
         Ok(KafkaSource {
+            end_offsets,
             consumer,
             settings: settings.clone(),
             group: group.to_owned(),
@@ -553,6 +582,12 @@ impl RecordSource for KafkaSource {
         }
         self.unassigned_since = Instant::now();
         self.rejoin()
+    }
+
+    fn finished(&self) -> bool {
+        let Some(ends) = &self.end_offsets else { return false };
+        let positions = self.positions();
+        !positions.is_empty() && positions.iter().all(|(p, at)| ends.get(p).is_none_or(|end| at >= end))
     }
 
     fn store(&mut self, commits: &[(i32, i64)]) {

@@ -57,11 +57,17 @@ pub struct DeliveryStats {
     pub buffered_records: AtomicU64,
     /// Bytes in buffers and in objects not yet landed.
     pub held_bytes: AtomicU64,
+    /// Times reading paused at the memory bound.
+    pub pauses: AtomicU64,
+    /// Wall milliseconds reading was paused, summed.
+    pub paused_ms: AtomicU64,
     /// Set while reading is paused (the memory bound or the write slots are
     /// full): `DataReadFromSource.Backpressured`.
     pub backpressured: AtomicBool,
     /// Writes whose last PUT failed and that wait to retry.
     pub failing_writes: AtomicU64,
+    /// When the first record was read: throughput counts from here.
+    pub first_read: std::sync::OnceLock<std::time::Instant>,
     /// Per partition, the next offset this instance will read.
     positions: Mutex<BTreeMap<i32, i64>>,
     /// Bytes per open buffer, labelled `p<partition>`, the prefix, or
@@ -143,5 +149,91 @@ impl DeliveryStats {
         set(&self.error_records, c.error_records);
         set(&self.records_handed_over, c.handed_over);
         set(&self.memory_limit_hits, c.memory_limit_hits);
+    }
+}
+
+/// What a delivery did, for its exit message and `deliver --report`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    pub records_read: u64,
+    pub bytes_read: u64,
+    pub records_delivered: u64,
+    /// As stored (after compression).
+    pub bytes_delivered: u64,
+    pub objects: u64,
+    pub error_records: u64,
+    pub put_failures: u64,
+    /// Times reading paused at the memory bound.
+    pub pauses: u64,
+    /// Seconds reading was paused, summed.
+    pub paused_seconds: f64,
+    /// Records read here and handed to another instance in a rebalance.
+    pub handed_over: u64,
+    /// From the first record read to now (the last object landed).
+    pub seconds: f64,
+    pub records_per_second: f64,
+    pub read_mb_per_second: f64,
+    /// Peak resident memory of this process (Linux `VmHWM`).
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// This process's peak resident memory, from `/proc/self/status` (`VmHWM`
+/// counts from `exec`, unlike `getrusage`, which also counts the parent's
+/// memory at `fork`).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 =
+        status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
+}
+
+impl Summary {
+    pub fn of(stats: &DeliveryStats) -> Self {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let seconds = stats.first_read.get().map_or(0.0, |t| t.elapsed().as_secs_f64());
+        let per_second = |n: u64| if seconds > 0.0 { n as f64 / seconds } else { 0.0 };
+        Summary {
+            records_read: get(&stats.records_read),
+            bytes_read: get(&stats.bytes_read),
+            records_delivered: get(&stats.records_delivered),
+            bytes_delivered: get(&stats.bytes_delivered),
+            objects: get(&stats.objects),
+            error_records: get(&stats.error_records),
+            put_failures: get(&stats.put_failures),
+            pauses: get(&stats.pauses),
+            paused_seconds: get(&stats.paused_ms) as f64 / 1000.0,
+            handed_over: get(&stats.records_handed_over),
+            seconds,
+            records_per_second: per_second(get(&stats.records_read)),
+            read_mb_per_second: per_second(get(&stats.bytes_read)) / 1e6,
+            peak_rss_bytes: peak_rss_bytes(),
+        }
+    }
+
+    /// Records read and neither delivered nor handed over: they stay
+    /// uncommitted and are read again on the next start.
+    pub fn undelivered(&self) -> u64 {
+        self.records_read.saturating_sub(self.records_delivered + self.handed_over)
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} records read ({:.1} MB), {} delivered in {} objects",
+            self.records_read,
+            self.bytes_read as f64 / 1e6,
+            self.records_delivered,
+            self.objects
+        )?;
+        if self.seconds > 0.0 {
+            write!(
+                f,
+                "; {:.0} records/s, {:.1} MB/s over {:.2} s",
+                self.records_per_second, self.read_mb_per_second, self.seconds
+            )?;
+        }
+        Ok(())
     }
 }

@@ -3,13 +3,32 @@
 //! comparison between runs. Nothing here is a test: a missed target is a
 //! figure to explain, not a failure.
 
+pub mod test_loop;
+pub mod throughput;
+
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::checks::expect::Expectation;
-use crate::stack::{Stack, StackOptions};
+use crate::stack::StackError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Stack(#[from] StackError),
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    /// A measured run did not do what it must (lost records, failed).
+    #[error("{0}")]
+    Run(String),
+}
+
+impl BenchError {
+    fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BenchError {
+        let context = context.into();
+        move |source| BenchError::Io { context, source }
+    }
+}
 
 /// One measured figure.
 #[derive(Debug, Clone, Serialize)]
@@ -161,86 +180,27 @@ fn number(v: f64) -> String {
 /// What `streamlab bench` measures.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
-    /// The streamlab binary (the one running), for runs as a user makes them.
-    pub binary: PathBuf,
-    /// Repetitions of the test loop; the median is reported.
-    pub loops: usize,
-    pub loop_events: u64,
+    pub test_loop: test_loop::LoopOptions,
+    pub throughput: throughput::ThroughputOptions,
 }
 
-/// The test loop as a user runs it: `streamlab run` with a 300 s buffer
-/// interval, a producer writing `events`, then a verified landing. Returns
-/// wall seconds per repetition.
-pub fn test_loop_cli(options: &BenchOptions) -> Result<Vec<f64>, String> {
-    let mut out = Vec::new();
-    for _ in 0..options.loops {
-        let started = Instant::now();
-        let output = std::process::Command::new(&options.binary)
-            .args([
-                "run",
-                "--spec",
-                "fixtures/streams/orders-to-s3.json",
-                "--expect",
-                "exactly-once,no-errors,key-shape",
-            ])
-            .args(["--", &options.binary.display().to_string(), "produce", "--topic", "shop-events"])
-            .args(["--count", &options.loop_events.to_string()])
-            .env_remove("STREAMLAB_CONTROL")
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", options.binary.display()))?;
-        let elapsed = started.elapsed().as_secs_f64();
-        if !output.status.success() {
-            return Err(format!(
-                "the test loop failed:\n{}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            ));
-        }
-        out.push(elapsed);
+/// Every figure, measured in one run on this machine.
+pub async fn run(options: &BenchOptions) -> Result<Report, BenchError> {
+    let started = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut figures = Vec::new();
+    throughput::measure(&options.throughput, &mut figures).await?;
+    if options.throughput.case_filter.is_none() {
+        test_loop::measure(&options.test_loop, &mut figures).await?;
     }
-    Ok(out)
+    Ok(Report { started, machine: Machine::detect(), figures })
 }
 
-/// The same loop in-process through the Stack API, phase by phase: where the
-/// time of a test goes.
-pub async fn test_loop_phases(events: u64) -> Result<Vec<(&'static str, Duration)>, String> {
-    let fail = |e: &dyn std::fmt::Display| e.to_string();
-    let mut phases = Vec::new();
-    let started = Instant::now();
-    let stack =
-        Stack::start(StackOptions::new(["fixtures/streams/orders-to-s3.json"]).seed(1)).await.map_err(|e| fail(&e))?;
-    phases.push(("stack ready (broker, S3, topics, delivery)", started.elapsed()));
-    let at = Instant::now();
-    let generator = crate::events::GeneratorConfig::new(1, stack.clock().now_millis());
-    let produced = stack
-        .produce("shop-events", crate::events::EventGenerator::new(&generator).take(events as usize))
-        .await
-        .map_err(|e| fail(&e))?;
-    phases.push(("produce (acknowledged)", at.elapsed()));
-    let at = Instant::now();
-    stack.settle(Duration::from_secs(60)).await.map_err(|e| fail(&e))?;
-    phases.push(("settle (all read)", at.elapsed()));
-    let at = Instant::now();
-    stack.advance(Duration::from_secs(300)).await.map_err(|e| fail(&e))?;
-    phases.push(("advance 300 s (objects landed)", at.elapsed()));
-    let at = Instant::now();
-    let outcomes = stack
-        .check(&[Expectation::ExactlyOnce, Expectation::NoErrors, Expectation::KeyShape])
-        .await
-        .map_err(|e| fail(&e))?;
-    phases.push(("checks (read topic and S3 back)", at.elapsed()));
-    if let Some(failed) = outcomes.iter().find(|o| !o.passed) {
-        return Err(format!("the in-process loop failed {}: {}", failed.expectation, failed.detail));
-    }
-    if produced != events {
-        return Err(format!("{produced} of {events} events acknowledged"));
-    }
-    let at = Instant::now();
-    stack.shutdown().await.map_err(|e| fail(&e))?;
-    drop(stack);
-    phases.push(("shutdown", at.elapsed()));
-    phases.push(("total", started.elapsed()));
-    Ok(phases)
+/// Only the engine on memory.
+pub async fn run_engine(options: &BenchOptions) -> Result<Report, BenchError> {
+    let started = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut figures = Vec::new();
+    throughput::measure(&options.throughput, &mut figures).await?;
+    Ok(Report { started, machine: Machine::detect(), figures })
 }
 
 /// The median of some figures.

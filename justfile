@@ -7,16 +7,35 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 install-tools:
     @tools/tansu/install >/dev/null
 
-# Install the Node.js and Python packages the client matrix and the examples use
-# (tests/clients, examples/*), into node_modules/ and .venv/.
+# AWS's Node.js runtime interface client compiles native code (see install-build-tools).
+# Install the Node.js and Python packages of the client matrix, the examples and the Lambda tests.
 install-clients:
     #!/usr/bin/env bash
     set -euo pipefail
-    for dir in tests/clients examples/node-producer; do
-        [ -d "$dir/node_modules" ] || npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
+    for dir in tests/clients examples/node-producer examples/node-transform; do
+        [ -d "$dir/node_modules" ] && continue
+        if [ "$dir" = examples/node-transform ] && ! command -v cmake >/dev/null; then
+            echo "examples/node-transform needs cmake, autoconf, automake and libtool to build aws-lambda-ric; run \`just install-build-tools\` (as root), or skip it: its test reports it as not checked" >&2
+            continue
+        fi
+        npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
     done
     [ -x .venv/bin/python ] || python3 -m venv .venv
-    .venv/bin/python -m pip install -q --disable-pip-version-check -r tests/clients/requirements.txt -r examples/python-producer/requirements.txt
+    .venv/bin/python -m pip install -q --disable-pip-version-check -r tests/clients/requirements.txt \
+        -r examples/python-producer/requirements.txt -r examples/python-transform/requirements.txt
+
+# awslambdaric builds native code when no wheel fits, aws-lambda-ric always.
+# Install what the Lambda runtime interface clients need to build (Debian/Ubuntu, as root).
+install-build-tools:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    missing=()
+    for tool in g++:g++ make:make cmake:cmake autoreconf:autoconf automake:automake libtoolize:libtool; do
+        command -v "${tool%%:*}" >/dev/null || missing+=("${tool##*:}")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    fi
 
 # Install the independent decoders the encoding tests compare against (Debian/Ubuntu, as root).
 install-decoders:
@@ -41,7 +60,7 @@ test: install-tools install-clients
 
 # The end-to-end tests only.
 test-e2e: install-tools install-clients
-    cargo test --test e2e --test cli --test fixtures --test own_pipeline --test clients --test examples -- --test-threads 6
+    cargo test --test e2e --test cli --test fixtures --test own_pipeline --test clients --test examples --test lambda -- --test-threads 6
 
 # Soak: 100,000 events, 10% of S3 PUTs failing, 2 broker outages, 5 SIGKILLs of delivery; prints the figures.
 soak *ARGS: install-tools

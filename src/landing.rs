@@ -35,7 +35,30 @@ pub struct StreamLanding {
     /// The stream's `ExtendedS3DestinationConfiguration`.
     #[serde(default)]
     pub destination: serde_json::Value,
+    /// With a Lambda transform: what it did with the records so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<TransformCounts>,
     pub objects: Vec<LandedObject>,
+}
+
+/// Records a Lambda transform returned `Ok`, dropped, or failed (those land
+/// under `processing-failed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransformCounts {
+    pub ok: u64,
+    pub dropped: u64,
+    pub failed: u64,
+}
+
+impl TransformCounts {
+    pub fn of(stats: &crate::delivery::DeliveryStats) -> Self {
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        TransformCounts {
+            ok: get(&stats.lambda.ok),
+            dropped: get(&stats.lambda.dropped),
+            failed: get(&stats.lambda.failed),
+        }
+    }
 }
 
 /// One object as a reader sees it.
@@ -255,6 +278,7 @@ pub async fn read(client: &aws_sdk_s3::Client, specs: &[StreamSpec]) -> Result<L
             stream: spec.name.clone(),
             bucket: spec.bucket.clone(),
             destination: spec.destination.clone(),
+            transform: None,
             objects: landed,
         });
     }
@@ -323,6 +347,15 @@ impl Landing {
                 stream.bucket,
                 stream.objects.len()
             );
+            if let Some(t) = stream.transform {
+                out += &format!(
+                    "  Lambda transform: {} records processed: {} Ok, {} dropped, {} failed (under processing-failed)\n",
+                    t.ok + t.dropped + t.failed,
+                    t.ok,
+                    t.dropped,
+                    t.failed
+                );
+            }
             if stream.objects.is_empty() {
                 out += "  (nothing landed)\n";
                 continue;
@@ -438,7 +471,7 @@ mod tests {
             time_zone: chrono_tz::Tz::UTC,
             random_string: &mut random,
             error_output_type: None,
-            partition_key: &|_| None,
+            partition_key: &|_, _| None,
         };
         let key = format!(
             "{}{}-1-2026-03-08-06-58-00-0f8fad5b-d9cb-469f-a165-70867728950e{}",

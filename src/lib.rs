@@ -27,3 +27,4 @@ pub mod sandbox;
 pub mod soak;
 pub mod spec;
 pub mod stack;
+pub mod transform;

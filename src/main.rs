@@ -35,6 +35,7 @@ use streamlab::spec;
 use streamlab::stack::control::ControlClient;
 use streamlab::stack::run::{default_masks, RunChecks, SnapshotOutcome};
 use streamlab::stack::{ClockMode, StackOptions, Status};
+use streamlab::transform::{Functions, FunctionsConfig};
 use tokio_util::sync::CancellationToken;
 
 /// Local emulation and integration-test harness for Kafka (MSK) -> Amazon
@@ -116,9 +117,10 @@ enum Command {
         #[command(subcommand)]
         command: SnapshotCommand,
     },
-    /// Measure, in one run on this machine: the test loop (10,000 events from
-    /// `streamlab run` start to a verified landing). Prints a table with
-    /// targets; writes JSON under target/bench/.
+    /// Measure, in one run on this machine: the engine alone, the consume and
+    /// PUT ceilings, delivery per format against them, a hand-written Python
+    /// baseline and the test loop. Prints a table with targets; writes JSON
+    /// under target/bench/.
     Bench(BenchArgs),
 }
 
@@ -210,6 +212,50 @@ enum ClockChoice {
     System,
 }
 
+/// Where the specs' Lambda processors run; never in the spec, so the spec
+/// stays deployable.
+#[derive(Debug, Args, Clone)]
+struct LambdaArgs {
+    /// Run a function locally, unmodified: ARN=COMMAND (repeatable; the ARN
+    /// as in the spec's LambdaArn, or the function name). COMMAND runs in the
+    /// current directory as the function's runtime, against streamlab's
+    /// Lambda Runtime API, e.g. 'python -m awslambdaric transform.handler'
+    /// or 'npx aws-lambda-ric index.handler'.
+    #[arg(long = "lambda", value_name = "ARN=COMMAND", value_parser = parse_lambda)]
+    lambda: Vec<(String, String)>,
+    /// Invoke every function not given by --lambda at this Lambda Invoke API
+    /// endpoint (sam local start-lambda, LocalStack, or AWS itself).
+    #[arg(long, value_name = "URL")]
+    lambda_endpoint: Option<String>,
+    /// The functions' timeout (Firehose's maximum, 5m, is the default).
+    #[arg(long, value_name = "DURATION", value_parser = parse_lambda_timeout)]
+    lambda_timeout: Option<Duration>,
+}
+
+impl LambdaArgs {
+    fn config(&self) -> FunctionsConfig {
+        FunctionsConfig {
+            local: self.lambda.clone(),
+            endpoint: self.lambda_endpoint.clone(),
+            timeout: self.lambda_timeout,
+        }
+    }
+}
+
+fn parse_lambda(s: &str) -> Result<(String, String), String> {
+    FunctionsConfig::parse_local(s).map_err(|e| e.to_string())
+}
+
+fn parse_lambda_timeout(s: &str) -> Result<Duration, String> {
+    let timeout = humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration (e.g. 30s, 5m): {e}"))?;
+    if timeout.is_zero() || timeout > streamlab::transform::DEFAULT_TIMEOUT {
+        return Err(format!(
+            "{s:?}: Firehose invokes a function for at most 5 minutes; give a timeout between 1s and 5m"
+        ));
+    }
+    Ok(timeout)
+}
+
 #[derive(Debug, Args)]
 struct StackArgs {
     /// CreateDeliveryStream JSON files or directories of them (repeatable);
@@ -250,6 +296,8 @@ struct StackArgs {
     /// creating them.
     #[arg(long)]
     no_auto_create_topics: bool,
+    #[command(flatten)]
+    lambda: LambdaArgs,
 }
 
 impl StackArgs {
@@ -269,6 +317,7 @@ impl StackArgs {
             work_dir: self.work_dir.clone(),
             seed: self.seed,
             auto_create_topics: !self.no_auto_create_topics,
+            functions: self.lambda.config(),
             ..StackOptions::new(self.specs.clone())
         }
     }
@@ -419,6 +468,8 @@ struct DeliverArgs {
     #[arg(long)]
     report: Option<PathBuf>,
     #[command(flatten)]
+    lambda: LambdaArgs,
+    #[command(flatten)]
     clock: ClockArgs,
 }
 
@@ -483,6 +534,8 @@ struct SandboxArgs {
     /// `s3-error-rate=0.1,s3-lost-response-rate=0.01,s3-slow=200ms,broker-outage=5s/60s`.
     #[arg(long)]
     faults: Option<streamlab::faults::FaultSpec>,
+    #[command(flatten)]
+    lambda: LambdaArgs,
 }
 
 #[derive(Debug, Args)]
@@ -908,6 +961,8 @@ async fn produce(args: ProduceArgs) -> Result<()> {
 async fn deliver(args: DeliverArgs) -> Result<()> {
     // Invalid configuration is rejected before anything connects.
     let spec = spec::load(&args.spec)?;
+    let functions = Arc::new(Functions::new(args.lambda.config()));
+    functions.config().check(&spec)?;
     let clock = args.clock.clock();
     let state = match &args.state_dir {
         Some(dir) => StateStore::Dir(DirStateStore::new(dir)),
@@ -926,9 +981,17 @@ async fn deliver(args: DeliverArgs) -> Result<()> {
         active_partition_limit: args.active_partition_limit,
         max_buffered_bytes: args.max_buffered_bytes,
         max_in_flight: args.max_in_flight.map_or_else(streamlab::delivery::default_max_in_flight, usize::from),
+        functions: functions.clone(),
         ..DeliveryOptions::new(source, state)
     };
-    let delivery = Delivery::connect(spec.clone(), options, sink, clock).await?;
+    let delivery = Delivery::connect(spec.clone(), options, sink, clock).await;
+    let delivery = match delivery {
+        Ok(delivery) => delivery,
+        Err(e) => {
+            functions.stop().await;
+            return Err(e.into());
+        }
+    };
     eprintln!(
         "delivering stream {:?} version {}: topic {:?} -> s3://{}/ (Ctrl-C to stop)",
         spec.name,
@@ -936,7 +999,9 @@ async fn deliver(args: DeliverArgs) -> Result<()> {
         spec.topic,
         spec.bucket
     );
-    let stats = delivery.run(shutdown_on_signals()).await?;
+    let stats = delivery.run(shutdown_on_signals()).await;
+    functions.stop().await;
+    let stats = stats?;
     let summary = streamlab::delivery::stats::Summary::of(&stats);
     eprintln!("stopped: {summary}");
     if let Some(path) = &args.report {
@@ -999,6 +1064,7 @@ async fn run_sandbox(args: SandboxArgs) -> Result<()> {
         duration: args.duration,
         work_dir,
         faults: args.faults,
+        functions: args.lambda.config(),
     };
     let report = sandbox::run(&options, shutdown_on_signals()).await?;
     print!("{}", sandbox::render_report(&report));

@@ -22,6 +22,7 @@ use crate::faults::FaultSpec;
 use crate::harness::{self, HarnessError};
 use crate::producer::{self, ProducerError, ProducerOptions, ProducerStats};
 use crate::spec::{self, SpecError};
+use crate::transform::{Functions, FunctionsConfig};
 
 #[derive(Debug, Clone)]
 pub struct SandboxOptions {
@@ -39,6 +40,8 @@ pub struct SandboxOptions {
     pub work_dir: PathBuf,
     /// Faults to inject; needs the local backend.
     pub faults: Option<FaultSpec>,
+    /// Where the spec's Lambda function runs.
+    pub functions: FunctionsConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +75,8 @@ pub struct SandboxReport {
 pub async fn run(options: &SandboxOptions, shutdown: CancellationToken) -> Result<SandboxReport, SandboxError> {
     // The spec is checked before anything starts.
     let spec = spec::load(&options.spec)?;
+    options.functions.check(&spec).map_err(DeliveryError::from)?;
+    let functions = Arc::new(Functions::new(options.functions.clone()));
     eprintln!("streamlab sandbox: stream {:?}, topic {:?} -> bucket {:?}", spec.name, spec.topic, spec.bucket);
     eprintln!(
         "  buffer {} MiB / {} s, speed-up x{} (an interval passes every {:.1} s), {} events/s, seed {}",
@@ -105,10 +110,13 @@ pub async fn run(options: &SandboxOptions, shutdown: CancellationToken) -> Resul
 
     let clock: SharedClock = Arc::new(ScaledClock::new(options.speedup));
     let sink = S3Sink::new(client, &spec.bucket, backend.s3.endpoint.as_deref());
-    let delivery_options = DeliveryOptions::new(
-        SourceSettings::new(&backend.bootstrap, Membership::Assigned),
-        StateStore::Topic(TopicStateStore::new(&backend.bootstrap)),
-    );
+    let delivery_options = DeliveryOptions {
+        functions: functions.clone(),
+        ..DeliveryOptions::new(
+            SourceSettings::new(&backend.bootstrap, Membership::Assigned),
+            StateStore::Topic(TopicStateStore::new(&backend.bootstrap)),
+        )
+    };
     let delivery = Delivery::connect(spec.clone(), delivery_options, sink, clock.clone()).await?;
     let delivery_stats = delivery.stats();
     let stop_delivery = CancellationToken::new();
@@ -168,7 +176,9 @@ pub async fn run(options: &SandboxOptions, shutdown: CancellationToken) -> Resul
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     stop_delivery.cancel();
-    let stats = delivery_task.await.expect("delivery task does not panic")?;
+    let stats = delivery_task.await.expect("delivery task does not panic");
+    functions.stop().await;
+    let stats = stats?;
     produced_result?;
     Ok(SandboxReport {
         produced,

@@ -87,6 +87,30 @@ fn deliver_rejects_a_file_that_is_not_json() {
     assert!(err.contains(&format!("stream spec {} is not valid JSON", path.display())), "{err}");
 }
 
+/// A Lambda processor runs where the command line says, never where the
+/// spec says: with neither option it is refused before anything connects,
+/// naming the function and both options; a malformed `--lambda` is refused
+/// with the expected form.
+#[test]
+fn deliver_refuses_a_lambda_processor_with_nowhere_to_run() {
+    let spec = "fixtures/streams/lambda-transform.json";
+    let bootstrap = format!("127.0.0.1:{}", closed_port());
+    let (output, took) = run(&["deliver", "--spec", spec, "--bootstrap", &bootstrap]);
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    for part in
+        ["arn:aws:lambda:us-east-1:123456789012:function:enrich", "--lambda", "--lambda-endpoint", "awslambdaric"]
+    {
+        assert!(err.contains(part), "{part:?} missing from:\n{err}");
+    }
+    assert!(took < Duration::from_secs(5), "refused before connecting; took {took:?}");
+
+    let (output, _) = run(&["deliver", "--spec", spec, "--bootstrap", &bootstrap, "--lambda", "python handler.py"]);
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(err.contains("is not ARN=COMMAND"), "{err}");
+}
+
 #[test]
 fn validate_accepts_the_seed_spec() {
     let (output, _) = run(&["validate", SPEC]);

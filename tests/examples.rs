@@ -59,3 +59,61 @@ fn python_producer_example_with_a_downstream_reader() -> Result<()> {
     ensure!(out.contains("reader: 500 orders, 500 distinct"), "the reader ran against the landing: {out}");
     Ok(())
 }
+
+/// The transform examples, each run as its README shows: from its own
+/// directory (the handler's module is imported from the current
+/// directory), the team's handler run unmodified by AWS's runtime interface
+/// client, the landing (with the transform's Ok, dropped and failed counts)
+/// compared with the committed snapshot.
+fn transform_example(dir: &str, lambda: &str, producer: &[&str]) -> Result<()> {
+    let mut args = vec![
+        "run",
+        "--spec",
+        "stream.json",
+        "--seed",
+        "1",
+        "--clock-start",
+        "2026-07-13T15:00:00Z",
+        "--lambda",
+        lambda,
+        "--snapshot",
+        "landing.snap.yaml",
+        "--expect",
+        "exactly-once,key-shape",
+        "--",
+    ];
+    args.extend(producer);
+    let (ok, out, err) = output(streamlab(&args).current_dir(common::repo().join(dir)))?;
+    ensure!(ok, "{out}\n{err}");
+    ensure!(out.contains("ok: landing matches snapshot landing.snap.yaml"), "{out}");
+    ensure!(out.contains("Lambda transform: 201 records processed"), "{out}");
+    ensure!(out.contains("ok: expect exactly-once: 201 records written"), "{out}");
+    Ok(())
+}
+
+#[test]
+fn python_transform_example() -> Result<()> {
+    if !available("awslambdaric and confluent-kafka (.venv)", python_has(&["awslambdaric", "confluent_kafka"]))? {
+        return Ok(());
+    }
+    transform_example(
+        "examples/python-transform",
+        "enrich-shop-events=python -m awslambdaric transform.handler",
+        &["python", "producer.py"],
+    )
+}
+
+#[test]
+fn node_transform_example() -> Result<()> {
+    if !available(
+        "aws-lambda-ric and kafkajs (examples/node-transform/node_modules)",
+        node_modules("examples/node-transform"),
+    )? {
+        return Ok(());
+    }
+    transform_example(
+        "examples/node-transform",
+        "enrich-shop-events=npx aws-lambda-ric index.handler",
+        &["node", "producer.js"],
+    )
+}

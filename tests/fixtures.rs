@@ -50,7 +50,19 @@ struct Landed {
 async fn fixture_lands_as_firehose_would(#[files("fixtures/streams/*.json")] path: PathBuf) -> Result<()> {
     let name = path.file_stem().context("file name")?.to_string_lossy().into_owned();
     let start = Utc.with_ymd_and_hms(2026, 3, 8, 6, 58, 0).unwrap();
-    let pipeline = Pipeline::start_with(&path, 3, start - chrono::Duration::hours(1), |o| o.seed(SEED)).await?;
+    let lambda = streamlab::spec::load(&path)?.lambda.is_some();
+    if lambda && !common::available("awslambdaric (.venv)", common::python_has(&["awslambdaric"]))? {
+        return Ok(());
+    }
+    let pipeline = Pipeline::start_with(&path, 3, start - chrono::Duration::hours(1), |o| {
+        let o = o.seed(SEED);
+        if lambda {
+            o.functions(common::test_functions("enrich"))
+        } else {
+            o
+        }
+    })
+    .await?;
     let spec = pipeline.spec.clone();
     let mut events: Vec<Event> =
         EventGenerator::new(&GeneratorConfig::new(SEED, start.timestamp_millis())).take(BEFORE + AFTER).collect();

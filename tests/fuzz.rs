@@ -76,7 +76,7 @@ fn prefix_expressions_never_panic() {
                 time_zone: zone.parse().unwrap(),
                 random_string: &mut random,
                 error_output_type: Some("processing-failed"),
-                partition_key: &|k| (!k.is_empty()).then(|| k.to_owned()),
+                partition_key: &|_, k| (!k.is_empty()).then(|| k.to_owned()),
             };
             let _ = template.render(&mut ctx);
             let _ = template.fixed_evaluated_length(chrono_tz::Tz::UTC);

@@ -75,6 +75,10 @@ pub struct StreamEvidence<'a> {
     /// Record values in the topic from where the stream started reading.
     pub source: Vec<Bytes>,
     pub objects: &'a [RawObject],
+    /// With a Lambda transform: the records it dropped. Its `Ok` records
+    /// are new values, so the stream is checked by counts: every record
+    /// written is landed, dropped or an error record, once.
+    pub dropped: Option<u64>,
 }
 
 /// Evaluates every expectation.
@@ -158,6 +162,19 @@ fn exactly_once(streams: &[StreamEvidence<'_>]) -> (bool, String) {
             continue;
         };
         landed.extend(error_records(stream));
+        if let Some(dropped) = stream.dropped {
+            let (written, accounted) = (stream.source.len() as u64, landed.len() as u64 + dropped);
+            checked += written as usize;
+            if accounted != written {
+                problems.push(format!(
+                    "{}: {written} records written, but {} landed, {dropped} dropped by the Lambda function and {} error records add up to {accounted}",
+                    stream.spec.name,
+                    landed.len() - error_records(stream).len(),
+                    error_records(stream).len()
+                ));
+            }
+            continue;
+        }
         let mut expected: BTreeMap<Bytes, i64> = BTreeMap::new();
         for value in &stream.source {
             for part in extract::deaggregate(value, stream.spec.deaggregation.as_ref()) {
@@ -192,6 +209,8 @@ fn exactly_once(streams: &[StreamEvidence<'_>]) -> (bool, String) {
     if problems.is_empty() && checked == 0 {
         let topics: Vec<&str> = streams.iter().map(|s| s.spec.topic.as_str()).collect();
         (false, format!("no records were written to {}: nothing to check. Did the producer write to another topic (see `streamlab status`)?", topics.join(", ")))
+    } else if problems.is_empty() && streams.iter().any(|s| s.dropped.is_some()) {
+        (true, format!("{checked} records written, each landed once (transformed), dropped by the Lambda function, or an error record"))
     } else if problems.is_empty() {
         (true, format!("{checked} records written, each landed exactly once"))
     } else {
@@ -257,6 +276,7 @@ mod tests {
             spec: &spec,
             source: source.iter().map(|s| Bytes::copy_from_slice(s.as_bytes())).collect(),
             objects,
+            dropped: None,
         };
         evaluate(&[Expectation::ExactlyOnce], &[evidence], &[]).remove(0)
     }

@@ -99,6 +99,7 @@ mod tests {
                 stream: "s".into(),
                 bucket: "b".into(),
                 destination: serde_json::Value::Null,
+                transform: None,
                 objects: vec![LandedObject {
                     key: "k".into(),
                     kind: "data".into(),

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::buffer::{Batch, BufferKey, Buffers, Record};
 use super::offsets::OffsetTracker;
-use super::router::{Route, Router};
+use super::router::{ErrorKind, Route, Router};
 use crate::spec::BufferHints;
 
 /// Limits the core works within.
@@ -121,10 +121,41 @@ impl Core {
     pub fn on_record(&mut self, record: Record, now_ms: i64) {
         self.counters.records_read += 1;
         self.counters.bytes_read += record.value.len() as u64;
+        self.route(record, None, now_ms);
+    }
+
+    /// A record the Lambda transform returned `Ok`, with its new value and
+    /// the `partitionKeys` it returned. Records of a partition come in offset
+    /// order, as from Kafka; [`Core::on_record`]'s counters are the
+    /// transform's to keep.
+    pub fn on_transformed(&mut self, record: Record, lambda_keys: Option<&BTreeMap<String, String>>, now_ms: i64) {
+        self.route(record, lambda_keys, now_ms);
+    }
+
+    /// A record the Lambda transform dropped: done, nothing to write.
+    pub fn on_dropped(&mut self, partition: i32, offset: i64) {
+        self.offsets.read(partition, offset, 0);
+        self.dirty.insert(partition);
+    }
+
+    /// A record that failed before routing (the Lambda transform): it goes to
+    /// the error prefix of `kind`'s type with its original bytes.
+    pub fn on_failed(&mut self, kind: &ErrorKind, record: Record, now_ms: i64) {
+        self.offsets.read(record.partition, record.offset, 1);
+        self.dirty.insert(record.partition);
+        self.counters.error_records += 1;
+        let (key, record) = Router::error_record(kind, record, now_ms);
+        for batch in self.buffers.push(key, record, now_ms) {
+            self.cut(batch);
+        }
+        self.update_pressure();
+    }
+
+    fn route(&mut self, record: Record, lambda_keys: Option<&BTreeMap<String, String>>, now_ms: i64) {
         let (partition, offset) = (record.partition, record.offset);
         let mut routes = std::mem::take(&mut self.routes);
         let buffers = &self.buffers;
-        self.router.route(record, |k| buffers.is_open(k), buffers.partition_count(), &mut routes);
+        self.router.route(record, lambda_keys, |k| buffers.is_open(k), buffers.partition_count(), &mut routes);
         self.offsets.read(partition, offset, routes.len());
         self.dirty.insert(partition);
         for route in routes.drain(..) {
@@ -462,6 +493,9 @@ mod tests {
         config: CoreConfig,
         dynamic: bool,
         limit: usize,
+        /// Records come through a Lambda transform: some are dropped, some
+        /// failed, the rest returned (see [`Harness::read`]).
+        transform: bool,
     }
 
     impl Harness {
@@ -482,6 +516,34 @@ mod tests {
                 config,
                 dynamic,
                 limit,
+                transform: false,
+            }
+        }
+
+        /// Hands a record to the core as the driver would: straight from
+        /// Kafka, or with a transform, as the function's outcome for it (by
+        /// offset: every 7th dropped, every 7th + 1 failed, the rest `Ok`).
+        fn read(&mut self, record: Record) {
+            if !self.transform {
+                return self.core.on_record(record, self.now);
+            }
+            self.core.counters.records_read += 1;
+            match record.offset % 7 {
+                0 => {
+                    // Dropped: done, as if landed.
+                    *self.world.seen.entry(format!("p{}o{}", record.partition, record.offset)).or_default() += 1;
+                    self.core.on_dropped(record.partition, record.offset);
+                }
+                1 => {
+                    let kind = ErrorKind::Lambda {
+                        code: "Lambda.ProcessingFailedStatus",
+                        message: "ProcessingFailed status set for record",
+                        attempts: 1,
+                        arn: Arc::from("arn:aws:lambda:us-east-1:123456789012:function:f"),
+                    };
+                    self.core.on_failed(&kind, record, self.now);
+                }
+                _ => self.core.on_transformed(record, None, self.now),
             }
         }
 
@@ -521,7 +583,7 @@ mod tests {
                     };
                     let record = Record { partition, offset: *position, timestamp_ms: self.now, value: value.clone() };
                     *position += 1;
-                    self.core.on_record(record, self.now);
+                    self.read(record);
                 }
                 Step::Tick { millis } => {
                     self.now += millis;
@@ -640,8 +702,9 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
-        /// Any interleaving of records, time, writes that land late or never,
-        /// revocations and restarts: nothing is lost, nothing is committed
+        /// Any interleaving of records (straight from Kafka, or dropped,
+        /// failed or returned by a Lambda transform), time, writes that land
+        /// late or never, revocations and restarts: nothing is lost, nothing is committed
         /// before it landed, each object keeps partition order and its size
         /// hint, and a record lands more than once only if it was re-read
         /// from the committed offset.
@@ -653,9 +716,11 @@ mod tests {
             bound_kib in 64u64..2048,
             in_flight in 1usize..4,
             dynamic in any::<bool>(),
+            transform in any::<bool>(),
         ) {
             let config = config(size_mb, interval_s, bound_kib, in_flight);
             let mut h = Harness::new(config, dynamic, 3);
+            h.transform = transform;
             for step in &steps {
                 h.step(step)?;
             }

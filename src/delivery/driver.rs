@@ -19,10 +19,14 @@ use super::buffer::{BufferKey, Record};
 use super::core::{Core, Cut};
 use super::encode::ObjectEncoder;
 use super::naming;
+use super::router::ErrorKind;
 use super::sink::ObjectSink;
 use super::source::{RecordSource, SourceError};
 use super::stats::{DeliveryStats, LandedObject};
 use crate::clock::SharedClock;
+use crate::transform::event::Outcome;
+use crate::transform::stage::Stage;
+use crate::transform::{Processed, Transformer};
 
 /// How often due buffers are checked and figures published, in wall time.
 /// Under a `--speedup 300` clock this is 6 virtual seconds: fine against
@@ -105,8 +109,31 @@ impl<K: ObjectSink> Writer<K> {
     }
 }
 
+/// The Lambda transform in front of the core: records wait in the stage and
+/// go through the function one batch at a time.
+struct Transform {
+    stage: Stage,
+    transformer: Arc<Transformer>,
+    running: JoinSet<Processed>,
+    /// Flushes and ticks that apply to the core once the function has
+    /// processed what they pushed out of the stage.
+    deferred: Vec<Command>,
+}
+
+impl Transform {
+    fn idle(&self) -> bool {
+        self.running.is_empty() && self.stage.queued() == 0
+    }
+
+    /// Batches wait while one is invoked; past two, reading pauses.
+    fn pressured(&self) -> bool {
+        self.stage.queued() >= 2
+    }
+}
+
 /// One delivery's loop.
 pub struct Driver<S, K> {
+    transform: Option<Transform>,
     core: Core,
     source: S,
     writer: Arc<Writer<K>>,
@@ -127,11 +154,24 @@ enum Event {
     Command(Command),
     Tick,
     Read(Result<bool, SourceError>),
+    Processed(Processed),
+}
+
+/// The next batch the function processed; pending without a transform.
+async fn processed(transform: &mut Option<Transform>) -> Processed {
+    match transform {
+        Some(t) if !t.running.is_empty() => match t.running.join_next().await {
+            Some(done) => done.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())),
+            None => std::future::pending().await,
+        },
+        _ => std::future::pending().await,
+    }
 }
 
 impl<S: RecordSource, K: ObjectSink> Driver<S, K> {
     pub fn new(core: Core, source: S, writer: Writer<K>, stats: Arc<DeliveryStats>, clock: SharedClock) -> Self {
         Driver {
+            transform: None,
             core,
             source,
             writer: Arc::new(writer),
@@ -142,6 +182,17 @@ impl<S: RecordSource, K: ObjectSink> Driver<S, K> {
             batch: Vec::new(),
             paused: None,
         }
+    }
+
+    /// Puts the Lambda transform (if the spec has one) in front of the core.
+    pub fn with_transform(mut self, transformer: Option<Transformer>) -> Self {
+        self.transform = transformer.map(|transformer| Transform {
+            stage: Stage::new(transformer.processor.buffer),
+            transformer: Arc::new(transformer),
+            running: JoinSet::new(),
+            deferred: Vec::new(),
+        });
+        self
     }
 
     /// Runs until `shutdown` fires (or a finite source ends), then delivers
@@ -163,6 +214,7 @@ impl<S: RecordSource, K: ObjectSink> Driver<S, K> {
                 Some(written) = self.writes.join_next(), if !self.writes.is_empty() => {
                     Event::Written(written.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())))
                 }
+                processed = processed(&mut self.transform) => Event::Processed(processed),
                 Some(command) = commands.recv() => Event::Command(command),
                 _ = tick.tick() => Event::Tick,
                 read = self.source.recv(&mut self.batch, room, now) => Event::Read(read),
@@ -172,6 +224,7 @@ impl<S: RecordSource, K: ObjectSink> Driver<S, K> {
                 Event::Read(Err(e)) => break Err(e),
                 Event::Read(Ok(true)) => self.on_records(),
                 Event::Written(written) => self.on_written(written),
+                Event::Processed(processed) => self.on_processed(processed),
                 Event::Command(command) => self.on_command(command),
                 Event::Tick => {
                     if self.on_tick() {
@@ -197,8 +250,19 @@ impl<S: RecordSource, K: ObjectSink> Driver<S, K> {
     fn on_records(&mut self) {
         let now = self.clock.now_millis();
         self.stats.first_read.get_or_init(std::time::Instant::now);
-        for record in self.batch.drain(..) {
-            self.core.on_record(record, now);
+        match &mut self.transform {
+            None => {
+                for record in self.batch.drain(..) {
+                    self.core.on_record(record, now);
+                }
+            }
+            Some(t) => {
+                for record in self.batch.drain(..) {
+                    self.core.counters.records_read += 1;
+                    self.core.counters.bytes_read += record.value.len() as u64;
+                    t.stage.push(record, now);
+                }
+            }
         }
         // Records read before a rebalance are in the batch; revocations
         // apply after them and before anything read from a new assignment.
@@ -215,7 +279,44 @@ impl<S: RecordSource, K: ObjectSink> Driver<S, K> {
         }
     }
 
+    /// Each record of a batch the function processed, in offset order, to
+    /// the core (unless its partition was revoked meanwhile).
+    fn on_processed(&mut self, processed: Processed) {
+        let now = self.clock.now_millis();
+        let Some(t) = &self.transform else { return };
+        for (pending, outcome) in processed.batch.into_iter().zip(processed.outcomes) {
+            if !t.stage.is_current(&pending) {
+                continue;
+            }
+            let record = pending.record;
+            match outcome {
+                Outcome::Ok { value, partition_keys } => {
+                    self.core.on_transformed(Record { value, ..record }, partition_keys.as_ref(), now)
+                }
+                Outcome::Dropped => self.core.on_dropped(record.partition, record.offset),
+                Outcome::Failed { code, message, attempts } => {
+                    let kind = ErrorKind::Lambda { code, message, attempts, arn: t.transformer.arn.clone() };
+                    self.core.on_failed(&kind, record, now);
+                }
+            }
+        }
+    }
+
     fn on_command(&mut self, command: Command) {
+        match &mut self.transform {
+            None => self.apply_command(command),
+            // What the stage lets go first goes through the function.
+            Some(t) => {
+                match &command {
+                    Command::Flush(_) => t.stage.drain(),
+                    Command::Tick(_) => t.stage.on_tick(self.clock.now_millis()),
+                }
+                t.deferred.push(command);
+            }
+        }
+    }
+
+    fn apply_command(&mut self, command: Command) {
         let (mark, reply) = match command {
             Command::Flush(reply) => (self.core.drain(), reply),
             Command::Tick(reply) => {
@@ -229,6 +330,9 @@ impl<S: RecordSource, K: ObjectSink> Driver<S, K> {
     /// Returns whether the source is finished.
     fn on_tick(&mut self) -> bool {
         let now = self.clock.now_millis();
+        if let Some(t) = &mut self.transform {
+            t.stage.on_tick(now);
+        }
         self.core.on_tick(now);
         if self.source.maintain() {
             self.stats.rejoins.fetch_add(1, Ordering::Relaxed);
@@ -241,6 +345,7 @@ impl<S: RecordSource, K: ObjectSink> Driver<S, K> {
     /// After every event: start writes for what was cut, store what may be
     /// committed, pause or resume reading, answer flushes that completed.
     fn after_event(&mut self) {
+        self.invoke_next();
         self.dispatch();
         // Before answering flushes: whoever waited sees what landed.
         self.stats.publish(&self.core.counters);
@@ -248,7 +353,7 @@ impl<S: RecordSource, K: ObjectSink> Driver<S, K> {
         if !commits.is_empty() {
             self.source.store(&commits);
         }
-        let pressured = self.core.backpressured();
+        let pressured = self.core.backpressured() || self.transform.as_ref().is_some_and(Transform::pressured);
         if pressured != self.paused.is_some() {
             self.source.set_paused(pressured);
             self.stats.backpressured.store(pressured, Ordering::Relaxed);
@@ -273,6 +378,23 @@ impl<S: RecordSource, K: ObjectSink> Driver<S, K> {
         }
     }
 
+    /// Starts the next invocation if none runs; applies deferred commands
+    /// once the function has caught up with them.
+    fn invoke_next(&mut self) {
+        let Some(t) = &mut self.transform else { return };
+        if t.running.is_empty() {
+            if let Some(batch) = t.stage.take() {
+                t.running.spawn(t.transformer.clone().process(batch, self.stats.clone()));
+            }
+        }
+        self.stats.lambda.buffered.store(t.stage.records() as u64, Ordering::Relaxed);
+        if t.idle() && !t.deferred.is_empty() {
+            for command in std::mem::take(&mut t.deferred) {
+                self.apply_command(command);
+            }
+        }
+    }
+
     fn dispatch(&mut self) {
         while let Some(cut) = self.core.take_cut() {
             self.writes.spawn(self.writer.clone().write(cut));
@@ -284,6 +406,9 @@ impl<S: RecordSource, K: ObjectSink> Driver<S, K> {
         let revoked = self.source.take_revoked();
         if !revoked.is_empty() {
             self.stats.revocations.fetch_add(revoked.len() as u64, Ordering::Relaxed);
+            if let Some(t) = &mut self.transform {
+                t.stage.on_revoked(&revoked);
+            }
             self.core.on_revoked(&revoked);
         }
     }
@@ -312,10 +437,33 @@ impl<S: RecordSource, K: ObjectSink> Driver<S, K> {
         self.stats.set_positions(self.source.positions());
     }
 
+    /// Sends what waits for the function through it, for at most
+    /// [`SHUTDOWN_GRACE`]; what is left is not committed and is read again.
+    async fn finish_transform(&mut self) {
+        let Some(t) = &mut self.transform else { return };
+        t.stage.drain();
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        loop {
+            self.invoke_next();
+            let Some(t) = &mut self.transform else { return };
+            if t.running.is_empty() {
+                return;
+            }
+            match tokio::time::timeout_at(deadline, processed(&mut self.transform)).await {
+                Ok(processed) => self.on_processed(processed),
+                Err(_) => {
+                    warn!("the Lambda function did not process the last records within {SHUTDOWN_GRACE:?}; they will be read again on the next start");
+                    return;
+                }
+            }
+        }
+    }
+
     /// Delivers every buffer, waits (at most [`SHUTDOWN_GRACE`]) for the
     /// writes, then commits what landed and closes the source.
     async fn finish(&mut self) {
         info!("shutting down: delivering every buffer");
+        self.finish_transform().await;
         self.core.drain();
         let deadline = tokio::time::sleep(SHUTDOWN_GRACE);
         tokio::pin!(deadline);

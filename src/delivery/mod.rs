@@ -34,6 +34,7 @@ use tracing::info;
 use self::core::{Core, CoreConfig};
 use crate::clock::SharedClock;
 use crate::spec::StreamSpec;
+use crate::transform::{Functions, Transformer};
 use driver::{Command, Driver, Writer};
 use encode::ObjectEncoder;
 use naming::{Namer, Randomness};
@@ -65,6 +66,8 @@ pub enum DeliveryError {
     Sink(#[from] sink::SinkError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Transform(#[from] crate::transform::TransformError),
 }
 
 /// Everything delivery needs besides the spec.
@@ -85,6 +88,8 @@ pub struct DeliveryOptions {
     pub max_buffered_bytes: u64,
     /// Objects encoded and written at once.
     pub max_in_flight: usize,
+    /// Where the spec's Lambda function runs (shared by a stack's streams).
+    pub functions: Arc<Functions>,
 }
 
 impl DeliveryOptions {
@@ -97,6 +102,7 @@ impl DeliveryOptions {
             active_partition_limit: DEFAULT_ACTIVE_PARTITION_LIMIT,
             max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             max_in_flight: default_max_in_flight(),
+            functions: Arc::default(),
         }
     }
 }
@@ -197,6 +203,7 @@ pub struct Delivery {
     namer: Arc<Namer>,
     stats: Arc<DeliveryStats>,
     options: DeliveryOptions,
+    transformer: Option<Transformer>,
 }
 
 impl Delivery {
@@ -211,6 +218,7 @@ impl Delivery {
         clock: SharedClock,
     ) -> Result<Self, DeliveryError> {
         let sink = sink.with_kms_key(spec.sse_kms_key_id.clone());
+        options.functions.config().check(&spec)?;
         let bootstrap = options.source.bootstrap.clone();
         let topic = spec.topic.clone();
         let partitions = tokio::task::spawn_blocking(move || source::check_topic(&bootstrap, &topic))
@@ -225,11 +233,22 @@ impl Delivery {
                 .await
                 .expect("connecting does not panic")?
         };
+        let transformer = options.functions.transformer(&spec).await?;
         info!(stream = %spec.name, version = state.version, group = %state.group, topic = %spec.topic,
             partitions = partitions.len(), bucket = sink.bucket(), "delivery connected");
         let randomness = options.seed.map(Randomness::seeded).unwrap_or_else(Randomness::from_entropy);
         let namer = Arc::new(Namer::new(spec.clone(), state.version, randomness));
-        Ok(Self { spec: Arc::new(spec), state, source, sink, clock, namer, stats: Arc::default(), options })
+        Ok(Self {
+            spec: Arc::new(spec),
+            state,
+            source,
+            sink,
+            clock,
+            namer,
+            stats: Arc::default(),
+            options,
+            transformer,
+        })
     }
 
     /// The stream's state with this spec applied, recorded where the stream
@@ -294,7 +313,8 @@ impl Delivery {
             Arc::new(self.sink),
             self.stats,
             self.clock,
-        );
+        )
+        .with_transform(self.transformer);
         Ok(driver.run(shutdown, commands).await?)
     }
 }

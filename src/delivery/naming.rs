@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::clock::millis_to_datetime;
-use crate::prefix::{DatePattern, RenderContext, RenderError, MAX_EVALUATED_PREFIX};
+use crate::prefix::{DatePattern, KeySource, RenderContext, RenderError, MAX_EVALUATED_PREFIX};
 use crate::spec::StreamSpec;
 
 /// Stands for `!{firehose:random-string}` in a dynamic-partitioning buffer
@@ -105,9 +105,17 @@ impl Namer {
     /// timestamp, random strings left as [`RANDOM_MARKER`]. Fails when the
     /// evaluated prefix (random strings at their real 11 characters) is over
     /// Firehose's 512 characters.
-    pub fn partition_prefix(&self, timestamp_ms: i64, keys: &BTreeMap<String, String>) -> Result<String, RenderError> {
+    pub fn partition_prefix(
+        &self,
+        timestamp_ms: i64,
+        query_keys: &BTreeMap<String, String>,
+        lambda_keys: Option<&BTreeMap<String, String>>,
+    ) -> Result<String, RenderError> {
         let mut marker = || RANDOM_MARKER.to_string();
-        let lookup = |k: &str| keys.get(k).cloned();
+        let lookup = |source: KeySource, k: &str| match source {
+            KeySource::Query => query_keys.get(k).cloned(),
+            KeySource::Lambda => lambda_keys.and_then(|keys| keys.get(k).cloned()),
+        };
         let mut ctx = RenderContext {
             instant: millis_to_datetime(timestamp_ms),
             time_zone: self.spec.time_zone,
@@ -161,7 +169,7 @@ impl Namer {
             time_zone: self.spec.time_zone,
             random_string: &mut random,
             error_output_type: error_type,
-            partition_key: &|_| None,
+            partition_key: &|_, _| None,
         };
         template.render(&mut ctx)
     }

@@ -3,6 +3,7 @@
 //! records that cannot be delivered as configured become error records, each
 //! with a typed [`ErrorKind`] that knows its error-output-type and code.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -42,13 +43,18 @@ pub enum ErrorKind {
     Prefix(RenderError),
     /// It would open a partition over the active-partition limit.
     ActivePartitions { limit: usize },
+    /// The Lambda transform failed it (or its whole invocation failed), after
+    /// `attempts` invocations.
+    Lambda { code: &'static str, message: &'static str, attempts: u32, arn: Arc<str> },
 }
 
 impl ErrorKind {
     /// The `!{firehose:error-output-type}` it lands under.
     pub fn output_type(&self) -> &'static str {
         match self {
-            ErrorKind::RecordTooLarge { .. } | ErrorKind::Prefix(_) => errors::PROCESSING_FAILED,
+            ErrorKind::RecordTooLarge { .. } | ErrorKind::Prefix(_) | ErrorKind::Lambda { .. } => {
+                errors::PROCESSING_FAILED
+            }
             ErrorKind::Extraction(_) => errors::METADATA_EXTRACTION_FAILED,
             ErrorKind::ActivePartitions { .. } => errors::ACTIVE_PARTITION_EXCEEDED,
         }
@@ -60,6 +66,7 @@ impl ErrorKind {
             ErrorKind::Extraction(_) => errors::METADATA_EXTRACTION_CODE,
             ErrorKind::Prefix(_) => errors::PREFIX_CODE,
             ErrorKind::ActivePartitions { .. } => errors::ACTIVE_PARTITIONS_CODE,
+            ErrorKind::Lambda { code, .. } => code,
         }
     }
 
@@ -69,6 +76,7 @@ impl ErrorKind {
             ErrorKind::Extraction(e) => e.to_string(),
             ErrorKind::Prefix(e) => e.to_string(),
             ErrorKind::ActivePartitions { limit } => format!("more than {limit} active partitions"),
+            ErrorKind::Lambda { message, .. } => (*message).to_owned(),
         }
     }
 }
@@ -83,6 +91,9 @@ struct ErrorLine<'a> {
     error_message: &'a str,
     attempt_ending_timestamp: i64,
     raw_data: String,
+    /// Spelled as in real objects (the developer guide writes `lambdaArn`).
+    #[serde(rename = "lambdaARN", skip_serializing_if = "Option::is_none")]
+    lambda_arn: Option<&'a str>,
 }
 
 /// Where one (sub-)record goes.
@@ -113,11 +124,13 @@ impl Router {
         &self.spec
     }
 
-    /// Routes a Kafka record. `is_open` tells whether a prefix buffer is
-    /// open; `open_partitions` how many are (the active partitions).
+    /// Routes a Kafka record (as the Lambda transform returned it, with its
+    /// `partitionKeys`, when there is one). `is_open` tells whether a prefix
+    /// buffer is open; `open_partitions` how many are (the active partitions).
     pub fn route(
         &self,
         record: Record,
+        lambda_keys: Option<&BTreeMap<String, String>>,
         is_open: impl Fn(&BufferKey) -> bool,
         open_partitions: usize,
         out: &mut Vec<Route>,
@@ -126,7 +139,7 @@ impl Router {
             out.push(Route::Error(ErrorKind::RecordTooLarge { bytes: record.value.len() }, record));
             return;
         }
-        let Some(extractor) = &self.extractor else {
+        if !self.spec.dynamic_partitioning {
             if self.spec.deaggregation.is_none() {
                 // The common path: no allocation beyond the route itself.
                 let key = BufferKey::Partition(record.partition);
@@ -137,11 +150,11 @@ impl Router {
                 out.push(Route::Buffer(BufferKey::Partition(record.partition), Record { value, ..record.clone() }));
             }
             return;
-        };
+        }
         let limit = self.active_partition_limit;
         if self.spec.deaggregation.is_none() {
             // One record, no copies.
-            let route = match self.prefix_key(extractor, &record) {
+            let route = match self.prefix_key(&record, lambda_keys) {
                 Err(kind) => Route::Error(kind, record),
                 Ok(key) if !is_open(&key) && open_partitions >= limit => {
                     Route::Error(ErrorKind::ActivePartitions { limit }, record)
@@ -154,7 +167,7 @@ impl Router {
         let (start, mut opened) = (out.len(), 0);
         for value in extract::deaggregate(&record.value, self.spec.deaggregation.as_ref()) {
             let sub = Record { value, ..record.clone() };
-            let route = match self.prefix_key(extractor, &sub) {
+            let route = match self.prefix_key(&sub, lambda_keys) {
                 Err(kind) => Route::Error(kind, sub),
                 Ok(key) => {
                     // Sub-records opening the same new prefix open one partition.
@@ -173,9 +186,16 @@ impl Router {
     }
 
     /// The prefix buffer a (sub-)record's partition keys evaluate to.
-    fn prefix_key(&self, extractor: &MetadataExtractor, record: &Record) -> Result<BufferKey, ErrorKind> {
-        let keys = extractor.extract(&record.value).map_err(ErrorKind::Extraction)?;
-        let prefix = self.namer.partition_prefix(record.timestamp_ms, &keys).map_err(ErrorKind::Prefix)?;
+    fn prefix_key(
+        &self,
+        record: &Record,
+        lambda_keys: Option<&BTreeMap<String, String>>,
+    ) -> Result<BufferKey, ErrorKind> {
+        let keys = match &self.extractor {
+            Some(extractor) => extractor.extract(&record.value).map_err(ErrorKind::Extraction)?,
+            None => BTreeMap::new(),
+        };
+        let prefix = self.namer.partition_prefix(record.timestamp_ms, &keys, lambda_keys).map_err(ErrorKind::Prefix)?;
         Ok(BufferKey::Prefix(prefix))
     }
 
@@ -183,8 +203,13 @@ impl Router {
     /// error prefix of the error's type.
     pub fn error_record(kind: &ErrorKind, record: Record, now_ms: i64) -> (BufferKey, Record) {
         let message = kind.message();
+        let (attempts_made, lambda_arn) = match kind {
+            ErrorKind::Lambda { attempts, arn, .. } => (*attempts, Some(&**arn)),
+            _ => (1, None),
+        };
         let line = ErrorLine {
-            attempts_made: 1,
+            attempts_made,
+            lambda_arn,
             arrival_timestamp: record.timestamp_ms,
             error_code: kind.code(),
             error_message: &message,

@@ -66,6 +66,8 @@ pub struct DeliveryStats {
     pub backpressured: AtomicBool,
     /// Writes whose last PUT failed and that wait to retry.
     pub failing_writes: AtomicU64,
+    /// The Lambda transform's figures (all zero without one).
+    pub lambda: LambdaStats,
     /// When the first record was read: throughput counts from here.
     pub first_read: std::sync::OnceLock<std::time::Instant>,
     /// Per partition, the next offset this instance will read.
@@ -152,6 +154,59 @@ impl DeliveryStats {
     }
 }
 
+/// The Lambda transform's figures, under Firehose's metric names where it
+/// has them.
+#[derive(Debug, Default)]
+pub struct LambdaStats {
+    /// Invocations made (each retry counts).
+    pub invocations: AtomicU64,
+    /// Invocations that returned a response; with `invocations`,
+    /// `ExecuteProcessing.Success`.
+    pub successful_invocations: AtomicU64,
+    /// `ExecuteProcessing.Duration` of the last invocation, in milliseconds.
+    pub last_duration_ms: AtomicU64,
+    /// `SucceedProcessing.Records` (results `Ok`; `Dropped` are counted apart).
+    pub ok: AtomicU64,
+    /// `SucceedProcessing.Bytes`: bytes the function returned for `Ok` records.
+    pub ok_bytes: AtomicU64,
+    /// Records the function dropped: counted, written nowhere.
+    pub dropped: AtomicU64,
+    /// Records written under `processing-failed` by the transform.
+    pub failed: AtomicU64,
+    /// Records waiting for an invocation.
+    pub buffered: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl LambdaStats {
+    pub(crate) fn record_invocation(&self, took: std::time::Duration, ok: bool) {
+        self.invocations.fetch_add(1, Ordering::Relaxed);
+        if ok {
+            self.successful_invocations.fetch_add(1, Ordering::Relaxed);
+        }
+        self.last_duration_ms.store(took.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_last_error(&self, error: String) {
+        *self.last_error.lock().expect("stats lock") = Some(error);
+    }
+
+    /// Why the last failed invocation failed.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().expect("stats lock").clone()
+    }
+
+    /// `ExecuteProcessing.Success` (1 before any invocation).
+    pub fn success_ratio(&self) -> f64 {
+        let (all, ok) = (self.invocations.load(Ordering::Relaxed), self.successful_invocations.load(Ordering::Relaxed));
+        if all == 0 {
+            1.0
+        } else {
+            ok as f64 / all as f64
+        }
+    }
+}
+
 /// What a delivery did, for its exit message and `deliver --report`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Summary {
@@ -162,6 +217,8 @@ pub struct Summary {
     pub bytes_delivered: u64,
     pub objects: u64,
     pub error_records: u64,
+    /// Records the Lambda transform dropped.
+    pub dropped_records: u64,
     pub put_failures: u64,
     /// Times reading paused at the memory bound.
     pub pauses: u64,
@@ -199,6 +256,7 @@ impl Summary {
             bytes_delivered: get(&stats.bytes_delivered),
             objects: get(&stats.objects),
             error_records: get(&stats.error_records),
+            dropped_records: get(&stats.lambda.dropped),
             put_failures: get(&stats.put_failures),
             pauses: get(&stats.pauses),
             paused_seconds: get(&stats.paused_ms) as f64 / 1000.0,
@@ -213,7 +271,7 @@ impl Summary {
     /// Records read and neither delivered nor handed over: they stay
     /// uncommitted and are read again on the next start.
     pub fn undelivered(&self) -> u64 {
-        self.records_read.saturating_sub(self.records_delivered + self.handed_over)
+        self.records_read.saturating_sub(self.records_delivered + self.handed_over + self.dropped_records)
     }
 }
 

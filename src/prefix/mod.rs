@@ -64,6 +64,15 @@ pub enum RenderError {
 /// Longest evaluated prefix Firehose accepts.
 pub const MAX_EVALUATED_PREFIX: usize = 512;
 
+/// Where a dynamic-partitioning key comes from: `partitionKeyFromQuery`
+/// (the MetadataExtraction query) or `partitionKeyFromLambda` (the
+/// `metadata.partitionKeys` a transform function returned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    Query,
+    Lambda,
+}
+
 /// What an expression evaluates against.
 pub struct RenderContext<'a> {
     /// The one instant every timestamp expression in the key uses.
@@ -72,7 +81,7 @@ pub struct RenderContext<'a> {
     /// Source of `!{firehose:random-string}`, called once per occurrence.
     pub random_string: &'a mut dyn FnMut() -> String,
     pub error_output_type: Option<&'a str>,
-    pub partition_key: &'a dyn Fn(&str) -> Option<String>,
+    pub partition_key: &'a dyn Fn(KeySource, &str) -> Option<String>,
 }
 
 impl Template {
@@ -174,7 +183,7 @@ impl Template {
                     random_string: &mut random,
                     // The longest error-output-type Firehose uses.
                     error_output_type: Some("metadata-extraction-failed"),
-                    partition_key: &|_| None,
+                    partition_key: &|_, _| None,
                 };
                 let length = match self.render(&mut ctx) {
                     Ok(s) => s.chars().count(),
@@ -197,8 +206,12 @@ impl Template {
                 Segment::RandomString => out.push_str(&(ctx.random_string)()),
                 Segment::ErrorOutputType => out.push_str(ctx.error_output_type.unwrap_or("")),
                 Segment::PartitionKeyFromQuery(key) | Segment::PartitionKeyFromLambda(key) => {
-                    let value =
-                        (ctx.partition_key)(key).ok_or_else(|| RenderError::MissingPartitionKey(key.clone()))?;
+                    let source = match segment {
+                        Segment::PartitionKeyFromLambda(_) => KeySource::Lambda,
+                        _ => KeySource::Query,
+                    };
+                    let value = (ctx.partition_key)(source, key)
+                        .ok_or_else(|| RenderError::MissingPartitionKey(key.clone()))?;
                     out.push_str(&value);
                 }
             }
@@ -336,7 +349,7 @@ mod tests {
             time_zone: Tz::UTC,
             random_string: &mut random,
             error_output_type: Some("processing-failed"),
-            partition_key: &|k| Some(format!("<{k}>")),
+            partition_key: &|_, k| Some(format!("<{k}>")),
         };
         Template::parse(template).unwrap().render(&mut ctx).unwrap()
     }
@@ -391,7 +404,7 @@ mod tests {
                 time_zone: tz,
                 random_string: &mut random,
                 error_output_type: None,
-                partition_key: &|_| None,
+                partition_key: &|_, _| None,
             };
             assert_eq!(template.render(&mut ctx).unwrap(), expected);
         }
@@ -406,7 +419,7 @@ mod tests {
             time_zone: Tz::UTC,
             random_string: &mut random,
             error_output_type: None,
-            partition_key: &|_| None,
+            partition_key: &|_, _| None,
         };
         assert_eq!(template.render(&mut ctx), Err(RenderError::TooLong { length: 513 }));
     }

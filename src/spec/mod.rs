@@ -50,6 +50,11 @@ pub struct StreamSpec {
     pub metadata_query: Option<String>,
     /// `DynamicPartitioningConfiguration` with `Enabled: true`.
     pub dynamic_partitioning: bool,
+    /// A `Lambda` processor: records go through the function before routing.
+    pub lambda: Option<LambdaProcessor>,
+    /// `MSKSourceConfiguration.MSKClusterARN` (the `sourceMSKArn` of Lambda
+    /// events).
+    pub msk_cluster_arn: String,
     /// `EncryptionConfiguration.KMSEncryptionConfig.AWSKMSKeyARN`: objects are
     /// written with SSE-KMS under this key.
     pub sse_kms_key_id: Option<String>,
@@ -65,6 +70,23 @@ pub struct StreamSpec {
     /// change (AWS's `UpdateDestination`) bumps the stream version. Tags and
     /// formatting are not changes.
     pub destination_sha256: String,
+}
+
+/// A `Lambda` processor's parameters, with Firehose's defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LambdaProcessor {
+    /// `LambdaArn`, as given (with or without a version or alias).
+    pub arn: String,
+    /// `NumberOfRetries` (default 3): a failed invocation is made this many
+    /// more times before its records go to the error output.
+    pub retries: u32,
+    /// `BufferSizeInMBs` (default 1, 0.2-3) and `BufferIntervalInSeconds`
+    /// (default 60, 0-900): when a batch is sent to the function.
+    pub buffer: BufferHints,
+}
+
+impl LambdaProcessor {
+    pub const DEFAULT_BUFFER: BufferHints = BufferHints { size_bytes: MIB, interval: Duration::from_secs(60) };
 }
 
 /// `RecordDeAggregation`'s `SubRecordType`.

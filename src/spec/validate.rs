@@ -21,7 +21,7 @@ use regex::Regex;
 use serde_json::Value;
 
 use super::raw::{self, CreateDeliveryStream};
-use super::{BufferHints, Compression, Deaggregation, StartPosition, StreamSpec, AWS_TIME_ZONES, MIB};
+use super::{BufferHints, Compression, Deaggregation, LambdaProcessor, StartPosition, StreamSpec, AWS_TIME_ZONES, MIB};
 use crate::delivery::extract;
 use crate::prefix::{PrefixError, Template, MAX_EVALUATED_PREFIX};
 
@@ -273,7 +273,8 @@ fn check(req: &CreateDeliveryStream, r: &mut Report) -> Option<StreamSpec> {
     }
     let destination = req.extended_s3_destination_configuration.as_ref().map(|s3| check_destination(s3, r));
 
-    let (Some(name), Some(Some((topic, start))), Some(Some(dest))) = (name, source, destination) else {
+    let (Some(name), Some(Some((topic, start, msk_cluster_arn))), Some(Some(dest))) = (name, source, destination)
+    else {
         return None;
     };
     Some(StreamSpec {
@@ -291,6 +292,8 @@ fn check(req: &CreateDeliveryStream, r: &mut Report) -> Option<StreamSpec> {
         deaggregation: dest.deaggregation,
         metadata_query: dest.metadata_query,
         dynamic_partitioning: dest.dynamic_partitioning,
+        lambda: dest.lambda,
+        msk_cluster_arn,
         sse_kms_key_id: dest.sse_kms_key_id,
         source_sha256: String::new(),
         destination: Value::Null,
@@ -298,8 +301,9 @@ fn check(req: &CreateDeliveryStream, r: &mut Report) -> Option<StreamSpec> {
     })
 }
 
-fn check_source(msk: &raw::MskSourceConfiguration, r: &mut Report) -> Option<(String, StartPosition)> {
-    if let Some(arn) = r.required(&format!("{MSK}.MSKClusterARN"), &msk.msk_cluster_arn) {
+fn check_source(msk: &raw::MskSourceConfiguration, r: &mut Report) -> Option<(String, StartPosition, String)> {
+    let arn = r.required(&format!("{MSK}.MSKClusterARN"), &msk.msk_cluster_arn);
+    if let Some(arn) = arn {
         r.string(&format!("{MSK}.MSKClusterARN"), arn, 1, 512, Some((&MSK_ARN, "arn:.*:kafka:.*")));
     }
     let topic = r.required(&format!("{MSK}.TopicName"), &msk.topic_name);
@@ -324,7 +328,7 @@ fn check_source(msk: &raw::MskSourceConfiguration, r: &mut Report) -> Option<(St
             }
         },
     };
-    Some((topic?.clone(), start?))
+    Some((topic?.clone(), start?, arn?.clone()))
 }
 
 /// The AWS CLI takes a timestamp as epoch seconds or an ISO 8601 string.
@@ -354,6 +358,7 @@ struct Destination {
     deaggregation: Option<Deaggregation>,
     metadata_query: Option<String>,
     dynamic_partitioning: bool,
+    lambda: Option<LambdaProcessor>,
     sse_kms_key_id: Option<String>,
 }
 
@@ -404,6 +409,7 @@ fn check_destination(s3: &raw::ExtendedS3DestinationConfiguration, r: &mut Repor
         deaggregation: processing.deaggregation,
         metadata_query: processing.metadata_query,
         dynamic_partitioning,
+        lambda: processing.lambda,
         sse_kms_key_id,
     })
 }
@@ -529,6 +535,7 @@ struct Processing {
     append_newline: bool,
     deaggregation: Option<Deaggregation>,
     metadata_query: Option<String>,
+    lambda: Option<LambdaProcessor>,
 }
 
 fn check_processing(
@@ -548,7 +555,7 @@ fn check_processing(
     }
     let kinds: BTreeSet<&str> = processors.iter().filter_map(|p| p.kind.as_deref()).collect();
     let mut out = Processing::default();
-    let mut ok = true;
+    let (mut ok, mut lambdas) = (true, 0);
     for (i, processor) in processors.iter().enumerate() {
         let at = format!("{path}.Processors[{i}]");
         let Some(kind) = r.required(&format!("{at}.Type"), &processor.kind) else {
@@ -615,6 +622,16 @@ fn check_processing(
                 },
                 _ => r.add(format!("{at}.Parameters"), "SubRecordType has to be one of JSON, DELIMITED"),
             },
+            "Lambda" => {
+                lambdas += 1;
+                if lambdas > 1 {
+                    r.add(format!("{at}.Type"), "Cannot have more than 1 Lambda processor.");
+                    ok = false;
+                } else {
+                    out.lambda = check_lambda(&at, &params, r);
+                    ok &= out.lambda.is_some();
+                }
+            }
             "CloudWatchLogProcessing" if !kinds.contains("Decompression") => {
                 r.add(
                     format!("{at}.Type"),
@@ -629,6 +646,49 @@ fn check_processing(
         }
     }
     ok.then_some(out)
+}
+
+/// A `Lambda` processor's parameters, with AWS's messages.
+fn check_lambda(at: &str, params: &BTreeMap<&str, &str>, r: &mut Report) -> Option<LambdaProcessor> {
+    let path = format!("{at}.Parameters");
+    let Some(arn) = params.get("LambdaArn") else {
+        r.add(&path, "LambdaArn is required when Lambda processor is used.");
+        return None;
+    };
+    let mut ok = true;
+    let retries = match params.get("NumberOfRetries").map(|v| v.parse::<u32>()) {
+        None => 3,
+        Some(Ok(n)) if n <= 300 => n,
+        Some(_) => {
+            r.add(&path, "Number of retries for lambda must be between 0 and 300.");
+            ok = false;
+            0
+        }
+    };
+    let default = LambdaProcessor::DEFAULT_BUFFER;
+    let buffer = match (params.get("BufferSizeInMBs"), params.get("BufferIntervalInSeconds")) {
+        (None, None) => default,
+        (Some(size), Some(interval)) => {
+            let size = size.parse::<f64>().ok().filter(|s| (0.2..=3.0).contains(s));
+            let interval = interval.parse::<u64>().ok().filter(|i| *i <= 900);
+            if size.is_none() {
+                r.add(&path, "BufferSizeInMBs for lambda processor must be between 0.2 and 3.");
+            }
+            if interval.is_none() {
+                r.add(&path, "BufferIntervalInSeconds for lambda processor must be between 0 and 900.");
+            }
+            let (size, interval) = (size?, interval?);
+            BufferHints { size_bytes: (size * MIB as f64) as u64, interval: Duration::from_secs(interval) }
+        }
+        _ => {
+            r.add(
+                &path,
+                "Both BufferSizeInMBs and BufferIntervalInSeconds are required to configure buffering for lambda processor.",
+            );
+            return None;
+        }
+    };
+    ok.then(|| LambdaProcessor { arn: (*arn).to_owned(), retries, buffer })
 }
 
 /// The keys a `MetadataExtractionQuery` object literal such as
@@ -697,8 +757,11 @@ fn check_dynamic_partitioning(
                 "S3 Prefix should contain Dynamic Partitioning namespaces when Dynamic Partitioning is enabled",
             );
         }
-        if prefix.has_lambda_keys() {
-            r.unsupported(format!("{S3}.Prefix"), "partitionKeyFromLambda (Lambda processors)");
+        if prefix.has_lambda_keys() && processing.is_some_and(|p| p.lambda.is_none()) {
+            r.add(
+                format!("{S3}.ProcessingConfiguration"),
+                "Lambda processor should be present when S3 Prefix has partitionKeyFromLambda namespace",
+            );
         }
     } else if prefix.has_partition_keys() {
         r.add(

@@ -53,6 +53,7 @@ use crate::landing::{self, Landing, LandingError};
 pub use crate::producer::Timestamps;
 use crate::producer::{self, ProducerError, ProducerStats};
 use crate::spec::{self, SpecError, StreamSpec};
+use crate::transform::{Functions, FunctionsConfig};
 
 /// Default partitions of the topics a stack creates.
 pub const DEFAULT_PARTITIONS: i32 = 3;
@@ -105,6 +106,8 @@ pub struct StackOptions {
     pub fault_seed: Option<u64>,
     pub active_partition_limit: usize,
     pub max_buffered_bytes: u64,
+    /// Where the specs' Lambda functions run (`--lambda`, `--lambda-endpoint`).
+    pub functions: FunctionsConfig,
     /// Start the deliveries with the stack (default). Without, call
     /// [`Stack::start_deliveries`]: records written before then are before
     /// the streams' activation.
@@ -128,12 +131,19 @@ impl StackOptions {
             fault_seed: None,
             active_partition_limit: DEFAULT_ACTIVE_PARTITION_LIMIT,
             max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
+            functions: FunctionsConfig::default(),
             start_deliveries: true,
         }
     }
 
     pub fn partitions(mut self, partitions: i32) -> Self {
         self.partitions = partitions;
+        self
+    }
+
+    /// Where the specs' Lambda functions run.
+    pub fn functions(mut self, functions: FunctionsConfig) -> Self {
+        self.functions = functions;
         self
     }
 
@@ -272,6 +282,8 @@ pub struct Stack {
     /// Topics seen on the broker that no stream reads, warned about once.
     unread_warned: Arc<Mutex<BTreeSet<String>>>,
     stop_watch: CancellationToken,
+    /// The specs' Lambda functions, shared by the deliveries.
+    functions: Arc<Functions>,
     /// Stops the topic watcher when the stack is dropped.
     _watch_guard: tokio_util::sync::DropGuard,
     work: WorkDir,
@@ -325,6 +337,28 @@ pub struct StreamStatus {
     /// Records in the topic not yet read (`KafkaOffsetLag`); `None` when the
     /// broker did not answer.
     pub lag: Option<i64>,
+    /// With a Lambda transform: its figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lambda: Option<LambdaStatus>,
+}
+
+/// A Lambda transform's figures, Firehose's metric names in comments.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LambdaStatus {
+    pub function: String,
+    /// `SucceedProcessing.Records`.
+    pub ok: u64,
+    pub dropped: u64,
+    /// Records sent to `processing-failed`.
+    pub failed: u64,
+    /// Records waiting for an invocation.
+    pub waiting: u64,
+    pub invocations: u64,
+    /// `ExecuteProcessing.Success`.
+    pub success_ratio: f64,
+    /// `ExecuteProcessing.Duration` of the last invocation.
+    pub last_duration_ms: u64,
+    pub last_error: Option<String>,
 }
 
 /// A topic on the broker that no stream reads.
@@ -374,6 +408,23 @@ impl Status {
                 s.bucket,
                 s.version
             );
+            if let Some(l) = &s.lambda {
+                let invocations = match l.invocations {
+                    0 => "no invocation yet".to_owned(),
+                    n => format!(
+                        "{n} invocations, {:.0}% succeeded, the last took {} ms",
+                        l.success_ratio * 100.0,
+                        l.last_duration_ms
+                    ),
+                };
+                out += &format!(
+                    "{:<width$}  Lambda {}: {} Ok, {} dropped, {} failed, {} waiting; {invocations}\n",
+                    "", l.function, l.ok, l.dropped, l.failed, l.waiting,
+                );
+                if let Some(e) = &l.last_error {
+                    out += &format!("{:<width$}  last failed invocation: {e}\n", "");
+                }
+            }
         }
         for t in &self.unread_topics {
             out += &format!(
@@ -391,6 +442,9 @@ impl Stack {
     /// write and every delivery owns its partitions.
     pub async fn start(options: StackOptions) -> Result<Stack, StackError> {
         let specs: Vec<StreamSpec> = load_specs(&options.specs)?.into_iter().map(|(_, s)| s).collect();
+        for spec in &specs {
+            options.functions.check(spec).map_err(|e| StackError::Delivery(Box::new(e.into())))?;
+        }
         if !(1..=10_000).contains(&options.partitions) {
             return Err(StackError::Options(format!(
                 "--partitions must be between 1 and 10000; got {}",
@@ -442,6 +496,7 @@ impl Stack {
         };
         let stop_watch = CancellationToken::new();
         let stack = Stack {
+            functions: Arc::new(Functions::new(options.functions.clone())),
             specs,
             options,
             backend,
@@ -474,6 +529,7 @@ impl Stack {
                 seed: self.options.seed,
                 active_partition_limit: self.options.active_partition_limit,
                 max_buffered_bytes: self.options.max_buffered_bytes,
+                functions: self.functions.clone(),
                 ..DeliveryOptions::new(
                     SourceSettings::new(&self.backend.bootstrap, Membership::Assigned),
                     StateStore::Topic(TopicStateStore::new(&self.backend.bootstrap)),
@@ -695,6 +751,17 @@ impl Stack {
                 error_records: load(&stats.error_records),
                 put_failures: load(&stats.put_failures),
                 lag,
+                lambda: spec.lambda.as_ref().map(|l| LambdaStatus {
+                    function: l.arn.clone(),
+                    ok: load(&stats.lambda.ok),
+                    dropped: load(&stats.lambda.dropped),
+                    failed: load(&stats.lambda.failed),
+                    waiting: load(&stats.lambda.buffered),
+                    invocations: load(&stats.lambda.invocations),
+                    success_ratio: stats.lambda.success_ratio(),
+                    last_duration_ms: load(&stats.lambda.last_duration_ms),
+                    last_error: stats.lambda.last_error(),
+                }),
             });
         }
         let b = self.backend.bootstrap.clone();
@@ -728,7 +795,13 @@ impl Stack {
             Some(name) => vec![self.spec(name)?.clone()],
             None => self.specs.clone(),
         };
-        Ok(landing::read(&self.client, &specs).await?)
+        let mut landing = landing::read(&self.client, &specs).await?;
+        for (stream, spec) in landing.streams.iter_mut().zip(&specs) {
+            if spec.lambda.is_some() {
+                stream.transform = self.stats(&spec.name).await.ok().map(|s| landing::TransformCounts::of(&s));
+            }
+        }
+        Ok(landing)
     }
 
     /// Evaluates expectations against what landed and what the topics hold.
@@ -754,12 +827,22 @@ impl Stack {
             .expect("reading the topic does not panic")?;
             sources.push(values);
         }
+        let mut dropped = Vec::new();
+        for spec in &self.specs {
+            let stats = self.stats(&spec.name).await.ok();
+            dropped.push(
+                spec.lambda
+                    .as_ref()
+                    .map(|_| stats.map_or(0, |s| s.lambda.dropped.load(std::sync::atomic::Ordering::Relaxed))),
+            );
+        }
         let evidence: Vec<StreamEvidence<'_>> = self
             .specs
             .iter()
             .zip(sources)
             .zip(&raw)
-            .map(|((spec, source), (_, objects))| StreamEvidence { spec, source, objects })
+            .zip(dropped)
+            .map(|(((spec, source), (_, objects)), dropped)| StreamEvidence { spec, source, objects, dropped })
             .collect();
         Ok(expect::evaluate(expectations, &evidence, &strangers))
     }
@@ -819,6 +902,7 @@ impl Stack {
                 }
             }
         }
+        self.functions.stop().await;
         match first_error {
             Some(e) => Err(e.into()),
             None => Ok(out),

@@ -128,6 +128,10 @@ impl Pipeline {
     /// Crosses the buffer interval on the manual clock; returns once the due
     /// buffers landed.
     pub async fn pass_interval(&self) -> Result<()> {
+        if let Some(lambda) = &self.spec.lambda {
+            // Records reach the S3 buffers once the function processed them.
+            self.stack.advance(lambda.buffer.interval + Duration::from_secs(1)).await?;
+        }
         self.stack.advance(self.spec.buffer.interval + Duration::from_secs(1)).await?;
         Ok(())
     }
@@ -197,6 +201,15 @@ pub fn available(what: &str, present: bool) -> Result<bool> {
             Ok(false)
         }
     }
+}
+
+/// Where the Lambda fixtures' functions run: AWS's Python runtime interface
+/// client from `.venv` with the test handlers (`tests/transforms`).
+pub fn test_functions(handler: &str) -> streamlab::transform::FunctionsConfig {
+    let dir = repo().join("tests/transforms");
+    let python = repo().join(".venv/bin/python");
+    let command = format!("cd '{}' && exec '{}' -m awslambdaric handlers.{handler}", dir.display(), python.display());
+    streamlab::transform::FunctionsConfig { local: vec![("enrich".to_owned(), command)], endpoint: None, timeout: None }
 }
 
 /// `PATH` with the repository's `.venv/bin` first, so `python` is the one

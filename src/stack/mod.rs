@@ -348,6 +348,8 @@ pub struct LambdaStatus {
     pub function: String,
     /// `SucceedProcessing.Records`.
     pub ok: u64,
+    /// `SucceedProcessing.Bytes`: what the function returned for them.
+    pub ok_bytes: u64,
     pub dropped: u64,
     /// Records sent to `processing-failed`.
     pub failed: u64,
@@ -754,6 +756,7 @@ impl Stack {
                 lambda: spec.lambda.as_ref().map(|l| LambdaStatus {
                     function: l.arn.clone(),
                     ok: load(&stats.lambda.ok),
+                    ok_bytes: load(&stats.lambda.ok_bytes),
                     dropped: load(&stats.lambda.dropped),
                     failed: load(&stats.lambda.failed),
                     waiting: load(&stats.lambda.buffered),

@@ -22,7 +22,8 @@ install-clients:
     done
     [ -x .venv/bin/python ] || python3 -m venv .venv
     .venv/bin/python -m pip install -q --disable-pip-version-check -r tests/clients/requirements.txt \
-        -r examples/python-producer/requirements.txt -r examples/python-transform/requirements.txt
+        -r examples/python-producer/requirements.txt -r examples/python-transform/requirements.txt \
+        -r tests/readers/requirements.txt
 
 # awslambdaric builds native code when no wheel fits, aws-lambda-ric always.
 # Install what the Lambda runtime interface clients need to build (Debian/Ubuntu, as root).

@@ -61,6 +61,15 @@ impl TransformCounts {
     }
 }
 
+/// A Parquet object's schema (as `parquet-tools schema` prints it), codec
+/// and row groups.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParquetSchema {
+    pub schema: String,
+    pub codec: String,
+    pub row_groups: usize,
+}
+
 /// One object as a reader sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LandedObject {
@@ -83,6 +92,10 @@ pub struct LandedObject {
     pub size: Option<usize>,
     /// SHA-256 of the decoded bytes.
     pub sha256: String,
+    /// With format conversion: the Parquet file's schema, codec and row
+    /// groups (its rows are `data`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub parquet: Option<ParquetSchema>,
     /// Number of records decoded.
     pub records: usize,
     /// The records: JSON values where they parse, else text, else
@@ -201,6 +214,8 @@ pub enum LandingError {
     Read(#[from] HarnessError),
     #[error("cannot decode s3://{bucket}/{key} as {compression:?}: {detail}")]
     Decode { bucket: String, key: String, compression: Compression, detail: String },
+    #[error("{key} is not a readable Parquet file: {detail}")]
+    Parquet { key: String, detail: String },
 }
 
 /// One object of a stream, decoded to the bytes its records were written as.
@@ -259,8 +274,20 @@ pub async fn read(client: &aws_sdk_s3::Client, specs: &[StreamSpec]) -> Result<L
         let landed = objects
             .into_iter()
             .map(|o| {
-                let data = parse_records(&o.decoded);
-                LandedObject {
+                let parquet = (spec.conversion.is_some() && o.kind == "data")
+                    .then(|| crate::convert::read_parquet(&o.decoded))
+                    .transpose()
+                    .map_err(|detail| LandingError::Parquet { key: o.key.clone(), detail })?;
+                let data = match &parquet {
+                    Some(content) => content.rows.clone(),
+                    None => parse_records(&o.decoded),
+                };
+                Ok(LandedObject {
+                    parquet: parquet.map(|p| ParquetSchema {
+                        schema: p.schema,
+                        codec: p.codec,
+                        row_groups: p.row_groups,
+                    }),
                     key: o.key,
                     kind: o.kind,
                     content_type: o.stored.content_type,
@@ -271,9 +298,9 @@ pub async fn read(client: &aws_sdk_s3::Client, specs: &[StreamSpec]) -> Result<L
                     sha256: format!("{:x}", Sha256::digest(&o.decoded)),
                     records: data.len(),
                     data,
-                }
+                })
             })
-            .collect();
+            .collect::<Result<_, LandingError>>()?;
         streams.push(StreamLanding {
             stream: spec.name.clone(),
             bucket: spec.bucket.clone(),

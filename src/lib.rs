@@ -16,6 +16,7 @@ pub mod backend;
 pub mod bench;
 pub mod checks;
 pub mod clock;
+pub mod convert;
 pub mod delivery;
 pub mod events;
 pub mod faults;

@@ -298,6 +298,10 @@ struct StackArgs {
     no_auto_create_topics: bool,
     #[command(flatten)]
     lambda: LambdaArgs,
+    /// Where the Glue tables of format conversions are: a file per table,
+    /// `<database>.<table>.json`, holding what `aws glue get-table` prints.
+    #[arg(long, default_value = streamlab::convert::DEFAULT_GLUE_DIR)]
+    glue_dir: PathBuf,
 }
 
 impl StackArgs {
@@ -318,6 +322,7 @@ impl StackArgs {
             seed: self.seed,
             auto_create_topics: !self.no_auto_create_topics,
             functions: self.lambda.config(),
+            glue_dir: self.glue_dir.clone(),
             ..StackOptions::new(self.specs.clone())
         }
     }
@@ -469,6 +474,9 @@ struct DeliverArgs {
     report: Option<PathBuf>,
     #[command(flatten)]
     lambda: LambdaArgs,
+    /// Where the Glue tables of format conversions are (`<database>.<table>.json`).
+    #[arg(long, default_value = streamlab::convert::DEFAULT_GLUE_DIR)]
+    glue_dir: PathBuf,
     #[command(flatten)]
     clock: ClockArgs,
 }
@@ -536,6 +544,9 @@ struct SandboxArgs {
     faults: Option<streamlab::faults::FaultSpec>,
     #[command(flatten)]
     lambda: LambdaArgs,
+    /// Where the Glue tables of format conversions are (`<database>.<table>.json`).
+    #[arg(long, default_value = streamlab::convert::DEFAULT_GLUE_DIR)]
+    glue_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -963,6 +974,7 @@ async fn deliver(args: DeliverArgs) -> Result<()> {
     let spec = spec::load(&args.spec)?;
     let functions = Arc::new(Functions::new(args.lambda.config()));
     functions.config().check(&spec)?;
+    streamlab::delivery::load_conversion(&spec, &args.glue_dir)?;
     let clock = args.clock.clock();
     let state = match &args.state_dir {
         Some(dir) => StateStore::Dir(DirStateStore::new(dir)),
@@ -982,6 +994,7 @@ async fn deliver(args: DeliverArgs) -> Result<()> {
         max_buffered_bytes: args.max_buffered_bytes,
         max_in_flight: args.max_in_flight.map_or_else(streamlab::delivery::default_max_in_flight, usize::from),
         functions: functions.clone(),
+        glue_dir: args.glue_dir.clone(),
         ..DeliveryOptions::new(source, state)
     };
     let delivery = Delivery::connect(spec.clone(), options, sink, clock).await;
@@ -1065,6 +1078,7 @@ async fn run_sandbox(args: SandboxArgs) -> Result<()> {
         work_dir,
         faults: args.faults,
         functions: args.lambda.config(),
+        glue_dir: args.glue_dir,
     };
     let report = sandbox::run(&options, shutdown_on_signals()).await?;
     print!("{}", sandbox::render_report(&report));

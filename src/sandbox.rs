@@ -42,6 +42,8 @@ pub struct SandboxOptions {
     pub faults: Option<FaultSpec>,
     /// Where the spec's Lambda function runs.
     pub functions: FunctionsConfig,
+    /// Where the Glue tables of format conversions are.
+    pub glue_dir: std::path::PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +78,7 @@ pub async fn run(options: &SandboxOptions, shutdown: CancellationToken) -> Resul
     // The spec is checked before anything starts.
     let spec = spec::load(&options.spec)?;
     options.functions.check(&spec).map_err(DeliveryError::from)?;
+    crate::delivery::load_conversion(&spec, &options.glue_dir)?;
     let functions = Arc::new(Functions::new(options.functions.clone()));
     eprintln!("streamlab sandbox: stream {:?}, topic {:?} -> bucket {:?}", spec.name, spec.topic, spec.bucket);
     eprintln!(
@@ -112,6 +115,7 @@ pub async fn run(options: &SandboxOptions, shutdown: CancellationToken) -> Resul
     let sink = S3Sink::new(client, &spec.bucket, backend.s3.endpoint.as_deref());
     let delivery_options = DeliveryOptions {
         functions: functions.clone(),
+        glue_dir: options.glue_dir.clone(),
         ..DeliveryOptions::new(
             SourceSettings::new(&backend.bootstrap, Membership::Assigned),
             StateStore::Topic(TopicStateStore::new(&backend.bootstrap)),

@@ -43,6 +43,9 @@ struct Landed {
     /// The exact decoded bytes.
     decoded_sha256: String,
     first_record: serde_json::Value,
+    /// With format conversion: the file's Parquet schema and codec.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parquet: Option<(Vec<String>, String)>,
 }
 
 #[rstest]
@@ -116,8 +119,17 @@ async fn fixture_lands_as_firehose_would(#[files("fixtures/streams/*.json")] pat
             None => ensure!(object.server_side_encryption.is_none(), "{}: unexpected SSE", object.key),
         }
         let decoded = decompress(&object.body, spec.compression).with_context(|| format!("decoding {}", object.key))?;
-        let records = harness::json_records(&decoded)?;
-        if spec.append_newline {
+        let parquet = match spec.conversion {
+            Some(_) => Some(streamlab::convert::read_parquet(&decoded).map_err(anyhow::Error::msg)?),
+            None => None,
+        };
+        let records = match &parquet {
+            Some(content) => content.rows.clone(),
+            None => harness::json_records(&decoded)?,
+        };
+        if parquet.is_some() {
+            ensure!(decoded.starts_with(b"PAR1") && decoded.ends_with(b"PAR1"), "{}: not a Parquet file", object.key);
+        } else if spec.append_newline {
             ensure!(decoded.ends_with(b"\n") && decoded.iter().filter(|b| **b == b'\n').count() == records.len());
         } else {
             ensure!(!decoded.contains(&b'\n'), "{}: newline without AppendDelimiterToRecord", object.key);
@@ -143,6 +155,7 @@ async fn fixture_lands_as_firehose_would(#[files("fixtures/streams/*.json")] pat
             decoded_bytes: decoded.len(),
             decoded_sha256: format!("{:x}", Sha256::digest(&decoded)),
             first_record: records[0].clone(),
+            parquet: parquet.map(|p| (p.schema.lines().map(str::to_owned).collect(), p.codec)),
         });
     }
     let mut want: Vec<String> = expected.iter().map(|e| e.event_id.clone()).collect();

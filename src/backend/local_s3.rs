@@ -44,6 +44,7 @@ impl LocalS3 {
         ));
         let service = builder.build();
         let sse = SseStore { dir: root.join(".streamlab-sse") };
+        let files = root.to_owned();
         let listener = TcpListener::bind("127.0.0.1:0").await.map_err(fail)?;
         let addr = listener.local_addr().map_err(fail)?;
         let stop = CancellationToken::new();
@@ -58,15 +59,24 @@ impl LocalS3 {
                         Err(e) => { debug!(error = %e, "accept failed"); continue; }
                     },
                 };
-                let (service, faults, sse) = (service.clone(), faults.clone(), sse.clone());
+                let (service, faults, sse, files) = (service.clone(), faults.clone(), sse.clone(), files.clone());
                 let faulty = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let (service, faults, sse) = (service.clone(), faults.clone(), sse.clone());
+                    let (service, faults, sse, files) = (service.clone(), faults.clone(), sse.clone(), files.clone());
                     async move {
                         let object = object_of(req.uri().path());
                         let is_put = req.method() == http::Method::PUT && object.is_some();
                         let decision = faults.filter(|_| is_put).map(|plan| plan.decide());
                         let encryption = is_put.then(|| SseRecord::from_headers(req.headers())).flatten();
                         let read = matches!(*req.method(), http::Method::GET | http::Method::HEAD) && object.is_some();
+                        // A key that is a "directory" of others (`events` under
+                        // `events/dt=.../x.parquet`) is not an object: S3 answers
+                        // 404, which readers such as pyarrow rely on; s3s-fs
+                        // would answer 500.
+                        if let Some((bucket, key)) = object.as_ref().filter(|_| read) {
+                            if files.join(bucket).join(key).is_dir() {
+                                return Ok(error_response(404, "NoSuchKey", "The specified key does not exist."));
+                            }
+                        }
                         let req = req.map(s3s::Body::from);
                         let call = |req| {
                             let (service, sse, object, encryption) =

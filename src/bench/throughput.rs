@@ -72,26 +72,53 @@ struct Case {
     stream: &'static str,
     compression: &'static str,
     dynamic: bool,
+    /// Converted to Parquet (OpenX JSON SerDe, SNAPPY) with the e-commerce
+    /// Glue table in `fixtures/glue`.
+    parquet: bool,
     /// Least ratio to the consume ceiling.
     target: Option<f64>,
 }
 
-const CASES: [Case; 4] = [
+const CASES: [Case; 5] = [
     Case {
         label: "UNCOMPRESSED",
         stream: "bench-plain",
         compression: "UNCOMPRESSED",
         dynamic: false,
+        parquet: false,
         target: Some(0.95),
     },
-    Case { label: "GZIP", stream: "bench-gzip", compression: "GZIP", dynamic: false, target: Some(0.7) },
-    Case { label: "Snappy", stream: "bench-snappy", compression: "Snappy", dynamic: false, target: None },
+    Case {
+        label: "GZIP",
+        stream: "bench-gzip",
+        compression: "GZIP",
+        dynamic: false,
+        parquet: false,
+        target: Some(0.7),
+    },
+    Case {
+        label: "Snappy",
+        stream: "bench-snappy",
+        compression: "Snappy",
+        dynamic: false,
+        parquet: false,
+        target: None,
+    },
     Case {
         label: "dynamic partitioning, 100 keys",
         stream: "bench-dynamic",
         compression: "UNCOMPRESSED",
         dynamic: true,
+        parquet: false,
         target: Some(0.9),
+    },
+    Case {
+        label: "Parquet (OpenX, SNAPPY)",
+        stream: "bench-parquet",
+        compression: "UNCOMPRESSED",
+        dynamic: false,
+        parquet: true,
+        target: None,
     },
 ];
 
@@ -134,7 +161,10 @@ fn spec_json(case: &Case, size_mb: u32) -> serde_json::Value {
     let mut destination = serde_json::json!({
         "RoleARN": "arn:aws:iam::123456789012:role/firehose-s3-write",
         "BucketARN": format!("arn:aws:s3:::{BUCKET}"),
-        "BufferingHints": { "SizeInMBs": if case.dynamic { size_mb.max(64) } else { size_mb }, "IntervalInSeconds": 300 },
+        "BufferingHints": {
+            "SizeInMBs": if case.dynamic || case.parquet { size_mb.max(64) } else { size_mb },
+            "IntervalInSeconds": 300
+        },
         "CompressionFormat": case.compression,
         "Prefix": format!("{}/", case.stream),
         "ErrorOutputPrefix": format!("{}-errors/!{{firehose:error-output-type}}/", case.stream),
@@ -151,6 +181,14 @@ fn spec_json(case: &Case, size_mb: u32) -> serde_json::Value {
                     { "ParameterName": "JsonParsingEngine", "ParameterValue": "JQ-1.6" }
                 ]
             }]
+        });
+    }
+    if case.parquet {
+        destination["DataFormatConversionConfiguration"] = serde_json::json!({
+            "Enabled": true,
+            "SchemaConfiguration": { "DatabaseName": "ecommerce", "TableName": "events" },
+            "InputFormatConfiguration": { "Deserializer": { "OpenXJsonSerDe": {} } },
+            "OutputFormatConfiguration": { "Serializer": { "ParquetSerDe": {} } }
         });
     }
     serde_json::json!({
@@ -500,7 +538,10 @@ async fn engine_alone(options: &ThroughputOptions, case: &Case, figures: &mut Ve
         max_in_flight: options.max_in_flight,
     };
     let namer = Arc::new(Namer::new((*spec).clone(), 1, Randomness::seeded(1)));
-    let driver = delivery::engine(spec, namer, limits, source, sink.clone(), stats.clone(), Arc::new(SystemClock));
+    let conversion = delivery::load_conversion(&spec, Path::new(crate::convert::DEFAULT_GLUE_DIR))
+        .map_err(|e| BenchError::Run(format!("{e} (run the bench from the repository root)")))?;
+    let stream = delivery::StreamParts { spec, namer, conversion };
+    let driver = delivery::engine(stream, limits, source, sink.clone(), stats.clone(), Arc::new(SystemClock));
     let (_commands, receiver) = tokio::sync::mpsc::channel(1);
     let cpu = process_cpu_seconds();
     let started = Instant::now();
@@ -513,11 +554,26 @@ async fn engine_alone(options: &ThroughputOptions, case: &Case, figures: &mut Ve
     let read = stats.bytes_read.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6;
     let section = "engine alone (memory source and sink; MB read per CPU second and per wall second)";
     let mut figure = Figure::new(section, &format!("{}: per core", case.label), read / cpu, "MB/s");
-    if case.compression == "UNCOMPRESSED" && !case.dynamic {
+    if case.compression == "UNCOMPRESSED" && !case.dynamic && !case.parquet {
         figure = figure.at_least(300.0);
     }
     figures.push(figure.note(format!("{total} records, {objects} objects, {:.0} MB written", bytes as f64 / 1e6)));
-    figures.push(Figure::new(section, &format!("{}: wall", case.label), read / seconds, "MB/s"));
+    figures.push(
+        Figure::new(section, &format!("{}: wall", case.label), read / seconds, "MB/s")
+            .note(format!("{:.0} records/s", total as f64 / seconds)),
+    );
+    if case.parquet {
+        // Against writing the same records uncompressed, measured just before.
+        let plain = figures.iter().find(|f| f.name == "UNCOMPRESSED: wall").map(|f| f.value);
+        if let Some(plain) = plain {
+            figures.push(Figure::new(
+                section,
+                &format!("{}: wall / UNCOMPRESSED wall", case.label),
+                read / seconds / plain,
+                "x",
+            ));
+        }
+    }
     Ok(())
 }
 

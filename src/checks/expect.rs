@@ -154,6 +154,25 @@ fn exactly_once(streams: &[StreamEvidence<'_>]) -> (bool, String) {
     let mut problems = Vec::new();
     let mut checked = 0usize;
     for stream in streams {
+        if stream.spec.conversion.is_some() {
+            // Parquet rows are new encodings of the records: counted.
+            let rows = stream
+                .objects
+                .iter()
+                .filter(|o| o.kind == "data")
+                .map(|o| crate::convert::read_parquet(&o.decoded).map_or(0, |c| c.rows.len() as u64))
+                .sum::<u64>();
+            let errors = error_records(stream).len() as u64;
+            let written = stream.source.len() as u64;
+            checked += written as usize;
+            if rows + errors + stream.dropped.unwrap_or(0) != written {
+                problems.push(format!(
+                    "{}: {written} records written, but {rows} Parquet rows and {errors} error records landed",
+                    stream.spec.name
+                ));
+            }
+            continue;
+        }
         let Some(mut landed) = data_records(stream) else {
             problems.push(format!(
                 "{}: its records are not JSON and AppendDelimiterToRecord is off, so record boundaries are lost in S3 and cannot be checked",
@@ -209,6 +228,8 @@ fn exactly_once(streams: &[StreamEvidence<'_>]) -> (bool, String) {
     if problems.is_empty() && checked == 0 {
         let topics: Vec<&str> = streams.iter().map(|s| s.spec.topic.as_str()).collect();
         (false, format!("no records were written to {}: nothing to check. Did the producer write to another topic (see `streamlab status`)?", topics.join(", ")))
+    } else if problems.is_empty() && streams.iter().any(|s| s.spec.conversion.is_some()) {
+        (true, format!("{checked} records written, each landed once as a Parquet row or an error record"))
     } else if problems.is_empty() && streams.iter().any(|s| s.dropped.is_some()) {
         (true, format!("{checked} records written, each landed once (transformed), dropped by the Lambda function, or an error record"))
     } else if problems.is_empty() {

@@ -109,6 +109,7 @@ mod tests {
                     sse_kms_key_id: None,
                     size: Some(7),
                     sha256: "x".into(),
+                    parquet: None,
                     records: 1,
                     data: vec![serde_json::json!({ "a": value })],
                 }],

@@ -74,6 +74,25 @@ pub struct Counters {
     pub handed_over: u64,
     /// Buffers cut early at the memory bound.
     pub memory_limit_hits: u64,
+    /// `SucceedConversion.Records` / `.Bytes`: records that fit the Glue
+    /// table (with format conversion).
+    pub converted: RecordCount,
+    /// `FailedConversion.Records` / `.Bytes`.
+    pub conversion_failed: RecordCount,
+}
+
+/// Records and their bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordCount {
+    pub records: u64,
+    pub bytes: u64,
+}
+
+impl RecordCount {
+    fn add(&mut self, record: &Record) {
+        self.records += 1;
+        self.bytes += record.value.len() as u64;
+    }
 }
 
 /// The engine for one stream.
@@ -159,10 +178,19 @@ impl Core {
         self.offsets.read(partition, offset, routes.len());
         self.dirty.insert(partition);
         for route in routes.drain(..) {
+            let converts = self.router.converts();
             let (key, record) = match route {
-                Route::Buffer(key, record) => (key, record),
+                Route::Buffer(key, record) => {
+                    if converts {
+                        self.counters.converted.add(&record);
+                    }
+                    (key, record)
+                }
                 Route::Error(kind, record) => {
                     self.counters.error_records += 1;
+                    if matches!(kind, ErrorKind::Conversion { .. }) {
+                        self.counters.conversion_failed.add(&record);
+                    }
                     Router::error_record(&kind, record, now_ms)
                 }
             };

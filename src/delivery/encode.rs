@@ -12,6 +12,7 @@ use flate2::write::GzEncoder;
 use super::buffer::{Batch, BufferKey};
 use super::naming::Namer;
 use super::router::{ErrorKind, Router};
+use crate::convert::Conversion;
 use crate::prefix::RenderError;
 use crate::spec::{Compression, StreamSpec};
 
@@ -99,11 +100,13 @@ pub struct EncodedObject {
 pub struct ObjectEncoder {
     spec: Arc<StreamSpec>,
     namer: Arc<Namer>,
+    /// With format conversion: data objects are Parquet.
+    conversion: Option<Arc<Conversion>>,
 }
 
 impl ObjectEncoder {
-    pub fn new(spec: Arc<StreamSpec>, namer: Arc<Namer>) -> Self {
-        ObjectEncoder { spec, namer }
+    pub fn new(spec: Arc<StreamSpec>, namer: Arc<Namer>, conversion: Option<Arc<Conversion>>) -> Self {
+        ObjectEncoder { spec, namer, conversion }
     }
 
     /// The object for `batch`. Fails only when the error prefix itself
@@ -125,6 +128,11 @@ impl ObjectEncoder {
                 Err(e) => return self.encode(Self::failed(batch, &ErrorKind::Prefix(e), now_ms), now_ms),
             },
         };
+        if let Some(conversion) = &self.conversion {
+            // Every record passed the conversion check when it was routed.
+            let body = conversion.write(&batch.records).expect("records checked at routing convert");
+            return Ok(EncodedObject { key, body, content_encoding: None, records: batch.records.len() });
+        }
         // Firehose names the one ZIP entry with a uuid.
         let entry = if self.spec.compression == Compression::Zip { rng.uuid() } else { String::new() };
         let body = encode(&batch, self.spec.append_newline, self.spec.compression, &entry);

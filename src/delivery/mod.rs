@@ -24,6 +24,7 @@ pub mod source;
 pub mod state;
 pub mod stats;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +34,7 @@ use tracing::info;
 
 use self::core::{Core, CoreConfig};
 use crate::clock::SharedClock;
+use crate::convert::Conversion;
 use crate::spec::StreamSpec;
 use crate::transform::{Functions, Transformer};
 use driver::{Command, Driver, Writer};
@@ -68,6 +70,21 @@ pub enum DeliveryError {
     State(#[from] StateError),
     #[error(transparent)]
     Transform(#[from] crate::transform::TransformError),
+    #[error("stream {stream}: {source}")]
+    Glue { stream: String, source: crate::convert::glue::GlueError },
+}
+
+/// The spec's conversion with its Glue table read from `glue_dir` (a
+/// missing or unreadable table is refused before anything starts).
+pub fn load_conversion(
+    spec: &StreamSpec,
+    glue_dir: &std::path::Path,
+) -> Result<Option<Arc<Conversion>>, DeliveryError> {
+    spec.conversion
+        .as_ref()
+        .map(|c| Conversion::load(c, glue_dir).map(Arc::new))
+        .transpose()
+        .map_err(|source| DeliveryError::Glue { stream: spec.name.clone(), source })
 }
 
 /// Everything delivery needs besides the spec.
@@ -90,6 +107,8 @@ pub struct DeliveryOptions {
     pub max_in_flight: usize,
     /// Where the spec's Lambda function runs (shared by a stack's streams).
     pub functions: Arc<Functions>,
+    /// Where the Glue tables of format conversions are read from.
+    pub glue_dir: PathBuf,
 }
 
 impl DeliveryOptions {
@@ -103,6 +122,7 @@ impl DeliveryOptions {
             max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             max_in_flight: default_max_in_flight(),
             functions: Arc::default(),
+            glue_dir: PathBuf::from(crate::convert::DEFAULT_GLUE_DIR),
         }
     }
 }
@@ -204,6 +224,7 @@ pub struct Delivery {
     stats: Arc<DeliveryStats>,
     options: DeliveryOptions,
     transformer: Option<Transformer>,
+    conversion: Option<Arc<Conversion>>,
 }
 
 impl Delivery {
@@ -219,6 +240,7 @@ impl Delivery {
     ) -> Result<Self, DeliveryError> {
         let sink = sink.with_kms_key(spec.sse_kms_key_id.clone());
         options.functions.config().check(&spec)?;
+        let conversion = load_conversion(&spec, &options.glue_dir)?;
         let bootstrap = options.source.bootstrap.clone();
         let topic = spec.topic.clone();
         let partitions = tokio::task::spawn_blocking(move || source::check_topic(&bootstrap, &topic))
@@ -248,6 +270,7 @@ impl Delivery {
             stats: Arc::default(),
             options,
             transformer,
+            conversion,
         })
     }
 
@@ -305,39 +328,43 @@ impl Delivery {
         shutdown: CancellationToken,
         commands: mpsc::Receiver<Command>,
     ) -> Result<Arc<DeliveryStats>, DeliveryError> {
-        let driver = engine(
-            self.spec,
-            self.namer,
-            self.options.limits(),
-            self.source,
-            Arc::new(self.sink),
-            self.stats,
-            self.clock,
-        )
-        .with_transform(self.transformer);
+        let stream = StreamParts { spec: self.spec, namer: self.namer, conversion: self.conversion };
+        let driver = engine(stream, self.options.limits(), self.source, Arc::new(self.sink), self.stats, self.clock)
+            .with_transform(self.transformer);
         Ok(driver.run(shutdown, commands).await?)
     }
+}
+
+/// What one stream's engine is built from: the spec, how its objects are
+/// named, and its conversion (the Glue table read) if it converts.
+#[derive(Debug, Clone)]
+pub struct StreamParts {
+    pub spec: Arc<StreamSpec>,
+    pub namer: Arc<Namer>,
+    pub conversion: Option<Arc<Conversion>>,
 }
 
 /// The engine for a spec over any source and sink: the core, the writer
 /// and the driver around them. [`Delivery`] runs it on Kafka and S3; the
 /// engine benchmark on memory.
 pub fn engine<S: RecordSource, K: ObjectSink>(
-    spec: Arc<StreamSpec>,
-    namer: Arc<Namer>,
+    stream: StreamParts,
     limits: EngineLimits,
     source: S,
     sink: Arc<K>,
     stats: Arc<DeliveryStats>,
     clock: SharedClock,
 ) -> Driver<S, K> {
+    let StreamParts { spec, namer, conversion } = stream;
     let config = CoreConfig {
         hints: spec.buffer,
         per_record_overhead: u64::from(spec.append_newline),
         max_buffered_bytes: limits.max_buffered_bytes,
         max_in_flight: limits.max_in_flight.max(1),
     };
-    let core = Core::new(Router::new(spec.clone(), namer.clone(), limits.active_partition_limit), config);
-    let writer = Writer::new(ObjectEncoder::new(spec, namer), sink, stats.clone(), clock.clone());
+    let router =
+        Router::new(spec.clone(), namer.clone(), limits.active_partition_limit).with_conversion(conversion.clone());
+    let core = Core::new(router, config);
+    let writer = Writer::new(ObjectEncoder::new(spec, namer, conversion), sink, stats.clone(), clock.clone());
     Driver::new(core, source, writer, stats, clock)
 }

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use super::buffer::{BufferKey, Record};
 use super::extract::{self, ExtractError, MetadataExtractor};
 use super::naming::Namer;
+use crate::convert::{CatalogTable, Conversion, ConversionError};
 use crate::prefix::RenderError;
 use crate::spec::StreamSpec;
 
@@ -30,6 +31,7 @@ pub mod errors {
     pub const ACTIVE_PARTITIONS_CODE: &str = "DynamicPartitioning.ActivePartitionsLimitExceeded";
     pub const RECORD_TOO_LARGE_CODE: &str = "RecordTooLarge";
     pub const PREFIX_CODE: &str = "DynamicPartitioning.PrefixEvaluationFailed";
+    pub const FORMAT_CONVERSION_FAILED: &str = "format-conversion-failed";
 }
 
 /// Why a record goes to the error prefix.
@@ -46,6 +48,8 @@ pub enum ErrorKind {
     /// The Lambda transform failed it (or its whole invocation failed), after
     /// `attempts` invocations.
     Lambda { code: &'static str, message: &'static str, attempts: u32, arn: Arc<str> },
+    /// It does not fit the Glue table's columns.
+    Conversion { error: ConversionError, table: Arc<CatalogTable> },
 }
 
 impl ErrorKind {
@@ -57,6 +61,7 @@ impl ErrorKind {
             }
             ErrorKind::Extraction(_) => errors::METADATA_EXTRACTION_FAILED,
             ErrorKind::ActivePartitions { .. } => errors::ACTIVE_PARTITION_EXCEEDED,
+            ErrorKind::Conversion { .. } => errors::FORMAT_CONVERSION_FAILED,
         }
     }
 
@@ -67,6 +72,7 @@ impl ErrorKind {
             ErrorKind::Prefix(_) => errors::PREFIX_CODE,
             ErrorKind::ActivePartitions { .. } => errors::ACTIVE_PARTITIONS_CODE,
             ErrorKind::Lambda { code, .. } => code,
+            ErrorKind::Conversion { error, .. } => error.code,
         }
     }
 
@@ -77,6 +83,7 @@ impl ErrorKind {
             ErrorKind::Prefix(e) => e.to_string(),
             ErrorKind::ActivePartitions { limit } => format!("more than {limit} active partitions"),
             ErrorKind::Lambda { message, .. } => (*message).to_owned(),
+            ErrorKind::Conversion { error, .. } => error.message.clone(),
         }
     }
 }
@@ -96,6 +103,23 @@ struct ErrorLine<'a> {
     lambda_arn: Option<&'a str>,
 }
 
+/// A `format-conversion-failed` line: Firehose names the error fields
+/// `lastError*` here, and adds the record's position and the table.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ConversionErrorLine<'a> {
+    attempts_made: u32,
+    arrival_timestamp: i64,
+    last_error_code: &'a str,
+    last_error_message: &'a str,
+    attempt_ending_timestamp: i64,
+    raw_data: String,
+    /// The Kafka offset, as the string Firehose writes for sequence numbers.
+    sequence_number: String,
+    sub_sequence_number: u32,
+    data_catalog_table: &'a CatalogTable,
+}
+
 /// Where one (sub-)record goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
@@ -111,13 +135,35 @@ pub struct Router {
     namer: Arc<Namer>,
     extractor: Option<MetadataExtractor>,
     active_partition_limit: usize,
+    conversion: Option<Arc<Conversion>>,
 }
 
 impl Router {
     pub fn new(spec: Arc<StreamSpec>, namer: Arc<Namer>, active_partition_limit: usize) -> Self {
         let extractor =
             spec.metadata_query.as_deref().filter(|_| spec.dynamic_partitioning).map(MetadataExtractor::new);
-        Router { spec, namer, extractor, active_partition_limit }
+        Router { spec, namer, extractor, active_partition_limit, conversion: None }
+    }
+
+    /// Checks every record against the conversion's table first: those that
+    /// do not fit become `format-conversion-failed` records.
+    pub fn with_conversion(mut self, conversion: Option<Arc<Conversion>>) -> Self {
+        self.conversion = conversion;
+        self
+    }
+
+    /// Whether records are converted (and checked against a table).
+    pub fn converts(&self) -> bool {
+        self.conversion.is_some()
+    }
+
+    fn convertible(&self, record: &Record) -> Result<(), ErrorKind> {
+        match &self.conversion {
+            None => Ok(()),
+            Some(c) => {
+                c.check(&record.value).map_err(|error| ErrorKind::Conversion { error, table: c.catalog.clone() })
+            }
+        }
     }
 
     pub fn spec(&self) -> &StreamSpec {
@@ -142,12 +188,18 @@ impl Router {
         if !self.spec.dynamic_partitioning {
             if self.spec.deaggregation.is_none() {
                 // The common path: no allocation beyond the route itself.
-                let key = BufferKey::Partition(record.partition);
-                out.push(Route::Buffer(key, record));
+                out.push(match self.convertible(&record) {
+                    Ok(()) => Route::Buffer(BufferKey::Partition(record.partition), record),
+                    Err(kind) => Route::Error(kind, record),
+                });
                 return;
             }
             for value in extract::deaggregate(&record.value, self.spec.deaggregation.as_ref()) {
-                out.push(Route::Buffer(BufferKey::Partition(record.partition), Record { value, ..record.clone() }));
+                let sub = Record { value, ..record.clone() };
+                out.push(match self.convertible(&sub) {
+                    Ok(()) => Route::Buffer(BufferKey::Partition(record.partition), sub),
+                    Err(kind) => Route::Error(kind, sub),
+                });
             }
             return;
         }
@@ -191,6 +243,7 @@ impl Router {
         record: &Record,
         lambda_keys: Option<&BTreeMap<String, String>>,
     ) -> Result<BufferKey, ErrorKind> {
+        self.convertible(record)?;
         let keys = match &self.extractor {
             Some(extractor) => extractor.extract(&record.value).map_err(ErrorKind::Extraction)?,
             None => BTreeMap::new(),
@@ -202,6 +255,22 @@ impl Router {
     /// The error record Firehose writes for `record`: one JSON line under the
     /// error prefix of the error's type.
     pub fn error_record(kind: &ErrorKind, record: Record, now_ms: i64) -> (BufferKey, Record) {
+        if let ErrorKind::Conversion { error, table } = kind {
+            let line = ConversionErrorLine {
+                attempts_made: 1,
+                arrival_timestamp: record.timestamp_ms,
+                last_error_code: error.code,
+                last_error_message: &error.message,
+                attempt_ending_timestamp: now_ms,
+                raw_data: BASE64.encode(&record.value),
+                sequence_number: record.offset.to_string(),
+                sub_sequence_number: 0,
+                data_catalog_table: table,
+            };
+            let mut value = serde_json::to_vec(&line).expect("JSON values serialize");
+            value.push(b'\n');
+            return (BufferKey::Error(kind.output_type()), Record { value: Bytes::from(value), ..record });
+        }
         let message = kind.message();
         let (attempts_made, lambda_arn) = match kind {
             ErrorKind::Lambda { attempts, arn, .. } => (*attempts, Some(&**arn)),

@@ -68,6 +68,11 @@ pub struct DeliveryStats {
     pub failing_writes: AtomicU64,
     /// The Lambda transform's figures (all zero without one).
     pub lambda: LambdaStats,
+    /// `SucceedConversion.Records` / `.Bytes` and `FailedConversion.*`.
+    pub converted_records: AtomicU64,
+    pub converted_bytes: AtomicU64,
+    pub conversion_failed_records: AtomicU64,
+    pub conversion_failed_bytes: AtomicU64,
     /// When the first record was read: throughput counts from here.
     pub first_read: std::sync::OnceLock<std::time::Instant>,
     /// Per partition, the next offset this instance will read.
@@ -151,6 +156,10 @@ impl DeliveryStats {
         set(&self.error_records, c.error_records);
         set(&self.records_handed_over, c.handed_over);
         set(&self.memory_limit_hits, c.memory_limit_hits);
+        set(&self.converted_records, c.converted.records);
+        set(&self.converted_bytes, c.converted.bytes);
+        set(&self.conversion_failed_records, c.conversion_failed.records);
+        set(&self.conversion_failed_bytes, c.conversion_failed.bytes);
     }
 }
 

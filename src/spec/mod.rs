@@ -52,6 +52,8 @@ pub struct StreamSpec {
     pub dynamic_partitioning: bool,
     /// A `Lambda` processor: records go through the function before routing.
     pub lambda: Option<LambdaProcessor>,
+    /// `DataFormatConversionConfiguration` enabled: objects are Parquet.
+    pub conversion: Option<crate::convert::ConversionSpec>,
     /// `MSKSourceConfiguration.MSKClusterARN` (the `sourceMSKArn` of Lambda
     /// events).
     pub msk_cluster_arn: String,

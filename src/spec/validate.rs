@@ -22,6 +22,7 @@ use serde_json::Value;
 
 use super::raw::{self, CreateDeliveryStream};
 use super::{BufferHints, Compression, Deaggregation, LambdaProcessor, StartPosition, StreamSpec, AWS_TIME_ZONES, MIB};
+use crate::convert::{ConversionSpec, Deserializer, ParquetCodec, ParquetOptions, TimestampFormat};
 use crate::delivery::extract;
 use crate::prefix::{PrefixError, Template, MAX_EVALUATED_PREFIX};
 
@@ -271,7 +272,16 @@ fn check(req: &CreateDeliveryStream, r: &mut Report) -> Option<StreamSpec> {
     for other in destinations.iter().filter(|d| **d != S3) {
         r.unsupported(*other, "destinations other than ExtendedS3DestinationConfiguration");
     }
-    let destination = req.extended_s3_destination_configuration.as_ref().map(|s3| check_destination(s3, r));
+    // The stream's region: the cluster's (a Glue table defaults to it).
+    let region = req
+        .msk_source_configuration
+        .as_ref()
+        .and_then(|m| m.msk_cluster_arn.as_deref())
+        .and_then(|arn| arn.split(':').nth(3))
+        .filter(|r| !r.is_empty())
+        .unwrap_or("us-east-1")
+        .to_owned();
+    let destination = req.extended_s3_destination_configuration.as_ref().map(|s3| check_destination(s3, &region, r));
 
     let (Some(name), Some(Some((topic, start, msk_cluster_arn))), Some(Some(dest))) = (name, source, destination)
     else {
@@ -293,6 +303,7 @@ fn check(req: &CreateDeliveryStream, r: &mut Report) -> Option<StreamSpec> {
         metadata_query: dest.metadata_query,
         dynamic_partitioning: dest.dynamic_partitioning,
         lambda: dest.lambda,
+        conversion: dest.conversion,
         msk_cluster_arn,
         sse_kms_key_id: dest.sse_kms_key_id,
         source_sha256: String::new(),
@@ -359,17 +370,28 @@ struct Destination {
     metadata_query: Option<String>,
     dynamic_partitioning: bool,
     lambda: Option<LambdaProcessor>,
+    conversion: Option<ConversionSpec>,
     sse_kms_key_id: Option<String>,
 }
 
-fn check_destination(s3: &raw::ExtendedS3DestinationConfiguration, r: &mut Report) -> Option<Destination> {
+fn check_destination(
+    s3: &raw::ExtendedS3DestinationConfiguration,
+    region: &str,
+    r: &mut Report,
+) -> Option<Destination> {
     r.role_arn(&format!("{S3}.RoleARN"), &s3.role_arn);
     let bucket = r.required(&format!("{S3}.BucketARN"), &s3.bucket_arn).and_then(|arn| {
         r.string(&format!("{S3}.BucketARN"), arn, 1, 2048, Some((&BUCKET_ARN, r"arn:.*:s3:::[\w\.\-]{1,255}")));
         BUCKET_ARN.captures(arn).map(|c| c[1].to_owned())
     });
 
-    let buffer = check_hints(s3.buffering_hints.as_ref(), r);
+    let conversion = check_conversion(s3, region, r);
+    let converting = matches!(conversion, Some(Some(_)));
+    let buffer = check_hints(s3.buffering_hints.as_ref(), r).map(|hints| match s3.buffering_hints {
+        // With conversion, the default size is 128 MiB.
+        None if converting => BufferHints { size_bytes: 128 * MIB, ..hints },
+        _ => hints,
+    });
     let compression = check_compression(s3.compression_format.as_deref(), r);
 
     let extension = s3.file_extension.clone().unwrap_or_default();
@@ -384,7 +406,6 @@ fn check_destination(s3: &raw::ExtendedS3DestinationConfiguration, r: &mut Repor
     let processing = check_processing(s3.processing_configuration.as_ref(), dynamic_partitioning, r);
     let (prefix, error_prefix) = check_prefixes(s3, time_zone.unwrap_or(Tz::UTC), r)?;
     check_dynamic_partitioning(s3, dynamic_partitioning, processing.as_ref(), &prefix, r);
-    check_conversion(s3, r);
     check_backup(s3, r);
 
     let prefix = with_default_time(prefix);
@@ -403,7 +424,12 @@ fn check_destination(s3: &raw::ExtendedS3DestinationConfiguration, r: &mut Repor
         error_prefix,
         buffer: buffer?,
         compression: compression?,
-        extension: if extension.is_empty() { compression?.extension().to_owned() } else { extension },
+        extension: match (extension.is_empty(), converting) {
+            (false, _) => extension,
+            (true, true) => ".parquet".to_owned(),
+            (true, false) => compression?.extension().to_owned(),
+        },
+        conversion: conversion?,
         time_zone: time_zone?,
         append_newline: processing.append_newline,
         deaggregation: processing.deaggregation,
@@ -792,10 +818,18 @@ fn enabled(config: Option<&Value>) -> bool {
     config.and_then(|c| c.get("Enabled")).and_then(Value::as_bool).unwrap_or(false)
 }
 
-fn check_conversion(s3: &raw::ExtendedS3DestinationConfiguration, r: &mut Report) {
-    if !enabled(s3.data_format_conversion_configuration.as_ref()) {
-        return;
+/// `DataFormatConversionConfiguration`, with AWS's messages: `Some(None)`
+/// when conversion is off, `None` when the configuration is invalid.
+fn check_conversion(
+    s3: &raw::ExtendedS3DestinationConfiguration,
+    region: &str,
+    r: &mut Report,
+) -> Option<Option<ConversionSpec>> {
+    let config = s3.data_format_conversion_configuration.as_ref();
+    if !enabled(config) {
+        return Some(None);
     }
+    let config = config?;
     let path = format!("{S3}.DataFormatConversionConfiguration");
     if s3.compression_format.as_deref().unwrap_or("UNCOMPRESSED") != "UNCOMPRESSED" {
         r.add(
@@ -809,7 +843,161 @@ fn check_conversion(s3: &raw::ExtendedS3DestinationConfiguration, r: &mut Report
             "must be at least 64 when DataFormatConversionConfiguration is enabled",
         );
     }
-    r.unsupported(path, "record format conversion");
+    let present = |v: &Value, key: &str| v.get(key).filter(|v| !v.is_null()).cloned();
+    let schema = present(config, "SchemaConfiguration");
+    let input = present(config, "InputFormatConfiguration");
+    let output = present(config, "OutputFormatConfiguration");
+    for (value, name) in
+        [(&schema, "SchemaConfiguration"), (&input, "InputFormatConfiguration"), (&output, "OutputFormatConfiguration")]
+    {
+        if value.is_none() {
+            r.add(&path, format!("{name} must not be null"));
+        }
+    }
+    let schema = schema.map(|v| check_schema(&v, &format!("{path}.SchemaConfiguration"), region, r));
+    let deserializer = input.and_then(|v| check_deserializer(&v, &format!("{path}.InputFormatConfiguration"), r));
+    let parquet = output.and_then(|v| check_serializer(&v, &format!("{path}.OutputFormatConfiguration"), r));
+    let (database, table, region, catalog_id, version_id, role_arn) = schema??;
+    Some(Some(ConversionSpec {
+        database,
+        table,
+        region,
+        catalog_id,
+        version_id,
+        role_arn,
+        deserializer: deserializer?,
+        parquet: parquet?,
+    }))
+}
+
+type SchemaParts = (String, String, String, Option<String>, String, Option<String>);
+
+fn check_schema(schema: &Value, path: &str, region: &str, r: &mut Report) -> Option<SchemaParts> {
+    let text = |key: &str| schema.get(key).and_then(Value::as_str).map(str::to_owned);
+    let database = text("DatabaseName");
+    let table = text("TableName");
+    if database.is_none() {
+        r.add(format!("{path}.DatabaseName"), "DatabaseName must not be null");
+    }
+    if table.is_none() {
+        r.add(format!("{path}.TableName"), "TableName must not be null");
+    }
+    Some((
+        database?,
+        table?,
+        text("Region").unwrap_or_else(|| region.to_owned()),
+        text("CatalogId"),
+        text("VersionId").unwrap_or_else(|| "LATEST".to_owned()),
+        text("RoleARN"),
+    ))
+}
+
+fn check_deserializer(input: &Value, path: &str, r: &mut Report) -> Option<Deserializer> {
+    let Some(deserializer) = input.get("Deserializer").filter(|v| !v.is_null()) else {
+        r.add(format!("{path}.Deserializer"), "Deserializer must not be null");
+        return None;
+    };
+    let openx = deserializer.get("OpenXJsonSerDe").filter(|v| !v.is_null());
+    let hive = deserializer.get("HiveJsonSerDe").filter(|v| !v.is_null());
+    match (openx, hive) {
+        (Some(_), Some(_)) => {
+            r.add(format!("{path}.Deserializer"), "More than one deserializer specified. Only one may be chosen.");
+            None
+        }
+        (None, None) => {
+            r.add(format!("{path}.Deserializer"), "Deserializer must not be null");
+            None
+        }
+        (Some(openx), None) => {
+            let flag = |key: &str, default: bool| openx.get(key).and_then(Value::as_bool).unwrap_or(default);
+            let mappings = openx
+                .get("ColumnToJsonKeyMappings")
+                .and_then(Value::as_object)
+                .map(|m| m.iter().filter_map(|(k, v)| Some((k.to_ascii_lowercase(), v.as_str()?.to_owned()))).collect())
+                .unwrap_or_default();
+            Some(Deserializer::OpenX {
+                case_insensitive: flag("CaseInsensitive", true),
+                dots_to_underscores: flag("ConvertDotsInJsonKeysToUnderscores", false),
+                mappings,
+            })
+        }
+        (None, Some(hive)) => {
+            let mut formats = Vec::new();
+            for format in hive.get("TimestampFormats").and_then(Value::as_array).into_iter().flatten() {
+                let text = format.as_str().unwrap_or_default();
+                match TimestampFormat::parse(text) {
+                    Some(parsed) => formats.push(parsed),
+                    None => {
+                        r.add(
+                            format!("{path}.Deserializer.HiveJsonSerDe.TimestampFormats"),
+                            format!("Invalid deserializer option(s): One or more SerDe options are invalid for org.apache.hcatalog.data.JsonSerDe: [Key: timestamp.formats Value: {text}]"),
+                        );
+                        return None;
+                    }
+                }
+            }
+            Some(Deserializer::Hive { timestamp_formats: formats })
+        }
+    }
+}
+
+fn check_serializer(output: &Value, path: &str, r: &mut Report) -> Option<ParquetOptions> {
+    let Some(serializer) = output.get("Serializer").filter(|v| !v.is_null()) else {
+        r.add(format!("{path}.Serializer"), "Serializer must not be null");
+        return None;
+    };
+    let parquet = serializer.get("ParquetSerDe").filter(|v| !v.is_null());
+    let orc = serializer.get("OrcSerDe").filter(|v| !v.is_null());
+    let parquet = match (parquet, orc) {
+        (Some(_), Some(_)) => {
+            r.add(format!("{path}.Serializer"), "More than one serializer specified. Only one may be chosen.");
+            return None;
+        }
+        (None, None) => {
+            r.add(format!("{path}.Serializer"), "Serializer must not be null");
+            return None;
+        }
+        (None, Some(_)) => {
+            r.add(
+                format!("{path}.Serializer.OrcSerDe"),
+                "streamlab does not write ORC: the maintained Rust ORC crate (orc-rust) has only initial write support, without the row indexes, bloom filters and padding OrcSerDe configures, so its files would not be Firehose's; use ParquetSerDe to run this stream locally",
+            );
+            return None;
+        }
+        (Some(parquet), None) => parquet,
+    };
+    let p = format!("{path}.Serializer.ParquetSerDe");
+    let mut out = ParquetOptions::default();
+    let mut ok = true;
+    let int = |key: &str| parquet.get(key).and_then(Value::as_i64);
+    if let Some(n) = int("BlockSizeBytes") {
+        ok &= r.range(&format!("{p}.BlockSizeBytes"), n, 64 * 1024 * 1024, i64::from(i32::MAX));
+        out.block_size_bytes = n.max(0) as u64;
+    }
+    if let Some(n) = int("PageSizeBytes") {
+        ok &= r.range(&format!("{p}.PageSizeBytes"), n, 64 * 1024, i64::from(i32::MAX));
+        out.page_size_bytes = n.max(0) as u64;
+    }
+    if let Some(n) = int("MaxPaddingBytes") {
+        ok &= r.range(&format!("{p}.MaxPaddingBytes"), n, 0, i64::from(i32::MAX));
+        out.max_padding_bytes = n.max(0) as u64;
+    }
+    if let Some(b) = parquet.get("EnableDictionaryCompression").and_then(Value::as_bool) {
+        out.dictionary = b;
+    }
+    if let Some(codec) = parquet.get("Compression").and_then(Value::as_str) {
+        ok &= r.enumerated(&format!("{p}.Compression"), codec, &["UNCOMPRESSED", "GZIP", "SNAPPY"]);
+        out.compression = match codec {
+            "GZIP" => ParquetCodec::Gzip,
+            "UNCOMPRESSED" => ParquetCodec::Uncompressed,
+            _ => ParquetCodec::Snappy,
+        };
+    }
+    if let Some(version) = parquet.get("WriterVersion").and_then(Value::as_str) {
+        ok &= r.enumerated(&format!("{p}.WriterVersion"), version, &["V1", "V2"]);
+        out.writer_v2 = version == "V2";
+    }
+    ok.then_some(out)
 }
 
 /// Parses both prefixes and checks Firehose's prefix rules.

@@ -108,6 +108,8 @@ pub struct StackOptions {
     pub max_buffered_bytes: u64,
     /// Where the specs' Lambda functions run (`--lambda`, `--lambda-endpoint`).
     pub functions: FunctionsConfig,
+    /// Where the Glue tables of format conversions are read from.
+    pub glue_dir: PathBuf,
     /// Start the deliveries with the stack (default). Without, call
     /// [`Stack::start_deliveries`]: records written before then are before
     /// the streams' activation.
@@ -132,6 +134,7 @@ impl StackOptions {
             active_partition_limit: DEFAULT_ACTIVE_PARTITION_LIMIT,
             max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             functions: FunctionsConfig::default(),
+            glue_dir: PathBuf::from(crate::convert::DEFAULT_GLUE_DIR),
             start_deliveries: true,
         }
     }
@@ -340,6 +343,21 @@ pub struct StreamStatus {
     /// With a Lambda transform: its figures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lambda: Option<LambdaStatus>,
+    /// With format conversion: `SucceedConversion.Records` and
+    /// `FailedConversion.Records`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversion: Option<ConversionStatus>,
+}
+
+/// Format conversion's figures, Firehose's metric names in comments.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConversionStatus {
+    /// `SucceedConversion.Records` / `.Bytes`.
+    pub converted: u64,
+    pub converted_bytes: u64,
+    /// `FailedConversion.Records` / `.Bytes`.
+    pub failed: u64,
+    pub failed_bytes: u64,
 }
 
 /// A Lambda transform's figures, Firehose's metric names in comments.
@@ -410,6 +428,12 @@ impl Status {
                 s.bucket,
                 s.version
             );
+            if let Some(c) = &s.conversion {
+                out += &format!(
+                    "{:<width$}  Parquet: {} records converted ({} bytes), {} failed conversion (under format-conversion-failed)\n",
+                    "", c.converted, c.converted_bytes, c.failed
+                );
+            }
             if let Some(l) = &s.lambda {
                 let invocations = match l.invocations {
                     0 => "no invocation yet".to_owned(),
@@ -446,6 +470,7 @@ impl Stack {
         let specs: Vec<StreamSpec> = load_specs(&options.specs)?.into_iter().map(|(_, s)| s).collect();
         for spec in &specs {
             options.functions.check(spec).map_err(|e| StackError::Delivery(Box::new(e.into())))?;
+            crate::delivery::load_conversion(spec, &options.glue_dir)?;
         }
         if !(1..=10_000).contains(&options.partitions) {
             return Err(StackError::Options(format!(
@@ -532,6 +557,7 @@ impl Stack {
                 active_partition_limit: self.options.active_partition_limit,
                 max_buffered_bytes: self.options.max_buffered_bytes,
                 functions: self.functions.clone(),
+                glue_dir: self.options.glue_dir.clone(),
                 ..DeliveryOptions::new(
                     SourceSettings::new(&self.backend.bootstrap, Membership::Assigned),
                     StateStore::Topic(TopicStateStore::new(&self.backend.bootstrap)),
@@ -753,6 +779,12 @@ impl Stack {
                 error_records: load(&stats.error_records),
                 put_failures: load(&stats.put_failures),
                 lag,
+                conversion: spec.conversion.as_ref().map(|_| ConversionStatus {
+                    converted: load(&stats.converted_records),
+                    converted_bytes: load(&stats.converted_bytes),
+                    failed: load(&stats.conversion_failed_records),
+                    failed_bytes: load(&stats.conversion_failed_bytes),
+                }),
                 lambda: spec.lambda.as_ref().map(|l| LambdaStatus {
                     function: l.arn.clone(),
                     ok: load(&stats.lambda.ok),

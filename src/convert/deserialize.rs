@@ -1,0 +1,462 @@
+//! The deserializers Firehose runs before writing columns: OpenX JSON SerDe
+//! (lenient: case-insensitive keys, coercion of strings to numbers and of
+//! nested values to strings, a scalar promoted to a one-element array) and
+//! Hive JSON SerDe (strict: a value must already have the column's type).
+//! Each record becomes one row of values in the form the Arrow JSON decoder
+//! reads, or the error Firehose writes under `format-conversion-failed`.
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use serde_json::{Map, Number, Value};
+
+use super::glue::HiveType;
+
+/// `DataFormatConversion.ParseError` and `.MalformedData`, with Firehose's
+/// messages where they are known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversionError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+pub const PARSE_ERROR: &str = "DataFormatConversion.ParseError";
+pub const MALFORMED_DATA: &str = "DataFormatConversion.MalformedData";
+
+fn malformed(detail: impl std::fmt::Display) -> ConversionError {
+    ConversionError { code: MALFORMED_DATA, message: format!("Data does not match the schema. {detail}") }
+}
+
+/// `InputFormatConfiguration.Deserializer`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Deserializer {
+    OpenX {
+        case_insensitive: bool,
+        dots_to_underscores: bool,
+        /// Column name -> JSON key (`ColumnToJsonKeyMappings`).
+        mappings: BTreeMap<String, String>,
+    },
+    Hive {
+        /// `TimestampFormats`, checked at validation; empty means
+        /// `java.sql.Timestamp.valueOf`'s form.
+        timestamp_formats: Vec<TimestampFormat>,
+    },
+}
+
+/// A Hive `TimestampFormats` entry: `millis`, or a Joda pattern translated to
+/// chrono's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimestampFormat {
+    Millis,
+    Pattern(String),
+}
+
+impl TimestampFormat {
+    /// Translates the Joda letters Hive users write (`yyyy MM dd HH mm ss
+    /// SSS Z`, quoted literals); `None` for anything else.
+    pub fn parse(format: &str) -> Option<Self> {
+        if format == "millis" {
+            return Some(TimestampFormat::Millis);
+        }
+        let mut out = String::new();
+        let chars: Vec<char> = format.chars().collect();
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            let run = chars[i..].iter().take_while(|&&d| d == c).count();
+            match (c, run) {
+                ('y', 4) | ('Y', 4) => out.push_str("%Y"),
+                ('M', 2) => out.push_str("%m"),
+                ('d', 2) => out.push_str("%d"),
+                ('H', 2) => out.push_str("%H"),
+                ('m', 2) => out.push_str("%M"),
+                ('s', 2) => out.push_str("%S"),
+                ('S', n @ 1..=9) => out.push_str(&format!("%{n}f")),
+                ('Z', 1) => out.push_str("%z"),
+                ('\'', _) => {
+                    let end = chars[i + 1..].iter().position(|&d| d == '\'')? + i + 1;
+                    out.extend(&chars[i + 1..end]);
+                    i = end + 1;
+                    continue;
+                }
+                (c, _) if !c.is_ascii_alphabetic() => out.extend(std::iter::repeat_n(c, run)),
+                _ => return None,
+            }
+            i += run;
+        }
+        Some(TimestampFormat::Pattern(out))
+    }
+}
+
+impl Deserializer {
+    fn lenient(&self) -> bool {
+        matches!(self, Deserializer::OpenX { .. })
+    }
+
+    /// The row for one record: each column's value (null when absent), or
+    /// why the record cannot be converted.
+    pub fn row(&self, columns: &[(String, HiveType)], bytes: &[u8]) -> Result<Map<String, Value>, ConversionError> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ConversionError {
+                code: MALFORMED_DATA,
+                message: "The record was empty or contained only whitespace.".to_owned(),
+            });
+        }
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| ConversionError { code: PARSE_ERROR, message: format!("Encountered malformed JSON. {e}") })?;
+        let Value::Object(object) = value else {
+            return Err(malformed("A JSON object was expected for a row"));
+        };
+        let keys = self.keys(object);
+        let mut row = Map::with_capacity(columns.len());
+        for (name, ty) in columns {
+            let json_key = match self {
+                Deserializer::OpenX { mappings, .. } => mappings.get(name).map_or(name.clone(), |k| self.key(k)),
+                Deserializer::Hive { .. } => name.clone(),
+            };
+            let value = match keys.get(&json_key) {
+                None | Some(Value::Null) => Value::Null,
+                Some(value) => self.value(value, ty).map_err(|detail| malformed(format!("column {name}: {detail}")))?,
+            };
+            row.insert(name.clone(), value);
+        }
+        Ok(row)
+    }
+
+    /// A JSON key as columns are matched against it.
+    fn key(&self, key: &str) -> String {
+        match self {
+            Deserializer::OpenX { case_insensitive, dots_to_underscores, .. } => {
+                let key = if *dots_to_underscores { key.replace('.', "_") } else { key.to_owned() };
+                if *case_insensitive {
+                    key.to_ascii_lowercase()
+                } else {
+                    key
+                }
+            }
+            // Hive column names are lower case; so are the keys it matches.
+            Deserializer::Hive { .. } => key.to_ascii_lowercase(),
+        }
+    }
+
+    fn keys(&self, object: Map<String, Value>) -> BTreeMap<String, Value> {
+        object.into_iter().map(|(k, v)| (self.key(&k), v)).collect()
+    }
+
+    /// One value in the form the Arrow JSON decoder reads for `ty`.
+    fn value(&self, value: &Value, ty: &HiveType) -> Result<Value, String> {
+        let lenient = self.lenient();
+        match ty {
+            HiveType::String | HiveType::Varchar(_) | HiveType::Char(_) => {
+                let text = match value {
+                    Value::String(s) => s.clone(),
+                    Value::Number(_) | Value::Bool(_) => value.to_string(),
+                    _ if lenient => value.to_string(),
+                    _ => return Err(format!("a string was expected, got {}", kind(value))),
+                };
+                Ok(Value::String(match ty {
+                    HiveType::Varchar(n) => text.chars().take(*n as usize).collect(),
+                    HiveType::Char(n) => format!("{text:<width$.width$}", width = *n as usize),
+                    _ => text,
+                }))
+            }
+            HiveType::Boolean => match value {
+                Value::Bool(_) => Ok(value.clone()),
+                Value::String(s) if lenient && s.eq_ignore_ascii_case("true") => Ok(Value::Bool(true)),
+                Value::String(s) if lenient && s.eq_ignore_ascii_case("false") => Ok(Value::Bool(false)),
+                _ => Err(format!("a boolean was expected, got {}", kind(value))),
+            },
+            HiveType::TinyInt => integer(value, lenient, i8::MIN.into(), i8::MAX.into()),
+            HiveType::SmallInt => integer(value, lenient, i16::MIN.into(), i16::MAX.into()),
+            HiveType::Int => integer(value, lenient, i32::MIN.into(), i32::MAX.into()),
+            HiveType::BigInt => integer(value, lenient, i64::MIN, i64::MAX),
+            HiveType::Float | HiveType::Double => {
+                let f = number(value, lenient)?;
+                Number::from_f64(f).map(Value::Number).ok_or_else(|| format!("{f} is not a finite number"))
+            }
+            HiveType::Decimal(p, s) => decimal(value, lenient, *p, *s),
+            HiveType::Date => match value {
+                Value::String(s) => NaiveDate::parse_from_str(s.get(..10).unwrap_or(s), "%Y-%m-%d")
+                    .map(|d| Value::String(d.to_string()))
+                    .map_err(|_| format!("For input string: {s:?} (a date is yyyy-MM-dd)")),
+                _ => Err(format!("a date string was expected, got {}", kind(value))),
+            },
+            HiveType::Timestamp => self.timestamp(value).map(|micros| Value::Number(micros.into())),
+            HiveType::Binary => match value {
+                Value::String(s) => {
+                    let bytes = BASE64.decode(s).unwrap_or_else(|_| s.as_bytes().to_vec());
+                    Ok(Value::String(bytes.iter().map(|b| format!("{b:02x}")).collect()))
+                }
+                _ => Err(format!("a base64 string was expected for binary, got {}", kind(value))),
+            },
+            HiveType::Array(inner) => match value {
+                Value::Array(items) => {
+                    items.iter().map(|v| self.nullable(v, inner)).collect::<Result<Vec<_>, _>>().map(Value::Array)
+                }
+                // OpenX promotes a scalar to a one-element array.
+                _ if lenient => Ok(Value::Array(vec![self.nullable(value, inner)?])),
+                _ => Err("java.io.IOException: Start of Array expected".to_owned()),
+            },
+            HiveType::Map(key_ty, value_ty) => match value {
+                Value::Object(map) => {
+                    let mut out = Map::new();
+                    for (k, v) in map {
+                        let key = self.value(&Value::String(k.clone()), key_ty)?;
+                        let key = match key {
+                            Value::String(s) => s,
+                            other => other.to_string(),
+                        };
+                        out.insert(key, self.nullable(v, value_ty)?);
+                    }
+                    Ok(Value::Object(out))
+                }
+                _ => Err(format!("a JSON object was expected for a map, got {}", kind(value))),
+            },
+            HiveType::Struct(fields) => match value {
+                Value::Object(map) => {
+                    let keys = self.keys(map.clone());
+                    let mut out = Map::new();
+                    for (name, ty) in fields {
+                        let v = keys.get(name).map_or(Ok(Value::Null), |v| self.nullable(v, ty))?;
+                        out.insert(name.clone(), v);
+                    }
+                    Ok(Value::Object(out))
+                }
+                _ => Err(format!("a JSON object was expected for a struct, got {}", kind(value))),
+            },
+        }
+    }
+
+    fn nullable(&self, value: &Value, ty: &HiveType) -> Result<Value, String> {
+        if value.is_null() {
+            Ok(Value::Null)
+        } else {
+            self.value(value, ty)
+        }
+    }
+
+    /// Microseconds since the epoch (timestamps have no zone in Hive).
+    fn timestamp(&self, value: &Value) -> Result<i64, String> {
+        match (self, value) {
+            (Deserializer::OpenX { .. }, Value::Number(n)) => {
+                let f = n.as_f64().ok_or("not a number")?;
+                // Epoch seconds below 1e12 (fractions allowed), else millis.
+                Ok(if f.abs() < 1e12 { (f * 1e6).round() as i64 } else { (f * 1e3).round() as i64 })
+            }
+            (Deserializer::OpenX { .. }, Value::String(s)) => openx_timestamp(s),
+            (Deserializer::Hive { timestamp_formats }, Value::String(s)) => {
+                for format in timestamp_formats {
+                    let parsed = match format {
+                        TimestampFormat::Millis => s.parse::<i64>().ok().map(|ms| ms * 1000),
+                        TimestampFormat::Pattern(p) => DateTime::parse_from_str(s, p)
+                            .map(|t| t.timestamp_micros())
+                            .or_else(|_| NaiveDateTime::parse_from_str(s, p).map(|t| t.and_utc().timestamp_micros()))
+                            .ok(),
+                    };
+                    if let Some(micros) = parsed {
+                        return Ok(micros);
+                    }
+                }
+                sql_timestamp(s)
+                    .ok_or_else(|| format!("Timestamp format must be yyyy-mm-dd hh:mm:ss[.fffffffff]; got {s:?}"))
+            }
+            (Deserializer::Hive { timestamp_formats }, Value::Number(n))
+                if timestamp_formats.contains(&TimestampFormat::Millis) =>
+            {
+                n.as_i64().map(|ms| ms * 1000).ok_or_else(|| format!("{n} is not epoch milliseconds"))
+            }
+            _ => Err(format!("a timestamp was expected, got {}", kind(value))),
+        }
+    }
+}
+
+/// OpenX's forms: `yyyy-MM-dd'T'HH:mm:ss[.S]'Z'` (up to 9 fraction digits;
+/// a numeric offset is refused), `yyyy-[M]M-[d]d HH:mm:ss[.S]`, and epoch
+/// seconds or millis as text.
+fn openx_timestamp(s: &str) -> Result<i64, String> {
+    if let Ok(n) = s.parse::<f64>() {
+        return Ok(if n.abs() < 1e12 { (n * 1e6).round() as i64 } else { (n * 1e3).round() as i64 });
+    }
+    if let Some(body) = s.strip_suffix('Z').filter(|b| b.contains('T')) {
+        if let Ok(t) = NaiveDateTime::parse_from_str(body, "%Y-%m-%dT%H:%M:%S%.f") {
+            return Ok(t.and_utc().timestamp_micros());
+        }
+    }
+    sql_timestamp(s).ok_or_else(|| format!("Cannot parse timestamp {s:?}"))
+}
+
+/// `java.sql.Timestamp.valueOf`: `yyyy-[m]m-[d]d hh:mm:ss[.f...]`.
+fn sql_timestamp(s: &str) -> Option<i64> {
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").ok().map(|t| t.and_utc().timestamp_micros())
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn number(value: &Value, lenient: bool) -> Result<f64, String> {
+    match value {
+        Value::Number(n) => n.as_f64().ok_or_else(|| format!("{n} is not a number")),
+        Value::String(s) if lenient => s.trim().parse().map_err(|_| format!("For input string: {s:?}")),
+        Value::String(_) => Err("Current token (VALUE_STRING) not numeric".to_owned()),
+        _ => Err(format!("a number was expected, got {}", kind(value))),
+    }
+}
+
+fn integer(value: &Value, lenient: bool, min: i64, max: i64) -> Result<Value, String> {
+    let n = match value {
+        Value::Number(n) => n.as_i64().ok_or_else(|| format!("For input string: \"{n}\""))?,
+        Value::String(s) if lenient => s.trim().parse::<i64>().map_err(|_| format!("For input string: {s:?}"))?,
+        Value::String(_) => return Err("Current token (VALUE_STRING) not numeric".to_owned()),
+        _ => return Err(format!("an integer was expected, got {}", kind(value))),
+    };
+    if n < min || n > max {
+        return Err(format!("Numeric value ({n}) out of range ({min} to {max})"));
+    }
+    Ok(Value::Number(n.into()))
+}
+
+/// A decimal as text with exactly `scale` fraction digits (rounded half up,
+/// as HiveDecimal does), refused when its integer part needs more than
+/// `precision - scale` digits.
+fn decimal(value: &Value, lenient: bool, precision: u8, scale: i8) -> Result<Value, String> {
+    let text = match value {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) if lenient => s.trim().to_owned(),
+        _ => return Err(format!("a decimal number was expected, got {}", kind(value))),
+    };
+    let scale = scale.max(0) as usize;
+    let plain = if text.contains(['e', 'E']) {
+        let f: f64 = text.parse().map_err(|_| format!("For input string: {text:?}"))?;
+        format!("{f:.scale$}")
+    } else {
+        text.clone()
+    };
+    let (negative, digits) = plain.strip_prefix('-').map_or((false, plain.as_str()), |d| (true, d));
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    if int.is_empty() && frac.is_empty() || !int.chars().chain(frac.chars()).all(|c| c.is_ascii_digit()) {
+        return Err(format!("For input string: {text:?}"));
+    }
+    let mut units: u128 = format!("{int}{:0<scale$}", &frac[..frac.len().min(scale)])
+        .parse()
+        .map_err(|_| format!("For input string: {text:?}"))?;
+    if frac.as_bytes().get(scale).is_some_and(|d| *d >= b'5') {
+        units += 1;
+    }
+    let digits = units.to_string();
+    let int_digits = digits.len().saturating_sub(scale);
+    if int_digits > (precision as usize - scale) {
+        return Err(format!("{text} does not fit decimal({precision},{scale})"));
+    }
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (i, f) = padded.split_at(padded.len() - scale);
+    let sign = if negative && units != 0 { "-" } else { "" };
+    Ok(Value::String(if scale == 0 { format!("{sign}{i}") } else { format!("{sign}{i}.{f}") }))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn openx() -> Deserializer {
+        Deserializer::OpenX { case_insensitive: true, dots_to_underscores: false, mappings: BTreeMap::new() }
+    }
+
+    fn hive() -> Deserializer {
+        Deserializer::Hive { timestamp_formats: vec![] }
+    }
+
+    fn columns() -> Vec<(String, HiveType)> {
+        [
+            ("id", "bigint"),
+            ("name", "string"),
+            ("price", "decimal(10,2)"),
+            ("at", "timestamp"),
+            ("tags", "array<string>"),
+            ("attrs", "map<string,int>"),
+            ("item", "struct<sku:string,qty:int>"),
+        ]
+        .into_iter()
+        .map(|(n, t)| (n.to_owned(), HiveType::parse(t).unwrap()))
+        .collect()
+    }
+
+    #[test]
+    fn openx_coerces_and_matches_keys_case_insensitively() {
+        let row = openx()
+            .row(
+                &columns(),
+                br#"{"ID": "42", "Name": {"first": "a"}, "price": 19.999, "at": "2026-07-13T14:00:00.123456789Z", "tags": "one", "attrs": {"x": 1}, "item": {"SKU": "s", "qty": "2"}, "extra": true}"#,
+            )
+            .unwrap();
+        assert_eq!(
+            Value::Object(row),
+            json!({
+                "id": 42, "name": "{\"first\":\"a\"}", "price": "20.00",
+                "at": 1_783_951_200_123_456i64, "tags": ["one"], "attrs": {"x": 1},
+                "item": {"sku": "s", "qty": 2}
+            })
+        );
+    }
+
+    #[test]
+    fn openx_reads_epoch_seconds_and_millis_and_refuses_offsets() {
+        let cols = vec![("at".to_owned(), HiveType::Timestamp)];
+        let at = |v: Value| openx().row(&cols, v.to_string().as_bytes()).map(|r| r["at"].clone());
+        assert_eq!(at(json!({"at": 1_783_951_200})).unwrap(), json!(1_783_951_200_000_000i64));
+        assert_eq!(at(json!({"at": 1_783_951_200_500i64})).unwrap(), json!(1_783_951_200_500_000i64));
+        assert_eq!(at(json!({"at": "2026-7-3 04:05:06"})).unwrap(), json!(1_783_051_506_000_000i64));
+        assert_eq!(at(json!({"at": "2026-07-13T14:00:00+00:00"})).unwrap_err().code, MALFORMED_DATA);
+    }
+
+    #[test]
+    fn hive_is_strict() {
+        for record in [
+            json!({"id": "42"}),
+            json!({"name": {"nested": 1}}),
+            json!({"tags": "one"}),
+            json!({"at": "2026-07-13T14:00:00Z"}),
+        ] {
+            let error = hive().row(&columns(), record.to_string().as_bytes()).unwrap_err();
+            assert_eq!(error.code, MALFORMED_DATA, "{record}");
+            assert!(error.message.starts_with("Data does not match the schema."), "{}", error.message);
+        }
+        let millis = Deserializer::Hive { timestamp_formats: vec![TimestampFormat::Millis] };
+        let row = millis.row(&columns(), br#"{"at": "1783951200000"}"#).unwrap();
+        assert_eq!(row["at"], json!(1_783_951_200_000_000i64));
+    }
+
+    #[test]
+    fn failures_carry_firehose_s_codes() {
+        assert_eq!(
+            openx().row(&columns(), b"  ").unwrap_err().message,
+            "The record was empty or contained only whitespace."
+        );
+        assert_eq!(openx().row(&columns(), b"{not json").unwrap_err().code, PARSE_ERROR);
+        assert_eq!(openx().row(&columns(), br#"{"id": "oops"}"#).unwrap_err().code, MALFORMED_DATA);
+        assert_eq!(openx().row(&columns(), br#"{"price": 123456789.5}"#).unwrap_err().code, MALFORMED_DATA);
+        let row = openx().row(&columns(), b"{}").unwrap();
+        assert!(row.values().all(Value::is_null), "missing fields are null");
+    }
+
+    #[test]
+    fn joda_patterns_translate_and_unknown_letters_are_refused() {
+        assert_eq!(
+            TimestampFormat::parse("yyyy-MM-dd'T'HH:mm:ss.SSS"),
+            Some(TimestampFormat::Pattern("%Y-%m-%dT%H:%M:%S.%3f".into()))
+        );
+        assert_eq!(TimestampFormat::parse("millis"), Some(TimestampFormat::Millis));
+        assert_eq!(TimestampFormat::parse("EEE, dd MMM yyyy"), None);
+    }
+}

@@ -1,0 +1,322 @@
+//! Record format conversion (`DataFormatConversionConfiguration`): JSON
+//! records become Parquet objects with the columns of a Glue table
+//! ([`glue`]), read by Firehose's deserializers ([`deserialize`]); a record
+//! that does not fit goes to `format-conversion-failed` with Firehose's
+//! fields, and the rest of its batch converts.
+//!
+//! Routing checks each record (so failures are error records the core
+//! accounts for like any other), and the encoder writes the batch of
+//! records that passed.
+
+pub mod deserialize;
+pub mod glue;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_schema::SchemaRef;
+use bytes::Bytes;
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression as ParquetCompression, GzipLevel};
+use parquet::file::properties::{WriterProperties, WriterVersion};
+
+use crate::delivery::buffer::Record;
+pub use deserialize::{ConversionError, Deserializer, TimestampFormat};
+use glue::{GlueError, Table};
+
+/// Where Glue table files are looked for unless `--glue-dir` says otherwise.
+pub const DEFAULT_GLUE_DIR: &str = "fixtures/glue";
+
+/// `ParquetSerDe`, with Firehose's defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParquetOptions {
+    pub compression: ParquetCodec,
+    /// `BlockSizeBytes` (default 256 MiB): the row-group target.
+    pub block_size_bytes: u64,
+    /// `PageSizeBytes` (default 1 MiB).
+    pub page_size_bytes: u64,
+    /// `EnableDictionaryCompression` (parquet-mr's default: on).
+    pub dictionary: bool,
+    /// `MaxPaddingBytes` (default 0): padding to HDFS block boundaries, which
+    /// S3 objects do not have; accepted and not applied.
+    pub max_padding_bytes: u64,
+    /// `WriterVersion` V1 (default) or V2.
+    pub writer_v2: bool,
+}
+
+impl Default for ParquetOptions {
+    fn default() -> Self {
+        ParquetOptions {
+            compression: ParquetCodec::Snappy,
+            block_size_bytes: 256 * 1024 * 1024,
+            page_size_bytes: 1024 * 1024,
+            dictionary: true,
+            max_padding_bytes: 0,
+            writer_v2: false,
+        }
+    }
+}
+
+/// `ParquetSerDe.Compression`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParquetCodec {
+    Snappy,
+    Gzip,
+    Uncompressed,
+}
+
+/// A stream's conversion as configured (before its Glue table is read).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversionSpec {
+    pub database: String,
+    pub table: String,
+    pub region: String,
+    pub catalog_id: Option<String>,
+    /// `VersionId` (`LATEST` by default).
+    pub version_id: String,
+    pub role_arn: Option<String>,
+    pub deserializer: Deserializer,
+    pub parquet: ParquetOptions,
+}
+
+/// `dataCatalogTable` of a `format-conversion-failed` line.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogTable {
+    pub catalog_id: String,
+    pub database_name: String,
+    pub table_name: String,
+    pub region: String,
+    pub version_id: String,
+    pub catalog_arn: String,
+}
+
+/// A conversion ready to run: the table's columns and the writer.
+#[derive(Debug)]
+pub struct Conversion {
+    pub table: Table,
+    pub schema: SchemaRef,
+    pub deserializer: Deserializer,
+    pub parquet: ParquetOptions,
+    pub catalog: Arc<CatalogTable>,
+}
+
+impl Conversion {
+    /// Reads the spec's Glue table from `glue_dir`: a missing table or a
+    /// type that does not parse fails here, before delivery starts.
+    pub fn load(spec: &ConversionSpec, glue_dir: &Path) -> Result<Self, GlueError> {
+        let table = Table::load(glue_dir, &spec.database, &spec.table)?;
+        let catalog_id =
+            spec.catalog_id.clone().or_else(|| table.catalog_id.clone()).unwrap_or_else(|| "123456789012".into());
+        let catalog = Arc::new(CatalogTable {
+            catalog_arn: format!("arn:aws:glue:{}:{catalog_id}:catalog", spec.region),
+            catalog_id,
+            database_name: spec.database.clone(),
+            table_name: spec.table.clone(),
+            region: spec.region.clone(),
+            version_id: spec.version_id.clone(),
+        });
+        Ok(Conversion {
+            schema: table.arrow_schema(),
+            table,
+            deserializer: spec.deserializer.clone(),
+            parquet: spec.parquet.clone(),
+            catalog,
+        })
+    }
+
+    /// Whether a record converts; the error is what Firehose writes for it.
+    pub fn check(&self, value: &[u8]) -> Result<(), ConversionError> {
+        self.deserializer.row(&self.table.columns, value).map(|_| ())
+    }
+
+    /// The Parquet object for records that passed [`Conversion::check`].
+    pub fn write(&self, records: &[Record]) -> Result<Bytes, String> {
+        // Rows as JSON lines: the decoder's text path is several times faster
+        // than serializing values into it.
+        let mut lines = Vec::with_capacity(records.iter().map(|r| r.value.len() + 64).sum());
+        for record in records {
+            let row = self.deserializer.row(&self.table.columns, &record.value).map_err(|e| e.message)?;
+            serde_json::to_writer(&mut lines, &row).map_err(|e| e.to_string())?;
+            lines.push(b'\n');
+        }
+        let mut decoder = arrow_json::ReaderBuilder::new(self.schema.clone())
+            .with_batch_size(records.len().max(1))
+            .build_decoder()
+            .map_err(|e| e.to_string())?;
+        let mut at = 0;
+        while at < lines.len() {
+            let read = decoder.decode(&lines[at..]).map_err(|e| e.to_string())?;
+            if read == 0 {
+                break;
+            }
+            at += read;
+        }
+        let batch = decoder.flush().map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        // Hive's root name, and no embedded Arrow schema: a file as a Hive
+        // writer leaves it.
+        let options = ArrowWriterOptions::new()
+            .with_properties(self.properties())
+            .with_schema_root("hive_schema".to_owned())
+            .with_skip_arrow_metadata(true);
+        let mut writer =
+            ArrowWriter::try_new_with_options(&mut out, self.schema.clone(), options).map_err(|e| e.to_string())?;
+        if let Some(batch) = batch {
+            writer.write(&batch).map_err(|e| e.to_string())?;
+        }
+        writer.close().map_err(|e| e.to_string())?;
+        Ok(Bytes::from(out))
+    }
+
+    fn properties(&self) -> WriterProperties {
+        let p = &self.parquet;
+        let codec = match p.compression {
+            ParquetCodec::Snappy => ParquetCompression::SNAPPY,
+            ParquetCodec::Gzip => ParquetCompression::GZIP(GzipLevel::default()),
+            ParquetCodec::Uncompressed => ParquetCompression::UNCOMPRESSED,
+        };
+        WriterProperties::builder()
+            .set_compression(codec)
+            .set_dictionary_enabled(p.dictionary)
+            .set_data_page_size_limit(p.page_size_bytes as usize)
+            .set_max_row_group_bytes(Some(p.block_size_bytes as usize))
+            .set_writer_version(if p.writer_v2 { WriterVersion::PARQUET_2_0 } else { WriterVersion::PARQUET_1_0 })
+            .set_created_by(format!("streamlab {} (arrow-rs parquet)", env!("CARGO_PKG_VERSION")))
+            .build()
+    }
+}
+
+/// A Parquet object read back: what the landing view, snapshots and tests
+/// show of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParquetContent {
+    /// The file's Parquet schema, as `parquet-tools schema` prints it.
+    pub schema: String,
+    /// The codec of its column chunks (`SNAPPY`, `GZIP(..)`, ...).
+    pub codec: String,
+    pub row_groups: usize,
+    /// Rows as JSON objects (timestamps as ISO strings, decimals as text).
+    pub rows: Vec<serde_json::Value>,
+}
+
+/// Reads a Parquet object.
+pub fn read_parquet(body: &[u8]) -> Result<ParquetContent, String> {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(Bytes::copy_from_slice(body)).map_err(|e| e.to_string())?;
+    let metadata = builder.metadata().clone();
+    let mut schema = Vec::new();
+    parquet::schema::printer::print_schema(&mut schema, metadata.file_metadata().schema());
+    let codec = metadata
+        .row_groups()
+        .first()
+        .and_then(|g| g.columns().first())
+        .map_or_else(|| "-".to_owned(), |c| format!("{:?}", c.compression()));
+    let mut writer = arrow_json::ArrayWriter::new(Vec::new());
+    for batch in builder.build().map_err(|e| e.to_string())? {
+        writer.write(&batch.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    }
+    writer.finish().map_err(|e| e.to_string())?;
+    let text = writer.into_inner();
+    let rows = if text.is_empty() { Vec::new() } else { serde_json::from_slice(&text).map_err(|e| e.to_string())? };
+    Ok(ParquetContent {
+        schema: String::from_utf8_lossy(&schema).into_owned(),
+        codec,
+        row_groups: metadata.num_row_groups(),
+        rows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conversion(deserializer: Deserializer, parquet: ParquetOptions) -> Conversion {
+        let spec = ConversionSpec {
+            database: "ecommerce".into(),
+            table: "events".into(),
+            region: "us-east-1".into(),
+            catalog_id: None,
+            version_id: "LATEST".into(),
+            role_arn: None,
+            deserializer,
+            parquet,
+        };
+        Conversion::load(&spec, Path::new(DEFAULT_GLUE_DIR)).unwrap()
+    }
+
+    fn records(values: &[&str]) -> Vec<Record> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Record {
+                partition: 0,
+                offset: i as i64,
+                timestamp_ms: 0,
+                value: Bytes::copy_from_slice(v.as_bytes()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn records_become_rows_of_the_glue_table_and_read_back() {
+        let c = conversion(
+            Deserializer::OpenX { case_insensitive: true, dots_to_underscores: false, mappings: Default::default() },
+            ParquetOptions::default(),
+        );
+        let body = c
+            .write(&records(&[
+                r#"{"event_id":"e1","event_type":"order_placed","occurred_at":"2026-07-13T14:00:00.250Z","items":[{"sku":"A","quantity":2,"unit_price":150}],"total":300,"amount":"42"}"#,
+                r#"{"event_id":"e2","EVENT_TYPE":"page_viewed","occurred_at":1783951201}"#,
+            ]))
+            .unwrap();
+        let content = read_parquet(&body).unwrap();
+        assert_eq!(content.codec, "SNAPPY");
+        assert_eq!(content.rows.len(), 2);
+        assert_eq!(content.rows[0]["items"], serde_json::json!([{"sku": "A", "quantity": 2, "unit_price": 150}]));
+        assert_eq!(content.rows[0]["occurred_at"], "2026-07-13T14:00:00.250");
+        assert_eq!(content.rows[0]["amount"], 42);
+        assert_eq!(content.rows[1]["event_type"], "page_viewed");
+        assert_eq!(content.rows[1]["occurred_at"], "2026-07-13T14:00:01");
+        for column in [
+            "message hive_schema {",
+            "OPTIONAL BYTE_ARRAY event_id (STRING);",
+            "OPTIONAL INT64 occurred_at (TIMESTAMP(MICROS,false));",
+            "OPTIONAL INT32 items_count (INTEGER(16,true));",
+        ] {
+            assert!(content.schema.contains(column), "{column} in\n{}", content.schema);
+        }
+    }
+
+    #[test]
+    fn serializer_options_reach_the_file() {
+        let options = ParquetOptions { compression: ParquetCodec::Gzip, ..ParquetOptions::default() };
+        let c = conversion(Deserializer::Hive { timestamp_formats: vec![] }, options);
+        let body = c.write(&records(&[r#"{"event_id":"e1"}"#])).unwrap();
+        let content = read_parquet(&body).unwrap();
+        assert!(content.codec.starts_with("GZIP"), "{}", content.codec);
+        assert_eq!(content.row_groups, 1);
+    }
+
+    #[test]
+    fn a_missing_table_names_the_file_and_the_fix() {
+        let spec = ConversionSpec {
+            database: "nope".into(),
+            table: "missing".into(),
+            region: "us-east-1".into(),
+            catalog_id: None,
+            version_id: "LATEST".into(),
+            role_arn: None,
+            deserializer: Deserializer::Hive { timestamp_formats: vec![] },
+            parquet: ParquetOptions::default(),
+        };
+        let error = Conversion::load(&spec, Path::new(DEFAULT_GLUE_DIR)).unwrap_err().to_string();
+        assert!(
+            error.contains("fixtures/glue/nope.missing.json")
+                && error.contains("aws glue get-table")
+                && error.contains("--glue-dir"),
+            "{error}"
+        );
+    }
+}

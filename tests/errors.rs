@@ -18,7 +18,7 @@ use streamlab::delivery::errors;
 use streamlab::events::{EventGenerator, GeneratorConfig};
 use streamlab::harness;
 
-use common::{wait_for, Pipeline};
+use common::{error_lines, wait_for, Pipeline, ERROR_FIELDS};
 
 const SPEC: &str = "fixtures/streams/dynamic-partitioning-event-type.json";
 
@@ -30,35 +30,6 @@ async fn send_raw(bootstrap: &str, topic: &str, values: &[Vec<u8>], timestamp_ms
         producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e)?;
     }
     Ok(())
-}
-
-/// Error lines of every error object, with the key each came from. Field
-/// order is checked on the raw text (a parsed map would sort it).
-fn error_lines(objects: &[harness::StoredObject]) -> Result<Vec<(String, serde_json::Value)>> {
-    let field = regex::Regex::new(r#"[{,]"([A-Za-z]+)":"#)?;
-    let mut out = Vec::new();
-    for object in objects.iter().filter(|o| o.key.starts_with("errors/")) {
-        ensure!(object.body.ends_with(b"\n"), "{}: error objects are JSON lines", object.key);
-        for line in object.body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            let text = std::str::from_utf8(line)?;
-            let fields: Vec<&str> = field.captures_iter(text).map(|c| c.get(1).map_or("", |m| m.as_str())).collect();
-            ensure!(
-                fields
-                    == [
-                        "attemptsMade",
-                        "arrivalTimestamp",
-                        "errorCode",
-                        "errorMessage",
-                        "attemptEndingTimestamp",
-                        "rawData"
-                    ],
-                "{}: fields {fields:?}",
-                object.key
-            );
-            out.push((object.key.clone(), serde_json::from_str(text)?));
-        }
-    }
-    Ok(out)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,7 +62,7 @@ async fn undeliverable_records_land_as_error_lines() -> Result<()> {
     ensure!(stats.error_records.load(std::sync::atomic::Ordering::SeqCst) == 5);
 
     let objects = pipeline.objects().await?;
-    let lines = error_lines(&objects)?;
+    let lines = error_lines(&objects, &ERROR_FIELDS)?;
     ensure!(lines.len() == 5, "{lines:?}");
     let by_code: BTreeMap<&str, (&String, &serde_json::Value)> =
         lines.iter().map(|(k, v)| (v["errorCode"].as_str().unwrap_or_default(), (k, v))).collect();
@@ -169,7 +140,7 @@ async fn records_beyond_the_active_partition_limit_go_to_the_error_prefix() -> R
             harness::json_records(&object.body)?.iter().map(|r| r["event_id"].as_str().unwrap_or_default().to_owned()),
         );
     }
-    for (key, line) in error_lines(&objects)? {
+    for (key, line) in error_lines(&objects, &ERROR_FIELDS)? {
         ensure!(key.starts_with("errors/activePartitionExceeded/"), "{key}");
         ensure!(line["errorCode"] == errors::ACTIVE_PARTITIONS_CODE);
         let raw = base64::engine::general_purpose::STANDARD.decode(line["rawData"].as_str().context("rawData")?)?;

@@ -86,33 +86,16 @@ impl Harness {
     }
 }
 
-/// The error lines under `processing-failed`, fields checked in Firehose's
-/// order (on the raw text; a parsed map would sort them).
+/// The error lines under `processing-failed`, with Firehose's fields in its
+/// order.
 fn processing_failed(objects: &[harness::StoredObject]) -> Result<Vec<Value>> {
-    let field = regex::Regex::new(r#"[{,]"([A-Za-z]+)":"#)?;
-    let mut out = Vec::new();
-    for object in objects.iter().filter(|o| o.key.starts_with("errors/")) {
-        ensure!(object.key.starts_with("errors/processing-failed/"), "{}", object.key);
-        for line in object.body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            let text = std::str::from_utf8(line)?;
-            let fields: Vec<&str> = field.captures_iter(text).map(|c| c.get(1).map_or("", |m| m.as_str())).collect();
-            ensure!(
-                fields
-                    == [
-                        "attemptsMade",
-                        "arrivalTimestamp",
-                        "errorCode",
-                        "errorMessage",
-                        "attemptEndingTimestamp",
-                        "rawData",
-                        "lambdaARN"
-                    ],
-                "{text}"
-            );
-            out.push(serde_json::from_str(text)?);
-        }
+    let mut fields = common::ERROR_FIELDS.to_vec();
+    fields.push("lambdaARN");
+    let lines = common::error_lines(objects, &fields)?;
+    for (key, _) in &lines {
+        ensure!(key.starts_with("errors/processing-failed/"), "{key}");
     }
-    Ok(out)
+    Ok(lines.into_iter().map(|(_, line)| line).collect())
 }
 
 fn raw(line: &Value) -> Result<Value> {

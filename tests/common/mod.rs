@@ -203,6 +203,29 @@ pub fn available(what: &str, present: bool) -> Result<bool> {
     }
 }
 
+/// The error fields Firehose writes, in its order (`processing-failed`
+/// lines from a Lambda transform add `lambdaARN`).
+pub const ERROR_FIELDS: [&str; 6] =
+    ["attemptsMade", "arrivalTimestamp", "errorCode", "errorMessage", "attemptEndingTimestamp", "rawData"];
+
+/// Every line of the error objects (keys under `errors/`), with the key it
+/// came from; each line must have exactly `fields`, in that order (checked
+/// on the raw text: a parsed map would sort them).
+pub fn error_lines(objects: &[StoredObject], fields: &[&str]) -> Result<Vec<(String, serde_json::Value)>> {
+    let field = regex::Regex::new(r#"[{,]"([A-Za-z]+)":"#)?;
+    let mut out = Vec::new();
+    for object in objects.iter().filter(|o| o.key.starts_with("errors/")) {
+        anyhow::ensure!(object.body.ends_with(b"\n"), "{}: error objects are JSON lines", object.key);
+        for line in object.body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let text = std::str::from_utf8(line)?;
+            let found: Vec<&str> = field.captures_iter(text).map(|c| c.get(1).map_or("", |m| m.as_str())).collect();
+            anyhow::ensure!(found == fields, "{}: fields {found:?}", object.key);
+            out.push((object.key.clone(), serde_json::from_str(text)?));
+        }
+    }
+    Ok(out)
+}
+
 /// Where the Lambda fixtures' functions run: AWS's Python runtime interface
 /// client from `.venv` with the test handlers (`tests/transforms`).
 pub fn test_functions(handler: &str) -> streamlab::transform::FunctionsConfig {

@@ -7,6 +7,30 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 install-tools:
     @tools/tansu/install >/dev/null
 
+# `--backend localstack` runs LocalStack's S3 as a host process, no Docker; Python 3.13 needed.
+# Install LocalStack 2026.3.0 into a venv under ~/.local/share/streamlab (or $STREAMLAB_HOME).
+install-localstack:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    version=2026.3.0
+    venv="${STREAMLAB_HOME:-$HOME/.local/share/streamlab}/localstack-$version"
+    if "$venv/bin/python" -c "import localstack.runtime.main" 2>/dev/null; then exit 0; fi
+    python=$(ls "$HOME"/.pyenv/versions/3.13.*/bin/python 2>/dev/null | tail -1 || true)
+    [ -n "$python" ] || python=$(command -v python3.13 || true)
+    if [ -z "$python" ]; then
+        echo "LocalStack $version needs Python 3.13: install it (e.g. pyenv install 3.13) and run this again" >&2
+        exit 1
+    fi
+    echo "installing LocalStack $version into $venv (about a minute)" >&2
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    # The sdist's runtime requirements pin what the runtime was tested with.
+    "$python" -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: "localstack-core==$version" -d "$tmp"
+    tar xzf "$tmp/localstack_core-$version.tar.gz" -C "$tmp" "localstack_core-$version/requirements-runtime.txt"
+    "$python" -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "localstack-core[runtime]==$version" \
+        -c "$tmp/localstack_core-$version/requirements-runtime.txt"
+
 # AWS's Node.js runtime interface client compiles native code (see install-build-tools).
 # Install the Node.js and Python packages of the client matrix, the examples and the Lambda tests.
 install-clients:

@@ -22,17 +22,38 @@ const KAFKA_PORT: u16 = 9092;
 const LOCALSTACK_PORT: u16 = 4566;
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Whether a Docker engine answers, and if not, why.
-pub async fn docker_reachable() -> Result<(), String> {
-    if let Ok(host) = std::env::var("DOCKER_HOST") {
-        if let Some(path) = host.strip_prefix("unix://") {
-            return tokio::net::UnixStream::connect(path).await.map(drop).map_err(|e| format!("{host}: {e}"));
-        }
-        let addr = host.trim_start_matches("tcp://").to_owned();
-        return tokio::net::TcpStream::connect(&addr).await.map(drop).map_err(|e| format!("{host}: {e}"));
+/// Where a Docker engine may answer, in testcontainers' order: `DOCKER_HOST`
+/// alone when set; else the system socket, then the rootless and Docker
+/// Desktop ones.
+pub fn docker_candidates(var: impl Fn(&str) -> Option<String>) -> Vec<String> {
+    if let Some(host) = var("DOCKER_HOST").filter(|h| !h.is_empty()) {
+        return vec![host];
     }
-    let socket = "/var/run/docker.sock";
-    tokio::net::UnixStream::connect(socket).await.map(drop).map_err(|e| format!("{socket}: {e}"))
+    let mut out = vec!["unix:///var/run/docker.sock".to_owned()];
+    if let Some(runtime) = var("XDG_RUNTIME_DIR") {
+        out.push(format!("unix://{runtime}/.docker/run/docker.sock"));
+    }
+    if let Some(home) = var("HOME") {
+        out.push(format!("unix://{home}/.docker/run/docker.sock"));
+        out.push(format!("unix://{home}/.docker/desktop/docker.sock"));
+    }
+    out
+}
+
+/// Whether a Docker engine answers, and if not, why (each place tried).
+pub async fn docker_reachable() -> Result<(), String> {
+    let mut tried = Vec::new();
+    for host in docker_candidates(|k| std::env::var(k).ok()) {
+        let outcome = match host.strip_prefix("unix://") {
+            Some(path) => tokio::net::UnixStream::connect(path).await.map(drop),
+            None => tokio::net::TcpStream::connect(host.trim_start_matches("tcp://")).await.map(drop),
+        };
+        match outcome {
+            Ok(()) => return Ok(()),
+            Err(e) => tried.push(format!("{host}: {e}")),
+        }
+    }
+    Err(tried.join("; "))
 }
 
 /// The running containers; testcontainers removes them when dropped.
@@ -93,5 +114,30 @@ impl Containers {
             _kafka: kafka,
             _s3: s3,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_is_looked_for_where_testcontainers_looks() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(key, _)| *key == k).map(|(_, v)| (*v).to_owned())
+        };
+        assert_eq!(
+            docker_candidates(env(&[("DOCKER_HOST", "tcp://10.0.0.5:2375"), ("HOME", "/h")])),
+            ["tcp://10.0.0.5:2375"]
+        );
+        assert_eq!(
+            docker_candidates(env(&[("XDG_RUNTIME_DIR", "/run/user/1000"), ("HOME", "/home/me")])),
+            [
+                "unix:///var/run/docker.sock",
+                "unix:///run/user/1000/.docker/run/docker.sock",
+                "unix:///home/me/.docker/run/docker.sock",
+                "unix:///home/me/.docker/desktop/docker.sock",
+            ]
+        );
     }
 }

@@ -7,6 +7,7 @@
 
 mod container;
 mod local_s3;
+mod localstack;
 mod tansu;
 
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use std::sync::Arc;
 
 pub use container::docker_reachable;
 pub use local_s3::LocalS3;
+pub use localstack::{localstack_python, LOCALSTACK_VERSION};
 pub use tansu::{find_tansu, TansuBroker};
 
 use crate::delivery::sink::{S3Settings, StaticCredentials};
@@ -37,6 +39,10 @@ pub enum BackendError {
     FaultsNeedLocal,
     #[error("container {image} did not start: {detail}")]
     Container { image: String, detail: String },
+    #[error("LocalStack is not installed: {0}")]
+    LocalStackMissing(String),
+    #[error("LocalStack did not start: {reason}\n--- last lines of {log} ---\n{tail}")]
+    LocalStackStart { reason: String, log: String, tail: String },
 }
 
 /// Which backend to run.
@@ -47,6 +53,9 @@ pub enum BackendKind {
     Local,
     /// Redpanda and LocalStack containers (testcontainers).
     Container,
+    /// tansu as a child process and LocalStack's S3 as a host process (no
+    /// Docker; `just install-localstack`).
+    Localstack,
     /// Containers when a Docker engine answers, local processes otherwise.
     Auto,
 }
@@ -54,7 +63,15 @@ pub enum BackendKind {
 impl BackendKind {
     /// `auto` resolved against this machine.
     pub async fn resolve(self) -> BackendKind {
+        self.resolve_for(false).await
+    }
+
+    /// `auto` resolved against this machine and the need for faults, which
+    /// only the local backend can inject: with faults, `auto` is local even
+    /// where Docker answers.
+    pub async fn resolve_for(self, faults: bool) -> BackendKind {
         match self {
+            BackendKind::Auto if faults => BackendKind::Local,
             BackendKind::Auto if docker_reachable().await.is_ok() => BackendKind::Container,
             BackendKind::Auto => BackendKind::Local,
             other => other,
@@ -78,6 +95,7 @@ pub struct Backend {
 enum Guard {
     Local { _broker: Box<TansuBroker>, _s3: LocalS3 },
     Container { _containers: Box<container::Containers> },
+    Localstack { _broker: Box<TansuBroker>, _s3: Box<localstack::LocalStackProcess> },
 }
 
 /// A loopback port free at the time of asking (there is a small window in
@@ -135,8 +153,22 @@ impl Backend {
     pub async fn start_with(options: &BackendOptions) -> Result<Backend, BackendError> {
         let work_dir = &options.work_dir;
         std::fs::create_dir_all(work_dir).map_err(|source| BackendError::Io { path: work_dir.to_owned(), source })?;
-        match options.kind.resolve().await {
-            BackendKind::Container if options.fault_seed.is_some() => Err(BackendError::FaultsNeedLocal),
+        let faults = options.fault_seed.is_some();
+        match options.kind.resolve_for(faults).await {
+            BackendKind::Container | BackendKind::Localstack if faults => Err(BackendError::FaultsNeedLocal),
+            BackendKind::Localstack => {
+                // Start S3 first: it is the part that may be missing.
+                let s3 = localstack::LocalStackProcess::start(work_dir).await?;
+                let broker = Self::start_broker(options).await?;
+                Ok(Backend {
+                    kind: BackendKind::Localstack,
+                    bootstrap: broker.bootstrap(),
+                    s3: s3.s3(),
+                    landing_dir: None,
+                    faults: None,
+                    _guard: Guard::Localstack { _broker: Box::new(broker), _s3: Box::new(s3) },
+                })
+            }
             BackendKind::Container => {
                 let containers = container::Containers::start().await?;
                 Ok(Backend {
@@ -152,7 +184,13 @@ impl Backend {
         }
     }
 
-    async fn start_local(options: &BackendOptions) -> Result<Backend, BackendError> {
+    /// The broker alone (no faults).
+    async fn start_broker(options: &BackendOptions) -> Result<TansuBroker, BackendError> {
+        Ok(Self::broker(&BackendOptions { fault_seed: None, ..options.clone() }).await?.0)
+    }
+
+    /// tansu on a fresh port, behind the fault proxy when there are faults.
+    async fn broker(options: &BackendOptions) -> Result<(TansuBroker, Option<Faults>), BackendError> {
         let work_dir = &options.work_dir;
         let binary = find_tansu()?;
         let mut attempt = 0;
@@ -178,7 +216,12 @@ impl Backend {
                 Err(e) => return Err(e),
             }
         };
-        let root = work_dir.join("s3");
+        Ok((broker, faults))
+    }
+
+    async fn start_local(options: &BackendOptions) -> Result<Backend, BackendError> {
+        let (broker, faults) = Self::broker(options).await?;
+        let root = options.work_dir.join("s3");
         let credentials = local_credentials();
         let s3 = LocalS3::start(&root, &credentials, faults.as_ref().map(|f| f.s3.clone())).await?;
         Ok(Backend {
@@ -193,5 +236,16 @@ impl Backend {
             faults,
             _guard: Guard::Local { _broker: Box::new(broker), _s3: s3 },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn auto_with_faults_is_local_wherever_docker_answers() {
+        assert_eq!(BackendKind::Auto.resolve_for(true).await, BackendKind::Local);
+        assert_eq!(BackendKind::Localstack.resolve_for(false).await, BackendKind::Localstack);
     }
 }

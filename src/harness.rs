@@ -209,6 +209,17 @@ pub fn list_topics(bootstrap: &str) -> Result<Vec<String>, HarnessError> {
     Ok(metadata.topics().iter().map(|t| t.name().to_owned()).collect())
 }
 
+/// The `host:port` of every broker the cluster advertises. Blocking.
+pub fn broker_addresses(bootstrap: &str) -> Result<Vec<String>, HarnessError> {
+    let consumer = metadata_client(bootstrap)?;
+    let metadata = consumer.fetch_metadata(None, TIMEOUT).map_err(|e| HarnessError::Topic {
+        topic: String::new(),
+        bootstrap: bootstrap.to_owned(),
+        detail: e.to_string(),
+    })?;
+    Ok(metadata.brokers().iter().map(|b| format!("{}:{}", b.host(), b.port())).collect())
+}
+
 /// The end offset (high watermark) of every partition of `topic`: where the
 /// next record written will go. Blocking; call from a blocking task.
 pub fn end_offsets(bootstrap: &str, topic: &str) -> Result<BTreeMap<i32, i64>, HarnessError> {

@@ -159,3 +159,25 @@ async fn missing_bucket_is_named(
     ensure!(error.contains(&spec.bucket) && error.contains("does not exist"), "{backend:?}: {error}");
     Ok(())
 }
+
+/// The broker advertises exactly the address clients were given (what the
+/// container backend's readiness check requires of Redpanda).
+#[rstest]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_advertises_the_bootstrap_address(
+    #[values(BackendKind::Local, BackendKind::Localstack, BackendKind::Container)] backend: BackendKind,
+) -> Result<()> {
+    if !runnable(backend).await? {
+        return Ok(());
+    }
+    let stack = stack(backend, "fixtures/streams/orders-to-s3.json").await?;
+    let bootstrap = stack.bootstrap().to_owned();
+    let brokers = tokio::task::spawn_blocking({
+        let b = bootstrap.clone();
+        move || harness::broker_addresses(&b)
+    })
+    .await??;
+    assert_eq!(brokers, vec![bootstrap]);
+    stack.shutdown().await?;
+    Ok(())
+}

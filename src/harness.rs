@@ -200,24 +200,21 @@ fn metadata_client(bootstrap: &str) -> Result<BaseConsumer, HarnessError> {
 
 /// Every topic on the broker. Blocking; call from a blocking task.
 pub fn list_topics(bootstrap: &str) -> Result<Vec<String>, HarnessError> {
-    let consumer = metadata_client(bootstrap)?;
-    let metadata = consumer.fetch_metadata(None, TIMEOUT).map_err(|e| HarnessError::Topic {
+    Ok(cluster_metadata(bootstrap)?.topics().iter().map(|t| t.name().to_owned()).collect())
+}
+
+/// The whole cluster's metadata. Blocking.
+fn cluster_metadata(bootstrap: &str) -> Result<rdkafka::metadata::Metadata, HarnessError> {
+    metadata_client(bootstrap)?.fetch_metadata(None, TIMEOUT).map_err(|e| HarnessError::Topic {
         topic: String::new(),
         bootstrap: bootstrap.to_owned(),
         detail: e.to_string(),
-    })?;
-    Ok(metadata.topics().iter().map(|t| t.name().to_owned()).collect())
+    })
 }
 
 /// The `host:port` of every broker the cluster advertises. Blocking.
 pub fn broker_addresses(bootstrap: &str) -> Result<Vec<String>, HarnessError> {
-    let consumer = metadata_client(bootstrap)?;
-    let metadata = consumer.fetch_metadata(None, TIMEOUT).map_err(|e| HarnessError::Topic {
-        topic: String::new(),
-        bootstrap: bootstrap.to_owned(),
-        detail: e.to_string(),
-    })?;
-    Ok(metadata.brokers().iter().map(|b| format!("{}:{}", b.host(), b.port())).collect())
+    Ok(cluster_metadata(bootstrap)?.brokers().iter().map(|b| format!("{}:{}", b.host(), b.port())).collect())
 }
 
 /// The end offset (high watermark) of every partition of `topic`: where the

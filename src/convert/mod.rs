@@ -215,7 +215,7 @@ pub fn read_parquet(body: &[u8]) -> Result<ParquetContent, String> {
         .map_or_else(|| "-".to_owned(), |c| format!("{:?}", c.compression()));
     let mut writer = arrow_json::ArrayWriter::new(Vec::new());
     for batch in builder.build().map_err(|e| e.to_string())? {
-        writer.write(&batch.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        writer.write(&displayable(batch.map_err(|e| e.to_string())?)?).map_err(|e| e.to_string())?;
     }
     writer.finish().map_err(|e| e.to_string())?;
     let text = writer.into_inner();
@@ -226,6 +226,44 @@ pub fn read_parquet(body: &[u8]) -> Result<ParquetContent, String> {
         row_groups: metadata.num_row_groups(),
         rows,
     })
+}
+
+/// The batch with map keys as text: JSON objects have only string keys, so
+/// `map<int,...>` columns are shown with their keys printed.
+fn displayable(batch: arrow_array::RecordBatch) -> Result<arrow_array::RecordBatch, String> {
+    use arrow_schema::{DataType, Field};
+    fn text_keys(ty: &DataType) -> DataType {
+        match ty {
+            DataType::Map(entries, sorted) => match entries.data_type() {
+                DataType::Struct(fields) => {
+                    let key = Field::new(fields[0].name(), DataType::Utf8, false);
+                    let value = fields[1].as_ref().clone().with_data_type(text_keys(fields[1].data_type()));
+                    let entries = entries.as_ref().clone().with_data_type(DataType::Struct(vec![key, value].into()));
+                    DataType::Map(Arc::new(entries), *sorted)
+                }
+                _ => ty.clone(),
+            },
+            DataType::List(item) => {
+                DataType::List(Arc::new(item.as_ref().clone().with_data_type(text_keys(item.data_type()))))
+            }
+            DataType::Struct(fields) => DataType::Struct(
+                fields.iter().map(|f| f.as_ref().clone().with_data_type(text_keys(f.data_type()))).collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+    let schema = batch.schema();
+    if !schema.fields().iter().any(|f| *f.data_type() != text_keys(f.data_type())) {
+        return Ok(batch);
+    }
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        let ty = text_keys(field.data_type());
+        columns.push(arrow_cast::cast(column, &ty).map_err(|e| e.to_string())?);
+        fields.push(field.as_ref().clone().with_data_type(ty));
+    }
+    arrow_array::RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), columns).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -318,5 +356,57 @@ mod tests {
                 && error.contains("--glue-dir"),
             "{error}"
         );
+    }
+}
+
+#[cfg(test)]
+mod map_tests {
+    use super::*;
+    use glue::HiveType;
+
+    #[test]
+    fn maps_with_integer_keys_and_dates_and_binary_write() {
+        let columns: Vec<(String, HiveType)> =
+            [("m", "map<int,string>"), ("d", "date"), ("b", "binary"), ("c", "char(3)")]
+                .into_iter()
+                .map(|(n, t)| (n.to_owned(), HiveType::parse(t).unwrap()))
+                .collect();
+        let table = Table {
+            database: "db".into(),
+            name: "t".into(),
+            catalog_id: None,
+            version_id: "1".into(),
+            columns,
+            file: "t.json".into(),
+        };
+        let conversion = Conversion {
+            schema: table.arrow_schema(),
+            table,
+            deserializer: Deserializer::OpenX {
+                case_insensitive: true,
+                dots_to_underscores: false,
+                mappings: Default::default(),
+            },
+            parquet: ParquetOptions::default(),
+            catalog: Arc::new(CatalogTable {
+                catalog_id: "1".into(),
+                database_name: "db".into(),
+                table_name: "t".into(),
+                region: "us-east-1".into(),
+                version_id: "1".into(),
+                catalog_arn: "arn".into(),
+            }),
+        };
+        let record = Record {
+            partition: 0,
+            offset: 0,
+            timestamp_ms: 0,
+            value: Bytes::from_static(br#"{"m": {"1": "a", "22": "b"}, "d": "2026-07-13", "b": "aGk=", "c": "x"}"#),
+        };
+        conversion.check(&record.value).unwrap();
+        let content = read_parquet(&conversion.write(&[record]).unwrap()).unwrap();
+        assert_eq!(content.rows[0]["d"], "2026-07-13");
+        assert_eq!(content.rows[0]["c"], "x  ");
+        assert_eq!(content.rows[0]["m"], serde_json::json!({"1": "a", "22": "b"}));
     }
 }

@@ -129,9 +129,19 @@ impl ObjectEncoder {
             },
         };
         if let Some(conversion) = &self.conversion {
-            // Every record passed the conversion check when it was routed.
-            let body = conversion.write(&batch.records).expect("records checked at routing convert");
-            return Ok(EncodedObject { key, body, content_encoding: None, records: batch.records.len() });
+            // Every record passed the conversion check when it was routed; if
+            // the writer still refuses the batch, its records become
+            // conversion errors rather than being lost.
+            return match conversion.write(&batch.records) {
+                Ok(body) => Ok(EncodedObject { key, body, content_encoding: None, records: batch.records.len() }),
+                Err(message) => {
+                    tracing::error!(%message, "the Parquet writer refused a batch; its records go to format-conversion-failed");
+                    let error =
+                        crate::convert::ConversionError { code: crate::convert::deserialize::MALFORMED_DATA, message };
+                    let kind = ErrorKind::Conversion { error, table: conversion.catalog.clone() };
+                    self.encode(Self::failed(batch, &kind, now_ms), now_ms)
+                }
+            };
         }
         // Firehose names the one ZIP entry with a uuid.
         let entry = if self.spec.compression == Compression::Zip { rng.uuid() } else { String::new() };

@@ -13,23 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use chrono::{TimeZone, Utc};
-use streamlab::clock::{SharedClock, SystemClock};
-use streamlab::events::{Event, EventGenerator, GeneratorConfig};
+use streamlab::clock::SystemClock;
 use streamlab::faults::S3Fault;
-use streamlab::harness::DeliverProcess;
-use streamlab::producer::{self, ProducerStats};
-use tokio_util::sync::CancellationToken;
 
-use common::{assert_no_loss, committed, kafka_records, landed_ids, wait_for, wait_landed, Pipeline};
-
-fn events(seed: u64, n: usize) -> Vec<Event> {
-    EventGenerator::new(&GeneratorConfig::new(seed, 1_772_953_080_000)).take(n).collect()
-}
-
-fn now() -> chrono::DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 8, 6, 58, 0).unwrap()
-}
+use common::{assert_no_loss, committed, events, kafka_records, landed_ids, now, wait_for, wait_landed, Pipeline};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_errors_and_lost_responses_lose_and_duplicate_nothing() -> Result<()> {
@@ -111,15 +98,7 @@ async fn a_broker_outage_heals_without_restart() -> Result<()> {
     wait_for("first half read", Duration::from_secs(30), || stats.read() == 500).await?;
 
     faults.kafka.set_down(true);
-    let (bootstrap, topic, clock) =
-        (pipeline.bootstrap().to_owned(), pipeline.spec.topic.clone(), pipeline.stack.clock());
-    let second = all[500..].to_vec();
-    let producing = tokio::spawn(async move {
-        let stats = Arc::new(ProducerStats::default());
-        producer::publish(&bootstrap, &topic, None, second.into_iter(), clock, stats.clone(), CancellationToken::new())
-            .await
-            .map(|()| stats.acked())
-    });
+    let producing = pipeline.publish_in_background(all[500..].to_vec(), None, pipeline.stack.clock());
     tokio::time::sleep(Duration::from_secs(3)).await;
     ensure!(stats.read() == 500, "read through an outage");
     faults.kafka.set_down(false);
@@ -133,56 +112,17 @@ async fn a_broker_outage_heals_without_restart() -> Result<()> {
     Ok(())
 }
 
-fn spawn_deliver(pipeline: &Pipeline, spec: &str, state: &Path) -> Result<DeliverProcess> {
-    let args: Vec<String> = [
-        "--spec",
-        spec,
-        "--bootstrap",
-        pipeline.bootstrap(),
-        "--s3-endpoint",
-        pipeline.stack.s3_endpoint().context("endpoint")?,
-        "--speedup",
-        "600",
-        "--instance-id",
-        "crash",
-        "--state-dir",
-        state.to_str().context("utf-8 path")?,
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    Ok(DeliverProcess::spawn(
-        Path::new(env!("CARGO_BIN_EXE_streamlab")),
-        &args,
-        pipeline.stack.s3_settings(),
-        Stdio::null(),
-    )?)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_and_restart_lose_nothing_and_duplicate_only_the_uncommitted_window() -> Result<()> {
     let spec = "fixtures/streams/read-from-earliest.json";
     let pipeline = Pipeline::start(Path::new(spec), 3, now()).await?;
     let state = tempfile::tempdir()?;
     let all = events(14, 3_000);
-    let (bootstrap, topic) = (pipeline.bootstrap().to_owned(), pipeline.spec.topic.clone());
-    let to_publish = all.clone();
-    let producing = tokio::spawn(async move {
-        let clock: SharedClock = Arc::new(SystemClock);
-        let stats = Arc::new(ProducerStats::default());
-        producer::publish(
-            &bootstrap,
-            &topic,
-            Some(400.0),
-            to_publish.into_iter(),
-            clock,
-            stats.clone(),
-            CancellationToken::new(),
-        )
-        .await
-        .map(|()| stats.acked())
-    });
+    let producing = pipeline.publish_in_background(all.clone(), Some(400.0), Arc::new(SystemClock));
+    let state_dir = state.path().to_str().context("utf-8 path")?;
+    let crash = || pipeline.spawn_deliver(spec, &["--instance-id", "crash", "--state-dir", state_dir], Stdio::null());
 
-    let child = spawn_deliver(&pipeline, spec, state.path())?;
+    let child = crash()?;
     wait_landed(&pipeline, 300, Duration::from_secs(30)).await?;
     // Landed offsets are committed within a second (librdkafka's auto commit
     // of the offsets delivery stored).
@@ -196,7 +136,7 @@ async fn sigkill_and_restart_lose_nothing_and_duplicate_only_the_uncommitted_win
     let window = committed(&pipeline, &pipeline.spec.name).await?;
     ensure!(window.values().any(Option::is_some), "nothing was committed before the kill");
 
-    let child = spawn_deliver(&pipeline, spec, state.path())?;
+    let child = crash()?;
     ensure!(producing.await?? == 3_000);
     let landed = wait_landed(&pipeline, 3_000, Duration::from_secs(60)).await?;
     ensure!(child.sigterm()?.success(), "delivery did not stop cleanly");

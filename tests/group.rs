@@ -10,23 +10,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{ensure, Context, Result};
-use chrono::{TimeZone, Utc};
-use streamlab::clock::{SharedClock, SystemClock};
-use streamlab::events::{Event, EventGenerator, GeneratorConfig};
+use anyhow::{ensure, Result};
+use streamlab::clock::SystemClock;
 use streamlab::harness::DeliverProcess;
-use streamlab::producer::{self, ProducerStats};
-use tokio_util::sync::CancellationToken;
 
-use common::{assert_no_loss, committed, kafka_records, landed_ids, wait_for, wait_landed, Pipeline};
-
-fn events(seed: u64, n: usize) -> Vec<Event> {
-    EventGenerator::new(&GeneratorConfig::new(seed, 1_772_953_080_000)).take(n).collect()
-}
-
-fn now() -> chrono::DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 8, 6, 58, 0).unwrap()
-}
+use common::{assert_no_loss, committed, events, kafka_records, landed_ids, now, wait_for, wait_landed, Pipeline};
 
 /// An S3 outage longer than the consumer's `max.poll.interval.ms`, with
 /// delivery at its memory bound: the driver keeps polling with its
@@ -81,30 +69,6 @@ async fn an_s3_outage_longer_than_the_poll_interval_keeps_the_group_stable() -> 
     Ok(())
 }
 
-/// A `streamlab deliver` started the way a user starts several: same spec,
-/// no `--instance-id`.
-fn spawn_member(pipeline: &Pipeline, spec: &str, log: &Path) -> Result<DeliverProcess> {
-    let args: Vec<String> = [
-        "--spec",
-        spec,
-        "--bootstrap",
-        pipeline.bootstrap(),
-        "--s3-endpoint",
-        pipeline.stack.s3_endpoint().context("endpoint")?,
-        "--speedup",
-        "600",
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    let log = std::fs::File::create(log)?;
-    Ok(DeliverProcess::spawn(
-        Path::new(env!("CARGO_BIN_EXE_streamlab")),
-        &args,
-        pipeline.stack.s3_settings(),
-        log.into(),
-    )?)
-}
-
 /// Scale-out: three `streamlab deliver` processes with one spec split the
 /// partitions through the consumer group. One is SIGKILLed mid-run and a
 /// replacement started (as an orchestrator would): every event lands, and
@@ -115,26 +79,14 @@ async fn deliver_processes_split_the_partitions_and_survive_a_sigkill() -> Resul
     let pipeline = Pipeline::start(Path::new(spec), 6, now()).await?;
     let logs = tempfile::tempdir()?;
     let all = events(18, 6_000);
-    let (bootstrap, topic) = (pipeline.bootstrap().to_owned(), pipeline.spec.topic.clone());
-    let to_publish = all.clone();
-    let producing = tokio::spawn(async move {
-        let stats = Arc::new(ProducerStats::default());
-        let clock: SharedClock = Arc::new(SystemClock);
-        producer::publish(
-            &bootstrap,
-            &topic,
-            Some(300.0),
-            to_publish.into_iter(),
-            clock,
-            stats.clone(),
-            CancellationToken::new(),
-        )
-        .await
-        .map(|()| stats.acked())
-    });
+    let producing = pipeline.publish_in_background(all.clone(), Some(300.0), Arc::new(SystemClock));
+    // A `streamlab deliver` started the way a user starts several: same
+    // spec, no `--instance-id`.
     let log = |name: &str| logs.path().join(format!("{name}.log"));
-    let mut members: Vec<DeliverProcess> =
-        ["a", "b", "c"].iter().map(|name| spawn_member(&pipeline, spec, &log(name))).collect::<Result<_>>()?;
+    let member = |name: &str| -> Result<DeliverProcess> {
+        pipeline.spawn_deliver(spec, &[], std::fs::File::create(log(name))?.into())
+    };
+    let mut members: Vec<DeliverProcess> = ["a", "b", "c"].into_iter().map(member).collect::<Result<_>>()?;
 
     // Each process owns partitions before the kill.
     let started = Instant::now();
@@ -156,7 +108,7 @@ async fn deliver_processes_split_the_partitions_and_survive_a_sigkill() -> Resul
     // times out (10 s). tansu 0.6 keeps the dead member in the assignment
     // until a member joins after that, so the replacement waits for it.
     tokio::time::sleep(Duration::from_secs(11)).await;
-    members.push(spawn_member(&pipeline, spec, &log("d"))?);
+    members.push(member("d")?);
 
     ensure!(producing.await?? == 6_000);
     let landed = wait_landed(&pipeline, 6_000, Duration::from_secs(120)).await.inspect_err(|_| {

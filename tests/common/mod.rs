@@ -59,6 +59,54 @@ impl Running<'_> {
 }
 
 impl Pipeline {
+    /// `streamlab deliver` as a child process for this pipeline's stream,
+    /// with `extra` arguments, at 600x speed; its output goes to `output`.
+    pub fn spawn_deliver(
+        &self,
+        spec: &str,
+        extra: &[&str],
+        output: std::process::Stdio,
+    ) -> Result<harness::DeliverProcess> {
+        let endpoint = self.stack.s3_endpoint().ok_or_else(|| anyhow::anyhow!("the stack has no S3 endpoint"))?;
+        let mut args: Vec<String> =
+            ["--spec", spec, "--bootstrap", self.bootstrap(), "--s3-endpoint", endpoint, "--speedup", "600"]
+                .map(str::to_owned)
+                .to_vec();
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        Ok(harness::DeliverProcess::spawn(
+            Path::new(env!("CARGO_BIN_EXE_streamlab")),
+            &args,
+            self.stack.s3_settings(),
+            output,
+        )?)
+    }
+
+    /// Publishes `events` in the background with streamlab's producer (at
+    /// `rate` per second, or as fast as acknowledged) and the wall clock;
+    /// the task answers how many the broker acknowledged.
+    pub fn publish_in_background(
+        &self,
+        events: Vec<Event>,
+        rate: Option<f64>,
+        clock: streamlab::clock::SharedClock,
+    ) -> tokio::task::JoinHandle<Result<u64, streamlab::producer::ProducerError>> {
+        let (bootstrap, topic) = (self.bootstrap().to_owned(), self.spec.topic.clone());
+        tokio::spawn(async move {
+            let stats = Arc::new(streamlab::producer::ProducerStats::default());
+            streamlab::producer::publish(
+                &bootstrap,
+                &topic,
+                rate,
+                events.into_iter(),
+                clock,
+                stats.clone(),
+                tokio_util::sync::CancellationToken::new(),
+            )
+            .await
+            .map(|()| stats.acked())
+        })
+    }
+
     pub async fn start(spec: &Path, partitions: i32, now: DateTime<Utc>) -> Result<Self> {
         Self::start_with(spec, partitions, now, |o| o).await
     }
@@ -158,6 +206,18 @@ pub fn landed_ids(objects: &[StoredObject]) -> Result<std::collections::BTreeMap
 
 /// Asserts every expected event landed and nothing else did; returns how
 /// many landed more than once.
+/// Seeded shop events starting at [`now`].
+pub fn events(seed: u64, n: usize) -> Vec<Event> {
+    streamlab::events::EventGenerator::new(&streamlab::events::GeneratorConfig::new(seed, 1_772_953_080_000))
+        .take(n)
+        .collect()
+}
+
+/// The fault and group tests' manual clock start.
+pub fn now() -> DateTime<Utc> {
+    chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 3, 8, 6, 58, 0).unwrap()
+}
+
 pub fn assert_no_loss(landed: &std::collections::BTreeMap<String, usize>, expected: &[Event]) -> Result<usize> {
     let missing: Vec<&str> =
         expected.iter().map(|e| e.event_id.as_str()).filter(|id| !landed.contains_key(*id)).collect();

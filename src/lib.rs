@@ -9,6 +9,7 @@
 //! - [`delivery`]: the Firehose emulator (source, buffers, encoding, sink);
 //! - [`clock`]: the one injected notion of time;
 //! - [`backend`]: broker and S3 as local processes or containers;
+//! - [`kafka`]: one connection (bootstrap and security: TLS, SCRAM, MSK IAM) for every Kafka client;
 //! - [`harness`]: topic/bucket set-up and reading back what landed;
 //! - [`sandbox`]: the whole pipeline with live progress.
 
@@ -21,6 +22,7 @@ pub mod delivery;
 pub mod events;
 pub mod faults;
 pub mod harness;
+pub mod kafka;
 pub mod landing;
 pub mod prefix;
 pub mod producer;

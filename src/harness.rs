@@ -8,12 +8,14 @@ use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
+
+use crate::kafka::{KafkaConnection, KafkaContext};
+
+type KafkaConsumer = BaseConsumer<KafkaContext>;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -31,11 +33,13 @@ pub enum HarnessError {
 
 /// Creates a topic (an existing one is fine) and waits until its metadata
 /// shows every partition.
-pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<(), HarnessError> {
-    let fail =
-        |detail: String| HarnessError::Topic { topic: topic.to_owned(), bootstrap: bootstrap.to_owned(), detail };
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).create().map_err(|e| fail(e.to_string()))?;
+pub async fn create_topic(kafka: &KafkaConnection, topic: &str, partitions: i32) -> Result<(), HarnessError> {
+    let fail = |detail: String| HarnessError::Topic {
+        topic: topic.to_owned(),
+        bootstrap: kafka.bootstrap().to_owned(),
+        detail,
+    };
+    let admin: AdminClient<KafkaContext> = kafka.create(&kafka.config()).map_err(|e| fail(e.to_string()))?;
     let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let results = admin
         .create_topics(&[new_topic], &AdminOptions::new().operation_timeout(Some(TIMEOUT)))
@@ -149,32 +153,28 @@ pub fn json_records(body: &[u8]) -> Result<Vec<serde_json::Value>, serde_json::E
 
 /// A consumer for group queries; it never joins the group.
 fn group_client(
-    bootstrap: &str,
+    kafka: &KafkaConnection,
     group: &str,
-) -> Result<(BaseConsumer, impl Fn(KafkaError) -> HarnessError), HarnessError> {
-    let (b, g) = (bootstrap.to_owned(), group.to_owned());
+) -> Result<(KafkaConsumer, impl Fn(KafkaError) -> HarnessError), HarnessError> {
+    let (b, g) = (kafka.bootstrap().to_owned(), group.to_owned());
     let fail = move |e: KafkaError| HarnessError::Lag { group: g.clone(), bootstrap: b.clone(), detail: e.to_string() };
-    let consumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .map_err(&fail)?;
+    let consumer =
+        kafka.create(kafka.config().set("group.id", group).set("enable.auto.commit", "false")).map_err(&fail)?;
     Ok((consumer, fail))
 }
 
 /// The group's committed offset per partition (`None`: never committed).
 /// Blocking (broker round trips); call from a blocking task.
 pub fn committed_offsets(
-    bootstrap: &str,
+    kafka: &KafkaConnection,
     group: &str,
     topic: &str,
 ) -> Result<BTreeMap<i32, Option<i64>>, HarnessError> {
-    let (consumer, fail) = group_client(bootstrap, group)?;
+    let (consumer, fail) = group_client(kafka, group)?;
     committed_with(&consumer, topic).map_err(fail)
 }
 
-fn committed_with(consumer: &BaseConsumer, topic: &str) -> Result<BTreeMap<i32, Option<i64>>, KafkaError> {
+fn committed_with(consumer: &KafkaConsumer, topic: &str) -> Result<BTreeMap<i32, Option<i64>>, KafkaError> {
     let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT)?;
     let mut tpl = TopicPartitionList::new();
     for t in metadata.topics().iter().filter(|t| t.name() == topic) {
@@ -190,48 +190,51 @@ fn committed_with(consumer: &BaseConsumer, topic: &str) -> Result<BTreeMap<i32, 
         .collect())
 }
 
-fn metadata_client(bootstrap: &str) -> Result<BaseConsumer, HarnessError> {
-    ClientConfig::new().set("bootstrap.servers", bootstrap).create().map_err(|e| HarnessError::Topic {
+fn metadata_client(kafka: &KafkaConnection) -> Result<KafkaConsumer, HarnessError> {
+    kafka.create(&kafka.config()).map_err(|e| HarnessError::Topic {
         topic: String::new(),
-        bootstrap: bootstrap.to_owned(),
+        bootstrap: kafka.bootstrap().to_owned(),
         detail: e.to_string(),
     })
 }
 
 /// Every topic on the broker. Blocking; call from a blocking task.
-pub fn list_topics(bootstrap: &str) -> Result<Vec<String>, HarnessError> {
-    Ok(cluster_metadata(bootstrap)?.topics().iter().map(|t| t.name().to_owned()).collect())
+pub fn list_topics(kafka: &KafkaConnection) -> Result<Vec<String>, HarnessError> {
+    Ok(cluster_metadata(kafka)?.topics().iter().map(|t| t.name().to_owned()).collect())
 }
 
 /// The whole cluster's metadata. Blocking.
-fn cluster_metadata(bootstrap: &str) -> Result<rdkafka::metadata::Metadata, HarnessError> {
-    metadata_client(bootstrap)?.fetch_metadata(None, TIMEOUT).map_err(|e| HarnessError::Topic {
+fn cluster_metadata(kafka: &KafkaConnection) -> Result<rdkafka::metadata::Metadata, HarnessError> {
+    metadata_client(kafka)?.fetch_metadata(None, TIMEOUT).map_err(|e| HarnessError::Topic {
         topic: String::new(),
-        bootstrap: bootstrap.to_owned(),
+        bootstrap: kafka.bootstrap().to_owned(),
         detail: e.to_string(),
     })
 }
 
 /// The `host:port` of every broker the cluster advertises. Blocking.
-pub fn broker_addresses(bootstrap: &str) -> Result<Vec<String>, HarnessError> {
-    Ok(cluster_metadata(bootstrap)?.brokers().iter().map(|b| format!("{}:{}", b.host(), b.port())).collect())
+pub fn broker_addresses(kafka: &KafkaConnection) -> Result<Vec<String>, HarnessError> {
+    Ok(cluster_metadata(kafka)?.brokers().iter().map(|b| format!("{}:{}", b.host(), b.port())).collect())
 }
 
 /// The end offset (high watermark) of every partition of `topic`: where the
 /// next record written will go. Blocking; call from a blocking task.
-pub fn end_offsets(bootstrap: &str, topic: &str) -> Result<BTreeMap<i32, i64>, HarnessError> {
-    Ok(watermarks(bootstrap, topic)?.into_iter().map(|(p, (_, high))| (p, high)).collect())
+pub fn end_offsets(kafka: &KafkaConnection, topic: &str) -> Result<BTreeMap<i32, i64>, HarnessError> {
+    Ok(watermarks(kafka, topic)?.into_iter().map(|(p, (_, high))| (p, high)).collect())
 }
 
 /// Records held in `topic` across its partitions. Blocking.
-pub fn topic_records(bootstrap: &str, topic: &str) -> Result<i64, HarnessError> {
-    Ok(watermarks(bootstrap, topic)?.values().map(|(low, high)| (high - low).max(0)).sum())
+pub fn topic_records(kafka: &KafkaConnection, topic: &str) -> Result<i64, HarnessError> {
+    Ok(watermarks(kafka, topic)?.values().map(|(low, high)| (high - low).max(0)).sum())
 }
 
-fn watermarks(bootstrap: &str, topic: &str) -> Result<BTreeMap<i32, (i64, i64)>, HarnessError> {
-    let fail =
-        |detail: String| HarnessError::Topic { topic: topic.to_owned(), bootstrap: bootstrap.to_owned(), detail };
-    let consumer = metadata_client(bootstrap)?;
+fn watermarks(kafka: &KafkaConnection, topic: &str) -> Result<BTreeMap<i32, (i64, i64)>, HarnessError> {
+    let fail = |detail: String| HarnessError::Topic {
+        topic: topic.to_owned(),
+        bootstrap: kafka.bootstrap().to_owned(),
+        detail,
+    };
+    let consumer = metadata_client(kafka)?;
     let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT).map_err(|e| fail(e.to_string()))?;
     let mut out = BTreeMap::new();
     for t in metadata.topics().iter().filter(|t| t.name() == topic) {
@@ -247,21 +250,26 @@ fn watermarks(bootstrap: &str, topic: &str) -> Result<BTreeMap<i32, (i64, i64)>,
 /// partitions from their start) up to `to` (exclusive), in offset order per
 /// partition. Blocking; call from a blocking task.
 pub fn read_range(
-    bootstrap: &str,
+    kafka: &KafkaConnection,
     topic: &str,
     from: &BTreeMap<i32, i64>,
     to: &BTreeMap<i32, i64>,
     timeout: Duration,
 ) -> Result<Vec<Bytes>, HarnessError> {
     use rdkafka::Message;
-    let fail =
-        |detail: String| HarnessError::Topic { topic: topic.to_owned(), bootstrap: bootstrap.to_owned(), detail };
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "streamlab-checker")
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "10")
-        .create()
+    let fail = |detail: String| HarnessError::Topic {
+        topic: topic.to_owned(),
+        bootstrap: kafka.bootstrap().to_owned(),
+        detail,
+    };
+    let consumer: KafkaConsumer = kafka
+        .create(
+            kafka
+                .config()
+                .set("group.id", "streamlab-checker")
+                .set("enable.auto.commit", "false")
+                .set("fetch.wait.max.ms", "10"),
+        )
         .map_err(|e| fail(e.to_string()))?;
     let mut tpl = TopicPartitionList::new();
     let mut remaining = 0usize;
@@ -312,8 +320,8 @@ pub fn read_range(
 
 /// `KafkaOffsetLag`: records in the topic the group has not committed past.
 /// Blocking (broker round trips); call from a blocking task.
-pub fn consumer_lag(bootstrap: &str, group: &str, topic: &str) -> Result<i64, HarnessError> {
-    let (consumer, fail) = group_client(bootstrap, group)?;
+pub fn consumer_lag(kafka: &KafkaConnection, group: &str, topic: &str) -> Result<i64, HarnessError> {
+    let (consumer, fail) = group_client(kafka, group)?;
     let mut lag = 0;
     for (partition, committed) in committed_with(&consumer, topic).map_err(&fail)? {
         let (low, high) = consumer.fetch_watermarks(topic, partition, TIMEOUT).map_err(&fail)?;
@@ -326,19 +334,19 @@ pub fn consumer_lag(bootstrap: &str, group: &str, topic: &str) -> Result<i64, Ha
 /// timestamp), read back from the earliest offset until `expected` events are
 /// seen. Blocking; call from a blocking task.
 pub fn read_topic(
-    bootstrap: &str,
+    kafka: &KafkaConnection,
     topic: &str,
     expected: usize,
     timeout: Duration,
 ) -> Result<std::collections::HashMap<String, (i32, i64, i64)>, HarnessError> {
     use rdkafka::Message;
-    let fail =
-        |detail: String| HarnessError::Topic { topic: topic.to_owned(), bootstrap: bootstrap.to_owned(), detail };
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "streamlab-reader")
-        .set("fetch.wait.max.ms", "10")
-        .create()
+    let fail = |detail: String| HarnessError::Topic {
+        topic: topic.to_owned(),
+        bootstrap: kafka.bootstrap().to_owned(),
+        detail,
+    };
+    let consumer: KafkaConsumer = kafka
+        .create(kafka.config().set("group.id", "streamlab-reader").set("fetch.wait.max.ms", "10"))
         .map_err(|e| fail(e.to_string()))?;
     let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT).map_err(|e| fail(e.to_string()))?;
     let mut tpl = TopicPartitionList::new();

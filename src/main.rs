@@ -27,6 +27,7 @@ use streamlab::delivery::source::SourceSettings;
 use streamlab::delivery::state::{DirStateStore, StateStore, TopicStateStore};
 use streamlab::delivery::{Delivery, DeliveryOptions};
 use streamlab::events::GeneratorConfig;
+use streamlab::kafka::ConnectionArgs;
 use streamlab::landing::{Landing, Masks};
 use streamlab::producer::{self, ProducerOptions, ProducerStats};
 use streamlab::sandbox::{self, SandboxOptions};
@@ -381,6 +382,8 @@ struct ProduceArgs {
     /// `streamlab run` and the env file of `streamlab up`).
     #[arg(long, env = "KAFKA_BOOTSTRAP")]
     bootstrap: String,
+    #[command(flatten)]
+    kafka: ConnectionArgs,
     #[arg(long)]
     topic: String,
     /// Kafka record timestamps: `now` (the producer's clock) or `event` (each
@@ -425,9 +428,12 @@ struct DeliverArgs {
     /// The `CreateDeliveryStream` JSON file (as deployed to AWS).
     #[arg(long)]
     spec: PathBuf,
-    /// Kafka bootstrap address, HOST:PORT (stands in for the MSK cluster).
+    /// Kafka bootstrap address, HOST:PORT[,HOST:PORT…]: a local broker or
+    /// the MSK cluster's brokers (with --kafka-security).
     #[arg(long)]
     bootstrap: String,
+    #[command(flatten)]
+    kafka: ConnectionArgs,
     /// S3-compatible endpoint URL, addressed path-style. Omit for AWS S3.
     #[arg(long)]
     s3_endpoint: Option<String>,
@@ -942,7 +948,7 @@ async fn produce(args: ProduceArgs) -> Result<()> {
         generator.mean_gap_ms = (1000.0 * speedup / rate).max(1.0) as u64;
     }
     let options = ProducerOptions {
-        bootstrap: args.bootstrap,
+        kafka: args.kafka.connect(&args.bootstrap).await?,
         topic: args.topic,
         rate: args.rate,
         count: args.count,
@@ -975,10 +981,11 @@ async fn deliver(args: DeliverArgs) -> Result<()> {
     let functions = Arc::new(Functions::new(args.lambda.config()));
     functions.config().check(&spec)?;
     streamlab::delivery::load_conversion(&spec, &args.glue_dir)?;
+    let kafka = args.kafka.connect(&args.bootstrap).await?;
     let clock = args.clock.clock();
     let state = match &args.state_dir {
         Some(dir) => StateStore::Dir(DirStateStore::new(dir)),
-        None => StateStore::Topic(TopicStateStore::new(&args.bootstrap)),
+        None => StateStore::Topic(TopicStateStore::new(kafka.clone())),
     };
     let settings = S3Settings { endpoint: args.s3_endpoint.clone(), region: args.region, credentials: None };
     let client = sink::client(&settings).await;
@@ -987,7 +994,7 @@ async fn deliver(args: DeliverArgs) -> Result<()> {
         instance_id: args.instance_id,
         max_poll_interval: args.max_poll_interval,
         exit_at_end: args.exit_at_end,
-        ..SourceSettings::new(args.bootstrap, Membership::Group)
+        ..SourceSettings::new(kafka, Membership::Group)
     };
     let options = DeliveryOptions {
         active_partition_limit: args.active_partition_limit,

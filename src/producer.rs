@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
-use rdkafka::config::ClientConfig;
+
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use tokio::time::Instant;
@@ -22,6 +22,7 @@ use tracing::warn;
 
 use crate::clock::SharedClock;
 use crate::events::{Event, EventGenerator, GeneratorConfig};
+use crate::kafka::{KafkaConnection, KafkaContext};
 
 /// Most delivery reports awaited at once; beyond it the producer waits for
 /// the oldest, which bounds memory independently of librdkafka's queue.
@@ -29,7 +30,7 @@ const MAX_IN_FLIGHT: usize = 50_000;
 
 #[derive(Debug, Clone)]
 pub struct ProducerOptions {
-    pub bootstrap: String,
+    pub kafka: KafkaConnection,
     pub topic: String,
     /// Events per wall-clock second; `None` is as fast as the broker takes
     /// them.
@@ -81,7 +82,7 @@ pub async fn produce(
 ) -> Result<(), ProducerError> {
     let events = EventGenerator::new(&options.generator).take(options.count.map_or(usize::MAX, |n| n as usize));
     let timestamps = if options.event_timestamps { Timestamps::Event } else { Timestamps::Clock };
-    publish_with(&options.bootstrap, &options.topic, options.rate, events, clock, timestamps, stats, shutdown).await
+    publish_with(&options.kafka, &options.topic, options.rate, events, clock, timestamps, stats, shutdown).await
 }
 
 /// Where record timestamps come from.
@@ -97,7 +98,7 @@ pub enum Timestamps {
 /// Publishes the given events (e.g. a seeded stream resumed part-way), with
 /// the same guarantees as [`produce`].
 pub async fn publish(
-    bootstrap: &str,
+    kafka: &KafkaConnection,
     topic: &str,
     rate: Option<f64>,
     events: impl Iterator<Item = Event>,
@@ -105,13 +106,13 @@ pub async fn publish(
     stats: Arc<ProducerStats>,
     shutdown: CancellationToken,
 ) -> Result<(), ProducerError> {
-    publish_with(bootstrap, topic, rate, events, clock, Timestamps::Clock, stats, shutdown).await
+    publish_with(kafka, topic, rate, events, clock, Timestamps::Clock, stats, shutdown).await
 }
 
 /// [`publish`] with a choice of record timestamps.
 #[allow(clippy::too_many_arguments)]
 pub async fn publish_with(
-    bootstrap: &str,
+    kafka: &KafkaConnection,
     topic: &str,
     rate: Option<f64>,
     events: impl Iterator<Item = Event>,
@@ -120,13 +121,16 @@ pub async fn publish_with(
     stats: Arc<ProducerStats>,
     shutdown: CancellationToken,
 ) -> Result<(), ProducerError> {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .set("client.id", "streamlab-producer")
-        .create()
+    let bootstrap = kafka.bootstrap();
+    let producer: FutureProducer<KafkaContext> = kafka
+        .create(
+            kafka
+                .config()
+                .set("enable.idempotence", "true")
+                .set("acks", "all")
+                .set("linger.ms", "5")
+                .set("client.id", "streamlab-producer"),
+        )
         .map_err(|source| ProducerError::Client { bootstrap: bootstrap.to_owned(), source })?;
 
     let mut pending: FuturesUnordered<DeliveryFuture> = FuturesUnordered::new();

@@ -20,6 +20,7 @@ use crate::delivery::{Delivery, DeliveryError, DeliveryOptions, DeliveryStats, L
 use crate::events::GeneratorConfig;
 use crate::faults::FaultSpec;
 use crate::harness::{self, HarnessError};
+use crate::kafka::KafkaConnection;
 use crate::producer::{self, ProducerError, ProducerOptions, ProducerStats};
 use crate::spec::{self, SpecError};
 use crate::transform::{Functions, FunctionsConfig};
@@ -104,10 +105,10 @@ pub async fn run(options: &SandboxOptions, shutdown: CancellationToken) -> Resul
     eprintln!(
         "  backend {:?}: broker {}, S3 {}",
         backend.kind,
-        backend.bootstrap,
+        backend.bootstrap(),
         backend.s3.endpoint.as_deref().unwrap_or("AWS")
     );
-    harness::create_topic(&backend.bootstrap, &spec.topic, options.partitions).await?;
+    harness::create_topic(&backend.kafka, &spec.topic, options.partitions).await?;
     let client = sink::client(&backend.s3).await;
     harness::create_bucket(&client, &spec.bucket).await?;
 
@@ -117,8 +118,8 @@ pub async fn run(options: &SandboxOptions, shutdown: CancellationToken) -> Resul
         functions: functions.clone(),
         glue_dir: options.glue_dir.clone(),
         ..DeliveryOptions::new(
-            SourceSettings::new(&backend.bootstrap, Membership::Assigned),
-            StateStore::Topic(TopicStateStore::new(&backend.bootstrap)),
+            SourceSettings::new(backend.kafka.clone(), Membership::Assigned),
+            StateStore::Topic(TopicStateStore::new(backend.kafka.clone())),
         )
     };
     let delivery = Delivery::connect(spec.clone(), delivery_options, sink, clock.clone()).await?;
@@ -129,7 +130,7 @@ pub async fn run(options: &SandboxOptions, shutdown: CancellationToken) -> Resul
     let mut generator = GeneratorConfig::new(options.seed, clock.now_millis());
     generator.mean_gap_ms = (1000.0 * options.speedup / options.rate).max(1.0) as u64;
     let producer_options = ProducerOptions {
-        bootstrap: backend.bootstrap.clone(),
+        kafka: backend.kafka.clone(),
         topic: spec.topic.clone(),
         rate: Some(options.rate),
         count: None,
@@ -157,7 +158,7 @@ pub async fn run(options: &SandboxOptions, shutdown: CancellationToken) -> Resul
             () = shutdown.cancelled() => break,
             () = &mut deadline => break,
             _ = progress.tick() => {
-                let lag = lag(&backend.bootstrap, &spec.name, &spec.topic).await;
+                let lag = lag(&backend.kafka, &spec.name, &spec.topic).await;
                 print_progress(started, clock.as_ref(), &producer_stats, &delivery_stats, lag);
             }
         }
@@ -194,8 +195,8 @@ pub async fn run(options: &SandboxOptions, shutdown: CancellationToken) -> Resul
     })
 }
 
-async fn lag(bootstrap: &str, group: &str, topic: &str) -> Option<i64> {
-    let (b, g, t) = (bootstrap.to_owned(), group.to_owned(), topic.to_owned());
+async fn lag(kafka: &KafkaConnection, group: &str, topic: &str) -> Option<i64> {
+    let (b, g, t) = (kafka.clone(), group.to_owned(), topic.to_owned());
     tokio::task::spawn_blocking(move || harness::consumer_lag(&b, &g, &t).ok()).await.ok().flatten()
 }
 

@@ -20,6 +20,7 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::delivery::sink::{self, S3Settings};
 use crate::events::{EventGenerator, GeneratorConfig};
 use crate::harness::{self, DeliverProcess, HarnessError};
+use crate::kafka::KafkaConnection;
 use crate::producer::{self, ProducerError, ProducerStats};
 use crate::spec::{self, SpecError, StartPosition};
 
@@ -168,7 +169,7 @@ pub async fn run(options: &SoakOptions, shutdown: CancellationToken) -> Result<S
         .map_err(|source| BackendError::Io { path: options.work_dir.clone(), source })?;
     let backend = Backend::start_with_faults(BackendKind::Local, &options.work_dir, options.seed).await?;
     let faults = backend.faults.clone().expect("started with faults");
-    harness::create_topic(&backend.bootstrap, &spec.topic, options.partitions).await?;
+    harness::create_topic(&backend.kafka, &spec.topic, options.partitions).await?;
     let client = sink::client(&backend.s3).await;
     harness::create_bucket(&client, &spec.bucket).await?;
     faults.s3.set_error_rate(options.s3_error_rate);
@@ -182,7 +183,7 @@ pub async fn run(options: &SoakOptions, shutdown: CancellationToken) -> Result<S
             "--spec".into(),
             options.spec.display().to_string(),
             "--bootstrap".into(),
-            backend.bootstrap.clone(),
+            backend.bootstrap().to_owned(),
             "--s3-endpoint".into(),
             backend.s3.endpoint.clone().expect("local endpoint"),
             "--speedup".into(),
@@ -201,15 +202,15 @@ pub async fn run(options: &SoakOptions, shutdown: CancellationToken) -> Result<S
     // The producer runs throughout, on the wall clock.
     let producer_stats = Arc::new(ProducerStats::default());
     let producing = {
-        let (bootstrap, topic, stats, stop) =
-            (backend.bootstrap.clone(), spec.topic.clone(), producer_stats.clone(), shutdown.clone());
+        let (kafka, topic, stats, stop) =
+            (backend.kafka.clone(), spec.topic.clone(), producer_stats.clone(), shutdown.clone());
         let mut generator = GeneratorConfig::new(options.seed, chrono::Utc::now().timestamp_millis());
         generator.mean_gap_ms = (1000.0 / options.rate).max(1.0) as u64;
         let (count, rate) = (options.events as usize, options.rate);
         tokio::spawn(async move {
             let clock: SharedClock = Arc::new(SystemClock);
             let events = EventGenerator::new(&generator).take(count);
-            producer::publish(&bootstrap, &topic, Some(rate), events, clock, stats, stop).await
+            producer::publish(&kafka, &topic, Some(rate), events, clock, stats, stop).await
         })
     };
 
@@ -247,7 +248,7 @@ pub async fn run(options: &SoakOptions, shutdown: CancellationToken) -> Result<S
             match chaos {
                 Chaos::Kill => {
                     deliverer.kill();
-                    let committed = committed_when_reachable(&backend.bootstrap, &spec.name, &spec.topic).await;
+                    let committed = committed_when_reachable(&backend.kafka, &spec.name, &spec.topic).await;
                     eprintln!("[{:>5.1?}] SIGKILL delivery; committed {committed:?}", started.elapsed());
                     kills.push(Kill { at, committed });
                     deliverer.start()?;
@@ -290,9 +291,9 @@ pub async fn run(options: &SoakOptions, shutdown: CancellationToken) -> Result<S
     let produced = producer_stats.acked();
 
     // Attribute every duplicate to an uncommitted window.
-    let (bootstrap, topic) = (backend.bootstrap.clone(), spec.topic.clone());
+    let (kafka, topic) = (backend.kafka.clone(), spec.topic.clone());
     let positions = tokio::task::spawn_blocking(move || {
-        harness::read_topic(&bootstrap, &topic, produced as usize, Duration::from_secs(120))
+        harness::read_topic(&kafka, &topic, produced as usize, Duration::from_secs(120))
     })
     .await
     .expect("reader does not panic")?;
@@ -328,9 +329,9 @@ pub async fn run(options: &SoakOptions, shutdown: CancellationToken) -> Result<S
 }
 
 /// The group's commit point, retried through a broker outage.
-async fn committed_when_reachable(bootstrap: &str, group: &str, topic: &str) -> BTreeMap<i32, Option<i64>> {
+async fn committed_when_reachable(kafka: &KafkaConnection, group: &str, topic: &str) -> BTreeMap<i32, Option<i64>> {
     loop {
-        let (b, g, t) = (bootstrap.to_owned(), group.to_owned(), topic.to_owned());
+        let (b, g, t) = (kafka.clone(), group.to_owned(), topic.to_owned());
         match tokio::task::spawn_blocking(move || harness::committed_offsets(&b, &g, &t)).await {
             Ok(Ok(committed)) => return committed,
             _ => tokio::time::sleep(Duration::from_millis(500)).await,

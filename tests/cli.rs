@@ -132,11 +132,11 @@ fn deliver_names_an_unreachable_broker_and_exits_within_30s() {
 async fn deliver_names_an_unreachable_s3_endpoint_and_a_missing_bucket() -> Result<()> {
     let work = tempfile::tempdir()?;
     let backend = Backend::start(BackendKind::Local, work.path()).await?;
-    harness::create_topic(&backend.bootstrap, "shop-events", 1).await?;
+    harness::create_topic(&backend.kafka, "shop-events", 1).await?;
 
     let endpoint = format!("http://127.0.0.1:{}", closed_port());
     let (output, took) =
-        run(&["deliver", "--spec", SPEC, "--bootstrap", &backend.bootstrap, "--s3-endpoint", &endpoint]);
+        run(&["deliver", "--spec", SPEC, "--bootstrap", backend.bootstrap(), "--s3-endpoint", &endpoint]);
     ensure!(!output.status.success());
     let err = stderr(&output);
     ensure!(err.contains(&format!("cannot reach S3 endpoint {endpoint}")), "{err}");
@@ -145,7 +145,7 @@ async fn deliver_names_an_unreachable_s3_endpoint_and_a_missing_bucket() -> Resu
     // The local S3 answers, but the spec's bucket was never created.
     let s3 = backend.s3.endpoint.clone().context("local backend has an endpoint")?;
     let creds = backend.s3.credentials.clone().context("local backend has credentials")?;
-    let output = streamlab(&["deliver", "--spec", SPEC, "--bootstrap", &backend.bootstrap, "--s3-endpoint", &s3])
+    let output = streamlab(&["deliver", "--spec", SPEC, "--bootstrap", backend.bootstrap(), "--s3-endpoint", &s3])
         .env("AWS_ACCESS_KEY_ID", &creds.access_key_id)
         .env("AWS_SECRET_ACCESS_KEY", &creds.secret_access_key)
         .output()?;
@@ -156,7 +156,7 @@ async fn deliver_names_an_unreachable_s3_endpoint_and_a_missing_bucket() -> Resu
     // Wrong credentials are named as such.
     let client = streamlab::delivery::sink::client(&backend.s3).await;
     harness::create_bucket(&client, "shop-events-raw").await?;
-    let (output, _) = run(&["deliver", "--spec", SPEC, "--bootstrap", &backend.bootstrap, "--s3-endpoint", &s3]);
+    let (output, _) = run(&["deliver", "--spec", SPEC, "--bootstrap", backend.bootstrap(), "--s3-endpoint", &s3]);
     ensure!(!output.status.success());
     let err = stderr(&output);
     ensure!(err.contains("refused the credentials"), "{err}");
@@ -170,11 +170,11 @@ fn deliver_names_a_missing_topic() -> Result<()> {
     let work = tempfile::tempdir()?;
     let backend = rt.block_on(Backend::start(BackendKind::Local, work.path()))?;
     let (output, _) =
-        run(&["deliver", "--spec", SPEC, "--bootstrap", &backend.bootstrap, "--s3-endpoint", "http://127.0.0.1:1"]);
+        run(&["deliver", "--spec", SPEC, "--bootstrap", backend.bootstrap(), "--s3-endpoint", "http://127.0.0.1:1"]);
     ensure!(!output.status.success());
     let err = stderr(&output);
     ensure!(
-        err.contains(&format!("topic \"shop-events\" does not exist on the broker at {}", backend.bootstrap)),
+        err.contains(&format!("topic \"shop-events\" does not exist on the broker at {}", backend.bootstrap())),
         "{err}"
     );
     Ok(())
@@ -298,13 +298,13 @@ async fn secrets_never_appear_in_logs() -> Result<()> {
     let work = tempfile::tempdir()?;
     let backend = Backend::start(BackendKind::Local, work.path()).await?;
     let spec = "fixtures/streams/read-from-earliest.json";
-    harness::create_topic(&backend.bootstrap, "shop-events", 1).await?;
+    harness::create_topic(&backend.kafka, "shop-events", 1).await?;
     let client = streamlab::delivery::sink::client(&backend.s3).await;
     harness::create_bucket(&client, "shop-events-raw").await?;
     let events = streamlab::events::EventGenerator::new(&streamlab::events::GeneratorConfig::new(1, 0)).take(50);
     let stats = std::sync::Arc::new(streamlab::producer::ProducerStats::default());
     let clock: streamlab::clock::SharedClock = std::sync::Arc::new(streamlab::clock::SystemClock);
-    streamlab::producer::publish(&backend.bootstrap, "shop-events", None, events, clock, stats, Default::default())
+    streamlab::producer::publish(&backend.kafka, "shop-events", None, events, clock, stats, Default::default())
         .await?;
 
     let creds = backend.s3.credentials.clone().context("local credentials")?;
@@ -312,7 +312,7 @@ async fn secrets_never_appear_in_logs() -> Result<()> {
     // To a file: at this verbosity an unread pipe would fill and block it.
     let log_path = state.path().join("deliver.log");
     let log = std::fs::File::create(&log_path)?;
-    let mut child = streamlab(&["deliver", "--spec", spec, "--bootstrap", &backend.bootstrap, "--speedup", "600"])
+    let mut child = streamlab(&["deliver", "--spec", spec, "--bootstrap", backend.bootstrap(), "--speedup", "600"])
         .args(["--s3-endpoint", backend.s3.endpoint.as_deref().context("endpoint")?, "--state-dir"])
         .arg(state.path())
         .env("AWS_ACCESS_KEY_ID", &creds.access_key_id)

@@ -174,7 +174,7 @@ async fn the_broker_advertises_the_bootstrap_address(
     let bootstrap = stack.bootstrap().to_owned();
     let brokers = tokio::task::spawn_blocking({
         let b = bootstrap.clone();
-        move || harness::broker_addresses(&b)
+        move || harness::broker_addresses(&b.into())
     })
     .await??;
     assert_eq!(brokers, vec![bootstrap]);

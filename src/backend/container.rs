@@ -66,7 +66,7 @@ async fn remove_orphans() {
 /// first producer).
 async fn check_advertised(bootstrap: &str) -> Result<(), BackendError> {
     let addr = bootstrap.to_owned();
-    let brokers = tokio::task::spawn_blocking(move || crate::harness::broker_addresses(&addr))
+    let brokers = tokio::task::spawn_blocking(move || crate::harness::broker_addresses(&addr.as_str().into()))
         .await
         .map_err(|e| BackendError::Container { image: REDPANDA_IMAGE.into(), detail: e.to_string() })?
         .map_err(|e| BackendError::Container { image: REDPANDA_IMAGE.into(), detail: e.to_string() })?;

@@ -20,6 +20,7 @@ pub use tansu::{find_tansu, TansuBroker};
 
 use crate::delivery::sink::{S3Settings, StaticCredentials};
 use crate::faults::{Faults, KafkaProxy, S3FaultPlan};
+use crate::kafka::KafkaConnection;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -82,7 +83,8 @@ impl BackendKind {
 /// A running broker and S3 API. Dropping it stops both.
 pub struct Backend {
     pub kind: BackendKind,
-    pub bootstrap: String,
+    /// How to reach the broker (plaintext for every backend started here).
+    pub kafka: KafkaConnection,
     pub s3: S3Settings,
     /// Where landed objects can be browsed as files (local backend only:
     /// `<dir>/<bucket>/<key>`).
@@ -138,6 +140,10 @@ impl BackendOptions {
 const BROKER_START_ATTEMPTS: usize = 3;
 
 impl Backend {
+    pub fn bootstrap(&self) -> &str {
+        self.kafka.bootstrap()
+    }
+
     /// Starts a backend. `work_dir` holds the broker log and, for the local
     /// backend, the S3 data (`work_dir/s3`).
     pub async fn start(kind: BackendKind, work_dir: &Path) -> Result<Backend, BackendError> {
@@ -162,7 +168,7 @@ impl Backend {
                 let broker = Self::start_broker(options).await?;
                 Ok(Backend {
                     kind: BackendKind::Localstack,
-                    bootstrap: broker.bootstrap(),
+                    kafka: KafkaConnection::plaintext(broker.bootstrap()),
                     s3: s3.s3(),
                     landing_dir: None,
                     faults: None,
@@ -173,7 +179,7 @@ impl Backend {
                 let containers = container::Containers::start().await?;
                 Ok(Backend {
                     kind: BackendKind::Container,
-                    bootstrap: containers.bootstrap.clone(),
+                    kafka: KafkaConnection::plaintext(&containers.bootstrap),
                     s3: containers.s3.clone(),
                     landing_dir: None,
                     faults: None,
@@ -226,7 +232,7 @@ impl Backend {
         let s3 = LocalS3::start(&root, &credentials, faults.as_ref().map(|f| f.s3.clone())).await?;
         Ok(Backend {
             kind: BackendKind::Local,
-            bootstrap: broker.bootstrap(),
+            kafka: KafkaConnection::plaintext(broker.bootstrap()),
             s3: S3Settings {
                 endpoint: Some(s3.endpoint()),
                 region: Some("us-east-1".into()),

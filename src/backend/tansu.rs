@@ -10,13 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use sha2::Digest;
 use tokio::process::{Child, Command};
 use tracing::{debug, info};
 
 use super::BackendError;
+use crate::kafka::{KafkaConnection, KafkaContext};
 
 /// How to build the broker streamlab runs: tansu 0.6.0 with streamlab's patch
 /// to its storage crate (stock 0.6.0 skips records when a consumer resumes
@@ -147,7 +147,8 @@ impl TansuBroker {
             }
             let probe = bootstrap.clone();
             let answered = tokio::task::spawn_blocking(move || {
-                let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &probe).create().ok()?;
+                let kafka = KafkaConnection::plaintext(probe);
+                let consumer: BaseConsumer<KafkaContext> = kafka.create(&kafka.config()).ok()?;
                 consumer.fetch_metadata(None, Duration::from_millis(500)).ok()
             })
             .await

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::StreamExt as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::{BenchError, Figure};
@@ -23,6 +23,7 @@ use crate::delivery::source::MemorySource;
 use crate::delivery::{self, EngineLimits, DEFAULT_ACTIVE_PARTITION_LIMIT};
 use crate::events::{EventGenerator, GeneratorConfig};
 use crate::harness::{self, DeliverProcess, Usage};
+use crate::kafka::{KafkaConnection, KafkaContext};
 use crate::stack::{Stack, StackOptions};
 
 const TOPIC: &str = "bench-events";
@@ -265,8 +266,8 @@ async fn measure_on(
     ));
 
     eprintln!("bench: consume ceiling ...");
-    let (bootstrap, expected) = (stack.bootstrap().to_owned(), options.events);
-    let ceiling = tokio::task::spawn_blocking(move || consume_ceiling(&bootstrap, expected))
+    let (kafka, expected) = (stack.kafka().clone(), options.events);
+    let ceiling = tokio::task::spawn_blocking(move || consume_ceiling(&kafka, expected))
         .await
         .expect("the ceiling consumer does not panic")?;
     figures.push(
@@ -342,14 +343,16 @@ async fn measure_on(
 /// A bare consumer that reads every partition from the start and counts
 /// bytes, with delivery's fetch settings: the most any consumer of this
 /// broker reads on this machine.
-fn consume_ceiling(bootstrap: &str, expected: u64) -> Result<Throughput, BenchError> {
+fn consume_ceiling(kafka: &KafkaConnection, expected: u64) -> Result<Throughput, BenchError> {
     let fail = |e: rdkafka::error::KafkaError| BenchError::Run(format!("the ceiling consumer failed: {e}"));
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "bench-ceiling")
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "50")
-        .create()
+    let consumer: BaseConsumer<KafkaContext> = kafka
+        .create(
+            kafka
+                .config()
+                .set("group.id", "bench-ceiling")
+                .set("enable.auto.commit", "false")
+                .set("fetch.wait.max.ms", "50"),
+        )
         .map_err(fail)?;
     let metadata = consumer.fetch_metadata(Some(TOPIC), Duration::from_secs(10)).map_err(fail)?;
     let mut assignment = TopicPartitionList::new();

@@ -241,9 +241,9 @@ impl Delivery {
         let sink = sink.with_kms_key(spec.sse_kms_key_id.clone());
         options.functions.config().check(&spec)?;
         let conversion = load_conversion(&spec, &options.glue_dir)?;
-        let bootstrap = options.source.bootstrap.clone();
+        let kafka = options.source.kafka.clone();
         let topic = spec.topic.clone();
-        let partitions = tokio::task::spawn_blocking(move || source::check_topic(&bootstrap, &topic))
+        let partitions = tokio::task::spawn_blocking(move || source::check_topic(&kafka, &topic))
             .await
             .expect("metadata check does not panic")?;
         sink.check().await?;
@@ -284,13 +284,12 @@ impl Delivery {
         let previous = options.state.load(&spec.name).await?;
         let (mut state, transition) = StreamState::apply(previous.as_ref(), spec, now_ms);
         if matches!(transition, Transition::Created | Transition::Recreated) {
-            let (bootstrap, topic, start) = (options.source.bootstrap.clone(), spec.topic.clone(), spec.start);
+            let (kafka, topic, start) = (options.source.kafka.clone(), spec.topic.clone(), spec.start);
             let activated = state.activated_at_ms;
-            state.start_offsets = tokio::task::spawn_blocking(move || {
-                source::resolve_start_offsets(&bootstrap, &topic, start, activated)
-            })
-            .await
-            .expect("resolving start offsets does not panic")?;
+            state.start_offsets =
+                tokio::task::spawn_blocking(move || source::resolve_start_offsets(&kafka, &topic, start, activated))
+                    .await
+                    .expect("resolving start offsets does not panic")?;
         }
         if transition != Transition::Unchanged {
             state = options.state.save(&state).await?;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::FutureExt as _;
-use rdkafka::config::ClientConfig;
+use rdkafka::client::OAuthToken;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaRespErr;
@@ -18,6 +18,7 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
 use super::buffer::Record;
+use crate::kafka::{KafkaConnection, KafkaContext};
 use crate::spec::StartPosition;
 
 /// How long broker requests made before and during start-up may take.
@@ -25,7 +26,7 @@ pub const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("cannot reach the Kafka broker at {bootstrap}: {source}. Is it running? Check --bootstrap")]
+    #[error("cannot reach the Kafka broker at {bootstrap}: {source}. Is it running? Check --bootstrap and --kafka-security (MSK listens for plaintext on 9092, tls on 9094, scram on 9096, iam on 9098)")]
     Unreachable { bootstrap: String, source: KafkaError },
     #[error("topic {topic:?} does not exist on the broker at {bootstrap}; create it or fix MSKSourceConfiguration.TopicName")]
     NoSuchTopic { topic: String, bootstrap: String },
@@ -103,11 +104,14 @@ pub struct SourceContext {
     started_at: Mutex<BTreeMap<i32, i64>>,
     /// Rebalance callbacks so far: a batch of records stops at one.
     rebalances: AtomicU64,
+    /// Signs MSK IAM tokens when the connection uses them.
+    kafka: KafkaContext,
 }
 
 impl SourceContext {
-    fn new(topic: &str, start_offsets: BTreeMap<i32, i64>) -> Self {
+    fn new(topic: &str, start_offsets: BTreeMap<i32, i64>, kafka: KafkaContext) -> Self {
         Self {
+            kafka,
             topic: topic.to_owned(),
             start_offsets,
             revoked: Mutex::default(),
@@ -169,7 +173,13 @@ impl SourceContext {
     }
 }
 
-impl ClientContext for SourceContext {}
+impl ClientContext for SourceContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = KafkaContext::ENABLE_REFRESH_OAUTH_TOKEN;
+
+    fn generate_oauth_token(&self, _config: Option<&str>) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        self.kafka.oauth_token()
+    }
+}
 
 impl ConsumerContext for SourceContext {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
@@ -223,7 +233,7 @@ pub enum Membership {
 /// Settings for the consumer beyond the spec.
 #[derive(Debug, Clone)]
 pub struct SourceSettings {
-    pub bootstrap: String,
+    pub kafka: KafkaConnection,
     /// Stable id of this delivery instance: given, it makes the instance a
     /// static member of the group (`group.instance.id`), so a restarted
     /// instance with the same id gets its partitions back without a
@@ -241,9 +251,9 @@ pub struct SourceSettings {
 
 impl SourceSettings {
     /// A consumer-group member with librdkafka's defaults.
-    pub fn new(bootstrap: impl Into<String>, membership: Membership) -> Self {
+    pub fn new(kafka: impl Into<KafkaConnection>, membership: Membership) -> Self {
         SourceSettings {
-            bootstrap: bootstrap.into(),
+            kafka: kafka.into(),
             instance_id: None,
             membership,
             max_poll_interval: None,
@@ -252,15 +262,17 @@ impl SourceSettings {
     }
 }
 
-fn metadata_consumer(bootstrap: &str) -> Result<BaseConsumer, SourceError> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("allow.auto.create.topics", "false")
-        .create()
-        .map_err(|source| SourceError::Client { bootstrap: bootstrap.to_owned(), source })
+fn metadata_consumer(kafka: &KafkaConnection) -> Result<BaseConsumer<KafkaContext>, SourceError> {
+    kafka
+        .create(kafka.config().set("allow.auto.create.topics", "false"))
+        .map_err(|source| SourceError::Client { bootstrap: kafka.bootstrap().to_owned(), source })
 }
 
-fn partitions_of(consumer: &BaseConsumer, bootstrap: &str, topic: &str) -> Result<Vec<i32>, SourceError> {
+fn partitions_of<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    bootstrap: &str,
+    topic: &str,
+) -> Result<Vec<i32>, SourceError> {
     let metadata = consumer
         .fetch_metadata(Some(topic), BROKER_TIMEOUT)
         .map_err(|source| SourceError::Unreachable { bootstrap: bootstrap.to_owned(), source })?;
@@ -278,8 +290,8 @@ fn partitions_of(consumer: &BaseConsumer, bootstrap: &str, topic: &str) -> Resul
 
 /// Fails fast, with a message naming the broker, when it cannot be reached
 /// or the topic is missing. Returns the topic's partitions.
-pub fn check_topic(bootstrap: &str, topic: &str) -> Result<Vec<i32>, SourceError> {
-    partitions_of(&metadata_consumer(bootstrap)?, bootstrap, topic)
+pub fn check_topic(kafka: &KafkaConnection, topic: &str) -> Result<Vec<i32>, SourceError> {
+    partitions_of(&metadata_consumer(kafka)?, kafka.bootstrap(), topic)
 }
 
 /// Where each partition starts for a stream that became active now: the
@@ -289,14 +301,14 @@ pub fn check_topic(bootstrap: &str, topic: &str) -> Result<Vec<i32>, SourceError
 /// once and recorded with the stream, so a restart before the first commit
 /// starts at the same place.
 pub fn resolve_start_offsets(
-    bootstrap: &str,
+    kafka: &KafkaConnection,
     topic: &str,
     start: StartPosition,
     activated_at_ms: i64,
 ) -> Result<BTreeMap<i32, i64>, SourceError> {
-    let consumer = metadata_consumer(bootstrap)?;
-    let partitions = partitions_of(&consumer, bootstrap, topic)?;
-    let fail = |source| SourceError::Unreachable { bootstrap: bootstrap.to_owned(), source };
+    let consumer = metadata_consumer(kafka)?;
+    let partitions = partitions_of(&consumer, kafka.bootstrap(), topic)?;
+    let fail = |source| SourceError::Unreachable { bootstrap: kafka.bootstrap().to_owned(), source };
     let timestamp = match start {
         StartPosition::Earliest => None,
         StartPosition::Timestamp(ms) => Some(ms),
@@ -327,24 +339,23 @@ pub fn resolve_start_offsets(
 }
 
 /// Where each partition of `topic` ends now.
-fn end_offsets(bootstrap: &str, topic: &str) -> Result<BTreeMap<i32, i64>, SourceError> {
-    let consumer = metadata_consumer(bootstrap)?;
-    let fail = |source| SourceError::Unreachable { bootstrap: bootstrap.to_owned(), source };
-    partitions_of(&consumer, bootstrap, topic)?
+fn end_offsets(kafka: &KafkaConnection, topic: &str) -> Result<BTreeMap<i32, i64>, SourceError> {
+    let consumer = metadata_consumer(kafka)?;
+    let fail = |source| SourceError::Unreachable { bootstrap: kafka.bootstrap().to_owned(), source };
+    partitions_of(&consumer, kafka.bootstrap(), topic)?
         .into_iter()
         .map(|p| Ok((p, consumer.fetch_watermarks(topic, p, BROKER_TIMEOUT).map_err(fail)?.1)))
         .collect()
 }
 
-fn consumer_config(settings: &SourceSettings, group: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
+fn consumer_config(settings: &SourceSettings, group: &str) -> rdkafka::ClientConfig {
+    let mut config = settings.kafka.config();
     if let Ok(contexts) = std::env::var("STREAMLAB_RDKAFKA_DEBUG") {
         // librdkafka's own tracing (e.g. `cgrp,fetch`), shown with
         // STREAMLAB_LOG=rdkafka=debug.
         config.set("debug", contexts);
     }
     config
-        .set("bootstrap.servers", &settings.bootstrap)
         .set("group.id", group)
         .set(
             "client.id",
@@ -385,25 +396,25 @@ pub fn connect(
     start_offsets: BTreeMap<i32, i64>,
     static_membership: bool,
 ) -> Result<Source, SourceError> {
-    let fail = |source| SourceError::Client { bootstrap: settings.bootstrap.clone(), source };
-    let context = SourceContext::new(topic, start_offsets);
+    let fail = |source| SourceError::Client { bootstrap: settings.kafka.bootstrap().to_owned(), source };
+    let context = SourceContext::new(topic, start_offsets, settings.kafka.context());
     let mut config = consumer_config(settings, group);
     if let (true, Membership::Group, Some(id)) = (static_membership, settings.membership, &settings.instance_id) {
         config.set("group.instance.id", format!("{group}-{id}"));
     }
-    let consumer: Source = config.create_with_context(context).map_err(fail)?;
+    let consumer: Source = settings.kafka.create_with_context(&config, context).map_err(fail)?;
     match settings.membership {
         Membership::Group => consumer.subscribe(&[topic]).map_err(fail)?,
         Membership::Assigned => {
-            let partitions = partitions_of(&metadata_consumer(&settings.bootstrap)?, &settings.bootstrap, topic)?;
+            let partitions = partitions_of(&metadata_consumer(&settings.kafka)?, settings.kafka.bootstrap(), topic)?;
             let mut tpl = TopicPartitionList::new();
             for p in &partitions {
                 tpl.add_partition(topic, *p);
             }
-            consumer
-                .context()
-                .position(&consumer, &mut tpl)
-                .map_err(|source| SourceError::Unreachable { bootstrap: settings.bootstrap.clone(), source })?;
+            consumer.context().position(&consumer, &mut tpl).map_err(|source| SourceError::Unreachable {
+                bootstrap: settings.kafka.bootstrap().to_owned(),
+                source,
+            })?;
             consumer.assign(&tpl).map_err(fail)?;
             consumer.context().assigned.lock().expect("assigned lock").extend(partitions);
         }
@@ -440,7 +451,7 @@ impl KafkaSource {
         start_offsets: BTreeMap<i32, i64>,
     ) -> Result<Self, SourceError> {
         let consumer = connect(settings, group, topic, start_offsets.clone(), true)?;
-        let end_offsets = settings.exit_at_end.then(|| end_offsets(&settings.bootstrap, topic)).transpose()?;
+        let end_offsets = settings.exit_at_end.then(|| end_offsets(&settings.kafka, topic)).transpose()?;
         Ok(KafkaSource {
             end_offsets,
             consumer,

@@ -20,14 +20,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
+use crate::kafka::{KafkaConnection, KafkaContext};
 use crate::spec::StreamSpec;
 
 /// The compacted topic holding stream state, one record per change, keyed by
@@ -165,30 +164,30 @@ async fn blocking<T: Send + 'static>(
 /// Stream state in a compacted topic on the cluster.
 #[derive(Debug, Clone)]
 pub struct TopicStateStore {
-    bootstrap: String,
+    kafka: KafkaConnection,
 }
 
 impl TopicStateStore {
-    pub fn new(bootstrap: impl Into<String>) -> Self {
-        Self { bootstrap: bootstrap.into() }
+    pub fn new(kafka: impl Into<KafkaConnection>) -> Self {
+        Self { kafka: kafka.into() }
     }
 
     /// Never auto-created: a broker with `auto.create.topics.enable` would
     /// give the topic its default partition count, and stream state must live
     /// in one partition to keep its order.
-    fn config(&self) -> ClientConfig {
-        let mut config = ClientConfig::new();
-        config.set("bootstrap.servers", &self.bootstrap).set("allow.auto.create.topics", "false");
+    fn config(&self) -> rdkafka::ClientConfig {
+        let mut config = self.kafka.config();
+        config.set("allow.auto.create.topics", "false");
         config
     }
 
     fn fail(&self, action: &'static str, detail: impl ToString) -> StateError {
-        StateError::Topic { action, bootstrap: self.bootstrap.clone(), detail: detail.to_string() }
+        StateError::Topic { action, bootstrap: self.kafka.bootstrap().to_owned(), detail: detail.to_string() }
     }
 
     /// Creates the state topic unless it exists.
     fn ensure_topic(&self) -> Result<(), StateError> {
-        let admin: AdminClient<DefaultClientContext> = self.config().create().map_err(|e| self.fail("create", e))?;
+        let admin: AdminClient<KafkaContext> = self.kafka.create(&self.config()).map_err(|e| self.fail("create", e))?;
         let metadata = admin.inner().fetch_metadata(Some(STATE_TOPIC), TIMEOUT).map_err(|e| self.fail("read", e))?;
         if metadata
             .topics()
@@ -225,12 +224,14 @@ impl TopicStateStore {
     /// Every record of `stream`, in offset order.
     fn history(&self, stream: &str) -> Result<Vec<StreamState>, StateError> {
         self.ensure_topic()?;
-        let consumer: BaseConsumer = self
-            .config()
-            .set("group.id", "streamlab-state-reader")
-            .set("enable.auto.commit", "false")
-            .set("fetch.wait.max.ms", "10")
-            .create()
+        let consumer: BaseConsumer<KafkaContext> = self
+            .kafka
+            .create(
+                self.config()
+                    .set("group.id", "streamlab-state-reader")
+                    .set("enable.auto.commit", "false")
+                    .set("fetch.wait.max.ms", "10"),
+            )
             .map_err(|e| self.fail("read", e))?;
         let (low, high) = consumer.fetch_watermarks(STATE_TOPIC, 0, TIMEOUT).map_err(|e| self.fail("read", e))?;
         let mut out = Vec::new();
@@ -270,8 +271,10 @@ impl TopicStateStore {
     /// raced to record the same new stream or the same update agree on it.
     fn save(&self, state: &StreamState) -> Result<StreamState, StateError> {
         self.ensure_topic()?;
-        let producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext> =
-            self.config().set("acks", "all").set("linger.ms", "0").create().map_err(|e| self.fail("write", e))?;
+        let producer: ThreadedProducer<KafkaContext> = self
+            .kafka
+            .create(self.config().set("acks", "all").set("linger.ms", "0"))
+            .map_err(|e| self.fail("write", e))?;
         let payload = serde_json::to_vec(state).expect("state serializes");
         producer
             .send(BaseRecord::to(STATE_TOPIC).partition(0).key(state.stream.as_bytes()).payload(&payload))

@@ -8,7 +8,7 @@ use rdkafka::admin::AdminClient;
 use rdkafka::bindings as rdsys;
 use rdkafka::client::{Client, OAuthToken};
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, StreamConsumer};
-use rdkafka::producer::{BaseProducer, FutureProducer, ProducerContext};
+use rdkafka::producer::{BaseProducer, FutureProducer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 use tracing::{debug, error};
 
@@ -74,6 +74,12 @@ impl<C: ConsumerContext + 'static> NativeHandle for StreamConsumer<C> {
 }
 
 impl<C: ProducerContext> NativeHandle for BaseProducer<C> {
+    fn native(&self) -> *mut rdsys::rd_kafka_t {
+        native_of(rdkafka::producer::Producer::client(self))
+    }
+}
+
+impl<C: ProducerContext + 'static> NativeHandle for ThreadedProducer<C> {
     fn native(&self) -> *mut rdsys::rd_kafka_t {
         native_of(rdkafka::producer::Producer::client(self))
     }

@@ -164,8 +164,13 @@ fn sign_token(region: &str, credentials: Credentials, time: SystemTime) -> Resul
         .map_err(|e| fail(&e))?;
     let endpoint = format!("https://kafka.{region}.amazonaws.com/");
     let action = [("Action", "kafka-cluster:Connect")];
-    let request = SignableRequest::new("GET", format!("{endpoint}?{}", query(action)), std::iter::empty(), SignableBody::Bytes(&[]))
-        .map_err(|e| fail(&e))?;
+    let request = SignableRequest::new(
+        "GET",
+        format!("{endpoint}?{}", query(action)),
+        std::iter::empty(),
+        SignableBody::Bytes(&[]),
+    )
+    .map_err(|e| fail(&e))?;
     let (instructions, _) = sign(request, &params.into()).map_err(|e| fail(&e))?.into_parts();
     let user_agent = [("User-Agent", concat!("streamlab/", env!("CARGO_PKG_VERSION")))];
     // In the order AWS's signers send them: the signature last before the User-Agent.
@@ -260,7 +265,10 @@ pub(crate) mod tests {
     fn the_region_comes_from_msk_broker_names() {
         let cases = [
             ("b-1.orders.abc123.c2.kafka.us-east-1.amazonaws.com:9098", Some("us-east-1")),
-            ("b-1.orders.x.c3.kafka.eu-west-1.amazonaws.com:9098,b-2.orders.x.c3.kafka.eu-west-1.amazonaws.com:9098", Some("eu-west-1")),
+            (
+                "b-1.orders.x.c3.kafka.eu-west-1.amazonaws.com:9098,b-2.orders.x.c3.kafka.eu-west-1.amazonaws.com:9098",
+                Some("eu-west-1"),
+            ),
             ("boot-abc.c2.kafka-serverless.ap-south-1.amazonaws.com:9098", Some("ap-south-1")),
             ("localhost:9092", None),
             ("kafka.internal:9092", None),

@@ -318,7 +318,9 @@ impl ConnectionArgs {
     /// so a bad configuration fails before anything connects.
     pub async fn connect(&self, bootstrap: &str) -> Result<KafkaConnection, ConnectionError> {
         let client_certificate = match (&self.kafka_client_cert, &self.kafka_client_key) {
-            (Some(certificate), Some(key)) => Some(ClientCertificate { certificate: certificate.clone(), key: key.clone() }),
+            (Some(certificate), Some(key)) => {
+                Some(ClientCertificate { certificate: certificate.clone(), key: key.clone() })
+            }
             (None, None) => None,
             _ => return Err(ConnectionError::HalfClientCertificate),
         };
@@ -338,10 +340,10 @@ impl ConnectionArgs {
             SecurityMode::Tls => KafkaConnection::tls(bootstrap, tls),
             SecurityMode::Scram => {
                 let username = self.scram_username.clone().ok_or(ConnectionError::MissingScramUser)?;
-                let password = std::env::var(&self.scram_password_env)
-                    .ok()
-                    .filter(|p| !p.is_empty())
-                    .ok_or_else(|| ConnectionError::MissingScramPassword { variable: self.scram_password_env.clone() })?;
+                let password =
+                    std::env::var(&self.scram_password_env).ok().filter(|p| !p.is_empty()).ok_or_else(|| {
+                        ConnectionError::MissingScramPassword { variable: self.scram_password_env.clone() }
+                    })?;
                 KafkaConnection::scram(bootstrap, tls, username, Secret::new(password))
             }
             SecurityMode::Iam => {
@@ -363,7 +365,8 @@ mod tests {
 
     fn keys(connection: &KafkaConnection) -> Vec<(String, String)> {
         let config = connection.config();
-        let mut keys: Vec<(String, String)> = config.config_map().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut keys: Vec<(String, String)> =
+            config.config_map().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         keys.sort();
         keys
     }
@@ -445,22 +448,26 @@ mod tests {
 
     #[test]
     fn a_missing_ca_file_is_named() {
-        let error = KafkaConnection::tls("b:9094", Tls { ca_file: Some("/nonexistent/ca.pem".into()), ..Tls::default() })
-            .unwrap_err()
-            .to_string();
+        let error =
+            KafkaConnection::tls("b:9094", Tls { ca_file: Some("/nonexistent/ca.pem".into()), ..Tls::default() })
+                .unwrap_err()
+                .to_string();
         assert_eq!(error, "--kafka-ca-file /nonexistent/ca.pem: the file does not exist; give the path of a PEM file");
     }
 
     #[tokio::test]
     async fn command_line_mistakes_are_rejected_before_connecting() {
         let args = |f: fn(&mut ConnectionArgs)| {
-            let mut args = ConnectionArgs { scram_password_env: "STREAMLAB_TEST_UNSET_PASSWORD".into(), ..Default::default() };
+            let mut args =
+                ConnectionArgs { scram_password_env: "STREAMLAB_TEST_UNSET_PASSWORD".into(), ..Default::default() };
             f(&mut args);
             args
         };
         let error = |args: ConnectionArgs| async move { args.connect("b:1").await.unwrap_err().to_string() };
         assert!(error(args(|a| a.kafka_client_cert = Some("c.pem".into()))).await.contains("go together"));
-        assert!(error(args(|a| a.kafka_ca_file = Some("ca.pem".into()))).await.contains("no effect with --kafka-security plaintext"));
+        assert!(error(args(|a| a.kafka_ca_file = Some("ca.pem".into())))
+            .await
+            .contains("no effect with --kafka-security plaintext"));
         assert!(error(args(|a| a.kafka_security = SecurityMode::Scram)).await.contains("--scram-username"));
         let unset = error(args(|a| {
             a.kafka_security = SecurityMode::Scram;

@@ -49,6 +49,7 @@ use crate::delivery::{
 use crate::events::Event;
 use crate::faults::Faults;
 use crate::harness::{self, HarnessError};
+use crate::kafka::KafkaConnection;
 use crate::landing::{self, Landing, LandingError};
 pub use crate::producer::Timestamps;
 use crate::producer::{self, ProducerError, ProducerStats};
@@ -507,7 +508,7 @@ impl Stack {
 
         let mut topics: BTreeMap<String, i32> = specs.iter().map(|s| (s.topic.clone(), options.partitions)).collect();
         topics.extend(options.topics.clone());
-        let creates = topics.iter().map(|(topic, n)| harness::create_topic(&backend.bootstrap, topic, *n));
+        let creates = topics.iter().map(|(topic, n)| harness::create_topic(&backend.kafka, topic, *n));
         futures::future::try_join_all(creates).await?;
         let client = sink::client(&backend.s3).await;
         let buckets: BTreeSet<&str> = specs.iter().map(|s| s.bucket.as_str()).collect();
@@ -559,8 +560,8 @@ impl Stack {
                 functions: self.functions.clone(),
                 glue_dir: self.options.glue_dir.clone(),
                 ..DeliveryOptions::new(
-                    SourceSettings::new(&self.backend.bootstrap, Membership::Assigned),
-                    StateStore::Topic(TopicStateStore::new(&self.backend.bootstrap)),
+                    SourceSettings::new(self.backend.kafka.clone(), Membership::Assigned),
+                    StateStore::Topic(TopicStateStore::new(self.backend.kafka.clone())),
                 )
             };
             Delivery::connect(spec.clone(), options, sink, self.clock.clone())
@@ -575,7 +576,7 @@ impl Stack {
     /// Warns once per topic that appears on the broker without a stream
     /// reading it (a producer writing to the wrong topic, say).
     fn watch_unread_topics(&self) {
-        let (bootstrap, stop) = (self.backend.bootstrap.clone(), self.stop_watch.clone());
+        let (bootstrap, stop) = (self.backend.kafka.clone(), self.stop_watch.clone());
         let warner = self.unread_warner();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -601,7 +602,12 @@ impl Stack {
     }
 
     pub fn bootstrap(&self) -> &str {
-        &self.backend.bootstrap
+        self.backend.bootstrap()
+    }
+
+    /// How to reach the stack's broker, for clients made with streamlab's API.
+    pub fn kafka(&self) -> &KafkaConnection {
+        &self.backend.kafka
     }
 
     /// A client for the stack's S3 (path-style, its credentials).
@@ -659,7 +665,7 @@ impl Stack {
     /// `AWS_ENDPOINT_URL_S3`, the credentials and region.
     pub fn env(&self) -> Vec<(String, String)> {
         let s3 = &self.backend.s3;
-        let mut env = vec![("KAFKA_BOOTSTRAP".to_owned(), self.backend.bootstrap.clone())];
+        let mut env = vec![("KAFKA_BOOTSTRAP".to_owned(), self.bootstrap().to_owned())];
         if let Some(endpoint) = &s3.endpoint {
             env.push(("AWS_ENDPOINT_URL_S3".into(), endpoint.clone()));
         }
@@ -711,7 +717,7 @@ impl Stack {
         let topics: BTreeSet<String> = self.specs.iter().map(|s| s.topic.clone()).collect();
         let mut ends: BTreeMap<String, BTreeMap<i32, i64>> = BTreeMap::new();
         for topic in topics {
-            let (b, t) = (self.backend.bootstrap.clone(), topic.clone());
+            let (b, t) = (self.backend.kafka.clone(), topic.clone());
             let offsets = tokio::task::spawn_blocking(move || harness::end_offsets(&b, &t))
                 .await
                 .expect("end offsets do not panic")?;
@@ -757,7 +763,7 @@ impl Stack {
         for spec in &self.specs {
             let delivery = deliveries.iter().find(|d| d.stream == spec.name);
             let stats = delivery.map(|d| d.stats()).unwrap_or_default();
-            let (b, t) = (self.backend.bootstrap.clone(), spec.topic.clone());
+            let (b, t) = (self.backend.kafka.clone(), spec.topic.clone());
             let positions = stats.positions();
             let lag =
                 tokio::task::spawn_blocking(move || harness::end_offsets(&b, &t)).await.ok().and_then(Result::ok).map(
@@ -799,7 +805,7 @@ impl Stack {
                 }),
             });
         }
-        let b = self.backend.bootstrap.clone();
+        let b = self.backend.kafka.clone();
         let warner = self.unread_warner();
         let unread_topics = tokio::task::spawn_blocking(move || -> Vec<UnreadTopic> {
             let Ok(topics) = harness::list_topics(&b) else { return Vec::new() };
@@ -853,7 +859,7 @@ impl Stack {
                 let delivery = deliveries.iter().find(|d| d.stream == spec.name);
                 delivery.map(|d| d.state.start_offsets.clone()).unwrap_or_default()
             };
-            let (b, t) = (self.backend.bootstrap.clone(), spec.topic.clone());
+            let (b, t) = (self.backend.kafka.clone(), spec.topic.clone());
             let values = tokio::task::spawn_blocking(move || {
                 let ends = harness::end_offsets(&b, &t)?;
                 harness::read_range(&b, &t, &start, &ends, Duration::from_secs(60))
@@ -899,7 +905,7 @@ impl Stack {
     ) -> Result<u64, StackError> {
         let stats = Arc::new(ProducerStats::default());
         producer::publish_with(
-            &self.backend.bootstrap,
+            &self.backend.kafka,
             topic,
             None,
             events.into_iter(),

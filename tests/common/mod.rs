@@ -94,7 +94,7 @@ impl Pipeline {
         tokio::spawn(async move {
             let stats = Arc::new(streamlab::producer::ProducerStats::default());
             streamlab::producer::publish(
-                &bootstrap,
+                &bootstrap.into(),
                 &topic,
                 rate,
                 events.into_iter(),
@@ -239,7 +239,7 @@ pub fn kafka_records(
     topic: &str,
     expected: usize,
 ) -> Result<std::collections::HashMap<String, (i32, i64, i64)>> {
-    Ok(harness::read_topic(bootstrap, topic, expected, Duration::from_secs(30))?)
+    Ok(harness::read_topic(&bootstrap.into(), topic, expected, Duration::from_secs(30))?)
 }
 
 /// The `streamlab` binary under test.
@@ -348,7 +348,7 @@ pub fn output(command: &mut std::process::Command) -> Result<(bool, String, Stri
 /// Committed offsets of `group` on the pipeline's topic.
 pub async fn committed(pipeline: &Pipeline, group: &str) -> Result<BTreeMap<i32, Option<i64>>> {
     let (b, g, t) = (pipeline.bootstrap().to_owned(), group.to_owned(), pipeline.spec.topic.clone());
-    Ok(tokio::task::spawn_blocking(move || harness::committed_offsets(&b, &g, &t)).await??)
+    Ok(tokio::task::spawn_blocking(move || harness::committed_offsets(&b.into(), &g, &t)).await??)
 }
 
 /// Landed ids, polled until `n` distinct ids are in the bucket.

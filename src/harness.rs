@@ -31,6 +31,27 @@ pub enum HarnessError {
     Lag { group: String, bootstrap: String, detail: String },
 }
 
+/// Deletes topics (missing ones are fine).
+pub async fn delete_topics(kafka: &KafkaConnection, topics: &[&str]) -> Result<(), HarnessError> {
+    let fail = |detail: String| HarnessError::Topic {
+        topic: topics.join(","),
+        bootstrap: kafka.bootstrap().to_owned(),
+        detail: format!("cannot delete: {detail}"),
+    };
+    let admin: AdminClient<KafkaContext> = kafka.create(&kafka.config()).map_err(|e| fail(e.to_string()))?;
+    let results = admin
+        .delete_topics(topics, &AdminOptions::new().operation_timeout(Some(TIMEOUT)))
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((topic, code)) => return Err(fail(format!("{topic}: {code}"))),
+        }
+    }
+    Ok(())
+}
+
 /// Creates a topic (an existing one is fine) and waits until its metadata
 /// shows every partition.
 pub async fn create_topic(kafka: &KafkaConnection, topic: &str, partitions: i32) -> Result<(), HarnessError> {
@@ -40,7 +61,9 @@ pub async fn create_topic(kafka: &KafkaConnection, topic: &str, partitions: i32)
         detail,
     };
     let admin: AdminClient<KafkaContext> = kafka.create(&kafka.config()).map_err(|e| fail(e.to_string()))?;
-    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    // -1: the cluster's default replication (KIP-464): 1 on a local broker, 3 on
+    // MSK, where 1 would fail acks=all producers under min.insync.replicas=2.
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
     let results = admin
         .create_topics(&[new_topic], &AdminOptions::new().operation_timeout(Some(TIMEOUT)))
         .await
@@ -96,8 +119,13 @@ pub struct StoredObject {
 
 /// Every key in the bucket, sorted.
 pub async fn list_keys(client: &Client, bucket: &str) -> Result<Vec<String>, HarnessError> {
+    list_keys_under(client, bucket, "").await
+}
+
+/// Every key under `prefix`, sorted.
+pub async fn list_keys_under(client: &Client, bucket: &str, prefix: &str) -> Result<Vec<String>, HarnessError> {
     let mut keys = Vec::new();
-    let mut pages = client.list_objects_v2().bucket(bucket).into_paginator().send();
+    let mut pages = client.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| HarnessError::Read {
             bucket: bucket.to_owned(),
@@ -137,11 +165,29 @@ pub async fn read_object(client: &Client, bucket: &str, key: &str) -> Result<Sto
 
 /// Every object in the bucket, sorted by key.
 pub async fn read_bucket(client: &Client, bucket: &str) -> Result<Vec<StoredObject>, HarnessError> {
+    read_under(client, bucket, "").await
+}
+
+/// Every object under `prefix`, in key order.
+pub async fn read_under(client: &Client, bucket: &str, prefix: &str) -> Result<Vec<StoredObject>, HarnessError> {
     let mut objects = Vec::new();
-    for key in list_keys(client, bucket).await? {
+    for key in list_keys_under(client, bucket, prefix).await? {
         objects.push(read_object(client, bucket, &key).await?);
     }
     Ok(objects)
+}
+
+/// Deletes every object under `prefix` (a run's objects in a shared bucket).
+pub async fn delete_under(client: &Client, bucket: &str, prefix: &str) -> Result<usize, HarnessError> {
+    let keys = list_keys_under(client, bucket, prefix).await?;
+    for key in &keys {
+        client.delete_object().bucket(bucket).key(key).send().await.map_err(|e| HarnessError::Read {
+            bucket: bucket.to_owned(),
+            key: key.clone(),
+            detail: format!("cannot delete: {}", DisplayErrorContext(&e)),
+        })?;
+    }
+    Ok(keys.len())
 }
 
 /// Splits an object body into JSON records. Firehose concatenates records

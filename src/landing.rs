@@ -229,17 +229,20 @@ pub struct RawObject {
 }
 
 /// Every object each stream wrote, decoded, in key order per stream; and the
-/// keys in those buckets that no stream's shape matches.
+/// keys in those buckets that no stream's shape matches. Only keys under
+/// `under` are read ("" for the whole bucket; a run's key prefix in a shared
+/// bucket).
 pub async fn read_raw(
     client: &aws_sdk_s3::Client,
     specs: &[StreamSpec],
+    under: &str,
 ) -> Result<(Vec<(String, Vec<RawObject>)>, Vec<(String, String)>), LandingError> {
     let buckets: BTreeSet<&str> = specs.iter().map(|s| s.bucket.as_str()).collect();
     let mut streams: Vec<(String, Vec<RawObject>)> = specs.iter().map(|s| (s.name.clone(), Vec::new())).collect();
     let mut strangers = Vec::new();
     let keys: Vec<StreamKeys> = specs.iter().map(StreamKeys::new).collect();
     for bucket in buckets {
-        for object in harness::read_bucket(client, bucket).await? {
+        for object in harness::read_under(client, bucket, under).await? {
             let owner = specs
                 .iter()
                 .zip(&keys)
@@ -266,9 +269,9 @@ pub async fn read_raw(
     Ok((streams, strangers))
 }
 
-/// Reads every stream's objects from S3.
-pub async fn read(client: &aws_sdk_s3::Client, specs: &[StreamSpec]) -> Result<Landing, LandingError> {
-    let (raw, _) = read_raw(client, specs).await?;
+/// Reads every stream's objects under `under` from S3.
+pub async fn read(client: &aws_sdk_s3::Client, specs: &[StreamSpec], under: &str) -> Result<Landing, LandingError> {
+    let (raw, _) = read_raw(client, specs, under).await?;
     let mut streams = Vec::new();
     for (spec, (_, objects)) in specs.iter().zip(raw) {
         let landed = objects

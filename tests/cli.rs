@@ -304,8 +304,7 @@ async fn secrets_never_appear_in_logs() -> Result<()> {
     let events = streamlab::events::EventGenerator::new(&streamlab::events::GeneratorConfig::new(1, 0)).take(50);
     let stats = std::sync::Arc::new(streamlab::producer::ProducerStats::default());
     let clock: streamlab::clock::SharedClock = std::sync::Arc::new(streamlab::clock::SystemClock);
-    streamlab::producer::publish(&backend.kafka, "shop-events", None, events, clock, stats, Default::default())
-        .await?;
+    streamlab::producer::publish(&backend.kafka, "shop-events", None, events, clock, stats, Default::default()).await?;
 
     let creds = backend.s3.credentials.clone().context("local credentials")?;
     let state = tempfile::tempdir()?;

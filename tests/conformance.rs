@@ -1,48 +1,179 @@
-//! One conformance suite, every backend: the same scenarios run on local
-//! processes (always), on LocalStack's S3 as a host process (when `just
-//! install-localstack` has built its venv; required under CI) and on
-//! containers (when a Docker engine answers; otherwise each case prints
-//! `SKIPPED container: <reason>`, and `STREAMLAB_REQUIRE_DOCKER=1` makes that
-//! a failure). Scenarios read through the S3 API only and use their own
-//! stack, so names never collide. Fault scenarios stay in `tests/faults.rs`.
+//! One conformance suite, every backend. The same scenarios run on:
+//! - `local`: tansu and the in-process S3 (always);
+//! - `localstack`: LocalStack's S3 as a host process (when `just
+//!   install-localstack` has built its venv; required under CI);
+//! - `container`: Redpanda and LocalStack (when a Docker engine answers;
+//!   otherwise each case prints `SKIPPED container: <reason>`, and
+//!   `STREAMLAB_REQUIRE_DOCKER=1` makes that a failure);
+//! - `external`: a running cluster and S3 (a team's MSK), when
+//!   `STREAMLAB_EXTERNAL_BOOTSTRAP` and `STREAMLAB_EXTERNAL_BUCKET` are set
+//!   (with `STREAMLAB_KAFKA_SECURITY` and friends, see the README);
+//! - `external_on_local`: the external backend pointed at a local broker
+//!   and S3 that stand in for a shared cluster and bucket (always), so the
+//!   external path, the per-run names and the clean-up are checked here.
+//!
+//! Scenarios read through the S3 API only. On the external arms they run in
+//! a scope of their own (streams, topics and keys named per run, one shared
+//! bucket) and remove what they wrote. Fault scenarios stay in
+//! `tests/faults.rs`; group scenarios with several instances in
+//! `tests/group.rs`.
 
 mod common;
 
 use std::time::Duration;
 
-use anyhow::{ensure, Context, Result};
-use rdkafka::config::ClientConfig;
+use anyhow::{bail, ensure, Context, Result};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rstest::rstest;
-use streamlab::backend::{docker_reachable, localstack_python, BackendKind};
+use streamlab::backend::external::{self, ExternalSettings};
+use streamlab::backend::{docker_reachable, localstack_python, Backend, BackendKind};
 use streamlab::checks::expect::Expectation;
+use streamlab::delivery::sink::S3Sink;
 use streamlab::events::{EventGenerator, GeneratorConfig};
 use streamlab::harness;
-use streamlab::stack::{Stack, StackOptions};
+use streamlab::kafka::KafkaContext;
+use streamlab::stack::{RunScope, Stack, StackOptions};
 
 use common::repo;
 
-/// Whether `backend` can run here; `Err` when it must and cannot.
-async fn runnable(backend: BackendKind) -> Result<bool> {
-    let missing = match backend {
-        BackendKind::Localstack => localstack_python().err().map(|e| e.to_string()),
-        BackendKind::Container => docker_reachable().await.err(),
-        _ => None,
-    };
-    let Some(reason) = missing else { return Ok(true) };
-    let required = match backend {
-        BackendKind::Container => std::env::var_os("STREAMLAB_REQUIRE_DOCKER").is_some(),
-        _ => std::env::var_os("CI").is_some(),
-    };
-    ensure!(!required, "{backend:?} is required here but cannot run: {reason}");
-    eprintln!("SKIPPED {}: {reason}", format!("{backend:?}").to_lowercase());
-    Ok(false)
+/// Where a scenario runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arm {
+    Local,
+    Localstack,
+    Container,
+    External,
+    ExternalOnLocal,
 }
 
-async fn stack(backend: BackendKind, spec: &str) -> Result<Stack> {
-    let mut options = StackOptions::new([repo().join(spec)]).seed(5);
-    options.backend = backend;
-    Ok(Stack::start(options).await?)
+/// A backend ready for one scenario.
+struct Env {
+    arm: Arm,
+    /// For the external arms: the cluster, S3 and the shared bucket.
+    external: Option<(ExternalSettings, String)>,
+    /// For `ExternalOnLocal`: the local broker and S3 playing the cluster.
+    _host: Option<Backend>,
+    _host_dir: Option<tempfile::TempDir>,
+}
+
+/// The bucket `ExternalOnLocal` shares between runs; it also holds an
+/// object no run wrote, which clean-up must leave alone.
+const SHARED_BUCKET: &str = "shared-conformance";
+const BYSTANDER_KEY: &str = "production/2026/11/26/05/not-a-test-object";
+
+impl Env {
+    /// The arm's environment, or `None` (after printing why) when it cannot
+    /// run here and need not.
+    async fn get(arm: Arm) -> Result<Option<Env>> {
+        common::init_logging();
+        let missing = match arm {
+            Arm::Localstack => localstack_python().err().map(|e| e.to_string()),
+            Arm::Container => docker_reachable().await.err(),
+            Arm::External => match (std::env::var_os(external::BOOTSTRAP_VAR), external::external_bucket()) {
+                (Some(_), Some(_)) => None,
+                _ => Some(format!(
+                    "set {} and {} to run against a cluster",
+                    external::BOOTSTRAP_VAR,
+                    external::BUCKET_VAR
+                )),
+            },
+            Arm::Local | Arm::ExternalOnLocal => None,
+        };
+        if let Some(reason) = missing {
+            let required = match arm {
+                Arm::Container => std::env::var_os("STREAMLAB_REQUIRE_DOCKER").is_some(),
+                Arm::Localstack => std::env::var_os("CI").is_some(),
+                _ => false,
+            };
+            ensure!(!required, "{arm:?} is required here but cannot run: {reason}");
+            eprintln!("SKIPPED {}: {reason}", format!("{arm:?}").to_lowercase());
+            return Ok(None);
+        }
+        let mut env = Env { arm, external: None, _host: None, _host_dir: None };
+        match arm {
+            Arm::External => {
+                let bucket = external::external_bucket().expect("checked above");
+                env.external = Some((ExternalSettings::from_env().await?, bucket));
+            }
+            Arm::ExternalOnLocal => {
+                let dir = tempfile::tempdir()?;
+                let host = Backend::start(BackendKind::Local, dir.path()).await?;
+                let client = streamlab::delivery::sink::client(&host.s3).await;
+                harness::create_bucket(&client, SHARED_BUCKET).await?;
+                client
+                    .put_object()
+                    .bucket(SHARED_BUCKET)
+                    .key(BYSTANDER_KEY)
+                    .body(b"keep me".to_vec().into())
+                    .send()
+                    .await?;
+                let settings = ExternalSettings { kafka: host.kafka.clone(), s3: host.s3.clone() };
+                env.external = Some((settings, SHARED_BUCKET.to_owned()));
+                env._host = Some(host);
+                env._host_dir = Some(dir);
+            }
+            _ => {}
+        }
+        Ok(Some(env))
+    }
+
+    fn backend(&self) -> BackendKind {
+        match self.arm {
+            Arm::Local => BackendKind::Local,
+            Arm::Localstack => BackendKind::Localstack,
+            Arm::Container => BackendKind::Container,
+            Arm::External | Arm::ExternalOnLocal => BackendKind::External,
+        }
+    }
+
+    /// Stack options for `spec` on this arm: on the external arms, scoped
+    /// to a run of its own in the shared bucket.
+    fn options(&self, spec: &str) -> StackOptions {
+        let mut options = StackOptions::new([repo().join(spec)]).seed(5);
+        options.backend = self.backend();
+        if let Some((settings, bucket)) = &self.external {
+            options.external = Some(settings.clone());
+            options.scope = Some(RunScope::new().in_bucket(bucket));
+        }
+        options
+    }
+
+    async fn stack(&self, spec: &str) -> Result<Stack> {
+        Ok(Stack::start(self.options(spec)).await?)
+    }
+
+    /// Removes what a scoped run wrote and, where another party's objects
+    /// share the bucket, checks they are still there.
+    async fn finish(&self, stack: &Stack) -> Result<()> {
+        stack.clean_up().await?;
+        if self.arm == Arm::ExternalOnLocal {
+            let spec = &stack.specs()[0];
+            ensure!(stack.objects(spec).await?.is_empty(), "clean-up left the run's objects");
+            let keys = harness::list_keys(stack.s3_client(), &spec.bucket).await?;
+            ensure!(keys == [BYSTANDER_KEY], "clean-up touched objects outside the run: {keys:?}");
+            let topics = tokio::task::spawn_blocking({
+                let kafka = stack.kafka().clone();
+                move || harness::list_topics(&kafka)
+            })
+            .await??;
+            ensure!(!topics.contains(&spec.topic), "clean-up left the run's topic {}", spec.topic);
+        }
+        Ok(())
+    }
+}
+
+async fn produce_seeded(stack: &Stack, seed: u64, n: usize) -> Result<()> {
+    let spec = &stack.specs()[0];
+    let events = EventGenerator::new(&GeneratorConfig::new(seed, stack.clock().now_millis())).take(n);
+    stack.produce(&spec.topic, events).await?;
+    Ok(())
+}
+
+async fn expect(stack: &Stack, arm: Arm, expectations: &[Expectation]) -> Result<()> {
+    for outcome in stack.check(expectations).await? {
+        ensure!(outcome.passed, "{arm:?} {}: {:?}: {}", stack.specs()[0].name, outcome.expectation, outcome.detail);
+    }
+    Ok(())
 }
 
 /// Seeded events through delivery and back through the S3 API: each landed
@@ -59,29 +190,23 @@ async fn stack(backend: BackendKind, spec: &str) -> Result<Stack> {
 #[case::parquet("fixtures/streams/parquet-openx.json")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trip(
-    #[values(BackendKind::Local, BackendKind::Localstack, BackendKind::Container)] backend: BackendKind,
+    #[values(Arm::Local, Arm::Localstack, Arm::Container, Arm::External, Arm::ExternalOnLocal)] arm: Arm,
     #[case] spec: &str,
 ) -> Result<()> {
-    if !runnable(backend).await? {
-        return Ok(());
-    }
-    let stack = stack(backend, spec).await?;
+    let Some(env) = Env::get(arm).await? else { return Ok(()) };
+    let stack = env.stack(spec).await?;
     let spec = stack.specs()[0].clone();
-    let events = EventGenerator::new(&GeneratorConfig::new(9, stack.clock().now_millis())).take(200);
-    stack.produce(&spec.topic, events).await?;
+    produce_seeded(&stack, 9, 200).await?;
     stack.settle(Duration::from_secs(30)).await?;
     stack.flush(None).await?;
-    let outcomes = stack.check(&[Expectation::ExactlyOnce, Expectation::KeyShape, Expectation::NoErrors]).await?;
-    for outcome in &outcomes {
-        ensure!(outcome.passed, "{backend:?} {}: {:?}: {}", spec.name, outcome.expectation, outcome.detail);
-    }
-    let objects = harness::read_bucket(stack.s3_client(), &spec.bucket).await?;
+    expect(&stack, arm, &[Expectation::ExactlyOnce, Expectation::KeyShape, Expectation::NoErrors]).await?;
+    let objects = stack.objects(&spec).await?;
     ensure!(!objects.is_empty());
     for object in &objects {
         let encoding = if spec.conversion.is_some() { None } else { spec.compression.content_encoding() };
         ensure!(
             object.content_encoding.as_deref() == encoding,
-            "{backend:?} {}: {:?}",
+            "{arm:?} {}: {:?}",
             object.key,
             object.content_encoding
         );
@@ -89,7 +214,7 @@ async fn round_trip(
             ensure!(
                 object.server_side_encryption.as_deref() == Some("aws:kms")
                     && object.sse_kms_key_id.as_deref() == Some(key),
-                "{backend:?} {}: SSE {:?} {:?}",
+                "{arm:?} {}: SSE {:?} {:?}",
                 object.key,
                 object.server_side_encryption,
                 object.sse_kms_key_id
@@ -97,7 +222,7 @@ async fn round_trip(
         }
     }
     stack.shutdown().await?;
-    Ok(())
+    env.finish(&stack).await
 }
 
 /// Records that cannot be delivered as configured land under the error
@@ -105,14 +230,13 @@ async fn round_trip(
 #[rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn error_output(
-    #[values(BackendKind::Local, BackendKind::Localstack, BackendKind::Container)] backend: BackendKind,
+    #[values(Arm::Local, Arm::Localstack, Arm::Container, Arm::External, Arm::ExternalOnLocal)] arm: Arm,
 ) -> Result<()> {
-    if !runnable(backend).await? {
-        return Ok(());
-    }
-    let stack = stack(backend, "fixtures/streams/dynamic-partitioning-event-type.json").await?;
+    let Some(env) = Env::get(arm).await? else { return Ok(()) };
+    let stack = env.stack("fixtures/streams/dynamic-partitioning-event-type.json").await?;
     let spec = stack.specs()[0].clone();
-    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", stack.bootstrap()).create()?;
+    let kafka = stack.kafka();
+    let producer: FutureProducer<KafkaContext> = kafka.create(&kafka.config())?;
     for value in [&b"not json"[..], br#"{"no_event_type": 1}"#, br#"{"event_type": "order_placed", "id": 1}"#] {
         producer
             .send(FutureRecord::<(), _>::to(&spec.topic).payload(value), Duration::from_secs(10))
@@ -121,60 +245,142 @@ async fn error_output(
     }
     stack.settle(Duration::from_secs(30)).await?;
     stack.flush(None).await?;
-    let objects = harness::read_bucket(stack.s3_client(), &spec.bucket).await?;
+    let objects = stack.objects(&spec).await?;
     let errors: Vec<_> = objects.iter().filter(|o| o.key.starts_with("errors/")).collect();
     let lines: usize = errors.iter().map(|o| o.body.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count()).sum();
     ensure!(
         lines == 2,
-        "{backend:?}: two error lines, got {lines} in {:?}",
+        "{arm:?}: two error lines, got {lines} in {:?}",
         errors.iter().map(|o| &o.key).collect::<Vec<_>>()
     );
-    ensure!(errors.iter().all(|o| o.key.contains("metadata-extraction-failed")), "{backend:?}");
-    let checks = stack.check(&[Expectation::ExactlyOnce]).await?;
-    ensure!(checks[0].passed, "{backend:?}: {}", checks[0].detail);
+    ensure!(errors.iter().all(|o| o.key.contains("metadata-extraction-failed")), "{arm:?}");
+    expect(&stack, arm, &[Expectation::ExactlyOnce]).await?;
     stack.shutdown().await?;
-    Ok(())
+    env.finish(&stack).await
 }
 
-/// A missing bucket is named at start-up on every backend.
+/// A delivery stopped and started again resumes where it committed: every
+/// record, from before and after the restart, lands exactly once.
+#[rstest]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_resumes_where_it_committed(
+    #[values(Arm::Local, Arm::Localstack, Arm::Container, Arm::External, Arm::ExternalOnLocal)] arm: Arm,
+) -> Result<()> {
+    let Some(env) = Env::get(arm).await? else { return Ok(()) };
+    let stack = env.stack("fixtures/streams/orders-to-s3.json").await?;
+    produce_seeded(&stack, 11, 120).await?;
+    stack.settle(Duration::from_secs(30)).await?;
+    stack.shutdown().await?;
+    let before = stack.objects(&stack.specs()[0]).await?.len();
+    ensure!(before > 0, "{arm:?}: the first run delivered nothing at shutdown");
+    produce_seeded(&stack, 12, 80).await?;
+    stack.start_deliveries().await?;
+    stack.settle(Duration::from_secs(30)).await?;
+    stack.flush(None).await?;
+    expect(&stack, arm, &[Expectation::ExactlyOnce, Expectation::KeyShape, Expectation::NoErrors]).await?;
+    stack.shutdown().await?;
+    env.finish(&stack).await
+}
+
+/// `ReadFromTimestamp: 0` reads what the topic held before the stream
+/// existed: records written before delivery started land with the rest.
+#[rstest]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_from_earliest_includes_earlier_records(
+    #[values(Arm::Local, Arm::Localstack, Arm::Container, Arm::External, Arm::ExternalOnLocal)] arm: Arm,
+) -> Result<()> {
+    let Some(env) = Env::get(arm).await? else { return Ok(()) };
+    let stack = Stack::start(env.options("fixtures/streams/read-from-earliest.json").defer_deliveries()).await?;
+    produce_seeded(&stack, 13, 60).await?;
+    stack.start_deliveries().await?;
+    produce_seeded(&stack, 14, 40).await?;
+    stack.settle(Duration::from_secs(30)).await?;
+    stack.flush(None).await?;
+    expect(&stack, arm, &[Expectation::ExactlyOnce, Expectation::Records(100)]).await?;
+    stack.shutdown().await?;
+    env.finish(&stack).await
+}
+
+/// A missing topic is named at start-up, as on MSK (no auto-creation).
+#[rstest]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_topic_is_named(
+    #[values(Arm::Local, Arm::Localstack, Arm::Container, Arm::External, Arm::ExternalOnLocal)] arm: Arm,
+) -> Result<()> {
+    let Some(env) = Env::get(arm).await? else { return Ok(()) };
+    let stack = Stack::start(env.options("fixtures/streams/orders-to-s3.json").defer_deliveries()).await?;
+    let spec = stack.specs()[0].clone();
+    harness::delete_topics(stack.kafka(), &[&spec.topic]).await?;
+    // Deletion is asynchronous on some brokers: wait until metadata agrees.
+    let started = std::time::Instant::now();
+    loop {
+        let kafka = stack.kafka().clone();
+        let topics = tokio::task::spawn_blocking(move || harness::list_topics(&kafka)).await??;
+        if !topics.contains(&spec.topic) {
+            break;
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(20),
+            "{arm:?}: topic {} still listed after deletion",
+            spec.topic
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let error = match stack.start_deliveries().await {
+        Ok(()) => bail!("{arm:?}: delivery started without its topic"),
+        Err(e) => e.to_string(),
+    };
+    ensure!(error.contains(&format!("topic {:?} does not exist", spec.topic)), "{arm:?}: {error}");
+    env.finish(&stack).await
+}
+
+/// A missing bucket is named at start-up on every backend. (On the
+/// external arms the stream points at a bucket that does not exist rather
+/// than deleting the shared one.)
 #[rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_bucket_is_named(
-    #[values(BackendKind::Local, BackendKind::Localstack, BackendKind::Container)] backend: BackendKind,
+    #[values(Arm::Local, Arm::Localstack, Arm::Container, Arm::External, Arm::ExternalOnLocal)] arm: Arm,
 ) -> Result<()> {
-    if !runnable(backend).await? {
-        return Ok(());
-    }
-    let stack = {
-        let mut options = StackOptions::new([repo().join("fixtures/streams/orders-to-s3.json")]).defer_deliveries();
-        options.backend = backend;
-        Stack::start(options).await?
-    };
+    let Some(env) = Env::get(arm).await? else { return Ok(()) };
+    let mut options = env.options("fixtures/streams/orders-to-s3.json").defer_deliveries();
+    let missing = options.scope.take().map(|scope| {
+        let bucket = format!("streamlab-missing-{}", scope.run());
+        options.scope = Some(scope.in_bucket(&bucket));
+        bucket
+    });
+    let stack = Stack::start(options).await?;
     let spec = stack.specs()[0].clone();
-    stack.s3_client().delete_bucket().bucket(&spec.bucket).send().await.context("deleting the bucket")?;
+    if missing.is_none() {
+        stack.s3_client().delete_bucket().bucket(&spec.bucket).send().await.context("deleting the bucket")?;
+    }
     let error = match stack.start_deliveries().await {
-        Ok(()) => anyhow::bail!("{backend:?}: delivery started without its bucket"),
+        Ok(()) => bail!("{arm:?}: delivery started without its bucket"),
         Err(e) => e.to_string(),
     };
-    ensure!(error.contains(&spec.bucket) && error.contains("does not exist"), "{backend:?}: {error}");
+    ensure!(error.contains(&spec.bucket) && error.contains("does not exist"), "{arm:?}: {error}");
+    // The sink's own check, as `deliver` runs it.
+    let sink = S3Sink::new(stack.s3_client().clone(), &spec.bucket, stack.s3_endpoint());
+    ensure!(sink.check().await.is_err(), "{arm:?}: the sink accepted a missing bucket");
+    harness::delete_topics(stack.kafka(), &[&spec.topic]).await?;
     Ok(())
 }
 
 /// The broker advertises exactly the address clients were given (what the
-/// container backend's readiness check requires of Redpanda).
+/// container backend's readiness check requires of Redpanda). A real
+/// cluster advertises its brokers' own names, so the external arm has no
+/// such promise to check.
 #[rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_broker_advertises_the_bootstrap_address(
-    #[values(BackendKind::Local, BackendKind::Localstack, BackendKind::Container)] backend: BackendKind,
+    #[values(Arm::Local, Arm::Localstack, Arm::Container)] arm: Arm,
 ) -> Result<()> {
-    if !runnable(backend).await? {
-        return Ok(());
-    }
-    let stack = stack(backend, "fixtures/streams/orders-to-s3.json").await?;
+    let Some(env) = Env::get(arm).await? else { return Ok(()) };
+    let stack = env.stack("fixtures/streams/orders-to-s3.json").await?;
     let bootstrap = stack.bootstrap().to_owned();
     let brokers = tokio::task::spawn_blocking({
-        let b = bootstrap.clone();
-        move || harness::broker_addresses(&b.into())
+        let kafka = stack.kafka().clone();
+        move || harness::broker_addresses(&kafka)
     })
     .await??;
     assert_eq!(brokers, vec![bootstrap]);

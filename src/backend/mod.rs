@@ -1,11 +1,13 @@
-//! Where the broker and S3 run: local processes (the default, no Docker) or
-//! containers (Redpanda and LocalStack, when a Docker engine answers).
+//! Where the broker and S3 run: local processes (the default, no Docker),
+//! containers (Redpanda and LocalStack, when a Docker engine answers), or
+//! somewhere that already runs them (a team's MSK and S3).
 //!
 //! Either way the result is a [`Backend`]: a bootstrap address, S3 settings,
 //! and a guard that stops everything when dropped, so a test that panics or
 //! a sandbox stopped with Ctrl-C leaves no broker or S3 server behind.
 
 mod container;
+pub mod external;
 mod local_s3;
 mod localstack;
 mod tansu;
@@ -44,6 +46,8 @@ pub enum BackendError {
     LocalStackMissing(String),
     #[error("LocalStack did not start: {reason}\n--- last lines of {log} ---\n{tail}")]
     LocalStackStart { reason: String, log: String, tail: String },
+    #[error("{0}")]
+    External(String),
 }
 
 /// Which backend to run.
@@ -59,6 +63,10 @@ pub enum BackendKind {
     Localstack,
     /// Containers when a Docker engine answers, local processes otherwise.
     Auto,
+    /// A cluster and S3 that already run (a team's MSK and AWS S3), from
+    /// `STREAMLAB_EXTERNAL_BOOTSTRAP`, `STREAMLAB_KAFKA_SECURITY` and the AWS
+    /// chain; nothing is started.
+    External,
 }
 
 impl BackendKind {
@@ -95,9 +103,19 @@ pub struct Backend {
 }
 
 enum Guard {
-    Local { _broker: Box<TansuBroker>, _s3: LocalS3 },
-    Container { _containers: Box<container::Containers> },
-    Localstack { _broker: Box<TansuBroker>, _s3: Box<localstack::LocalStackProcess> },
+    Local {
+        _broker: Box<TansuBroker>,
+        _s3: LocalS3,
+    },
+    Container {
+        _containers: Box<container::Containers>,
+    },
+    Localstack {
+        _broker: Box<TansuBroker>,
+        _s3: Box<localstack::LocalStackProcess>,
+    },
+    /// Nothing to stop: the cluster and S3 belong to someone else.
+    External,
 }
 
 /// A loopback port free at the time of asking (there is a small window in
@@ -127,11 +145,14 @@ pub struct BackendOptions {
     /// Create topics on first use with this many partitions, as Kafka does
     /// with `auto.create.topics.enable` (MSK's default is off).
     pub auto_create_partitions: Option<i32>,
+    /// For [`BackendKind::External`]: where the cluster and S3 are; default
+    /// from the environment ([`external::ExternalSettings::from_env`]).
+    pub external: Option<external::ExternalSettings>,
 }
 
 impl BackendOptions {
     pub fn new(kind: BackendKind, work_dir: impl Into<PathBuf>) -> Self {
-        Self { kind, work_dir: work_dir.into(), fault_seed: None, auto_create_partitions: None }
+        Self { kind, work_dir: work_dir.into(), fault_seed: None, auto_create_partitions: None, external: None }
     }
 }
 
@@ -161,7 +182,23 @@ impl Backend {
         std::fs::create_dir_all(work_dir).map_err(|source| BackendError::Io { path: work_dir.to_owned(), source })?;
         let faults = options.fault_seed.is_some();
         match options.kind.resolve_for(faults).await {
-            BackendKind::Container | BackendKind::Localstack if faults => Err(BackendError::FaultsNeedLocal),
+            BackendKind::Container | BackendKind::Localstack | BackendKind::External if faults => {
+                Err(BackendError::FaultsNeedLocal)
+            }
+            BackendKind::External => {
+                let settings = match &options.external {
+                    Some(settings) => settings.clone(),
+                    None => external::ExternalSettings::from_env().await?,
+                };
+                Ok(Backend {
+                    kind: BackendKind::External,
+                    kafka: settings.kafka,
+                    s3: settings.s3,
+                    landing_dir: None,
+                    faults: None,
+                    _guard: Guard::External,
+                })
+            }
             BackendKind::Localstack => {
                 // Start S3 first: it is the part that may be missing.
                 let s3 = localstack::LocalStackProcess::start(work_dir).await?;

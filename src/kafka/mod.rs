@@ -295,17 +295,17 @@ pub struct ConnectionArgs {
     #[arg(long, env = "STREAMLAB_KAFKA_CA_FILE")]
     pub kafka_ca_file: Option<PathBuf>,
     /// Client certificate (PEM) for MSK mutual TLS; needs --kafka-client-key.
-    #[arg(long)]
+    #[arg(long, env = "STREAMLAB_KAFKA_CLIENT_CERT")]
     pub kafka_client_cert: Option<PathBuf>,
     /// Private key (PEM) of --kafka-client-cert.
-    #[arg(long)]
+    #[arg(long, env = "STREAMLAB_KAFKA_CLIENT_KEY")]
     pub kafka_client_key: Option<PathBuf>,
     /// SCRAM user name.
     #[arg(long, env = "STREAMLAB_SCRAM_USERNAME")]
     pub scram_username: Option<String>,
     /// The environment variable holding the SCRAM password (never a flag,
     /// so it stays out of shell history and process listings).
-    #[arg(long, default_value = "STREAMLAB_SCRAM_PASSWORD")]
+    #[arg(long, env = "STREAMLAB_SCRAM_PASSWORD_ENV", default_value = "STREAMLAB_SCRAM_PASSWORD")]
     pub scram_password_env: String,
     /// The cluster's region for MSK IAM tokens; default: from an MSK broker
     /// host name (`….kafka.<region>.amazonaws.com`), else the AWS chain.

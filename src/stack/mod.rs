@@ -26,6 +26,7 @@
 
 pub mod control;
 pub mod run;
+mod scope;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -37,6 +38,7 @@ use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::backend::external::ExternalSettings;
 use crate::backend::{Backend, BackendError, BackendKind, BackendOptions};
 use crate::clock::{rfc3339_millis, ManualClock, ScaledClock, SharedClock, SystemClock};
 use crate::delivery::sink::{self, S3Sink};
@@ -55,6 +57,7 @@ pub use crate::producer::Timestamps;
 use crate::producer::{self, ProducerError, ProducerStats};
 use crate::spec::{self, SpecError, StreamSpec};
 use crate::transform::{Functions, FunctionsConfig};
+pub use scope::RunScope;
 
 /// Default partitions of the topics a stack creates.
 pub const DEFAULT_PARTITIONS: i32 = 3;
@@ -115,6 +118,12 @@ pub struct StackOptions {
     /// [`Stack::start_deliveries`]: records written before then are before
     /// the streams' activation.
     pub start_deliveries: bool,
+    /// For the external backend: where the cluster and S3 are; default from
+    /// the environment.
+    pub external: Option<ExternalSettings>,
+    /// Give this run's streams, topics and keys names of their own (for a
+    /// shared cluster and bucket); see [`RunScope`].
+    pub scope: Option<RunScope>,
 }
 
 impl StackOptions {
@@ -137,6 +146,8 @@ impl StackOptions {
             functions: FunctionsConfig::default(),
             glue_dir: PathBuf::from(crate::convert::DEFAULT_GLUE_DIR),
             start_deliveries: true,
+            external: None,
+            scope: None,
         }
     }
 
@@ -169,6 +180,12 @@ impl StackOptions {
 
     pub fn defer_deliveries(mut self) -> Self {
         self.start_deliveries = false;
+        self
+    }
+
+    /// Runs in a scope of its own (see [`RunScope`]).
+    pub fn scoped(mut self, scope: RunScope) -> Self {
+        self.scope = Some(scope);
         self
     }
 }
@@ -503,16 +520,25 @@ impl Stack {
             work_dir: work.path().to_owned(),
             fault_seed: options.fault_seed,
             auto_create_partitions: options.auto_create_topics.then_some(options.partitions),
+            external: options.external.clone(),
         })
         .await?;
+        let specs = match &options.scope {
+            Some(scope) => specs.into_iter().map(|spec| scope.apply(spec)).collect(),
+            None => specs,
+        };
 
         let mut topics: BTreeMap<String, i32> = specs.iter().map(|s| (s.topic.clone(), options.partitions)).collect();
         topics.extend(options.topics.clone());
         let creates = topics.iter().map(|(topic, n)| harness::create_topic(&backend.kafka, topic, *n));
         futures::future::try_join_all(creates).await?;
         let client = sink::client(&backend.s3).await;
-        let buckets: BTreeSet<&str> = specs.iter().map(|s| s.bucket.as_str()).collect();
-        futures::future::try_join_all(buckets.iter().map(|b| harness::create_bucket(&client, b))).await?;
+        // Someone else's buckets are theirs to create; delivery names a
+        // missing one.
+        if backend.kind != BackendKind::External {
+            let buckets: BTreeSet<&str> = specs.iter().map(|s| s.bucket.as_str()).collect();
+            futures::future::try_join_all(buckets.iter().map(|b| harness::create_bucket(&client, b))).await?;
+        }
 
         let (clock, manual): (SharedClock, _) = match options.clock {
             ClockMode::Manual { start_ms } => {
@@ -540,7 +566,11 @@ impl Stack {
         if stack.options.start_deliveries {
             stack.start_deliveries().await?;
         }
-        stack.watch_unread_topics();
+        // A cluster of someone else's holds topics this stack has no reason
+        // to read; only a stack's own broker is watched for strays.
+        if stack.backend.kind != BackendKind::External {
+            stack.watch_unread_topics();
+        }
         Ok(stack)
     }
 
@@ -603,6 +633,40 @@ impl Stack {
 
     pub fn bootstrap(&self) -> &str {
         self.backend.bootstrap()
+    }
+
+    /// Where this run's objects are: its scope's key prefix, or the whole
+    /// bucket.
+    pub fn key_scope(&self) -> &str {
+        self.options.scope.as_ref().map_or("", |s| s.key_prefix())
+    }
+
+    /// The objects `spec` has written, read through the S3 API, with keys
+    /// relative to the run's scope (as the unscoped spec would write them).
+    pub async fn objects(&self, spec: &StreamSpec) -> Result<Vec<harness::StoredObject>, StackError> {
+        let scope = self.key_scope();
+        let mut objects = harness::read_under(&self.client, &spec.bucket, scope).await?;
+        for object in &mut objects {
+            object.key = object.key[scope.len()..].to_owned();
+        }
+        Ok(objects)
+    }
+
+    /// Removes what a scoped run left on a shared cluster and bucket: its
+    /// topics and its objects. (Its consumer groups expire with the
+    /// cluster's offset retention; its stream-state records stay in
+    /// `__streamlab_stream_state`.) Nothing to do without a scope.
+    pub async fn clean_up(&self) -> Result<(), StackError> {
+        if self.options.scope.is_none() {
+            return Ok(());
+        }
+        let topics: Vec<&str> = self.specs.iter().map(|s| s.topic.as_str()).collect();
+        harness::delete_topics(&self.backend.kafka, &topics).await?;
+        let buckets: BTreeSet<&str> = self.specs.iter().map(|s| s.bucket.as_str()).collect();
+        for bucket in buckets {
+            harness::delete_under(&self.client, bucket, self.key_scope()).await?;
+        }
+        Ok(())
     }
 
     /// How to reach the stack's broker, for clients made with streamlab's API.
@@ -836,7 +900,7 @@ impl Stack {
             Some(name) => vec![self.spec(name)?.clone()],
             None => self.specs.clone(),
         };
-        let mut landing = landing::read(&self.client, &specs).await?;
+        let mut landing = landing::read(&self.client, &specs, self.key_scope()).await?;
         for (stream, spec) in landing.streams.iter_mut().zip(&specs) {
             if spec.lambda.is_some() {
                 stream.transform = self.stats(&spec.name).await.ok().map(|s| landing::TransformCounts::of(&s));
@@ -851,7 +915,7 @@ impl Stack {
         expectations: &[crate::checks::expect::Expectation],
     ) -> Result<Vec<crate::checks::expect::Outcome>, StackError> {
         use crate::checks::expect::{self, StreamEvidence};
-        let (raw, strangers) = landing::read_raw(&self.client, &self.specs).await?;
+        let (raw, strangers) = landing::read_raw(&self.client, &self.specs, self.key_scope()).await?;
         let mut sources = Vec::new();
         for spec in &self.specs {
             let start = {

@@ -2,10 +2,22 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-# Install what the local backend needs and is missing: tansu 0.6.0 with streamlab's storage
-# patch (built once per patch version, about 10 minutes; see tools/tansu/install).
+# Install what building streamlab and the local backend need and is missing: OpenSSL headers
+# and pkg-config (librdkafka's TLS, SCRAM and MSK IAM; apt as root), and tansu 0.6.0 with
+# streamlab's storage patch (built once per patch version, about 10 minutes; see tools/tansu/install).
 install-tools:
-    @tools/tansu/install >/dev/null
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! { command -v pkg-config >/dev/null && pkg-config --exists openssl; }; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl-dev pkg-config
+        else
+            echo "streamlab builds librdkafka with OpenSSL: install its headers and pkg-config" >&2
+            echo "(Debian/Ubuntu: sudo apt-get install libssl-dev pkg-config; Fedora: openssl-devel pkgconf; macOS: brew install openssl pkg-config)" >&2
+            exit 1
+        fi
+    fi
+    tools/tansu/install >/dev/null
 
 # `--backend localstack` runs LocalStack's S3 as a host process, no Docker; Python 3.13 needed.
 # Install LocalStack 2026.3.0 into a venv under ~/.local/share/streamlab (or $STREAMLAB_HOME).

@@ -68,16 +68,31 @@ pub async fn create_topic(kafka: &KafkaConnection, topic: &str, partitions: i32)
         .create_topics(&[new_topic], &AdminOptions::new().operation_timeout(Some(TIMEOUT)))
         .await
         .map_err(|e| fail(e.to_string()))?;
+    // A topic that exists is used as it is: whatever its partition count, and
+    // also where this identity may not create topics (a team's MSK).
+    let mut existing = false;
     for result in results {
         match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Ok(_) => {}
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => existing = true,
+            Err((
+                _,
+                code @ (RDKafkaErrorCode::TopicAuthorizationFailed | RDKafkaErrorCode::ClusterAuthorizationFailed),
+            )) => {
+                let metadata = admin.inner().fetch_metadata(Some(topic), TIMEOUT).map_err(|e| fail(e.to_string()))?;
+                if !metadata.topics().iter().any(|t| t.name() == topic && t.error().is_none()) {
+                    return Err(fail(format!("{code}: the topic does not exist and this identity may not create it")));
+                }
+                existing = true;
+            }
             Err((_, code)) => return Err(fail(code.to_string())),
         }
     }
+    let wanted = if existing { 1 } else { partitions };
     let started = Instant::now();
     loop {
         let metadata = admin.inner().fetch_metadata(Some(topic), TIMEOUT).map_err(|e| fail(e.to_string()))?;
-        let ready = metadata.topics().iter().any(|t| t.name() == topic && t.partitions().len() as i32 >= partitions);
+        let ready = metadata.topics().iter().any(|t| t.name() == topic && t.partitions().len() as i32 >= wanted);
         if ready {
             return Ok(());
         }

@@ -623,6 +623,10 @@ fn shutdown_on_signals() -> CancellationToken {
         eprintln!("shutting down (Ctrl-C again to abort)");
         fired.cancel();
         let _ = tokio::signal::ctrl_c().await;
+        // Exiting skips every destructor: containers this run started would
+        // stay up until the next start removed them, so remove them now.
+        eprintln!("aborting");
+        let _ = tokio::time::timeout(Duration::from_secs(10), streamlab::backend::remove_own_containers()).await;
         std::process::exit(130);
     });
     token

@@ -2,12 +2,15 @@
 //!
 //! Image tags are pinned so a landing does not change because an image did.
 //! Redpanda must advertise the address clients use, which is only known once
-//! the host port is chosen: so the host port is picked first and mapped
-//! explicitly, and the advertised listener is written into the command.
+//! Docker has mapped the port. So it starts in two phases: the container's
+//! command waits for a file holding `HOST:PORT`, which is written through
+//! `exec` once the mapping (and the engine's host, `get_host`) is known, and
+//! only then runs Redpanda with it. No port is picked beforehand, so no other
+//! process can take it in between.
 
 use std::time::Duration;
 
-use testcontainers::core::{IntoContainerPort, WaitFor};
+use testcontainers::core::{ExecCommand, IntoContainerPort, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
@@ -35,9 +38,25 @@ fn host_name() -> String {
 }
 
 /// Removes the containers of earlier runs whose owner is gone: containers
-/// leave only through `Drop` inside a runtime, so a SIGKILLed (or twice
-/// interrupted) run leaves them behind until the next start.
+/// leave only through `Drop` inside a runtime, so a SIGKILLed run leaves
+/// them behind until the next start.
 async fn remove_orphans() {
+    remove_where(|owner| {
+        // SAFETY: signal 0 only checks that the process exists.
+        owner.is_none_or(|pid| unsafe { libc::kill(pid, 0) } != 0)
+    })
+    .await
+}
+
+/// Removes this process's containers now: for an abort (the second Ctrl-C)
+/// that exits without running destructors.
+pub async fn remove_own_containers() {
+    let me = std::process::id() as i32;
+    remove_where(|owner| owner == Some(me)).await
+}
+
+/// Removes streamlab's containers on this host whose owner pid matches.
+async fn remove_where(matches: impl Fn(Option<i32>) -> bool) {
     use testcontainers::bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
     let Ok(docker) = testcontainers::bollard::Docker::connect_with_defaults() else { return };
     let filters = std::collections::HashMap::from([("label", vec![OWNER_LABEL])]);
@@ -52,10 +71,8 @@ async fn remove_orphans() {
             continue;
         }
         let owner = labels.get(OWNER_LABEL).and_then(|p| p.parse::<i32>().ok());
-        // SAFETY: signal 0 only checks that the process exists.
-        let alive = owner.is_some_and(|pid| unsafe { libc::kill(pid, 0) } == 0);
-        if let (false, Some(id)) = (alive, container.id) {
-            tracing::info!(container = %id, ?owner, "removing a container left by a run that is gone");
+        if let (true, Some(id)) = (matches(owner), container.id) {
+            tracing::info!(container = %id, ?owner, "removing a streamlab container");
             let _ = docker.remove_container(&id, Some(RemoveContainerOptionsBuilder::new().force(true).build())).await;
         }
     }
@@ -63,13 +80,23 @@ async fn remove_orphans() {
 
 /// Ready means a metadata request through the bootstrap succeeds and lists
 /// exactly that address (a wrong advertised address fails here, not in the
-/// first producer).
+/// first producer). Redpanda logs that it started a moment before its Kafka
+/// listener answers, so the request is retried for a while.
 async fn check_advertised(bootstrap: &str) -> Result<(), BackendError> {
-    let addr = bootstrap.to_owned();
-    let brokers = tokio::task::spawn_blocking(move || crate::harness::broker_addresses(&addr.as_str().into()))
-        .await
-        .map_err(|e| BackendError::Container { image: REDPANDA_IMAGE.into(), detail: e.to_string() })?
-        .map_err(|e| BackendError::Container { image: REDPANDA_IMAGE.into(), detail: e.to_string() })?;
+    let started = std::time::Instant::now();
+    let brokers = loop {
+        let addr = bootstrap.to_owned();
+        let answer = tokio::task::spawn_blocking(move || crate::harness::broker_addresses(&addr.as_str().into()))
+            .await
+            .map_err(|e| BackendError::Container { image: REDPANDA_IMAGE.into(), detail: e.to_string() })?;
+        match answer {
+            Ok(brokers) => break brokers,
+            Err(e) if started.elapsed() > Duration::from_secs(30) => {
+                return Err(BackendError::Container { image: REDPANDA_IMAGE.into(), detail: e.to_string() })
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
     if brokers != [bootstrap] {
         return Err(BackendError::Container {
             image: format!("{REDPANDA_IMAGE}:{REDPANDA_TAG}"),
@@ -97,19 +124,16 @@ pub fn docker_candidates(var: impl Fn(&str) -> Option<String>) -> Vec<String> {
     out
 }
 
-/// The host clients reach published ports on: the host of a `tcp://`
-/// `DOCKER_HOST`, else loopback.
-pub fn docker_host_address(var: impl Fn(&str) -> Option<String>) -> String {
-    var("DOCKER_HOST")
-        .and_then(|h| h.strip_prefix("tcp://").map(|rest| rest.split(':').next().unwrap_or_default().to_owned()))
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "127.0.0.1".to_owned())
-}
+/// Where the container's command finds the advertised address.
+const ADVERTISE_FILE: &str = "/tmp/streamlab-advertise";
+/// What the container prints while it waits for that file: the start is
+/// "ready" for testcontainers at this line, Redpanda itself not yet.
+const WAITING_LINE: &str = "streamlab: waiting for the advertised address";
 
-/// Redpanda's command: one core, 1 GiB, and topics not created on first
-/// use (dev-container mode turns that on; MSK has it off), advertising the
-/// address clients use.
-pub fn redpanda_command(advertised: &str) -> Vec<String> {
+/// Redpanda's arguments: one core, 1 GiB, and topics not created on first
+/// use (dev-container mode turns that on; MSK has it off). The advertised
+/// address is added by the container's command (see [`redpanda_command`]).
+pub fn redpanda_args() -> Vec<String> {
     vec![
         "redpanda".to_owned(),
         "start".to_owned(),
@@ -117,9 +141,32 @@ pub fn redpanda_command(advertised: &str) -> Vec<String> {
         "--smp=1".to_owned(),
         "--memory=1G".to_owned(),
         format!("--kafka-addr=0.0.0.0:{KAFKA_PORT}"),
-        format!("--advertise-kafka-addr={advertised}"),
         "--set".to_owned(),
         "redpanda.auto_create_topics_enabled=false".to_owned(),
+    ]
+}
+
+/// The container's command (entrypoint `sh`): wait for [`ADVERTISE_FILE`],
+/// then hand over to the image's entrypoint with Redpanda's arguments and
+/// the address from the file.
+pub fn redpanda_command() -> Vec<String> {
+    let script = format!(
+        "echo '{WAITING_LINE}'; \
+         while [ ! -s {ADVERTISE_FILE} ]; do sleep 0.1; done; \
+         exec /entrypoint.sh \"$@\" --advertise-kafka-addr=\"$(cat {ADVERTISE_FILE})\""
+    );
+    let mut command = vec!["-c".to_owned(), script, "sh".to_owned()];
+    command.extend(redpanda_args());
+    command
+}
+
+/// The `exec` that releases the waiting container: written to a temporary
+/// file and renamed, so the loop never reads half an address.
+pub fn advertise_command(bootstrap: &str) -> Vec<String> {
+    vec![
+        "sh".to_owned(),
+        "-c".to_owned(),
+        format!("printf '%s' '{bootstrap}' > {ADVERTISE_FILE}.tmp && mv {ADVERTISE_FILE}.tmp {ADVERTISE_FILE}"),
     ]
 }
 
@@ -151,31 +198,40 @@ impl Containers {
     pub async fn start() -> Result<Self, BackendError> {
         docker_reachable().await.map_err(BackendError::NoDocker)?;
         remove_orphans().await;
-        let host = docker_host_address(|k| std::env::var(k).ok());
-        let kafka_port = super::free_port()?;
-        let bootstrap = format!("{host}:{kafka_port}");
         let owner = std::process::id().to_string();
+        let redpanda =
+            |detail: String| BackendError::Container { image: format!("{REDPANDA_IMAGE}:{REDPANDA_TAG}"), detail };
+        // Only the Kafka port is published, to a port Docker picks.
         let kafka = GenericImage::new(REDPANDA_IMAGE, REDPANDA_TAG)
             .with_exposed_port(KAFKA_PORT.tcp())
-            .with_wait_for(WaitFor::message_on_either_std("Successfully started Redpanda!"))
-            .with_mapped_port(kafka_port, KAFKA_PORT.tcp())
-            .with_cmd(redpanda_command(&bootstrap))
+            .with_wait_for(WaitFor::message_on_either_std(WAITING_LINE))
+            .with_entrypoint("sh")
+            .with_mapped_port(0, KAFKA_PORT.tcp())
+            .with_cmd(redpanda_command())
             .with_label(OWNER_LABEL, owner.clone())
             .with_label(HOST_LABEL, host_name())
             .with_startup_timeout(STARTUP_TIMEOUT)
             .start()
             .await
-            .map_err(|e| BackendError::Container {
-                image: format!("{REDPANDA_IMAGE}:{REDPANDA_TAG}"),
-                detail: e.to_string(),
-            })?;
+            .map_err(|e| redpanda(e.to_string()))?;
+        // The engine's host as testcontainers resolves it (a `tcp://`
+        // DOCKER_HOST, or an override), with the port Docker mapped.
+        let host = kafka.get_host().await.map_err(|e| redpanda(e.to_string()))?.to_string();
+        let kafka_port = kafka.get_host_port_ipv4(KAFKA_PORT.tcp()).await.map_err(|e| redpanda(e.to_string()))?;
+        let bootstrap = format!("{host}:{kafka_port}");
+        kafka
+            .exec(ExecCommand::new(advertise_command(&bootstrap)).with_container_ready_conditions(vec![
+                WaitFor::message_on_either_std("Successfully started Redpanda!"),
+            ]))
+            .await
+            .map_err(|e| redpanda(format!("releasing it with the advertised address {bootstrap}: {e}")))?;
 
-        let s3_port = super::free_port()?;
         let mut s3 = GenericImage::new(LOCALSTACK_IMAGE, LOCALSTACK_TAG)
             .with_exposed_port(LOCALSTACK_PORT.tcp())
             .with_wait_for(WaitFor::message_on_stdout("Ready."))
-            // Only the gateway: not every port the image exposes.
-            .with_mapped_port(s3_port, LOCALSTACK_PORT.tcp())
+            // Only the gateway, not every port the image exposes, to a port
+            // Docker picks.
+            .with_mapped_port(0, LOCALSTACK_PORT.tcp())
             .with_env_var("SERVICES", "s3")
             .with_label(OWNER_LABEL, owner)
             .with_label(HOST_LABEL, host_name());
@@ -183,6 +239,10 @@ impl Containers {
             s3 = s3.with_env_var("LOCALSTACK_AUTH_TOKEN", token);
         }
         let s3 = s3.with_startup_timeout(STARTUP_TIMEOUT).start().await.map_err(|e| BackendError::Container {
+            image: format!("{LOCALSTACK_IMAGE}:{LOCALSTACK_TAG}"),
+            detail: e.to_string(),
+        })?;
+        let s3_port = s3.get_host_port_ipv4(LOCALSTACK_PORT.tcp()).await.map_err(|e| BackendError::Container {
             image: format!("{LOCALSTACK_IMAGE}:{LOCALSTACK_TAG}"),
             detail: e.to_string(),
         })?;
@@ -206,15 +266,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn redpanda_advertises_the_address_clients_use_and_refuses_auto_creation() {
-        let command = redpanda_command("10.0.0.5:40001");
-        assert!(command.contains(&"--advertise-kafka-addr=10.0.0.5:40001".to_owned()));
+    fn redpanda_waits_for_the_address_clients_use_and_refuses_auto_creation() {
+        let command = redpanda_command();
+        let (flag, script, argv0) = (&command[0], &command[1], &command[2]);
+        assert_eq!((flag.as_str(), argv0.as_str()), ("-c", "sh"));
+        assert!(script.starts_with(&format!("echo '{WAITING_LINE}'")), "{script}");
+        assert!(script.contains("while [ ! -s /tmp/streamlab-advertise ]"), "{script}");
+        assert!(
+            script.ends_with(r#"exec /entrypoint.sh "$@" --advertise-kafka-addr="$(cat /tmp/streamlab-advertise)""#)
+        );
+        assert_eq!(&command[3..], redpanda_args().as_slice());
         assert!(command.contains(&"--memory=1G".to_owned()));
         assert!(command.windows(2).any(|w| w == ["--set", "redpanda.auto_create_topics_enabled=false"]));
-        let env = |host: &'static str| move |k: &str| (k == "DOCKER_HOST").then(|| host.to_owned());
-        assert_eq!(docker_host_address(env("tcp://10.0.0.5:2375")), "10.0.0.5");
-        assert_eq!(docker_host_address(env("unix:///var/run/docker.sock")), "127.0.0.1");
-        assert_eq!(docker_host_address(|_| None), "127.0.0.1");
+        assert!(
+            !command.iter().any(|a| a.contains("--advertise-kafka-addr=10")),
+            "no address before the mapping is known"
+        );
+    }
+
+    /// The script run as the container would run it, with a fake Redpanda
+    /// entrypoint: it waits until the address is released, then passes it on.
+    #[test]
+    fn the_container_command_starts_redpanda_with_the_released_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, entrypoint) = (dir.path().join("advertise"), dir.path().join("entrypoint.sh"));
+        std::fs::write(&entrypoint, "#!/bin/sh\necho \"$@\"\n").unwrap();
+        std::fs::set_permissions(&entrypoint, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let localize = |s: &str| {
+            s.replace(ADVERTISE_FILE, file.to_str().unwrap()).replace("/entrypoint.sh", entrypoint.to_str().unwrap())
+        };
+        let command: Vec<String> = redpanda_command().iter().map(|a| localize(a)).collect();
+        let child =
+            std::process::Command::new("sh").args(&command).stdout(std::process::Stdio::piped()).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let release: Vec<String> = advertise_command("10.0.0.5:40001").iter().map(|a| localize(a)).collect();
+        assert!(std::process::Command::new(&release[0]).args(&release[1..]).status().unwrap().success());
+        let output = child.wait_with_output().unwrap();
+        let lines = String::from_utf8(output.stdout).unwrap();
+        let mut lines = lines.lines();
+        assert_eq!(lines.next(), Some(WAITING_LINE));
+        assert_eq!(
+            lines.next().unwrap(),
+            format!("{} --advertise-kafka-addr=10.0.0.5:40001", redpanda_args().join(" "))
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod tansu;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use container::docker_reachable;
+pub use container::{docker_reachable, remove_own_containers};
 pub use local_s3::LocalS3;
 pub use localstack::{localstack_python, LOCALSTACK_VERSION};
 pub use tansu::{find_tansu, TansuBroker};

@@ -60,7 +60,13 @@ impl LocalStackProcess {
         let out = std::fs::File::create(&log).map_err(io(&log))?;
         let err = out.try_clone().map_err(io(&log))?;
         let port = free_port()?;
-        let child = Command::new(&python)
+        let mut command = Command::new(&python);
+        // A SIGKILLed streamlab takes LocalStack with it (it would keep its
+        // port and data directory otherwise). SAFETY: see `die_with_parent`.
+        unsafe {
+            command.pre_exec(super::die_with_parent);
+        }
+        let child = command
             .args(["-m", "localstack.runtime.main"])
             .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
             .env("OVERRIDE_IN_DOCKER", "0")

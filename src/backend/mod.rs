@@ -118,6 +118,20 @@ enum Guard {
     External,
 }
 
+/// Run in a child between fork and exec: the kernel SIGKILLs the child when
+/// this process dies, however it dies (SIGKILL, a second Ctrl-C that exits
+/// without destructors). `prctl` is async-signal-safe and touches no memory
+/// of ours, which is what `pre_exec` requires. The signal comes when the
+/// *thread* that spawned the child ends: spawn from a runtime worker or the
+/// main thread, never from `spawn_blocking`, whose idle threads exit.
+fn die_with_parent() -> std::io::Result<()> {
+    // SAFETY: a plain syscall on the calling (child) process.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// A loopback port free at the time of asking (there is a small window in
 /// which another process could take it; the broker then fails to start and
 /// says so).

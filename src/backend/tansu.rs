@@ -102,14 +102,9 @@ impl TansuBroker {
             .stderr(log_err)
             .kill_on_drop(true)
             .process_group(0);
-        // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+        // SAFETY: see `die_with_parent`.
         unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
+            command.pre_exec(super::die_with_parent);
         }
         let child = command.spawn().map_err(|e| BackendError::TansuStart {
             reason: format!("cannot run {}: {e}", binary.display()),

@@ -14,9 +14,9 @@
 //!
 //! Scenarios read through the S3 API only. On the external arms they run in
 //! a scope of their own (streams, topics and keys named per run, one shared
-//! bucket) and remove what they wrote. Fault scenarios stay in
-//! `tests/faults.rs`; group scenarios with several instances in
-//! `tests/group.rs`.
+//! bucket) and remove what they wrote. Fault scenarios, and group scenarios
+//! with killed members and S3 outages, stay local (`tests/faults.rs`,
+//! `tests/group.rs`).
 
 mod common;
 
@@ -389,4 +389,77 @@ async fn the_broker_advertises_the_bootstrap_address(
     assert_eq!(brokers, vec![bootstrap]);
     stack.shutdown().await?;
     Ok(())
+}
+
+/// Two instances of one stream share its partitions through the consumer
+/// group (as two `deliver` processes do): every record lands, and the group
+/// commits every partition to its end. Outcomes, not assignments: Redpanda
+/// and tansu hand out partitions on their own schedules.
+#[rstest]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_the_partitions(
+    #[values(Arm::Local, Arm::Localstack, Arm::Container, Arm::External, Arm::ExternalOnLocal)] arm: Arm,
+) -> Result<()> {
+    use streamlab::delivery::source::{Membership, SourceSettings};
+    use streamlab::delivery::state::{StateStore, TopicStateStore};
+    use streamlab::delivery::{Delivery, DeliveryOptions};
+
+    let Some(env) = Env::get(arm).await? else { return Ok(()) };
+    let stack = Stack::start(env.options("fixtures/streams/read-from-earliest.json").defer_deliveries()).await?;
+    let spec = stack.specs()[0].clone();
+    // 300 s buffer intervals pass in half a second.
+    let clock: streamlab::clock::SharedClock = std::sync::Arc::new(streamlab::clock::ScaledClock::new(600.0));
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        let options = DeliveryOptions::new(
+            SourceSettings::new(stack.kafka().clone(), Membership::Group),
+            StateStore::Topic(TopicStateStore::new(stack.kafka().clone())),
+        );
+        let sink = S3Sink::new(stack.s3_client().clone(), &spec.bucket, stack.s3_endpoint());
+        let delivery = Delivery::connect(spec.clone(), options, sink, clock.clone()).await?;
+        let (group, stats) = (delivery.state().group.clone(), delivery.stats());
+        let stop = tokio_util::sync::CancellationToken::new();
+        instances.push((group, stats, stop.clone(), tokio::spawn(delivery.run(stop))));
+    }
+    // Records go in once both own partitions, so both have some to deliver.
+    let started = std::time::Instant::now();
+    while !instances.iter().all(|(_, stats, ..)| stats.owned_partitions.load(std::sync::atomic::Ordering::Relaxed) > 0)
+    {
+        ensure!(started.elapsed() < Duration::from_secs(60), "{arm:?}: the two instances did not both get partitions");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let events: Vec<_> = EventGenerator::new(&GeneratorConfig::new(15, stack.clock().now_millis())).take(600).collect();
+    stack.produce(&spec.topic, events.clone()).await?;
+
+    let started = std::time::Instant::now();
+    let landed = loop {
+        let landed = common::landed_ids(&stack.objects(&spec).await?)?;
+        if landed.len() >= events.len() {
+            break landed;
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(90),
+            "{arm:?}: {} of {} records landed after 90 s",
+            landed.len(),
+            events.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let group = instances[0].0.clone();
+    let mut read = Vec::new();
+    for (_, _, stop, running) in instances {
+        stop.cancel();
+        read.push(running.await??.read());
+    }
+    let duplicates = common::assert_no_loss(&landed, &events)?;
+    ensure!(read.iter().all(|r| *r > 0), "{arm:?}: the instances read {read:?}: one did no work");
+    let (kafka, topic) = (stack.kafka().clone(), spec.topic.clone());
+    let (committed, ends) = tokio::task::spawn_blocking(move || -> Result<_> {
+        Ok((harness::committed_offsets(&kafka, &group, &topic)?, harness::end_offsets(&kafka, &topic)?))
+    })
+    .await??;
+    let ends: std::collections::BTreeMap<i32, Option<i64>> = ends.into_iter().map(|(p, o)| (p, Some(o))).collect();
+    ensure!(committed == ends, "{arm:?}: the group committed {committed:?}, the partitions end at {ends:?}");
+    eprintln!("{arm:?}: two instances read {read:?} records, {duplicates} landed twice");
+    env.finish(&stack).await
 }

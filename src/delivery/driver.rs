@@ -337,6 +337,7 @@ impl<S: RecordSource, K: ObjectSink> Driver<S, K> {
         if self.source.maintain() {
             self.stats.rejoins.fetch_add(1, Ordering::Relaxed);
         }
+        self.stats.owned_partitions.store(self.source.owned_partitions() as u64, Ordering::Relaxed);
         self.apply_revocations();
         self.publish(now);
         self.source.finished()

@@ -84,6 +84,11 @@ pub trait RecordSource: Send + 'static {
     /// The next offset to read per owned partition.
     fn positions(&self) -> BTreeMap<i32, i64>;
 
+    /// How many partitions this instance owns now.
+    fn owned_partitions(&self) -> usize {
+        self.positions().len()
+    }
+
     /// Commits `committed` synchronously and lets go of the partitions.
     async fn close(self, committed: BTreeMap<i32, i64>);
 }
@@ -616,6 +621,10 @@ impl RecordSource for KafkaSource {
     /// The consumer's own positions: they move past control records
     /// (transaction markers) no message shows, and exist before the first
     /// record of a partition arrives.
+    fn owned_partitions(&self) -> usize {
+        self.consumer.context().assigned_count()
+    }
+
     fn positions(&self) -> BTreeMap<i32, i64> {
         let context = self.consumer.context();
         let owned = context.assigned_partitions();

@@ -51,6 +51,8 @@ pub struct DeliveryStats {
     pub rejoins: AtomicU64,
     /// Partitions revoked from this instance (rebalances).
     pub revocations: AtomicU64,
+    /// Partitions this instance owns now: how a group shares a topic.
+    pub owned_partitions: AtomicU64,
     /// Objects being written right now (a PUT in progress or retrying).
     pub in_flight: AtomicU64,
     /// Records held in buffers.

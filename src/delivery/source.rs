@@ -26,8 +26,10 @@ pub const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("cannot reach the Kafka broker at {bootstrap}: {source}. Is it running? Check --bootstrap and --kafka-security (MSK listens for plaintext on 9092, tls on 9094, scram on 9096, iam on 9098)")]
-    Unreachable { bootstrap: String, source: KafkaError },
+    /// `detail`: librdkafka's error, and the reason it logged (a TLS or SASL
+    /// failure, a refused connection) when there is one.
+    #[error("cannot reach the Kafka broker at {bootstrap}: {detail}. Is it running? Check --bootstrap and --kafka-security (MSK listens for plaintext on 9092, tls on 9094, scram on 9096, iam on 9098)")]
+    Unreachable { bootstrap: String, detail: String },
     #[error("topic {topic:?} does not exist on the broker at {bootstrap}; create it or fix MSKSourceConfiguration.TopicName")]
     NoSuchTopic { topic: String, bootstrap: String },
     #[error("cannot create a Kafka consumer for {bootstrap}: {source}")]
@@ -273,14 +275,19 @@ fn metadata_consumer(kafka: &KafkaConnection) -> Result<BaseConsumer<KafkaContex
         .map_err(|source| SourceError::Client { bootstrap: kafka.bootstrap().to_owned(), source })
 }
 
-fn partitions_of<C: ConsumerContext>(
-    consumer: &BaseConsumer<C>,
-    bootstrap: &str,
-    topic: &str,
-) -> Result<Vec<i32>, SourceError> {
+/// A broker failure, with the reason librdkafka gave for it (TLS, SASL), if
+/// it gave one.
+fn unreachable(consumer: &BaseConsumer<KafkaContext>, bootstrap: &str, source: KafkaError) -> SourceError {
+    // The reason arrives as an error event, which only a poll delivers.
+    let _ = consumer.poll(Duration::ZERO);
+    let reason = consumer.context().last_error().map(|r| format!(" ({r})")).unwrap_or_default();
+    SourceError::Unreachable { bootstrap: bootstrap.to_owned(), detail: format!("{source}{reason}") }
+}
+
+fn partitions_of(consumer: &BaseConsumer<KafkaContext>, bootstrap: &str, topic: &str) -> Result<Vec<i32>, SourceError> {
     let metadata = consumer
         .fetch_metadata(Some(topic), BROKER_TIMEOUT)
-        .map_err(|source| SourceError::Unreachable { bootstrap: bootstrap.to_owned(), source })?;
+        .map_err(|source| unreachable(consumer, bootstrap, source))?;
     let partitions: Vec<i32> = metadata
         .topics()
         .iter()
@@ -313,7 +320,7 @@ pub fn resolve_start_offsets(
 ) -> Result<BTreeMap<i32, i64>, SourceError> {
     let consumer = metadata_consumer(kafka)?;
     let partitions = partitions_of(&consumer, kafka.bootstrap(), topic)?;
-    let fail = |source| SourceError::Unreachable { bootstrap: kafka.bootstrap().to_owned(), source };
+    let fail = |source| unreachable(&consumer, kafka.bootstrap(), source);
     let timestamp = match start {
         StartPosition::Earliest => None,
         StartPosition::Timestamp(ms) => Some(ms),
@@ -346,7 +353,7 @@ pub fn resolve_start_offsets(
 /// Where each partition of `topic` ends now.
 fn end_offsets(kafka: &KafkaConnection, topic: &str) -> Result<BTreeMap<i32, i64>, SourceError> {
     let consumer = metadata_consumer(kafka)?;
-    let fail = |source| SourceError::Unreachable { bootstrap: kafka.bootstrap().to_owned(), source };
+    let fail = |source| unreachable(&consumer, kafka.bootstrap(), source);
     partitions_of(&consumer, kafka.bootstrap(), topic)?
         .into_iter()
         .map(|p| Ok((p, consumer.fetch_watermarks(topic, p, BROKER_TIMEOUT).map_err(fail)?.1)))
@@ -418,7 +425,7 @@ pub fn connect(
             }
             consumer.context().position(&consumer, &mut tpl).map_err(|source| SourceError::Unreachable {
                 bootstrap: settings.kafka.bootstrap().to_owned(),
-                source,
+                detail: source.to_string(),
             })?;
             consumer.assign(&tpl).map_err(fail)?;
             consumer.context().assigned.lock().expect("assigned lock").extend(partitions);

@@ -2,11 +2,12 @@
 //! into for OAUTHBEARER tokens.
 
 use std::ffi::CString;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rdkafka::admin::AdminClient;
 use rdkafka::bindings as rdsys;
 use rdkafka::client::{Client, OAuthToken};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, StreamConsumer};
 use rdkafka::producer::{BaseProducer, FutureProducer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
@@ -15,16 +16,25 @@ use tracing::{debug, error};
 use super::TokenSigner;
 
 /// The context of every client streamlab creates. With MSK IAM it signs a
-/// token whenever librdkafka asks (at 80% of the previous one's lifetime);
-/// otherwise it is rdkafka's default.
+/// token whenever librdkafka asks (at 80% of the previous one's lifetime).
+/// It also keeps librdkafka's last error reason: a failed request reports
+/// only "broker transport failure", while the reason ("certificate verify
+/// failed", "SASL authentication error") comes as a separate event.
 #[derive(Debug, Clone, Default)]
 pub struct KafkaContext {
     signer: Option<Arc<TokenSigner>>,
+    last_error: Arc<Mutex<Option<String>>>,
 }
 
 impl KafkaContext {
     pub(super) fn new(signer: Option<Arc<TokenSigner>>) -> Self {
-        KafkaContext { signer }
+        KafkaContext { signer, last_error: Arc::default() }
+    }
+
+    /// librdkafka's most recent error reason, if any (events are only
+    /// delivered by a poll: call one first).
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().expect("last error lock").clone()
     }
 
     /// For contexts that embed this one: the token librdkafka asks for.
@@ -41,6 +51,26 @@ impl ClientContext for KafkaContext {
 
     fn generate_oauth_token(&self, _config: Option<&str>) -> Result<OAuthToken, Box<dyn std::error::Error>> {
         self.oauth_token()
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        error!("librdkafka: {error}: {reason}");
+        *self.last_error.lock().expect("last error lock") = Some(reason.to_owned());
+    }
+
+    /// As rdkafka's default (to the `librdkafka` target), and connection
+    /// failures (`FAIL`: TLS handshakes, SASL) kept as the last error.
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        use RDKafkaLogLevel::*;
+        match level {
+            Emerg | Alert | Critical | Error => {
+                tracing::error!(target: "librdkafka", "librdkafka: {fac} {message}");
+                *self.last_error.lock().expect("last error lock") = Some(message.to_owned());
+            }
+            Warning => tracing::warn!(target: "librdkafka", "librdkafka: {fac} {message}"),
+            Notice | Info => tracing::info!(target: "librdkafka", "librdkafka: {fac} {message}"),
+            Debug => tracing::debug!(target: "librdkafka", "librdkafka: {fac} {message}"),
+        }
     }
 }
 

@@ -261,12 +261,20 @@ fn metadata_client(kafka: &KafkaConnection) -> Result<KafkaConsumer, HarnessErro
 
 /// Every topic on the broker. Blocking; call from a blocking task.
 pub fn list_topics(kafka: &KafkaConnection) -> Result<Vec<String>, HarnessError> {
-    Ok(cluster_metadata(kafka)?.topics().iter().map(|t| t.name().to_owned()).collect())
+    list_topics_within(kafka, TIMEOUT)
+}
+
+/// [`list_topics`], waiting at most `timeout` for the broker: for periodic
+/// checks, whose call in flight would otherwise hold up the process's exit
+/// (a runtime waits for its blocking tasks) for the full timeout once the
+/// broker is gone.
+pub fn list_topics_within(kafka: &KafkaConnection, timeout: Duration) -> Result<Vec<String>, HarnessError> {
+    Ok(cluster_metadata(kafka, timeout)?.topics().iter().map(|t| t.name().to_owned()).collect())
 }
 
 /// The whole cluster's metadata. Blocking.
-fn cluster_metadata(kafka: &KafkaConnection) -> Result<rdkafka::metadata::Metadata, HarnessError> {
-    metadata_client(kafka)?.fetch_metadata(None, TIMEOUT).map_err(|e| HarnessError::Topic {
+fn cluster_metadata(kafka: &KafkaConnection, timeout: Duration) -> Result<rdkafka::metadata::Metadata, HarnessError> {
+    metadata_client(kafka)?.fetch_metadata(None, timeout).map_err(|e| HarnessError::Topic {
         topic: String::new(),
         bootstrap: kafka.bootstrap().to_owned(),
         detail: e.to_string(),
@@ -275,7 +283,7 @@ fn cluster_metadata(kafka: &KafkaConnection) -> Result<rdkafka::metadata::Metada
 
 /// The `host:port` of every broker the cluster advertises. Blocking.
 pub fn broker_addresses(kafka: &KafkaConnection) -> Result<Vec<String>, HarnessError> {
-    Ok(cluster_metadata(kafka)?.brokers().iter().map(|b| format!("{}:{}", b.host(), b.port())).collect())
+    Ok(cluster_metadata(kafka, TIMEOUT)?.brokers().iter().map(|b| format!("{}:{}", b.host(), b.port())).collect())
 }
 
 /// The end offset (high watermark) of every partition of `topic`: where the

@@ -606,7 +606,7 @@ impl Stack {
     /// Warns once per topic that appears on the broker without a stream
     /// reading it (a producer writing to the wrong topic, say).
     fn watch_unread_topics(&self) {
-        let (bootstrap, stop) = (self.backend.kafka.clone(), self.stop_watch.clone());
+        let (kafka, stop) = (self.backend.kafka.clone(), self.stop_watch.clone());
         let warner = self.unread_warner();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -615,8 +615,9 @@ impl Stack {
                     () = stop.cancelled() => break,
                     _ = tick.tick() => {}
                 }
-                let b = bootstrap.clone();
-                if let Ok(Ok(topics)) = tokio::task::spawn_blocking(move || harness::list_topics(&b)).await {
+                let kafka = kafka.clone();
+                let check = move || harness::list_topics_within(&kafka, Duration::from_millis(500));
+                if let Ok(Ok(topics)) = tokio::task::spawn_blocking(check).await {
                     warner.check(&topics);
                 }
             }

@@ -132,28 +132,13 @@ impl Conversion {
     }
 
     /// The Parquet object for records that passed [`Conversion::check`].
+    ///
+    /// Records go to the writer [`WRITE_CHUNK`] at a time: converting a
+    /// 64-128 MB buffer in one batch held its JSON rows, the whole Arrow
+    /// batch and the encoded row group at once (956 MB peak RSS in `just
+    /// bench`). The writer still cuts row groups by its own limits, so the
+    /// file is the same.
     pub fn write(&self, records: &[Record]) -> Result<Bytes, String> {
-        // Rows as JSON lines: the decoder's text path is several times faster
-        // than serializing values into it.
-        let mut lines = Vec::with_capacity(records.iter().map(|r| r.value.len() + 64).sum());
-        for record in records {
-            let row = self.deserializer.row(&self.table.columns, &record.value).map_err(|e| e.message)?;
-            serde_json::to_writer(&mut lines, &row).map_err(|e| e.to_string())?;
-            lines.push(b'\n');
-        }
-        let mut decoder = arrow_json::ReaderBuilder::new(self.schema.clone())
-            .with_batch_size(records.len().max(1))
-            .build_decoder()
-            .map_err(|e| e.to_string())?;
-        let mut at = 0;
-        while at < lines.len() {
-            let read = decoder.decode(&lines[at..]).map_err(|e| e.to_string())?;
-            if read == 0 {
-                break;
-            }
-            at += read;
-        }
-        let batch = decoder.flush().map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         // Hive's root name, and no embedded Arrow schema: a file as a Hive
         // writer leaves it.
@@ -163,8 +148,31 @@ impl Conversion {
             .with_skip_arrow_metadata(true);
         let mut writer =
             ArrowWriter::try_new_with_options(&mut out, self.schema.clone(), options).map_err(|e| e.to_string())?;
-        if let Some(batch) = batch {
-            writer.write(&batch).map_err(|e| e.to_string())?;
+        let mut decoder = arrow_json::ReaderBuilder::new(self.schema.clone())
+            .with_batch_size(WRITE_CHUNK)
+            .build_decoder()
+            .map_err(|e| e.to_string())?;
+        let mut lines = Vec::new();
+        for chunk in records.chunks(WRITE_CHUNK) {
+            // Rows as JSON lines: the decoder's text path is several times
+            // faster than serializing values into it.
+            lines.clear();
+            for record in chunk {
+                let row = self.deserializer.row(&self.table.columns, &record.value).map_err(|e| e.message)?;
+                serde_json::to_writer(&mut lines, &row).map_err(|e| e.to_string())?;
+                lines.push(b'\n');
+            }
+            let mut at = 0;
+            while at < lines.len() {
+                let read = decoder.decode(&lines[at..]).map_err(|e| e.to_string())?;
+                if read == 0 {
+                    break;
+                }
+                at += read;
+            }
+            if let Some(batch) = decoder.flush().map_err(|e| e.to_string())? {
+                writer.write(&batch).map_err(|e| e.to_string())?;
+            }
         }
         writer.close().map_err(|e| e.to_string())?;
         Ok(Bytes::from(out))
@@ -187,6 +195,9 @@ impl Conversion {
             .build()
     }
 }
+
+/// Records converted and handed to the Parquet writer at a time.
+const WRITE_CHUNK: usize = 4096;
 
 /// A Parquet object read back: what the landing view, snapshots and tests
 /// show of it.
@@ -324,6 +335,21 @@ mod tests {
             "OPTIONAL INT32 items_count (INTEGER(16,true));",
         ] {
             assert!(content.schema.contains(column), "{column} in\n{}", content.schema);
+        }
+    }
+
+    /// More records than one write chunk: every row lands, in order, in one
+    /// row group (the writer's limits cut row groups, not the chunks).
+    #[test]
+    fn a_buffer_larger_than_a_chunk_is_one_file_with_every_row_in_order() {
+        let c = conversion(Deserializer::Hive { timestamp_formats: vec![] }, ParquetOptions::default());
+        let values: Vec<String> = (0..WRITE_CHUNK * 2 + 7).map(|i| format!(r#"{{"event_id":"e{i}"}}"#)).collect();
+        let body = c.write(&records(&values.iter().map(String::as_str).collect::<Vec<_>>())).unwrap();
+        let content = read_parquet(&body).unwrap();
+        assert_eq!(content.row_groups, 1);
+        assert_eq!(content.rows.len(), values.len());
+        for (i, row) in content.rows.iter().enumerate() {
+            assert_eq!(row["event_id"], format!("e{i}"));
         }
     }
 

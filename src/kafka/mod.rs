@@ -40,18 +40,6 @@ pub enum SecurityMode {
     Iam,
 }
 
-impl SecurityMode {
-    /// The port MSK serves this mode on, for hints when a connection fails.
-    pub fn msk_port(self) -> u16 {
-        match self {
-            SecurityMode::Plaintext => 9092,
-            SecurityMode::Tls => 9094,
-            SecurityMode::Scram => 9096,
-            SecurityMode::Iam => 9098,
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
     #[error("{option} {path}: the file does not exist; give the path of a PEM file")]
@@ -135,12 +123,6 @@ impl From<String> for KafkaConnection {
     }
 }
 
-impl From<&String> for KafkaConnection {
-    fn from(bootstrap: &String) -> Self {
-        KafkaConnection::plaintext(bootstrap.as_str())
-    }
-}
-
 impl KafkaConnection {
     /// A broker without TLS or authentication (every local backend).
     pub fn plaintext(bootstrap: impl Into<String>) -> Self {
@@ -176,15 +158,6 @@ impl KafkaConnection {
 
     pub fn bootstrap(&self) -> &str {
         &self.bootstrap
-    }
-
-    pub fn mode(&self) -> SecurityMode {
-        match self.security {
-            Security::Plaintext => SecurityMode::Plaintext,
-            Security::Tls(_) => SecurityMode::Tls,
-            Security::Scram { .. } => SecurityMode::Scram,
-            Security::Iam { .. } => SecurityMode::Iam,
-        }
     }
 
     /// A client configuration with the bootstrap and security keys set;

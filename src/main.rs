@@ -632,8 +632,18 @@ fn shutdown_on_signals() -> CancellationToken {
     token
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+    let code = runtime.block_on(async_main());
+    // The command's stacks, deliveries and containers are stopped by now.
+    // What may be left in the blocking pool is a periodic broker query
+    // waiting out its timeout because the broker is gone (a sandbox's lag
+    // probe); waiting for it would only delay the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    code
+}
+
+async fn async_main() -> ExitCode {
     let cli = Cli::parse();
     // The soak and a sandbox with faults cause broker outages on purpose;
     // librdkafka's complaints about them would drown the progress lines.

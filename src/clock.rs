@@ -114,6 +114,45 @@ impl Clock for ManualClock {
     }
 }
 
+/// How a clock moves: what `up`, `run`, the sandbox and `deliver` choose.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ClockMode {
+    /// Only when told (`advance`): buffer intervals pass instantly and
+    /// deterministically. Starts at `start_ms`.
+    Manual { start_ms: i64 },
+    /// `speedup` times faster than the wall clock, from now.
+    Scaled { speedup: f64 },
+    /// The wall clock.
+    System,
+}
+
+impl ClockMode {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ClockMode::Manual { .. } => "manual",
+            ClockMode::Scaled { .. } => "scaled",
+            ClockMode::System => "system",
+        }
+    }
+
+    /// The wall clock, or a scaled one when a speed-up is given.
+    pub fn from_speedup(speedup: Option<f64>) -> ClockMode {
+        speedup.map_or(ClockMode::System, |speedup| ClockMode::Scaled { speedup })
+    }
+
+    /// A clock moving this way from now, and its handle when it is manual.
+    pub fn start(self) -> (SharedClock, Option<Arc<ManualClock>>) {
+        match self {
+            ClockMode::Manual { start_ms } => {
+                let manual = Arc::new(ManualClock::new(millis_to_datetime(start_ms)));
+                (manual.clone(), Some(manual))
+            }
+            ClockMode::Scaled { speedup } => (Arc::new(ScaledClock::new(speedup)), None),
+            ClockMode::System => (Arc::new(SystemClock), None),
+        }
+    }
+}
+
 /// Formats epoch milliseconds as RFC 3339 with millisecond precision and a `Z`
 /// suffix, the timestamp format of the event model.
 pub fn rfc3339_millis(ms: i64) -> String {

@@ -1,6 +1,6 @@
-//! The whole pipeline on one laptop: broker and S3 from a backend, the real
-//! producer and delivery on a scaled clock, live progress, and a table of what
-//! landed at the end.
+//! The whole pipeline on one laptop: a [`Stack`] on a scaled clock, the
+//! real producer in front of it, live progress, and a table of what landed
+//! at the end.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,20 +10,16 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{Backend, BackendError, BackendKind};
-use crate::clock::{Clock, ScaledClock, SharedClock};
-use crate::delivery::sink::{self, S3Sink};
-use crate::delivery::source::Membership;
-use crate::delivery::source::SourceSettings;
-use crate::delivery::state::{StateStore, TopicStateStore};
-use crate::delivery::{Delivery, DeliveryError, DeliveryOptions, DeliveryStats, LandedObject};
+use crate::backend::BackendKind;
+use crate::clock::{Clock, ClockMode};
+use crate::delivery::{DeliveryStats, LandedObject};
 use crate::events::GeneratorConfig;
 use crate::faults::FaultSpec;
-use crate::harness::{self, HarnessError};
-use crate::kafka::KafkaConnection;
+use crate::kafka::{admin, KafkaConnection};
 use crate::producer::{self, ProducerError, ProducerOptions, ProducerStats};
 use crate::spec::{self, SpecError};
-use crate::transform::{Functions, FunctionsConfig};
+use crate::stack::{Stack, StackError, StackOptions};
+use crate::transform::FunctionsConfig;
 
 #[derive(Debug, Clone)]
 pub struct SandboxOptions {
@@ -48,15 +44,12 @@ pub struct SandboxOptions {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SandboxError {
     #[error(transparent)]
     Spec(#[from] SpecError),
     #[error(transparent)]
-    Backend(#[from] BackendError),
-    #[error(transparent)]
-    Harness(#[from] HarnessError),
-    #[error(transparent)]
-    Delivery(#[from] DeliveryError),
+    Stack(#[from] StackError),
     #[error(transparent)]
     Producer(#[from] ProducerError),
 }
@@ -74,13 +67,13 @@ pub struct SandboxReport {
 }
 
 /// Runs until `shutdown` fires or the duration passes, then stops producing,
-/// lets delivery catch up, delivers every buffer and reports.
+/// lets delivery catch up, delivers every buffer and reports. The pipeline
+/// is a [`Stack`] on a scaled clock with streamlab's producer in front and a
+/// progress line every second.
 pub async fn run(options: &SandboxOptions, shutdown: CancellationToken) -> Result<SandboxReport, SandboxError> {
-    // The spec is checked before anything starts.
+    // The spec is checked (again by the stack, with its Lambda and Glue
+    // settings) before anything starts.
     let spec = spec::load(&options.spec)?;
-    options.functions.check(&spec).map_err(DeliveryError::from)?;
-    crate::delivery::load_conversion(&spec, &options.glue_dir)?;
-    let functions = Arc::new(Functions::new(options.functions.clone()));
     eprintln!("streamlab sandbox: stream {:?}, topic {:?} -> bucket {:?}", spec.name, spec.topic, spec.bucket);
     eprintln!(
         "  buffer {} MiB / {} s, speed-up x{} (an interval passes every {:.1} s), {} events/s, seed {}",
@@ -91,53 +84,37 @@ pub async fn run(options: &SandboxOptions, shutdown: CancellationToken) -> Resul
         options.rate,
         options.seed,
     );
-
-    let backend = match options.faults {
-        None => Backend::start(options.backend, &options.work_dir).await?,
-        Some(_) => Backend::start_with_faults(options.backend, &options.work_dir, options.seed).await?,
+    let stack_options = StackOptions {
+        partitions: options.partitions,
+        clock: ClockMode::Scaled { speedup: options.speedup },
+        backend: options.backend,
+        work_dir: Some(options.work_dir.clone()),
+        fault_seed: options.faults.as_ref().map(|_| options.seed),
+        functions: options.functions.clone(),
+        glue_dir: options.glue_dir.clone(),
+        ..StackOptions::new([options.spec.clone()])
     };
+    let stack = Stack::start(stack_options).await?;
     let stop_faults = CancellationToken::new();
-    if let (Some(spec), Some(faults)) = (&options.faults, &backend.faults) {
+    if let (Some(spec), Some(faults)) = (&options.faults, stack.faults()) {
         eprintln!("  injecting faults: {spec:?}");
         faults.apply(spec, stop_faults.clone());
     }
     let _stop_faults = stop_faults.clone().drop_guard();
     eprintln!(
         "  backend {:?}: broker {}, S3 {}",
-        backend.kind,
-        backend.bootstrap(),
-        backend.s3.endpoint.as_deref().unwrap_or("AWS")
+        options.backend.resolve_for(options.faults.is_some()).await,
+        stack.bootstrap(),
+        stack.s3_endpoint().unwrap_or("AWS")
     );
-    harness::create_topic(&backend.kafka, &spec.topic, options.partitions).await?;
-    let client = sink::client(&backend.s3).await;
-    // Someone else's bucket is theirs to create; delivery names a missing one.
-    if backend.kind != BackendKind::External {
-        harness::create_bucket(&client, &spec.bucket).await?;
-    }
-
-    let clock: SharedClock = Arc::new(ScaledClock::new(options.speedup));
-    let sink = S3Sink::new(client, &spec.bucket, backend.s3.endpoint.as_deref());
-    let delivery_options = DeliveryOptions {
-        functions: functions.clone(),
-        glue_dir: options.glue_dir.clone(),
-        ..DeliveryOptions::new(
-            SourceSettings::new(backend.kafka.clone(), Membership::Assigned),
-            StateStore::Topic(TopicStateStore::new(backend.kafka.clone())),
-        )
-    };
-    let delivery = Delivery::connect(spec.clone(), delivery_options, sink, clock.clone()).await?;
-    let delivery_stats = delivery.stats();
-    let stop_delivery = CancellationToken::new();
-    let delivery_task = tokio::spawn(delivery.run(stop_delivery.clone()));
-
-    let mut generator = GeneratorConfig::new(options.seed, clock.now_millis());
-    generator.mean_gap_ms = (1000.0 * options.speedup / options.rate).max(1.0) as u64;
+    let clock = stack.clock();
+    let delivery_stats = stack.stats(&spec.name).await?;
     let producer_options = ProducerOptions {
-        kafka: backend.kafka.clone(),
+        kafka: stack.kafka().clone(),
         topic: spec.topic.clone(),
         rate: Some(options.rate),
         count: None,
-        generator,
+        generator: GeneratorConfig::new(options.seed, clock.now_millis()).paced(options.rate, options.speedup),
         event_timestamps: false,
     };
     let producer_stats = Arc::new(ProducerStats::default());
@@ -161,7 +138,7 @@ pub async fn run(options: &SandboxOptions, shutdown: CancellationToken) -> Resul
             () = shutdown.cancelled() => break,
             () = &mut deadline => break,
             _ = progress.tick() => {
-                let lag = lag(&backend.kafka, &spec.name, &spec.topic).await;
+                let lag = lag(stack.kafka(), &spec.name, &spec.topic).await;
                 print_progress(started, clock.as_ref(), &producer_stats, &delivery_stats, lag);
             }
         }
@@ -169,7 +146,7 @@ pub async fn run(options: &SandboxOptions, shutdown: CancellationToken) -> Resul
 
     eprintln!("stopping: faults off, producer first, then delivery delivers every buffer");
     stop_faults.cancel();
-    if let Some(faults) = &backend.faults {
+    if let Some(faults) = stack.faults() {
         faults.s3.set_error_rate(0.0);
         faults.s3.set_lost_response_rate(0.0);
         faults.s3.set_slow(None);
@@ -183,24 +160,22 @@ pub async fn run(options: &SandboxOptions, shutdown: CancellationToken) -> Resul
     while delivery_stats.read() < produced && catch_up.elapsed() < Duration::from_secs(30) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    stop_delivery.cancel();
-    let stats = delivery_task.await.expect("delivery task does not panic");
-    functions.stop().await;
-    let stats = stats?;
+    let mut stats = stack.shutdown().await?;
+    let stats = stats.remove(&spec.name).unwrap_or(delivery_stats);
     produced_result?;
     Ok(SandboxReport {
         produced,
         delivered: stats.delivered(),
         objects: stats.landed(),
-        browse_dir: backend.landing_dir.as_ref().map(|d| d.join(&spec.bucket)),
+        browse_dir: stack.landing_dir().map(|d| d.join(&spec.bucket)),
         bucket: spec.bucket.clone(),
-        s3_endpoint: backend.s3.endpoint.clone(),
+        s3_endpoint: stack.s3_endpoint().map(str::to_owned),
     })
 }
 
 async fn lag(kafka: &KafkaConnection, group: &str, topic: &str) -> Option<i64> {
     let (b, g, t) = (kafka.clone(), group.to_owned(), topic.to_owned());
-    tokio::task::spawn_blocking(move || harness::consumer_lag(&b, &g, &t).ok()).await.ok().flatten()
+    tokio::task::spawn_blocking(move || admin::consumer_lag(&b, &g, &t).ok()).await.ok().flatten()
 }
 
 fn print_progress(

@@ -15,14 +15,14 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{Backend, BackendError, BackendKind};
 use crate::clock::{SharedClock, SystemClock};
-use crate::delivery::sink::{self, S3Settings};
+use crate::delivery::sink::S3Settings;
 use crate::events::{EventGenerator, GeneratorConfig};
-use crate::harness::{self, DeliverProcess, HarnessError};
-use crate::kafka::KafkaConnection;
+use crate::harness::{self, DeliverCommand, DeliverProcess, HarnessError};
+use crate::kafka::{admin, KafkaConnection};
 use crate::producer::{self, ProducerError, ProducerStats};
 use crate::spec::{self, SpecError, StartPosition};
+use crate::stack::{Stack, StackError, StackOptions};
 
 #[derive(Debug, Clone)]
 pub struct SoakOptions {
@@ -46,13 +46,14 @@ pub struct SoakOptions {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SoakError {
     #[error(transparent)]
     Spec(#[from] SpecError),
     #[error("the soak spec {0} must read from the earliest record (ReadFromTimestamp 0): producer and delivery run on different clocks")]
     NeedsEarliest(PathBuf),
     #[error(transparent)]
-    Backend(#[from] BackendError),
+    Stack(#[from] StackError),
     #[error(transparent)]
     Harness(#[from] HarnessError),
     #[error(transparent)]
@@ -124,7 +125,7 @@ impl SoakReport {
 struct Deliverer {
     child: Option<DeliverProcess>,
     binary: PathBuf,
-    args: Vec<String>,
+    command: DeliverCommand,
     s3: S3Settings,
     log_dir: PathBuf,
     starts: u32,
@@ -136,8 +137,7 @@ impl Deliverer {
         let spawn_error = |source| SoakError::Spawn { binary: self.binary.display().to_string(), source };
         let log =
             std::fs::File::create(self.log_dir.join(format!("deliver-{}.log", self.starts))).map_err(spawn_error)?;
-        let child = DeliverProcess::spawn(&self.binary, &self.args, &self.s3, log.into()).map_err(spawn_error)?;
-        self.child = Some(child);
+        self.child = Some(self.command.spawn(&self.binary, &self.s3, log.into()).map_err(spawn_error)?);
         Ok(())
     }
 
@@ -159,62 +159,8 @@ enum Chaos {
     Outage,
 }
 
-pub async fn run(options: &SoakOptions, shutdown: CancellationToken) -> Result<SoakReport, SoakError> {
-    let started = Instant::now();
-    let spec = spec::load(&options.spec)?;
-    if spec.start != StartPosition::Earliest {
-        return Err(SoakError::NeedsEarliest(options.spec.clone()));
-    }
-    std::fs::create_dir_all(&options.work_dir)
-        .map_err(|source| BackendError::Io { path: options.work_dir.clone(), source })?;
-    let backend = Backend::start_with_faults(BackendKind::Local, &options.work_dir, options.seed).await?;
-    let faults = backend.faults.clone().expect("started with faults");
-    harness::create_topic(&backend.kafka, &spec.topic, options.partitions).await?;
-    let client = sink::client(&backend.s3).await;
-    harness::create_bucket(&client, &spec.bucket).await?;
-    faults.s3.set_error_rate(options.s3_error_rate);
-
-    let binary = std::env::current_exe().map_err(|source| SoakError::Spawn { binary: "streamlab".into(), source })?;
-    let state = options.work_dir.join("state");
-    let mut deliverer = Deliverer {
-        child: None,
-        binary,
-        args: vec![
-            "--spec".into(),
-            options.spec.display().to_string(),
-            "--bootstrap".into(),
-            backend.bootstrap().to_owned(),
-            "--s3-endpoint".into(),
-            backend.s3.endpoint.clone().expect("local endpoint"),
-            "--speedup".into(),
-            options.speedup.to_string(),
-            "--instance-id".into(),
-            "soak".into(),
-            "--state-dir".into(),
-            state.display().to_string(),
-        ],
-        s3: backend.s3.clone(),
-        log_dir: options.work_dir.clone(),
-        starts: 0,
-    };
-    deliverer.start()?;
-
-    // The producer runs throughout, on the wall clock.
-    let producer_stats = Arc::new(ProducerStats::default());
-    let producing = {
-        let (kafka, topic, stats, stop) =
-            (backend.kafka.clone(), spec.topic.clone(), producer_stats.clone(), shutdown.clone());
-        let mut generator = GeneratorConfig::new(options.seed, chrono::Utc::now().timestamp_millis());
-        generator.mean_gap_ms = (1000.0 / options.rate).max(1.0) as u64;
-        let (count, rate) = (options.events as usize, options.rate);
-        tokio::spawn(async move {
-            let clock: SharedClock = Arc::new(SystemClock);
-            let events = EventGenerator::new(&generator).take(count);
-            producer::publish(&kafka, &topic, Some(rate), events, clock, stats, stop).await
-        })
-    };
-
-    // A seeded chaos schedule over the production period.
+/// A seeded chaos schedule over the production period, in time order.
+fn schedule(options: &SoakOptions) -> Vec<(Duration, Chaos)> {
     let production = Duration::from_secs_f64(options.events as f64 / options.rate);
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let mut schedule: Vec<(Duration, Chaos)> = Vec::new();
@@ -225,13 +171,72 @@ pub async fn run(options: &SoakOptions, shutdown: CancellationToken) -> Result<S
         schedule.push((production.mul_f64(rng.gen_range(0.1..0.9)), Chaos::Outage));
     }
     schedule.sort_by_key(|(at, _)| *at);
+    schedule
+}
 
+/// What has landed so far: objects read, and copies per event id.
+#[derive(Default)]
+struct Landed {
+    keys: HashSet<String>,
+    copies: HashMap<String, u32>,
+}
+
+pub async fn run(options: &SoakOptions, shutdown: CancellationToken) -> Result<SoakReport, SoakError> {
+    let started = Instant::now();
+    let spec = spec::load(&options.spec)?;
+    if spec.start != StartPosition::Earliest {
+        return Err(SoakError::NeedsEarliest(options.spec.clone()));
+    }
+    // The stack gives the broker, S3, the topic and the bucket; delivery
+    // runs outside it, as a process that can be killed.
+    let stack = Stack::start(
+        StackOptions { work_dir: Some(options.work_dir.clone()), ..StackOptions::new([options.spec.clone()]) }
+            .partitions(options.partitions)
+            .faults(options.seed)
+            .defer_deliveries(),
+    )
+    .await?;
+    let faults = stack.faults().cloned().expect("started with faults");
+    faults.s3.set_error_rate(options.s3_error_rate);
+
+    let binary = std::env::current_exe().map_err(|source| SoakError::Spawn { binary: "streamlab".into(), source })?;
+    let mut deliverer = Deliverer {
+        child: None,
+        binary,
+        command: DeliverCommand {
+            s3_endpoint: stack.s3_endpoint().map(str::to_owned),
+            speedup: Some(options.speedup),
+            instance_id: Some("soak".into()),
+            state_dir: Some(options.work_dir.join("state")),
+            ..DeliverCommand::new(&options.spec, stack.bootstrap())
+        },
+        s3: stack.s3_settings().clone(),
+        log_dir: options.work_dir.clone(),
+        starts: 0,
+    };
+    deliverer.start()?;
+
+    // The producer runs throughout, on the wall clock.
+    let producer_stats = Arc::new(ProducerStats::default());
+    let producing = {
+        let (kafka, topic, stats, stop) =
+            (stack.kafka().clone(), spec.topic.clone(), producer_stats.clone(), shutdown.clone());
+        let generator =
+            GeneratorConfig::new(options.seed, chrono::Utc::now().timestamp_millis()).paced(options.rate, 1.0);
+        let (count, rate) = (options.events as usize, options.rate);
+        tokio::spawn(async move {
+            let clock: SharedClock = Arc::new(SystemClock);
+            let events = EventGenerator::new(&generator).take(count);
+            producer::publish(&kafka, &topic, Some(rate), events, clock, stats, stop).await
+        })
+    };
+
+    let mut schedule = schedule(options).into_iter().peekable();
     let mut kills = Vec::new();
     let mut outages = 0;
-    let mut seen_keys: HashSet<String> = HashSet::new();
-    let mut copies: HashMap<String, u32> = HashMap::new();
+    let mut landed = Landed::default();
     let mut last_progress = Instant::now();
-    let mut schedule = schedule.into_iter().peekable();
+    let client = stack.s3_client();
     loop {
         if shutdown.is_cancelled() {
             break;
@@ -240,15 +245,11 @@ pub async fn run(options: &SoakOptions, shutdown: CancellationToken) -> Result<S
             deliverer.kill();
             return Err(SoakError::Timeout(options.timeout));
         }
-        while let Some((at, _)) = schedule.peek() {
-            if started.elapsed() < *at {
-                break;
-            }
-            let (at, chaos) = schedule.next().expect("peeked");
+        while let Some((at, chaos)) = schedule.next_if(|(at, _)| started.elapsed() >= *at) {
             match chaos {
                 Chaos::Kill => {
                     deliverer.kill();
-                    let committed = committed_when_reachable(&backend.kafka, &spec.name, &spec.topic).await;
+                    let committed = committed_when_reachable(stack.kafka(), &spec.name, &spec.topic).await;
                     eprintln!("[{:>5.1?}] SIGKILL delivery; committed {committed:?}", started.elapsed());
                     kills.push(Kill { at, committed });
                     deliverer.start()?;
@@ -256,8 +257,7 @@ pub async fn run(options: &SoakOptions, shutdown: CancellationToken) -> Result<S
                 Chaos::Outage => {
                     outages += 1;
                     eprintln!("[{:>5.1?}] broker outage for {:?}", started.elapsed(), options.outage);
-                    let kafka = faults.kafka.clone();
-                    let length = options.outage;
+                    let (kafka, length) = (faults.kafka.clone(), options.outage);
                     kafka.set_down(true);
                     tokio::spawn(async move {
                         tokio::time::sleep(length).await;
@@ -266,20 +266,20 @@ pub async fn run(options: &SoakOptions, shutdown: CancellationToken) -> Result<S
                 }
             }
         }
-        scan(&client, &spec.bucket, &mut seen_keys, &mut copies).await?;
+        scan(client, &spec.bucket, &mut landed).await?;
         let produced = producer_stats.acked();
         if last_progress.elapsed() > Duration::from_secs(5) {
             last_progress = Instant::now();
             eprintln!(
                 "[{:>5.1?}] produced {produced} | landed {} distinct in {} objects | S3 faults {} | kills {} | outages {outages}",
                 started.elapsed(),
-                copies.len(),
-                seen_keys.len(),
+                landed.copies.len(),
+                landed.keys.len(),
                 faults.s3.injected.load(Ordering::Relaxed),
                 kills.len(),
             );
         }
-        if producing.is_finished() && copies.len() as u64 >= produced && schedule.peek().is_none() {
+        if producing.is_finished() && landed.copies.len() as u64 >= produced && schedule.peek().is_none() {
             break;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -287,19 +287,28 @@ pub async fn run(options: &SoakOptions, shutdown: CancellationToken) -> Result<S
     let produced_result = producing.await.expect("producer does not panic");
     deliverer.stop();
     produced_result?;
-    scan(&client, &spec.bucket, &mut seen_keys, &mut copies).await?;
+    scan(client, &spec.bucket, &mut landed).await?;
     let produced = producer_stats.acked();
-
-    // Attribute every duplicate to an uncommitted window.
-    let (kafka, topic) = (backend.kafka.clone(), spec.topic.clone());
+    let (kafka, topic) = (stack.kafka().clone(), spec.topic.clone());
     let positions = tokio::task::spawn_blocking(move || {
         harness::read_topic(&kafka, &topic, produced as usize, Duration::from_secs(120))
     })
     .await
     .expect("reader does not panic")?;
+    let mut report = attribute(&landed, &positions, kills);
+    report.produced = produced;
+    report.outages = outages;
+    report.s3_faults = faults.s3.injected.load(Ordering::Relaxed);
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// Loss and duplicates: every produced event must have landed, and every
+/// duplicate must lie in an uncommitted window.
+fn attribute(landed: &Landed, positions: &HashMap<String, (i32, i64, i64)>, kills: Vec<Kill>) -> SoakReport {
     let first_window: BTreeMap<i32, i64> =
         kills.first().map(|k| k.committed.iter().map(|(p, o)| (*p, o.unwrap_or(0))).collect()).unwrap_or_default();
-    let duplicated: Vec<(&String, &u32)> = copies.iter().filter(|(_, n)| **n > 1).collect();
+    let duplicated: Vec<(&String, &u32)> = landed.copies.iter().filter(|(_, n)| **n > 1).collect();
     let outside_window = duplicated
         .iter()
         .filter(|(id, _)| match positions.get(id.as_str()) {
@@ -311,28 +320,27 @@ pub async fn run(options: &SoakOptions, shutdown: CancellationToken) -> Result<S
             None => true,
         })
         .count();
-    let landed_ids: HashSet<&String> = copies.keys().collect();
-    let lost = positions.keys().filter(|id| !landed_ids.contains(id)).count();
-    Ok(SoakReport {
-        produced,
-        landed_distinct: copies.len(),
+    let lost = positions.keys().filter(|id| !landed.copies.contains_key(*id)).count();
+    SoakReport {
+        produced: 0,
+        landed_distinct: landed.copies.len(),
         lost,
         duplicated_events: duplicated.len(),
         extra_copies: duplicated.iter().map(|(_, n)| (**n - 1) as usize).sum(),
         outside_window,
         kills,
-        outages,
-        s3_faults: faults.s3.injected.load(Ordering::Relaxed),
-        objects: seen_keys.len(),
-        elapsed: started.elapsed(),
-    })
+        outages: 0,
+        s3_faults: 0,
+        objects: landed.keys.len(),
+        elapsed: Duration::ZERO,
+    }
 }
 
 /// The group's commit point, retried through a broker outage.
 async fn committed_when_reachable(kafka: &KafkaConnection, group: &str, topic: &str) -> BTreeMap<i32, Option<i64>> {
     loop {
         let (b, g, t) = (kafka.clone(), group.to_owned(), topic.to_owned());
-        match tokio::task::spawn_blocking(move || harness::committed_offsets(&b, &g, &t)).await {
+        match tokio::task::spawn_blocking(move || admin::committed_offsets(&b, &g, &t)).await {
             Ok(Ok(committed)) => return committed,
             _ => tokio::time::sleep(Duration::from_millis(500)).await,
         }
@@ -340,23 +348,18 @@ async fn committed_when_reachable(kafka: &KafkaConnection, group: &str, topic: &
 }
 
 /// Reads objects not seen before and counts the event ids in them.
-async fn scan(
-    client: &aws_sdk_s3::Client,
-    bucket: &str,
-    seen: &mut HashSet<String>,
-    copies: &mut HashMap<String, u32>,
-) -> Result<(), HarnessError> {
+async fn scan(client: &aws_sdk_s3::Client, bucket: &str, landed: &mut Landed) -> Result<(), HarnessError> {
     for key in harness::list_keys(client, bucket).await? {
-        if seen.contains(&key) {
+        if landed.keys.contains(&key) {
             continue;
         }
         let object = harness::read_object(client, bucket, &key).await?;
         for record in harness::json_records(&object.body).unwrap_or_default() {
             if let Some(id) = record["event_id"].as_str() {
-                *copies.entry(id.to_owned()).or_default() += 1;
+                *landed.copies.entry(id.to_owned()).or_default() += 1;
             }
         }
-        seen.insert(key);
+        landed.keys.insert(key);
     }
     Ok(())
 }

@@ -132,7 +132,7 @@ fn deliver_names_an_unreachable_broker_and_exits_within_30s() {
 async fn deliver_names_an_unreachable_s3_endpoint_and_a_missing_bucket() -> Result<()> {
     let work = tempfile::tempdir()?;
     let backend = Backend::start(BackendKind::Local, work.path()).await?;
-    harness::create_topic(&backend.kafka, "shop-events", 1).await?;
+    streamlab::kafka::admin::create_topic(&backend.kafka, "shop-events", 1).await?;
 
     let endpoint = format!("http://127.0.0.1:{}", closed_port());
     let (output, took) =
@@ -298,7 +298,7 @@ async fn secrets_never_appear_in_logs() -> Result<()> {
     let work = tempfile::tempdir()?;
     let backend = Backend::start(BackendKind::Local, work.path()).await?;
     let spec = "fixtures/streams/read-from-earliest.json";
-    harness::create_topic(&backend.kafka, "shop-events", 1).await?;
+    streamlab::kafka::admin::create_topic(&backend.kafka, "shop-events", 1).await?;
     let client = streamlab::delivery::sink::client(&backend.s3).await;
     harness::create_bucket(&client, "shop-events-raw").await?;
     let events = streamlab::events::EventGenerator::new(&streamlab::events::GeneratorConfig::new(1, 0)).take(50);

@@ -156,7 +156,7 @@ impl Env {
             ensure!(keys == [BYSTANDER_KEY], "clean-up touched objects outside the run: {keys:?}");
             let topics = tokio::task::spawn_blocking({
                 let kafka = stack.kafka().clone();
-                move || harness::list_topics(&kafka)
+                move || streamlab::kafka::admin::list_topics(&kafka)
             })
             .await??;
             ensure!(!topics.contains(&spec.topic), "clean-up left the run's topic {}", spec.topic);
@@ -313,12 +313,12 @@ async fn missing_topic_is_named(
     let Some(env) = Env::get(arm).await? else { return Ok(()) };
     let stack = Stack::start(env.options("fixtures/streams/orders-to-s3.json").defer_deliveries()).await?;
     let spec = stack.specs()[0].clone();
-    harness::delete_topics(stack.kafka(), &[&spec.topic]).await?;
+    streamlab::kafka::admin::delete_topics(stack.kafka(), &[&spec.topic]).await?;
     // Deletion is asynchronous on some brokers: wait until metadata agrees.
     let started = std::time::Instant::now();
     loop {
         let kafka = stack.kafka().clone();
-        let topics = tokio::task::spawn_blocking(move || harness::list_topics(&kafka)).await??;
+        let topics = tokio::task::spawn_blocking(move || streamlab::kafka::admin::list_topics(&kafka)).await??;
         if !topics.contains(&spec.topic) {
             break;
         }
@@ -365,7 +365,7 @@ async fn missing_bucket_is_named(
     // The sink's own check, as `deliver` runs it.
     let sink = S3Sink::new(stack.s3_client().clone(), &spec.bucket, stack.s3_endpoint());
     ensure!(sink.check().await.is_err(), "{arm:?}: the sink accepted a missing bucket");
-    harness::delete_topics(stack.kafka(), &[&spec.topic]).await?;
+    streamlab::kafka::admin::delete_topics(stack.kafka(), &[&spec.topic]).await?;
     Ok(())
 }
 
@@ -383,7 +383,7 @@ async fn the_broker_advertises_the_bootstrap_address(
     let bootstrap = stack.bootstrap().to_owned();
     let brokers = tokio::task::spawn_blocking({
         let kafka = stack.kafka().clone();
-        move || harness::broker_addresses(&kafka)
+        move || streamlab::kafka::admin::broker_addresses(&kafka)
     })
     .await??;
     assert_eq!(brokers, vec![bootstrap]);
@@ -402,7 +402,7 @@ async fn two_instances_share_the_partitions(
 ) -> Result<()> {
     use streamlab::delivery::source::{Membership, SourceSettings};
     use streamlab::delivery::state::{StateStore, TopicStateStore};
-    use streamlab::delivery::{Delivery, DeliveryOptions};
+    use streamlab::delivery::{Delivery, Endpoints, Plan, Settings};
 
     let Some(env) = Env::get(arm).await? else { return Ok(()) };
     let stack = Stack::start(env.options("fixtures/streams/read-from-earliest.json").defer_deliveries()).await?;
@@ -411,12 +411,13 @@ async fn two_instances_share_the_partitions(
     let clock: streamlab::clock::SharedClock = std::sync::Arc::new(streamlab::clock::ScaledClock::new(600.0));
     let mut instances = Vec::new();
     for _ in 0..2 {
-        let options = DeliveryOptions::new(
-            SourceSettings::new(stack.kafka().clone(), Membership::Group),
-            StateStore::Topic(TopicStateStore::new(stack.kafka().clone())),
-        );
-        let sink = S3Sink::new(stack.s3_client().clone(), &spec.bucket, stack.s3_endpoint());
-        let delivery = Delivery::connect(spec.clone(), options, sink, clock.clone()).await?;
+        let endpoints = Endpoints {
+            source: SourceSettings::new(stack.kafka().clone(), Membership::Group),
+            state: StateStore::Topic(TopicStateStore::new(stack.kafka().clone())),
+            sink: S3Sink::new(stack.s3_client().clone(), &spec.bucket, stack.s3_endpoint()),
+        };
+        let plan = Plan::prepare(spec.clone(), &Settings::new(clock.clone()))?;
+        let delivery = Delivery::connect(plan, endpoints).await?;
         let (group, stats) = (delivery.state().group.clone(), delivery.stats());
         let stop = tokio_util::sync::CancellationToken::new();
         instances.push((group, stats, stop.clone(), tokio::spawn(delivery.run(stop))));
@@ -455,7 +456,10 @@ async fn two_instances_share_the_partitions(
     ensure!(read.iter().all(|r| *r > 0), "{arm:?}: the instances read {read:?}: one did no work");
     let (kafka, topic) = (stack.kafka().clone(), spec.topic.clone());
     let (committed, ends) = tokio::task::spawn_blocking(move || -> Result<_> {
-        Ok((harness::committed_offsets(&kafka, &group, &topic)?, harness::end_offsets(&kafka, &topic)?))
+        Ok((
+            streamlab::kafka::admin::committed_offsets(&kafka, &group, &topic)?,
+            streamlab::kafka::admin::end_offsets(&kafka, &topic)?,
+        ))
     })
     .await??;
     let ends: std::collections::BTreeMap<i32, Option<i64>> = ends.into_iter().map(|(p, o)| (p, Some(o))).collect();

@@ -15,7 +15,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::Value;
 use streamlab::delivery::encode::decompress;
-use streamlab::delivery::extract::{deaggregate, MetadataExtractor};
+use streamlab::extract::{deaggregate, MetadataExtractor};
 use streamlab::prefix::{RenderContext, Template};
 use streamlab::spec::{Compression, Deaggregation};
 

@@ -26,9 +26,9 @@ async fn an_s3_outage_longer_than_the_poll_interval_keeps_the_group_stable() -> 
     let faults = pipeline.faults()?;
     let poll_interval = Duration::from_secs(7);
     let member = pipeline
-        .instance_with(17, |o| {
-            o.source.max_poll_interval = Some(poll_interval);
-            o.max_buffered_bytes = 64 * 1024;
+        .instance_with(17, |settings, endpoints| {
+            endpoints.source.max_poll_interval = Some(poll_interval);
+            settings.limits.max_buffered_bytes = 64 * 1024;
         })
         .await?;
     let stats = member.stats();

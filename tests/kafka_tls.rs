@@ -91,7 +91,7 @@ async fn a_tls_cluster_is_reached_with_its_ca_and_refused_without_it() -> Result
 
     let tls = Tls { ca_file: Some(write_pem(dir.path(), "ca.pem", &ca)?), client_certificate: None };
     let kafka = KafkaConnection::tls(&bootstrap, tls)?;
-    harness::create_topic(&kafka, "orders-tls", 2).await?;
+    streamlab::kafka::admin::create_topic(&kafka, "orders-tls", 2).await?;
     let events: Vec<_> = common::events(21, 40);
     let stats = Arc::new(streamlab::producer::ProducerStats::default());
     streamlab::producer::publish(
@@ -108,7 +108,7 @@ async fn a_tls_cluster_is_reached_with_its_ca_and_refused_without_it() -> Result
     let read = tokio::task::spawn_blocking({
         let kafka = kafka.clone();
         move || -> Result<_> {
-            let partitions = streamlab::delivery::source::check_topic(&kafka, "orders-tls")?;
+            let partitions = streamlab::kafka::admin::check_topic(&kafka, "orders-tls")?;
             let records = harness::read_topic(&kafka, "orders-tls", 40, Duration::from_secs(30))?;
             Ok((partitions, records))
         }
@@ -120,10 +120,9 @@ async fn a_tls_cluster_is_reached_with_its_ca_and_refused_without_it() -> Result
     // The same broker, trusted through another CA: refused, with the reason.
     let tls = Tls { ca_file: Some(write_pem(dir.path(), "other.pem", &stranger)?), client_certificate: None };
     let untrusting = KafkaConnection::tls(&bootstrap, tls)?;
-    let error =
-        tokio::task::spawn_blocking(move || streamlab::delivery::source::check_topic(&untrusting, "orders-tls"))
-            .await?
-            .expect_err("a broker whose CA is not trusted was reached");
+    let error = tokio::task::spawn_blocking(move || streamlab::kafka::admin::check_topic(&untrusting, "orders-tls"))
+        .await?
+        .expect_err("a broker whose CA is not trusted was reached");
     let message = error.to_string();
     ensure!(message.contains(&bootstrap) && message.contains("--kafka-security"), "{message}");
     ensure!(message.contains("certificate verify failed"), "the reason is not named: {message}");

@@ -13,10 +13,8 @@ use anyhow::{ensure, Context, Result};
 use base64::Engine as _;
 use chrono::{TimeZone, Utc};
 use common::{wait_for, Pipeline};
-use streamlab::delivery::sink::S3Sink;
-use streamlab::delivery::source::{Membership, SourceSettings};
-use streamlab::delivery::state::{StateStore, TopicStateStore};
-use streamlab::delivery::{Delivery, DeliveryHandle, DeliveryOptions};
+use streamlab::delivery::source::Membership;
+use streamlab::delivery::{Delivery, DeliveryHandle, Plan, Settings};
 use streamlab::events::{EventGenerator, GeneratorConfig};
 use streamlab::spec::StreamSpec;
 
@@ -24,15 +22,9 @@ const SPEC: &str = "fixtures/streams/orders-to-s3.json";
 
 /// A delivery of `spec` on the pipeline's broker, owning every partition.
 async fn start(pipeline: &Pipeline, spec: &StreamSpec) -> Result<DeliveryHandle> {
-    let sink = S3Sink::new(pipeline.stack.s3_client().clone(), &spec.bucket, pipeline.stack.s3_endpoint());
-    let options = DeliveryOptions {
-        seed: Some(1),
-        ..DeliveryOptions::new(
-            SourceSettings::new(pipeline.bootstrap(), Membership::Assigned),
-            StateStore::Topic(TopicStateStore::new(pipeline.bootstrap())),
-        )
-    };
-    Ok(Delivery::connect(spec.clone(), options, sink, pipeline.stack.clock()).await?.spawn())
+    let settings = Settings { seed: Some(1), ..Settings::new(pipeline.stack.clock()) };
+    let endpoints = common::endpoints(&pipeline.stack, spec, Membership::Assigned);
+    Ok(Delivery::connect(Plan::prepare(spec.clone(), &settings)?, endpoints).await?.spawn())
 }
 
 fn variant(edit: impl FnOnce(&mut serde_json::Value)) -> Result<StreamSpec> {

@@ -86,7 +86,7 @@ async fn check_advertised(bootstrap: &str) -> Result<(), BackendError> {
     let started = std::time::Instant::now();
     let brokers = loop {
         let addr = bootstrap.to_owned();
-        let answer = tokio::task::spawn_blocking(move || crate::harness::broker_addresses(&addr.as_str().into()))
+        let answer = tokio::task::spawn_blocking(move || crate::kafka::admin::broker_addresses(&addr.as_str().into()))
             .await
             .map_err(|e| BackendError::Container { image: REDPANDA_IMAGE.into(), detail: e.to_string() })?;
         match answer {

@@ -9,16 +9,14 @@
 //! | variable                          | meaning                                     |
 //! |-----------------------------------|---------------------------------------------|
 //! | `STREAMLAB_EXTERNAL_BOOTSTRAP`    | the brokers, `HOST:PORT[,HOST:PORT…]`        |
-//! | `STREAMLAB_KAFKA_SECURITY`, …     | how to reach them (see [`ConnectionArgs`])  |
+//! | `STREAMLAB_KAFKA_SECURITY`, …     | how to reach them (see [`ConnectionOptions`])  |
 //! | `STREAMLAB_EXTERNAL_S3_ENDPOINT`  | an S3-compatible endpoint; unset is AWS S3  |
 //! | `AWS_REGION`, `AWS_PROFILE`, …    | the standard AWS chain, for S3 and MSK IAM  |
 //! | `STREAMLAB_EXTERNAL_BUCKET`       | the bucket the conformance suite writes to  |
 
-use clap::Parser;
-
 use super::BackendError;
 use crate::delivery::sink::S3Settings;
-use crate::kafka::{ConnectionArgs, KafkaConnection};
+use crate::kafka::{ConnectionOptions, KafkaConnection};
 
 pub const BOOTSTRAP_VAR: &str = "STREAMLAB_EXTERNAL_BOOTSTRAP";
 pub const BUCKET_VAR: &str = "STREAMLAB_EXTERNAL_BUCKET";
@@ -31,14 +29,6 @@ pub struct ExternalSettings {
     pub s3: S3Settings,
 }
 
-/// The connection options, read from their environment variables only.
-#[derive(Debug, Parser)]
-#[command(no_binary_name = true)]
-struct FromEnvironment {
-    #[command(flatten)]
-    connection: ConnectionArgs,
-}
-
 impl ExternalSettings {
     /// Reads the settings from the environment (table above), validating
     /// them and loading MSK IAM credentials before anything connects.
@@ -49,9 +39,9 @@ impl ExternalSettings {
                  set STREAMLAB_KAFKA_SECURITY too unless they take plaintext"
             ))
         })?;
-        let args = FromEnvironment::try_parse_from(std::iter::empty::<String>())
+        let options = ConnectionOptions::from_env()
             .map_err(|e| BackendError::External(format!("the STREAMLAB_KAFKA_* variables: {e}")))?;
-        let kafka = args.connection.connect(&bootstrap).await.map_err(|e| BackendError::External(e.to_string()))?;
+        let kafka = options.connect(&bootstrap).await.map_err(|e| BackendError::External(e.to_string()))?;
         let endpoint = std::env::var(S3_ENDPOINT_VAR).ok().filter(|e| !e.is_empty());
         Ok(ExternalSettings { kafka, s3: S3Settings { endpoint, region: None, credentials: None } })
     }

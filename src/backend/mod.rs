@@ -51,7 +51,7 @@ pub enum BackendError {
 }
 
 /// Which backend to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
     /// tansu as a child process and an in-process S3 server over a
     /// directory. Needs no Docker.

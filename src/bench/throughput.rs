@@ -17,12 +17,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::{BenchError, Figure};
 use crate::clock::SystemClock;
-use crate::delivery::naming::{Namer, Randomness};
 use crate::delivery::sink::MemorySink;
 use crate::delivery::source::MemorySource;
-use crate::delivery::{self, EngineLimits, DEFAULT_ACTIVE_PARTITION_LIMIT};
+use crate::delivery::{self, EngineLimits, Plan, Settings, DEFAULT_ACTIVE_PARTITION_LIMIT};
 use crate::events::{EventGenerator, GeneratorConfig};
-use crate::harness::{self, DeliverProcess, Usage};
+use crate::harness::{self, DeliverCommand, Usage};
 use crate::kafka::{KafkaConnection, KafkaContext};
 use crate::stack::{Stack, StackOptions};
 
@@ -441,22 +440,16 @@ async fn run_delivery(
     let report = options.work_dir.join(format!("{}.report.json", case.stream));
     let log_path = options.work_dir.join(format!("{}.log", case.stream));
     let log = std::fs::File::create(&log_path).map_err(BenchError::io("cannot create a bench log"))?;
-    let args: Vec<String> = vec![
-        "--spec".into(),
-        spec.display().to_string(),
-        "--bootstrap".into(),
-        stack.bootstrap().into(),
-        "--s3-endpoint".into(),
-        stack.s3_endpoint().unwrap_or_default().into(),
-        "--exit-at-end".into(),
-        "--report".into(),
-        report.display().to_string(),
-        "--max-buffered-bytes".into(),
-        options.max_buffered_bytes.to_string(),
-        "--max-in-flight".into(),
-        options.max_in_flight.to_string(),
-    ];
-    let process = DeliverProcess::spawn(&options.binary, &args, stack.s3_settings(), log.into())
+    let command = DeliverCommand {
+        s3_endpoint: stack.s3_endpoint().map(str::to_owned),
+        exit_at_end: true,
+        report: Some(report.clone()),
+        max_buffered_bytes: Some(options.max_buffered_bytes),
+        max_in_flight: Some(options.max_in_flight),
+        ..DeliverCommand::new(spec, stack.bootstrap())
+    };
+    let process = command
+        .spawn(&options.binary, stack.s3_settings(), log.into())
         .map_err(BenchError::io(format!("cannot run {}", options.binary.display())))?;
     let what = format!("streamlab deliver ({}; log {})", case.label, log_path.display());
     let usage = wait_bounded(what, process.id(), move || process.wait_with_usage()).await?;
@@ -527,7 +520,6 @@ async fn run_baseline(stack: &Stack, options: &ThroughputOptions) -> Result<(Thr
 async fn engine_alone(options: &ThroughputOptions, case: &Case, figures: &mut Vec<Figure>) -> Result<(), BenchError> {
     let spec = crate::spec::parse(Path::new("bench-engine.json"), &spec_json(case, options.size_mb).to_string())
         .map_err(|e| BenchError::Run(format!("the bench spec is invalid: {e}")))?;
-    let spec = Arc::new(spec);
     let now = crate::clock::Clock::now_millis(&SystemClock);
     let values: Vec<Bytes> =
         EventGenerator::new(&generator(now)).take(100_000).map(|e| Bytes::from(e.to_json())).collect();
@@ -535,16 +527,18 @@ async fn engine_alone(options: &ThroughputOptions, case: &Case, figures: &mut Ve
     let source = MemorySource::new(values, options.partitions, total, now);
     let sink = Arc::new(MemorySink::counting());
     let stats = Arc::new(delivery::DeliveryStats::default());
-    let limits = EngineLimits {
-        active_partition_limit: DEFAULT_ACTIVE_PARTITION_LIMIT,
-        max_buffered_bytes: options.max_buffered_bytes,
-        max_in_flight: options.max_in_flight,
+    let settings = Settings {
+        seed: Some(1),
+        limits: EngineLimits {
+            active_partition_limit: DEFAULT_ACTIVE_PARTITION_LIMIT,
+            max_buffered_bytes: options.max_buffered_bytes,
+            max_in_flight: options.max_in_flight,
+        },
+        ..Settings::new(Arc::new(SystemClock))
     };
-    let namer = Arc::new(Namer::new((*spec).clone(), 1, Randomness::seeded(1)));
-    let conversion = delivery::load_conversion(&spec, Path::new(crate::convert::DEFAULT_GLUE_DIR))
+    let plan = Plan::prepare(spec, &settings)
         .map_err(|e| BenchError::Run(format!("{e} (run the bench from the repository root)")))?;
-    let stream = delivery::StreamParts { spec, namer, conversion };
-    let driver = delivery::engine(stream, limits, source, sink.clone(), stats.clone(), Arc::new(SystemClock));
+    let driver = delivery::engine(plan.parts(1), settings.limits, source, sink.clone(), stats.clone(), settings.clock);
     let (_commands, receiver) = tokio::sync::mpsc::channel(1);
     let cpu = process_cpu_seconds();
     let started = Instant::now();

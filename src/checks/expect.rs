@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use bytes::Bytes;
 
-use crate::delivery::extract;
+use crate::extract;
 use crate::landing::RawObject;
 use crate::spec::{Deaggregation, StreamSpec};
 

@@ -21,7 +21,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression as ParquetCompression, GzipLevel};
 use parquet::file::properties::{WriterProperties, WriterVersion};
 
-use crate::delivery::buffer::Record;
+use crate::record::Record;
 pub use deserialize::{ConversionError, Deserializer, TimestampFormat};
 use glue::{GlueError, Table};
 

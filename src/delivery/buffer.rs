@@ -8,20 +8,9 @@
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
-
 use crate::spec::BufferHints;
 
-/// One Kafka record as delivery sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    pub partition: i32,
-    pub offset: i64,
-    /// Kafka record timestamp (CreateTime or LogAppendTime), epoch ms; the
-    /// object's time prefix comes from the oldest of these.
-    pub timestamp_ms: i64,
-    pub value: Bytes,
-}
+pub use crate::record::Record;
 
 /// Which buffer a record goes to; one buffer becomes one object at a time.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -223,6 +212,7 @@ impl Buffers {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
     use std::collections::BTreeMap;
     use std::time::Duration;
 

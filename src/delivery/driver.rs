@@ -385,7 +385,7 @@ impl<S: RecordSource, K: ObjectSink> Driver<S, K> {
         let Some(t) = &mut self.transform else { return };
         if t.running.is_empty() {
             if let Some(batch) = t.stage.take() {
-                t.running.spawn(t.transformer.clone().process(batch, self.stats.clone()));
+                t.running.spawn(t.transformer.clone().process(batch, self.stats.lambda.clone()));
             }
         }
         self.stats.lambda.buffered.store(t.stage.records() as u64, Ordering::Relaxed);

@@ -9,22 +9,23 @@
 //!   once, publishing [`stats`];
 //! - [`state`]: the stream's version, activation and start offsets, kept
 //!   where the stream's group is;
+//! - [`plan`]: the one way a delivery starts (pre-flight checks, settings,
+//!   endpoints);
 //! - this module: wiring, and the handle a caller holds.
 
 pub mod buffer;
 pub mod core;
 pub mod driver;
 pub mod encode;
-pub mod extract;
 pub mod naming;
 pub mod offsets;
+pub mod plan;
 pub mod router;
 pub mod sink;
 pub mod source;
 pub mod state;
 pub mod stats;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,14 +37,16 @@ use self::core::{Core, CoreConfig};
 use crate::clock::SharedClock;
 use crate::convert::Conversion;
 use crate::spec::StreamSpec;
-use crate::transform::{Functions, Transformer};
+use crate::transform::Transformer;
 use driver::{Command, Driver, Writer};
 use encode::ObjectEncoder;
-use naming::{Namer, Randomness};
+use naming::Namer;
 use router::Router;
 use sink::{ObjectSink, S3Sink};
-use source::{KafkaSource, RecordSource, SourceError, SourceSettings};
-use state::{StateError, StateStore, StreamState, Transition};
+use source::{KafkaSource, RecordSource, SourceError};
+use state::{StateError, StreamState, Transition};
+
+pub use plan::{Endpoints, EngineLimits, Plan, Settings};
 
 pub use router::{errors, MAX_RECORD_BYTES};
 pub use stats::{DeliveryStats, LandedObject};
@@ -65,6 +68,8 @@ pub enum DeliveryError {
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error(transparent)]
+    Admin(#[from] crate::kafka::admin::AdminError),
+    #[error(transparent)]
     Sink(#[from] sink::SinkError),
     #[error(transparent)]
     State(#[from] StateError),
@@ -74,77 +79,6 @@ pub enum DeliveryError {
     Glue { stream: String, source: crate::convert::glue::GlueError },
 }
 
-/// The spec's conversion with its Glue table read from `glue_dir` (a
-/// missing or unreadable table is refused before anything starts).
-pub fn load_conversion(
-    spec: &StreamSpec,
-    glue_dir: &std::path::Path,
-) -> Result<Option<Arc<Conversion>>, DeliveryError> {
-    spec.conversion
-        .as_ref()
-        .map(|c| Conversion::load(c, glue_dir).map(Arc::new))
-        .transpose()
-        .map_err(|source| DeliveryError::Glue { stream: spec.name.clone(), source })
-}
-
-/// Everything delivery needs besides the spec.
-#[derive(Debug, Clone)]
-pub struct DeliveryOptions {
-    pub source: SourceSettings,
-    /// Where the stream's version, activation time and start offsets are
-    /// kept.
-    pub state: StateStore,
-    /// Seed for uuids and random strings; `None` draws from the OS.
-    pub seed: Option<u64>,
-    /// Most dynamic partitions open at once; records for more go to the error
-    /// prefix (Firehose's default is 500).
-    pub active_partition_limit: usize,
-    /// Bound on bytes held in buffers and in objects being written. At the
-    /// bound the largest buffer is delivered early; while S3 is down reading
-    /// pauses there: memory stays bounded and the backlog stays in Kafka.
-    pub max_buffered_bytes: u64,
-    /// Objects encoded and written at once.
-    pub max_in_flight: usize,
-    /// Where the spec's Lambda function runs (shared by a stack's streams).
-    pub functions: Arc<Functions>,
-    /// Where the Glue tables of format conversions are read from.
-    pub glue_dir: PathBuf,
-}
-
-impl DeliveryOptions {
-    /// Firehose's defaults, unseeded.
-    pub fn new(source: SourceSettings, state: StateStore) -> Self {
-        DeliveryOptions {
-            source,
-            state,
-            seed: None,
-            active_partition_limit: DEFAULT_ACTIVE_PARTITION_LIMIT,
-            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
-            max_in_flight: default_max_in_flight(),
-            functions: Arc::default(),
-            glue_dir: PathBuf::from(crate::convert::DEFAULT_GLUE_DIR),
-        }
-    }
-}
-
-/// The limits one engine works within.
-#[derive(Debug, Clone, Copy)]
-pub struct EngineLimits {
-    pub active_partition_limit: usize,
-    pub max_buffered_bytes: u64,
-    pub max_in_flight: usize,
-}
-
-impl DeliveryOptions {
-    pub fn limits(&self) -> EngineLimits {
-        EngineLimits {
-            active_partition_limit: self.active_partition_limit,
-            max_buffered_bytes: self.max_buffered_bytes,
-            max_in_flight: self.max_in_flight,
-        }
-    }
-}
-
 /// A delivery running in the background.
 pub struct DeliveryHandle {
     pub stream: String,
@@ -152,8 +86,11 @@ pub struct DeliveryHandle {
     stats: Arc<DeliveryStats>,
     commands: mpsc::Sender<Command>,
     stop: CancellationToken,
-    task: tokio::task::JoinHandle<Result<Arc<DeliveryStats>, DeliveryError>>,
+    /// Taken by the first [`Self::stop`] or [`Self::abort`].
+    task: std::sync::Mutex<Option<DeliveryTask>>,
 }
+
+type DeliveryTask = tokio::task::JoinHandle<Result<Arc<DeliveryStats>, DeliveryError>>;
 
 impl DeliveryHandle {
     pub fn stats(&self) -> Arc<DeliveryStats> {
@@ -193,38 +130,45 @@ impl DeliveryHandle {
         self.ask(Command::Tick).await;
     }
 
-    /// Whether the task ended (it only ends on its own after an error).
+    /// Whether the task ended (it only ends on its own after an error) or
+    /// was stopped.
     pub fn is_finished(&self) -> bool {
-        self.task.is_finished()
+        self.task.lock().expect("task lock").as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    fn take_task(&self) -> Option<DeliveryTask> {
+        self.task.lock().expect("task lock").take()
     }
 
     /// Stops at once, as a crash would: nothing more is delivered or
     /// committed; what was read but not committed is read again by the next
     /// instance.
-    pub async fn abort(self) {
-        self.task.abort();
-        let _ = self.task.await;
+    pub async fn abort(&self) {
+        if let Some(task) = self.take_task() {
+            task.abort();
+            let _ = task.await;
+        }
     }
 
-    /// Stops: every buffer is delivered and the offsets committed.
-    pub async fn stop(self) -> Result<Arc<DeliveryStats>, DeliveryError> {
+    /// Stops: every buffer is delivered and the offsets committed. Once
+    /// stopped, the statistics as they stand.
+    pub async fn stop(&self) -> Result<Arc<DeliveryStats>, DeliveryError> {
         self.stop.cancel();
-        self.task.await.expect("delivery task does not panic")
+        match self.take_task() {
+            Some(task) => task.await.expect("delivery task does not panic"),
+            None => Ok(self.stats.clone()),
+        }
     }
 }
 
 /// A delivery instance, connected and ready to run.
 pub struct Delivery {
-    spec: Arc<StreamSpec>,
+    plan: Plan,
     state: StreamState,
     source: KafkaSource,
     sink: S3Sink,
-    clock: SharedClock,
-    namer: Arc<Namer>,
     stats: Arc<DeliveryStats>,
-    options: DeliveryOptions,
     transformer: Option<Transformer>,
-    conversion: Option<Arc<Conversion>>,
 }
 
 impl Delivery {
@@ -232,67 +176,50 @@ impl Delivery {
     /// recorded state (version, activation, start offsets), then joins the
     /// consumer group (or takes every partition). Fails with a message naming
     /// the unreachable endpoint rather than retrying forever at start-up.
-    pub async fn connect(
-        spec: StreamSpec,
-        options: DeliveryOptions,
-        sink: S3Sink,
-        clock: SharedClock,
-    ) -> Result<Self, DeliveryError> {
+    pub async fn connect(plan: Plan, endpoints: Endpoints) -> Result<Self, DeliveryError> {
+        let spec = plan.spec();
+        let Endpoints { source: settings, state: store, sink } = endpoints;
         let sink = sink.with_kms_key(spec.sse_kms_key_id.clone());
-        options.functions.config().check(&spec)?;
-        let conversion = load_conversion(&spec, &options.glue_dir)?;
-        let kafka = options.source.kafka.clone();
+        let kafka = settings.kafka.clone();
         let topic = spec.topic.clone();
-        let partitions = tokio::task::spawn_blocking(move || source::check_topic(&kafka, &topic))
+        let partitions = tokio::task::spawn_blocking(move || crate::kafka::admin::check_topic(&kafka, &topic))
             .await
             .expect("metadata check does not panic")?;
         sink.check().await?;
-        let state = Self::resolve_state(&spec, &options, clock.now_millis()).await?;
+        let state = Self::resolve_state(spec, &settings, &store, plan.settings().clock.now_millis()).await?;
         let source = {
-            let (settings, group, topic, starts) =
-                (options.source.clone(), state.group.clone(), spec.topic.clone(), state.start_offsets.clone());
+            let (group, topic, starts) = (state.group.clone(), spec.topic.clone(), state.start_offsets.clone());
             tokio::task::spawn_blocking(move || KafkaSource::connect(&settings, &group, &topic, starts))
                 .await
                 .expect("connecting does not panic")?
         };
-        let transformer = options.functions.transformer(&spec).await?;
+        let transformer = plan.settings().functions.transformer(spec).await?;
         info!(stream = %spec.name, version = state.version, group = %state.group, topic = %spec.topic,
             partitions = partitions.len(), bucket = sink.bucket(), "delivery connected");
-        let randomness = options.seed.map(Randomness::seeded).unwrap_or_else(Randomness::from_entropy);
-        let namer = Arc::new(Namer::new(spec.clone(), state.version, randomness));
-        Ok(Self {
-            spec: Arc::new(spec),
-            state,
-            source,
-            sink,
-            clock,
-            namer,
-            stats: Arc::default(),
-            options,
-            transformer,
-            conversion,
-        })
+        Ok(Self { plan, state, source, sink, stats: Arc::default(), transformer })
     }
 
     /// The stream's state with this spec applied, recorded where the stream
     /// keeps it. A new stream resolves where each partition starts now, once.
     async fn resolve_state(
         spec: &StreamSpec,
-        options: &DeliveryOptions,
+        source: &source::SourceSettings,
+        store: &state::StateStore,
         now_ms: i64,
     ) -> Result<StreamState, DeliveryError> {
-        let previous = options.state.load(&spec.name).await?;
+        let previous = store.load(&spec.name).await?;
         let (mut state, transition) = StreamState::apply(previous.as_ref(), spec, now_ms);
         if matches!(transition, Transition::Created | Transition::Recreated) {
-            let (kafka, topic, start) = (options.source.kafka.clone(), spec.topic.clone(), spec.start);
+            let (kafka, topic, start) = (source.kafka.clone(), spec.topic.clone(), spec.start);
             let activated = state.activated_at_ms;
-            state.start_offsets =
-                tokio::task::spawn_blocking(move || source::resolve_start_offsets(&kafka, &topic, start, activated))
-                    .await
-                    .expect("resolving start offsets does not panic")?;
+            state.start_offsets = tokio::task::spawn_blocking(move || {
+                crate::kafka::admin::resolve_start_offsets(&kafka, &topic, start, activated)
+            })
+            .await
+            .expect("resolving start offsets does not panic")?;
         }
         if transition != Transition::Unchanged {
-            state = options.state.save(&state).await?;
+            state = store.save(&state).await?;
             info!(stream = %spec.name, version = state.version, ?transition, "stream state recorded");
         }
         Ok(state)
@@ -311,9 +238,9 @@ impl Delivery {
     pub fn spawn(self) -> DeliveryHandle {
         let (commands, receiver) = mpsc::channel(16);
         let stop = CancellationToken::new();
-        let (stream, state, stats) = (self.spec.name.clone(), self.state.clone(), self.stats.clone());
+        let (stream, state, stats) = (self.plan.spec().name.clone(), self.state.clone(), self.stats.clone());
         let task = tokio::spawn(self.run_with(stop.clone(), receiver));
-        DeliveryHandle { stream, state, stats, commands, stop, task }
+        DeliveryHandle { stream, state, stats, commands, stop, task: std::sync::Mutex::new(Some(task)) }
     }
 
     /// Runs until `shutdown` fires, then delivers every buffer and commits.
@@ -327,9 +254,10 @@ impl Delivery {
         shutdown: CancellationToken,
         commands: mpsc::Receiver<Command>,
     ) -> Result<Arc<DeliveryStats>, DeliveryError> {
-        let stream = StreamParts { spec: self.spec, namer: self.namer, conversion: self.conversion };
-        let driver = engine(stream, self.options.limits(), self.source, Arc::new(self.sink), self.stats, self.clock)
-            .with_transform(self.transformer);
+        let (parts, settings) = (self.plan.parts(self.state.version), self.plan.settings());
+        let driver =
+            engine(parts, settings.limits, self.source, Arc::new(self.sink), self.stats, settings.clock.clone())
+                .with_transform(self.transformer);
         Ok(driver.run(shutdown, commands).await?)
     }
 }

@@ -11,9 +11,9 @@ use base64::Engine as _;
 use bytes::Bytes;
 
 use super::buffer::{BufferKey, Record};
-use super::extract::{self, ExtractError, MetadataExtractor};
 use super::naming::Namer;
 use crate::convert::{CatalogTable, Conversion, ConversionError};
+use crate::extract::{self, ExtractError, MetadataExtractor};
 use crate::prefix::RenderError;
 use crate::spec::StreamSpec;
 

@@ -18,20 +18,18 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
 use super::buffer::Record;
+use crate::kafka::admin::{self, AdminError};
 use crate::kafka::{KafkaConnection, KafkaContext};
-use crate::spec::StartPosition;
 
 /// How long broker requests made before and during start-up may take.
-pub const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
+pub const BROKER_TIMEOUT: Duration = admin::TIMEOUT;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SourceError {
-    /// `detail`: librdkafka's error, and the reason it logged (a TLS or SASL
-    /// failure, a refused connection) when there is one.
-    #[error("cannot reach the Kafka broker at {bootstrap}: {detail}. Is it running? Check --bootstrap and --kafka-security (MSK listens for plaintext on 9092, tls on 9094, scram on 9096, iam on 9098)")]
-    Unreachable { bootstrap: String, detail: String },
-    #[error("topic {topic:?} does not exist on the broker at {bootstrap}; create it or fix MSKSourceConfiguration.TopicName")]
-    NoSuchTopic { topic: String, bootstrap: String },
+    /// The broker or the topic (unreachable, missing).
+    #[error(transparent)]
+    Admin(#[from] AdminError),
     #[error("cannot create a Kafka consumer for {bootstrap}: {source}")]
     Client { bootstrap: String, source: KafkaError },
     /// librdkafka gave up on the consumer; it cannot go on (e.g. another
@@ -269,97 +267,6 @@ impl SourceSettings {
     }
 }
 
-fn metadata_consumer(kafka: &KafkaConnection) -> Result<BaseConsumer<KafkaContext>, SourceError> {
-    kafka
-        .create(kafka.config().set("allow.auto.create.topics", "false"))
-        .map_err(|source| SourceError::Client { bootstrap: kafka.bootstrap().to_owned(), source })
-}
-
-/// A broker failure, with the reason librdkafka gave for it (TLS, SASL), if
-/// it gave one.
-fn unreachable(consumer: &BaseConsumer<KafkaContext>, bootstrap: &str, source: KafkaError) -> SourceError {
-    // The reason arrives as an error event, which only a poll delivers.
-    let _ = consumer.poll(Duration::ZERO);
-    let reason = consumer.context().last_error().map(|r| format!(" ({r})")).unwrap_or_default();
-    SourceError::Unreachable { bootstrap: bootstrap.to_owned(), detail: format!("{source}{reason}") }
-}
-
-fn partitions_of(consumer: &BaseConsumer<KafkaContext>, bootstrap: &str, topic: &str) -> Result<Vec<i32>, SourceError> {
-    let metadata = consumer
-        .fetch_metadata(Some(topic), BROKER_TIMEOUT)
-        .map_err(|source| unreachable(consumer, bootstrap, source))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic && t.error().is_none())
-        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-        .unwrap_or_default();
-    if partitions.is_empty() {
-        return Err(SourceError::NoSuchTopic { topic: topic.to_owned(), bootstrap: bootstrap.to_owned() });
-    }
-    Ok(partitions)
-}
-
-/// Fails fast, with a message naming the broker, when it cannot be reached
-/// or the topic is missing. Returns the topic's partitions.
-pub fn check_topic(kafka: &KafkaConnection, topic: &str) -> Result<Vec<i32>, SourceError> {
-    partitions_of(&metadata_consumer(kafka)?, kafka.bootstrap(), topic)
-}
-
-/// Where each partition starts for a stream that became active now: the
-/// earliest offset for `ReadFromTimestamp` 0, else Kafka's offsets-for-times
-/// answer for the timestamp (or the activation time): the first record at or
-/// after it, or the end of the partition when there is none yet. Resolved
-/// once and recorded with the stream, so a restart before the first commit
-/// starts at the same place.
-pub fn resolve_start_offsets(
-    kafka: &KafkaConnection,
-    topic: &str,
-    start: StartPosition,
-    activated_at_ms: i64,
-) -> Result<BTreeMap<i32, i64>, SourceError> {
-    let consumer = metadata_consumer(kafka)?;
-    let partitions = partitions_of(&consumer, kafka.bootstrap(), topic)?;
-    let fail = |source| unreachable(&consumer, kafka.bootstrap(), source);
-    let timestamp = match start {
-        StartPosition::Earliest => None,
-        StartPosition::Timestamp(ms) => Some(ms),
-        StartPosition::ActivationTime => Some(activated_at_ms),
-    };
-    let mut out = BTreeMap::new();
-    let Some(timestamp) = timestamp else {
-        for p in partitions {
-            let (low, _) = consumer.fetch_watermarks(topic, p, BROKER_TIMEOUT).map_err(fail)?;
-            out.insert(p, low);
-        }
-        return Ok(out);
-    };
-    let mut query = TopicPartitionList::new();
-    for p in &partitions {
-        query.add_partition_offset(topic, *p, Offset::Offset(timestamp)).map_err(fail)?;
-    }
-    let found = consumer.offsets_for_times(query, BROKER_TIMEOUT).map_err(fail)?;
-    for element in found.elements() {
-        let offset = match element.offset() {
-            Offset::Offset(o) if o >= 0 => o,
-            // No record at or after the timestamp yet: start at the end.
-            _ => consumer.fetch_watermarks(topic, element.partition(), BROKER_TIMEOUT).map_err(fail)?.1,
-        };
-        out.insert(element.partition(), offset);
-    }
-    Ok(out)
-}
-
-/// Where each partition of `topic` ends now.
-fn end_offsets(kafka: &KafkaConnection, topic: &str) -> Result<BTreeMap<i32, i64>, SourceError> {
-    let consumer = metadata_consumer(kafka)?;
-    let fail = |source| unreachable(&consumer, kafka.bootstrap(), source);
-    partitions_of(&consumer, kafka.bootstrap(), topic)?
-        .into_iter()
-        .map(|p| Ok((p, consumer.fetch_watermarks(topic, p, BROKER_TIMEOUT).map_err(fail)?.1)))
-        .collect()
-}
-
 fn consumer_config(settings: &SourceSettings, group: &str) -> rdkafka::ClientConfig {
     let mut config = settings.kafka.config();
     if let Ok(contexts) = std::env::var("STREAMLAB_RDKAFKA_DEBUG") {
@@ -418,12 +325,12 @@ pub fn connect(
     match settings.membership {
         Membership::Group => consumer.subscribe(&[topic]).map_err(fail)?,
         Membership::Assigned => {
-            let partitions = partitions_of(&metadata_consumer(&settings.kafka)?, settings.kafka.bootstrap(), topic)?;
+            let partitions = admin::check_topic(&settings.kafka, topic)?;
             let mut tpl = TopicPartitionList::new();
             for p in &partitions {
                 tpl.add_partition(topic, *p);
             }
-            consumer.context().position(&consumer, &mut tpl).map_err(|source| SourceError::Unreachable {
+            consumer.context().position(&consumer, &mut tpl).map_err(|source| AdminError::Unreachable {
                 bootstrap: settings.kafka.bootstrap().to_owned(),
                 detail: source.to_string(),
             })?;
@@ -463,7 +370,7 @@ impl KafkaSource {
         start_offsets: BTreeMap<i32, i64>,
     ) -> Result<Self, SourceError> {
         let consumer = connect(settings, group, topic, start_offsets.clone(), true)?;
-        let end_offsets = settings.exit_at_end.then(|| end_offsets(&settings.kafka, topic)).transpose()?;
+        let end_offsets = settings.exit_at_end.then(|| admin::end_offsets(&settings.kafka, topic)).transpose()?;
         Ok(KafkaSource {
             end_offsets,
             consumer,

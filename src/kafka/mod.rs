@@ -12,6 +12,7 @@
 //! | `scram`     | 9096 | `SASL_SSL` + `SCRAM-SHA-512`                 |
 //! | `iam`       | 9098 | `SASL_SSL` + `OAUTHBEARER` (SigV4 token)     |
 
+pub mod admin;
 mod context;
 pub mod iam;
 
@@ -26,7 +27,7 @@ pub use context::{KafkaContext, NativeHandle};
 pub use iam::{IamError, TokenSigner};
 
 /// How clients authenticate and encrypt, MSK's four listeners.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SecurityMode {
     /// No TLS, no authentication (MSK port 9092; every local backend).
     #[default]
@@ -57,6 +58,28 @@ pub enum ConnectionError {
     MissingScramPassword { variable: String },
     #[error(transparent)]
     Iam(#[from] IamError),
+}
+
+impl SecurityMode {
+    /// Every mode, by the name the command line and the environment use.
+    pub const ALL: [(&'static str, SecurityMode); 4] = [
+        ("plaintext", SecurityMode::Plaintext),
+        ("tls", SecurityMode::Tls),
+        ("scram", SecurityMode::Scram),
+        ("iam", SecurityMode::Iam),
+    ];
+}
+
+impl std::str::FromStr for SecurityMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(s))
+            .map(|(_, mode)| *mode)
+            .ok_or_else(|| format!("{s:?} is not a Kafka security mode; use plaintext, tls, scram or iam"))
+    }
 }
 
 /// A secret that `Debug` and `Display` never print.
@@ -256,37 +279,78 @@ fn check_tls(tls: &Tls) -> Result<(), ConnectionError> {
     Ok(())
 }
 
-/// The command-line view of a connection, shared by `produce` and `deliver`.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct ConnectionArgs {
-    /// How to reach the cluster: plaintext (local brokers, MSK port 9092),
-    /// tls (9094), scram (SASL/SCRAM-SHA-512, 9096) or iam (MSK IAM, 9098).
-    #[arg(long, value_enum, env = "STREAMLAB_KAFKA_SECURITY", default_value_t = SecurityMode::Plaintext)]
+/// How to reach a cluster besides its bootstrap address: what `produce`
+/// and `deliver` take as options and `--backend external` reads from the
+/// environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionOptions {
     pub kafka_security: SecurityMode,
-    /// PEM file of the CAs that sign the brokers' certificates; default: the
+    /// PEM file of the CAs that sign the brokers' certificates; `None`: the
     /// system's store (enough for MSK).
-    #[arg(long, env = "STREAMLAB_KAFKA_CA_FILE")]
     pub kafka_ca_file: Option<PathBuf>,
-    /// Client certificate (PEM) for MSK mutual TLS; needs --kafka-client-key.
-    #[arg(long, env = "STREAMLAB_KAFKA_CLIENT_CERT")]
+    /// Client certificate and key (PEM) for MSK mutual TLS; both or neither.
     pub kafka_client_cert: Option<PathBuf>,
-    /// Private key (PEM) of --kafka-client-cert.
-    #[arg(long, env = "STREAMLAB_KAFKA_CLIENT_KEY")]
     pub kafka_client_key: Option<PathBuf>,
-    /// SCRAM user name.
-    #[arg(long, env = "STREAMLAB_SCRAM_USERNAME")]
     pub scram_username: Option<String>,
-    /// The environment variable holding the SCRAM password (never a flag,
-    /// so it stays out of shell history and process listings).
-    #[arg(long, env = "STREAMLAB_SCRAM_PASSWORD_ENV", default_value = "STREAMLAB_SCRAM_PASSWORD")]
+    /// The environment variable holding the SCRAM password (never a value
+    /// of its own, so it stays out of shell history and process listings).
     pub scram_password_env: String,
-    /// The cluster's region for MSK IAM tokens; default: from an MSK broker
-    /// host name (`….kafka.<region>.amazonaws.com`), else the AWS chain.
-    #[arg(long, env = "STREAMLAB_KAFKA_REGION")]
+    /// The cluster's region for MSK IAM tokens; `None`: from an MSK broker
+    /// host name, else the AWS chain.
     pub kafka_region: Option<String>,
 }
 
-impl ConnectionArgs {
+/// The variable naming the SCRAM password by default.
+pub const DEFAULT_SCRAM_PASSWORD_ENV: &str = "STREAMLAB_SCRAM_PASSWORD";
+
+impl Default for ConnectionOptions {
+    fn default() -> Self {
+        ConnectionOptions {
+            kafka_security: SecurityMode::Plaintext,
+            kafka_ca_file: None,
+            kafka_client_cert: None,
+            kafka_client_key: None,
+            scram_username: None,
+            scram_password_env: DEFAULT_SCRAM_PASSWORD_ENV.to_owned(),
+            kafka_region: None,
+        }
+    }
+}
+
+/// The environment variables of [`ConnectionOptions`], read by
+/// [`ConnectionOptions::from_env`] and by the command line alike.
+pub mod env {
+    pub const SECURITY: &str = "STREAMLAB_KAFKA_SECURITY";
+    pub const CA_FILE: &str = "STREAMLAB_KAFKA_CA_FILE";
+    pub const CLIENT_CERT: &str = "STREAMLAB_KAFKA_CLIENT_CERT";
+    pub const CLIENT_KEY: &str = "STREAMLAB_KAFKA_CLIENT_KEY";
+    pub const SCRAM_USERNAME: &str = "STREAMLAB_SCRAM_USERNAME";
+    pub const SCRAM_PASSWORD_ENV: &str = "STREAMLAB_SCRAM_PASSWORD_ENV";
+    pub const REGION: &str = "STREAMLAB_KAFKA_REGION";
+}
+
+impl ConnectionOptions {
+    /// The options from their environment variables ([`env`]); unset or
+    /// empty ones keep their defaults.
+    pub fn from_env() -> Result<ConnectionOptions, String> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let defaults = ConnectionOptions::default();
+        Ok(ConnectionOptions {
+            kafka_security: match var(env::SECURITY) {
+                Some(mode) => mode.parse().map_err(|e| format!("{}: {e}", env::SECURITY))?,
+                None => defaults.kafka_security,
+            },
+            kafka_ca_file: var(env::CA_FILE).map(PathBuf::from),
+            kafka_client_cert: var(env::CLIENT_CERT).map(PathBuf::from),
+            kafka_client_key: var(env::CLIENT_KEY).map(PathBuf::from),
+            scram_username: var(env::SCRAM_USERNAME),
+            scram_password_env: var(env::SCRAM_PASSWORD_ENV).unwrap_or(defaults.scram_password_env),
+            kafka_region: var(env::REGION),
+        })
+    }
+}
+
+impl ConnectionOptions {
     /// Validates the options and, for IAM, loads the first AWS credentials,
     /// so a bad configuration fails before anything connects.
     pub async fn connect(&self, bootstrap: &str) -> Result<KafkaConnection, ConnectionError> {
@@ -430,13 +494,13 @@ mod tests {
 
     #[tokio::test]
     async fn command_line_mistakes_are_rejected_before_connecting() {
-        let args = |f: fn(&mut ConnectionArgs)| {
+        let args = |f: fn(&mut ConnectionOptions)| {
             let mut args =
-                ConnectionArgs { scram_password_env: "STREAMLAB_TEST_UNSET_PASSWORD".into(), ..Default::default() };
+                ConnectionOptions { scram_password_env: "STREAMLAB_TEST_UNSET_PASSWORD".into(), ..Default::default() };
             f(&mut args);
             args
         };
-        let error = |args: ConnectionArgs| async move { args.connect("b:1").await.unwrap_err().to_string() };
+        let error = |args: ConnectionOptions| async move { args.connect("b:1").await.unwrap_err().to_string() };
         assert!(error(args(|a| a.kafka_client_cert = Some("c.pem".into()))).await.contains("go together"));
         assert!(error(args(|a| a.kafka_ca_file = Some("ca.pem".into())))
             .await

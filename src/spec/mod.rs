@@ -91,14 +91,7 @@ impl LambdaProcessor {
     pub const DEFAULT_BUFFER: BufferHints = BufferHints { size_bytes: MIB, interval: Duration::from_secs(60) };
 }
 
-/// `RecordDeAggregation`'s `SubRecordType`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Deaggregation {
-    /// Concatenated JSON values.
-    Json,
-    /// Records separated by this (base64-decoded) delimiter.
-    Delimited(Vec<u8>),
-}
+pub use crate::extract::Deaggregation;
 
 /// When a buffer is delivered: whichever limit is reached first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

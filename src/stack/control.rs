@@ -13,7 +13,8 @@
 //! | `GET /v1/landing?stream=name&mask=uuid,random,time&redact=.field` | | [`Landing`](crate::landing::Landing), masked as asked |
 //!
 //! Errors answer 4xx/5xx with `{"error": "message"}`. Durations are written
-//! as `300ms`, `30s`, `5m`, `1h`.
+//! as `300ms`, `30s`, `5m`, `1h`. The request and answer types below are the
+//! protocol: the server, the CLI and the Rust API all use them.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -25,8 +26,9 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -112,15 +114,29 @@ fn stack_error(e: &StackError) -> Response<Full<Bytes>> {
     error(status, e)
 }
 
+/// The routes, named once for the server and its clients.
+pub mod routes {
+    pub const STATUS: &str = "/v1/status";
+    pub const ENV: &str = "/v1/env";
+    pub const ADVANCE: &str = "/v1/clock/advance";
+    pub const FLUSH: &str = "/v1/flush";
+    pub const SETTLE: &str = "/v1/settle";
+    pub const LANDING: &str = "/v1/landing";
+}
+
 /// A duration as JSON gives it: `"5m"`, or a number of milliseconds.
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
-enum JsonDuration {
+pub enum JsonDuration {
     Text(String),
     Millis(u64),
 }
 
 impl JsonDuration {
+    pub fn of(duration: Duration) -> JsonDuration {
+        JsonDuration::Text(humantime::format_duration(duration).to_string())
+    }
+
     fn get(&self, field: &str) -> Result<Duration, String> {
         match self {
             JsonDuration::Millis(ms) => Ok(Duration::from_millis(*ms)),
@@ -130,24 +146,96 @@ impl JsonDuration {
     }
 }
 
-#[derive(Deserialize)]
+/// `POST /v1/clock/advance`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AdvanceBody {
-    by: JsonDuration,
+pub struct AdvanceRequest {
+    pub by: JsonDuration,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FlushBody {
-    #[serde(default)]
-    stream: Option<String>,
+/// The clock after an advance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClockAnswer {
+    pub now_ms: i64,
+    pub now: String,
 }
 
-#[derive(Deserialize)]
+/// `POST /v1/flush`: one stream, or every stream.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SettleBody {
+pub struct FlushRequest {
     #[serde(default)]
-    timeout: Option<JsonDuration>,
+    pub stream: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlushAnswer {
+    pub flushed: Vec<String>,
+}
+
+/// `POST /v1/settle`; 30 s without a timeout.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettleRequest {
+    #[serde(default)]
+    pub timeout: Option<JsonDuration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SettleAnswer {
+    pub settled: bool,
+}
+
+/// `GET /v1/landing`'s query: a stream, and masks (`None`: unmasked).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LandingQuery {
+    pub stream: Option<String>,
+    pub masks: Option<Masks>,
+}
+
+/// What the query string escapes: everything but RFC 3986's unreserved
+/// characters.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
+impl LandingQuery {
+    /// The path with its query string.
+    pub fn path(&self) -> String {
+        let mut query = Vec::new();
+        if let Some(stream) = &self.stream {
+            query.push(format!("stream={}", utf8_percent_encode(stream, QUERY_VALUE)));
+        }
+        if let Some(masks) = &self.masks {
+            let list: Vec<&str> = [("uuid", masks.uuid), ("random", masks.random), ("time", masks.time)]
+                .iter()
+                .filter(|(_, on)| *on)
+                .map(|(name, _)| *name)
+                .collect();
+            query.push(format!("mask={}", if list.is_empty() { "none".to_owned() } else { list.join(",") }));
+            query.extend(masks.redact.iter().map(|p| format!("redact={}", utf8_percent_encode(p, QUERY_VALUE))));
+        }
+        match query.is_empty() {
+            true => routes::LANDING.to_owned(),
+            false => format!("{}?{}", routes::LANDING, query.join("&")),
+        }
+    }
+
+    /// Reads a query string; the masks are empty when none is asked for.
+    pub fn parse(query: &str) -> Result<(Option<String>, Masks), String> {
+        let params: Vec<(&str, String)> =
+            query.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k, decode(v))).collect();
+        let param = |name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone());
+        let mut masks = param("mask").map(|m| Masks::parse_list(&m)).transpose()?.unwrap_or_default();
+        for (_, path) in params.iter().filter(|(k, _)| *k == "redact") {
+            check_redact_path(path)?;
+            masks.redact.push(path.clone());
+        }
+        Ok((param("stream"), masks))
+    }
+}
+
+/// A query value: `+` is a space, then percent-decoding.
+fn decode(value: &str) -> String {
+    percent_decode_str(&value.replace('+', " ")).decode_utf8_lossy().into_owned()
 }
 
 /// The request's JSON body; `None` when it is empty.
@@ -159,48 +247,54 @@ async fn body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<Option<T>, 
     serde_json::from_slice(&bytes).map(Some).map_err(|e| format!("invalid JSON body: {e}"))
 }
 
+fn ok<T: Serialize>(answer: &T) -> Response<Full<Bytes>> {
+    respond(StatusCode::OK, &json!(answer))
+}
+
 async fn handle(stack: &Stack, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
     match (req.method().clone(), path.as_str()) {
-        (Method::GET, "/v1/status") => respond(StatusCode::OK, &json!(stack.status().await)),
-        (Method::GET, "/v1/env") => {
+        (Method::GET, routes::STATUS) => ok(&stack.status().await),
+        (Method::GET, routes::ENV) => {
             let env: serde_json::Map<String, Value> =
                 stack.env().into_iter().map(|(k, v)| (k, Value::String(v))).collect();
             respond(StatusCode::OK, &Value::Object(env))
         }
-        (Method::POST, "/v1/clock/advance") => {
-            let parsed = body::<AdvanceBody>(req).await.and_then(|b| b.ok_or_else(|| "a body {\"by\": \"5m\"} is required".to_owned()));
+        (Method::POST, routes::ADVANCE) => {
+            let parsed = body::<AdvanceRequest>(req)
+                .await
+                .and_then(|b| b.ok_or_else(|| "a body {\"by\": \"5m\"} is required".to_owned()));
             let by = match parsed.and_then(|b| b.by.get("by")) {
                 Ok(by) => by,
                 Err(e) => return error(StatusCode::BAD_REQUEST, e),
             };
             match stack.advance(by).await {
-                Ok(now_ms) => respond(StatusCode::OK, &json!({ "now_ms": now_ms, "now": rfc3339_millis(now_ms) })),
+                Ok(now_ms) => ok(&ClockAnswer { now_ms, now: rfc3339_millis(now_ms) }),
                 Err(e) => stack_error(&e),
             }
         }
-        (Method::POST, "/v1/flush") => {
-            let stream = match body::<FlushBody>(req).await {
+        (Method::POST, routes::FLUSH) => {
+            let stream = match body::<FlushRequest>(req).await {
                 Ok(b) => b.and_then(|b| b.stream),
                 Err(e) => return error(StatusCode::BAD_REQUEST, e),
             };
             match stack.flush(stream.as_deref()).await {
                 Ok(()) => {
-                    let flushed: Vec<&str> = stack
+                    let flushed = stack
                         .specs()
-                        .iter()
-                        .map(|s| s.name.as_str())
-                        .filter(|n| stream.as_deref().is_none_or(|s| s == *n))
+                        .into_iter()
+                        .map(|s| s.name)
+                        .filter(|n| stream.as_deref().is_none_or(|s| s == n))
                         .collect();
-                    respond(StatusCode::OK, &json!({ "flushed": flushed }))
+                    ok(&FlushAnswer { flushed })
                 }
                 Err(e) => stack_error(&e),
             }
         }
-        (Method::POST, "/v1/settle") => {
-            let timeout = match body::<SettleBody>(req).await {
-                Ok(Some(SettleBody { timeout: Some(t) })) => match t.get("timeout") {
+        (Method::POST, routes::SETTLE) => {
+            let timeout = match body::<SettleRequest>(req).await {
+                Ok(Some(SettleRequest { timeout: Some(t) })) => match t.get("timeout") {
                     Ok(t) => t,
                     Err(e) => return error(StatusCode::BAD_REQUEST, e),
                 },
@@ -208,69 +302,37 @@ async fn handle(stack: &Stack, req: Request<Incoming>) -> Response<Full<Bytes>> 
                 Err(e) => return error(StatusCode::BAD_REQUEST, e),
             };
             match stack.settle(timeout).await {
-                Ok(()) => respond(StatusCode::OK, &json!({ "settled": true })),
+                Ok(()) => ok(&SettleAnswer { settled: true }),
                 Err(e) => stack_error(&e),
             }
         }
-        (Method::GET, "/v1/landing") => {
-            let params: Vec<(&str, String)> =
-                query.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k, percent_decode(v))).collect();
-            let param = |name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone());
-            let mut masks = match param("mask").map(|m| Masks::parse_list(&m)).transpose() {
-                Ok(m) => m.unwrap_or_default(),
+        (Method::GET, routes::LANDING) => {
+            let (stream, masks) = match LandingQuery::parse(&query) {
+                Ok(parsed) => parsed,
                 Err(e) => return error(StatusCode::BAD_REQUEST, e),
             };
-            for (_, path) in params.iter().filter(|(k, _)| *k == "redact") {
-                if let Err(e) = check_redact_path(path) {
-                    return error(StatusCode::BAD_REQUEST, e);
-                }
-                masks.redact.push(path.clone());
-            }
-            match stack.landing(param("stream").as_deref()).await {
-                Ok(landing) if masks.is_empty() => respond(StatusCode::OK, &json!(landing)),
-                Ok(landing) => respond(StatusCode::OK, &json!(landing.masked(stack.specs(), &masks))),
+            match stack.landing(stream.as_deref()).await {
+                Ok(landing) if masks.is_empty() => ok(&landing),
+                Ok(landing) => ok(&landing.masked(&stack.specs(), &masks)),
                 Err(e) => stack_error(&e),
             }
         }
-        (_, "/v1/status" | "/v1/env" | "/v1/clock/advance" | "/v1/flush" | "/v1/settle" | "/v1/landing") => {
+        (_, routes::STATUS | routes::ENV | routes::ADVANCE | routes::FLUSH | routes::SETTLE | routes::LANDING) => {
             error(StatusCode::METHOD_NOT_ALLOWED, format!("{} is not allowed on {path}", req.method()))
         }
         _ => error(
             StatusCode::NOT_FOUND,
-            format!("no such endpoint {path}; see GET /v1/status, /v1/env, /v1/landing and POST /v1/clock/advance, /v1/flush, /v1/settle"),
+            format!(
+                "no such endpoint {path}; see GET {}, {}, {} and POST {}, {}, {}",
+                routes::STATUS,
+                routes::ENV,
+                routes::LANDING,
+                routes::ADVANCE,
+                routes::FLUSH,
+                routes::SETTLE
+            ),
         ),
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 3;
-                    }
-                    Err(_) => {
-                        out.push(b'%');
-                        i += 1;
-                    }
-                }
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Why a control request failed.
@@ -311,6 +373,46 @@ impl ControlClient {
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Moves the manual clock forward; answers once due buffers landed.
+    pub async fn advance(&self, by: Duration) -> Result<ClockAnswer, ControlError> {
+        self.call(Method::POST, routes::ADVANCE, Some(json!(AdvanceRequest { by: JsonDuration::of(by) }))).await
+    }
+
+    pub async fn flush(&self, stream: Option<String>) -> Result<FlushAnswer, ControlError> {
+        self.call(Method::POST, routes::FLUSH, Some(json!(FlushRequest { stream }))).await
+    }
+
+    pub async fn settle(&self, timeout: Duration) -> Result<SettleAnswer, ControlError> {
+        let request = SettleRequest { timeout: Some(JsonDuration::of(timeout)) };
+        self.call(Method::POST, routes::SETTLE, Some(json!(request))).await
+    }
+
+    pub async fn status(&self) -> Result<super::Status, ControlError> {
+        self.call(Method::GET, routes::STATUS, None).await
+    }
+
+    /// The status as the stack wrote it, for printing as JSON.
+    pub async fn status_json(&self) -> Result<Value, ControlError> {
+        self.get(routes::STATUS).await
+    }
+
+    pub async fn landing(&self, query: &LandingQuery) -> Result<crate::landing::Landing, ControlError> {
+        self.call(Method::GET, &query.path(), None).await
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<T, ControlError> {
+        let value = self.request(method, path, body).await?;
+        serde_json::from_value(value).map_err(|e| ControlError::NoStack {
+            url: self.url.clone(),
+            detail: format!("its answer to {path} is not what streamlab answers ({e}); is it the same version?"),
+        })
     }
 
     pub async fn get(&self, path: &str) -> Result<Value, ControlError> {
@@ -365,8 +467,17 @@ mod tests {
 
     #[test]
     fn query_values_are_percent_decoded() {
-        assert_eq!(percent_decode("orders%2Dto-s3"), "orders-to-s3");
-        assert_eq!(percent_decode("a+b%"), "a b%");
+        assert_eq!(decode("orders%2Dto-s3"), "orders-to-s3");
+        assert_eq!(decode("a+b%"), "a b%");
+    }
+
+    #[test]
+    fn a_landing_query_reads_back_as_written() {
+        let masks = Masks { redact: vec![".items[].sku".into()], ..Masks::parse_list("uuid,time").unwrap() };
+        let query = LandingQuery { stream: Some("orders to/s3".into()), masks: Some(masks.clone()) };
+        let path = query.path();
+        let (stream, parsed) = LandingQuery::parse(path.split_once('?').unwrap().1).unwrap();
+        assert_eq!((stream.as_deref(), parsed), (Some("orders to/s3"), masks));
     }
 
     #[tokio::test]

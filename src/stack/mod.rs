@@ -25,8 +25,11 @@
 //! own consumer groups and stream state. Parallel tests each start their own.
 
 pub mod control;
+mod options;
+mod readback;
 pub mod run;
 mod scope;
+mod status;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -34,245 +37,86 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::backend::external::ExternalSettings;
-use crate::backend::{Backend, BackendError, BackendKind, BackendOptions};
-use crate::clock::{rfc3339_millis, ManualClock, ScaledClock, SharedClock, SystemClock};
+use crate::backend::{Backend, BackendKind, BackendOptions};
+use crate::clock::{ManualClock, SharedClock};
 use crate::delivery::sink::{self, S3Sink};
 use crate::delivery::source::{Membership, SourceSettings};
 use crate::delivery::state::{StateStore, TopicStateStore};
-use crate::delivery::{
-    Delivery, DeliveryError, DeliveryHandle, DeliveryOptions, DEFAULT_ACTIVE_PARTITION_LIMIT,
-    DEFAULT_MAX_BUFFERED_BYTES,
-};
+use crate::delivery::{Delivery, DeliveryHandle, DeliveryStats, Endpoints, EngineLimits, Plan, Settings};
 use crate::events::Event;
 use crate::faults::Faults;
-use crate::harness::{self, HarnessError};
-use crate::kafka::KafkaConnection;
-use crate::landing::{self, Landing, LandingError};
+use crate::harness;
+use crate::kafka::{admin, KafkaConnection};
+use crate::producer::{self, ProducerStats};
+use crate::spec::StreamSpec;
+use crate::transform::Functions;
+
+pub use crate::clock::ClockMode;
 pub use crate::producer::Timestamps;
-use crate::producer::{self, ProducerError, ProducerStats};
-use crate::spec::{self, SpecError, StreamSpec};
-use crate::transform::{Functions, FunctionsConfig};
-pub use scope::RunScope;
+pub use options::{load_specs, StackError, StackOptions, DEFAULT_PARTITIONS};
+pub use scope::{RunScope, ScopeError};
+pub use status::{ClockStatus, ConversionStatus, LambdaStatus, Status, StreamStatus, UnreadTopic};
 
-/// Default partitions of the topics a stack creates.
-pub const DEFAULT_PARTITIONS: i32 = 3;
-
-/// How the stack's clock moves.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum ClockMode {
-    /// Only when told (`advance`): buffer intervals pass instantly and
-    /// deterministically. Starts at `start_ms`.
-    Manual { start_ms: i64 },
-    /// `speedup` times faster than the wall clock, from now.
-    Scaled { speedup: f64 },
-    /// The wall clock.
-    System,
+/// Where a stream is in its life, as Firehose's `DeliveryStreamStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum StreamLifecycle {
+    /// Added; its topic and bucket exist, its delivery is connecting (or,
+    /// with deferred deliveries, waits for [`Stack::start_deliveries`]).
+    Creating,
+    /// Its delivery owns its partitions and delivers.
+    #[default]
+    Active,
+    /// Being removed: its delivery delivers what it holds, then stops.
+    Deleting,
 }
 
-impl ClockMode {
-    pub fn name(&self) -> &'static str {
-        match self {
-            ClockMode::Manual { .. } => "manual",
-            ClockMode::Scaled { .. } => "scaled",
-            ClockMode::System => "system",
-        }
-    }
-}
-
-/// What to start.
-#[derive(Debug, Clone)]
-pub struct StackOptions {
-    /// `CreateDeliveryStream` JSON files, or directories of them.
-    pub specs: Vec<PathBuf>,
-    /// Partitions of every topic the stack creates, unless `topics` says
-    /// otherwise.
-    pub partitions: i32,
-    /// Partitions per topic; topics named here are created even when no spec
-    /// reads them.
-    pub topics: BTreeMap<String, i32>,
-    pub clock: ClockMode,
-    pub backend: BackendKind,
-    /// Keep the broker log and the S3 data here; default is a temporary
-    /// directory removed at shutdown.
-    pub work_dir: Option<PathBuf>,
-    /// Seeds uuids and random strings in keys, so a landing is reproducible
-    /// byte for byte.
-    pub seed: Option<u64>,
-    /// Create topics on first write, as Kafka's `auto.create.topics.enable`
-    /// does (the stack warns about topics no stream reads).
-    pub auto_create_topics: bool,
-    /// Wrap S3 and the broker so faults can be injected, with this seed.
-    pub fault_seed: Option<u64>,
-    pub active_partition_limit: usize,
-    pub max_buffered_bytes: u64,
-    /// Where the specs' Lambda functions run (`--lambda`, `--lambda-endpoint`).
-    pub functions: FunctionsConfig,
-    /// Where the Glue tables of format conversions are read from.
-    pub glue_dir: PathBuf,
-    /// Start the deliveries with the stack (default). Without, call
-    /// [`Stack::start_deliveries`]: records written before then are before
-    /// the streams' activation.
-    pub start_deliveries: bool,
-    /// For the external backend: where the cluster and S3 are; default from
-    /// the environment.
-    pub external: Option<ExternalSettings>,
-    /// Give this run's streams, topics and keys names of their own (for a
-    /// shared cluster and bucket); see [`RunScope`].
-    pub scope: Option<RunScope>,
-}
-
-impl StackOptions {
-    /// A stack for these specs with the defaults: 3 partitions per topic, a
-    /// manual clock starting now, the local backend, a temporary work
-    /// directory, topics auto-created.
-    pub fn new<P: Into<PathBuf>>(specs: impl IntoIterator<Item = P>) -> Self {
-        Self {
-            specs: specs.into_iter().map(Into::into).collect(),
-            partitions: DEFAULT_PARTITIONS,
-            topics: BTreeMap::new(),
-            clock: ClockMode::Manual { start_ms: chrono::Utc::now().timestamp_millis() },
-            backend: BackendKind::Local,
-            work_dir: None,
-            seed: None,
-            auto_create_topics: true,
-            fault_seed: None,
-            active_partition_limit: DEFAULT_ACTIVE_PARTITION_LIMIT,
-            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
-            functions: FunctionsConfig::default(),
-            glue_dir: PathBuf::from(crate::convert::DEFAULT_GLUE_DIR),
-            start_deliveries: true,
-            external: None,
-            scope: None,
-        }
-    }
-
-    pub fn partitions(mut self, partitions: i32) -> Self {
-        self.partitions = partitions;
-        self
-    }
-
-    /// Where the specs' Lambda functions run.
-    pub fn functions(mut self, functions: FunctionsConfig) -> Self {
-        self.functions = functions;
-        self
-    }
-
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
-        self
-    }
-
-    /// A manual clock starting at `start`.
-    pub fn manual_clock(mut self, start: chrono::DateTime<chrono::Utc>) -> Self {
-        self.clock = ClockMode::Manual { start_ms: start.timestamp_millis() };
-        self
-    }
-
-    pub fn faults(mut self, seed: u64) -> Self {
-        self.fault_seed = Some(seed);
-        self
-    }
-
-    pub fn defer_deliveries(mut self) -> Self {
-        self.start_deliveries = false;
-        self
-    }
-
-    /// Runs in a scope of its own (see [`RunScope`]).
-    pub fn scoped(mut self, scope: RunScope) -> Self {
-        self.scope = Some(scope);
-        self
+impl std::fmt::Display for StreamLifecycle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StreamLifecycle::Creating => "CREATING",
+            StreamLifecycle::Active => "ACTIVE",
+            StreamLifecycle::Deleting => "DELETING",
+        })
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StackError {
-    #[error(transparent)]
-    Spec(#[from] SpecError),
-    #[error("{0}")]
-    Options(String),
-    #[error(transparent)]
-    Backend(#[from] BackendError),
-    #[error(transparent)]
-    Harness(#[from] HarnessError),
-    #[error(transparent)]
-    Delivery(Box<DeliveryError>),
-    #[error(transparent)]
-    Producer(Box<ProducerError>),
-    #[error(transparent)]
-    Landing(#[from] LandingError),
-    #[error("cannot prepare the work directory {}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("the clock is {mode}, not manual: it cannot be advanced. Start the stack with --clock manual, or use `streamlab flush` to deliver every buffer now")]
-    ClockNotManual { mode: &'static str },
-    #[error("no stream named {name:?} in this stack; its streams are {}", known.join(", "))]
-    UnknownStream { name: String, known: Vec<String> },
-    #[error("not settled within {timeout:?}: {detail}")]
-    SettleTimeout { timeout: Duration, detail: String },
-    #[error("the delivery of stream {0:?} stopped (see the log above); restart the stack")]
-    DeliveryStopped(String),
+/// One stream of the stack.
+struct Stream {
+    plan: Plan,
+    lifecycle: StreamLifecycle,
+    delivery: Option<Arc<DeliveryHandle>>,
 }
 
-impl From<DeliveryError> for StackError {
-    fn from(e: DeliveryError) -> Self {
-        StackError::Delivery(Box::new(e))
-    }
-}
+/// The stack's streams, in the order they were added. Held briefly, never
+/// across an await: callers take what they need and let go.
+#[derive(Default)]
+struct Streams(Mutex<Vec<Stream>>);
 
-impl From<ProducerError> for StackError {
-    fn from(e: ProducerError) -> Self {
-        StackError::Producer(Box::new(e))
+impl Streams {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Stream>> {
+        self.0.lock().expect("streams lock")
     }
-}
 
-/// Loads every spec named, expanding directories to their `*.json` files,
-/// and refuses two specs with one stream name.
-pub fn load_specs(paths: &[PathBuf]) -> Result<Vec<(PathBuf, StreamSpec)>, StackError> {
-    if paths.is_empty() {
-        return Err(StackError::Options(
-            "no stream spec given; pass --spec FILE_OR_DIR (a CreateDeliveryStream JSON file, or a directory of them)"
-                .into(),
-        ));
+    fn specs(&self) -> Vec<StreamSpec> {
+        self.lock().iter().map(|s| s.plan.spec().clone()).collect()
     }
-    let mut files = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
-                .map_err(|source| StackError::Io { path: path.clone(), source })?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "json"))
-                .collect();
-            found.sort();
-            if found.is_empty() {
-                return Err(StackError::Options(format!(
-                    "--spec {}: the directory holds no *.json stream specs",
-                    path.display()
-                )));
-            }
-            files.extend(found);
-        } else {
-            files.push(path.clone());
-        }
+
+    fn topics(&self) -> BTreeSet<String> {
+        self.lock().iter().map(|s| s.plan.spec().topic.clone()).collect()
     }
-    let mut out: Vec<(PathBuf, StreamSpec)> = Vec::new();
-    for file in files {
-        let spec = spec::load(&file)?;
-        if let Some((other, _)) = out.iter().find(|(_, s)| s.name == spec.name) {
-            return Err(StackError::Options(format!(
-                "{} and {} both define stream {:?}; stream names must be unique in a stack",
-                other.display(),
-                file.display(),
-                spec.name
-            )));
-        }
-        out.push((file, spec));
+
+    /// Each stream's spec with its running delivery, if any.
+    fn running(&self) -> Vec<(StreamSpec, Option<Arc<DeliveryHandle>>)> {
+        self.lock().iter().map(|s| (s.plan.spec().clone(), s.delivery.clone())).collect()
     }
-    Ok(out)
+
+    fn delivery(&self, stream: &str) -> Option<Arc<DeliveryHandle>> {
+        self.lock().iter().find(|s| s.plan.spec().name == stream).and_then(|s| s.delivery.clone())
+    }
 }
 
 /// Where the stack keeps its files.
@@ -293,18 +137,17 @@ impl WorkDir {
 /// A running stack. Call [`Stack::shutdown`] to deliver every buffer, commit
 /// and stop; dropping it stops everything without delivering.
 pub struct Stack {
-    specs: Vec<StreamSpec>,
     options: StackOptions,
     backend: Backend,
     client: aws_sdk_s3::Client,
-    clock: SharedClock,
+    /// What every delivery of the stack shares: functions, Glue tables,
+    /// clock, seed, limits.
+    settings: Settings,
     manual: Option<Arc<ManualClock>>,
-    deliveries: RwLock<Vec<DeliveryHandle>>,
+    streams: Arc<Streams>,
     /// Topics seen on the broker that no stream reads, warned about once.
     unread_warned: Arc<Mutex<BTreeSet<String>>>,
     stop_watch: CancellationToken,
-    /// The specs' Lambda functions, shared by the deliveries.
-    functions: Arc<Functions>,
     /// Stops the topic watcher when the stack is dropped.
     _watch_guard: tokio_util::sync::DropGuard,
     work: WorkDir,
@@ -312,197 +155,61 @@ pub struct Stack {
 
 /// Tells, once per topic, about topics no stream reads.
 struct UnreadWarner {
-    read: BTreeSet<String>,
+    streams: Arc<Streams>,
     /// Topics the user asked for with `--topic`: no surprise there.
     created: BTreeSet<String>,
     warned: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl UnreadWarner {
-    fn is_unread(&self, topic: &str) -> bool {
-        !self.read.contains(topic) && !topic.starts_with("__")
+    fn unread(&self, topics: Vec<String>) -> Vec<String> {
+        let read = self.streams.topics();
+        topics.into_iter().filter(|t| !read.contains(t) && !t.starts_with("__")).collect()
     }
 
     fn check(&self, topics: &[String]) {
-        for topic in topics.iter().filter(|t| self.is_unread(t)) {
-            if self.warned.lock().expect("warned lock").insert(topic.clone()) && !self.created.contains(topic) {
+        let read = self.streams.topics();
+        for topic in self.unread(topics.to_vec()) {
+            if self.warned.lock().expect("warned lock").insert(topic.clone()) && !self.created.contains(&topic) {
                 warn!(
                     "topic {topic:?} was created by a producer's first write, and no stream spec reads it; \
                      its records will not land. Check the producer's topic name against MSKSourceConfiguration.TopicName ({})",
-                    self.read.iter().cloned().collect::<Vec<_>>().join(", ")
+                    read.iter().cloned().collect::<Vec<_>>().join(", ")
                 );
             }
         }
-    }
-}
-
-/// Per-stream figures, as `streamlab status` shows them.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct StreamStatus {
-    pub stream: String,
-    pub topic: String,
-    pub bucket: String,
-    pub version: u32,
-    pub group: String,
-    /// `DataReadFromSource.Records`.
-    pub read: u64,
-    pub bytes_read: u64,
-    pub buffered_records: u64,
-    pub buffered_bytes: u64,
-    /// `DeliveryToS3.Records`.
-    pub delivered: u64,
-    /// `DeliveryToS3.ObjectCount`.
-    pub objects: u64,
-    pub error_records: u64,
-    pub put_failures: u64,
-    /// Records in the topic not yet read (`KafkaOffsetLag`); `None` when the
-    /// broker did not answer.
-    pub lag: Option<i64>,
-    /// With a Lambda transform: its figures.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lambda: Option<LambdaStatus>,
-    /// With format conversion: `SucceedConversion.Records` and
-    /// `FailedConversion.Records`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub conversion: Option<ConversionStatus>,
-}
-
-/// Format conversion's figures, Firehose's metric names in comments.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ConversionStatus {
-    /// `SucceedConversion.Records` / `.Bytes`.
-    pub converted: u64,
-    pub converted_bytes: u64,
-    /// `FailedConversion.Records` / `.Bytes`.
-    pub failed: u64,
-    pub failed_bytes: u64,
-}
-
-/// A Lambda transform's figures, Firehose's metric names in comments.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct LambdaStatus {
-    pub function: String,
-    /// `SucceedProcessing.Records`.
-    pub ok: u64,
-    /// `SucceedProcessing.Bytes`: what the function returned for them.
-    pub ok_bytes: u64,
-    pub dropped: u64,
-    /// Records sent to `processing-failed`.
-    pub failed: u64,
-    /// Records waiting for an invocation.
-    pub waiting: u64,
-    pub invocations: u64,
-    /// `ExecuteProcessing.Success`.
-    pub success_ratio: f64,
-    /// `ExecuteProcessing.Duration` of the last invocation.
-    pub last_duration_ms: u64,
-    pub last_error: Option<String>,
-}
-
-/// A topic on the broker that no stream reads.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct UnreadTopic {
-    pub topic: String,
-    pub records: i64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ClockStatus {
-    pub mode: String,
-    pub now_ms: i64,
-    pub now: String,
-}
-
-/// The stack's state at a glance.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Status {
-    pub clock: ClockStatus,
-    /// Whether uuids and random strings in keys are seeded (reproducible).
-    pub seeded: bool,
-    pub streams: Vec<StreamStatus>,
-    pub unread_topics: Vec<UnreadTopic>,
-}
-
-impl Status {
-    /// The table `streamlab status` prints.
-    pub fn render(&self) -> String {
-        let mut out = format!("clock {} at {}\n", self.clock.mode, self.clock.now);
-        let width = self.streams.iter().map(|s| s.stream.len()).max().unwrap_or(6).max(6);
-        out += &format!(
-            "{:<width$}  {:>7}  {:>9}  {:>9}  {:>7}  {:>6}  {:>5}  topic -> bucket\n",
-            "stream", "read", "buffered", "delivered", "objects", "errors", "lag"
-        );
-        for s in &self.streams {
-            out += &format!(
-                "{:<width$}  {:>7}  {:>9}  {:>9}  {:>7}  {:>6}  {:>5}  {} -> s3://{}/ (version {})\n",
-                s.stream,
-                s.read,
-                s.buffered_records,
-                s.delivered,
-                s.objects,
-                s.error_records,
-                s.lag.map_or_else(|| "?".into(), |l| l.to_string()),
-                s.topic,
-                s.bucket,
-                s.version
-            );
-            if let Some(c) = &s.conversion {
-                out += &format!(
-                    "{:<width$}  Parquet: {} records converted ({} bytes), {} failed conversion (under format-conversion-failed)\n",
-                    "", c.converted, c.converted_bytes, c.failed
-                );
-            }
-            if let Some(l) = &s.lambda {
-                let invocations = match l.invocations {
-                    0 => "no invocation yet".to_owned(),
-                    n => format!(
-                        "{n} invocations, {:.0}% succeeded, the last took {} ms",
-                        l.success_ratio * 100.0,
-                        l.last_duration_ms
-                    ),
-                };
-                out += &format!(
-                    "{:<width$}  Lambda {}: {} Ok, {} dropped, {} failed, {} waiting; {invocations}\n",
-                    "", l.function, l.ok, l.dropped, l.failed, l.waiting,
-                );
-                if let Some(e) = &l.last_error {
-                    out += &format!("{:<width$}  last failed invocation: {e}\n", "");
-                }
-            }
-        }
-        for t in &self.unread_topics {
-            out += &format!(
-                "warning: topic {:?} holds {} records and no stream reads it; check the producer's topic name\n",
-                t.topic, t.records
-            );
-        }
-        out
     }
 }
 
 impl Stack {
     /// Starts the broker and S3, creates the topics and buckets, and (unless
     /// deferred) starts one delivery per spec. Returns once a producer can
-    /// write and every delivery owns its partitions.
+    /// write and every delivery owns its partitions. Specs and options are
+    /// checked before anything starts.
     pub async fn start(options: StackOptions) -> Result<Stack, StackError> {
-        let specs: Vec<StreamSpec> = load_specs(&options.specs)?.into_iter().map(|(_, s)| s).collect();
-        for spec in &specs {
-            options.functions.check(spec).map_err(|e| StackError::Delivery(Box::new(e.into())))?;
-            crate::delivery::load_conversion(spec, &options.glue_dir)?;
-        }
-        if !(1..=10_000).contains(&options.partitions) {
-            return Err(StackError::Options(format!(
-                "--partitions must be between 1 and 10000; got {}",
-                options.partitions
-            )));
-        }
-        for (topic, n) in &options.topics {
-            if !(1..=10_000).contains(n) {
-                return Err(StackError::Options(format!(
-                    "--topic {topic}={n}: partitions must be between 1 and 10000"
-                )));
-            }
-        }
+        options.validate()?;
+        let specs: Vec<StreamSpec> = match options.specs.is_empty() {
+            true => Vec::new(),
+            false => load_specs(&options.specs)?.into_iter().map(|(_, s)| s).collect(),
+        };
+        let specs = match &options.scope {
+            Some(scope) => specs.into_iter().map(|spec| scope.apply(spec)).collect::<Result<_, _>>()?,
+            None => specs,
+        };
+        let (clock, manual) = options.clock.start();
+        let settings = Settings {
+            functions: Arc::new(Functions::new(options.functions.clone())),
+            glue_dir: options.glue_dir.clone(),
+            clock,
+            seed: options.seed,
+            limits: EngineLimits {
+                active_partition_limit: options.active_partition_limit,
+                max_buffered_bytes: options.max_buffered_bytes,
+                ..EngineLimits::default()
+            },
+        };
+        let plans = specs.into_iter().map(|spec| Plan::prepare(spec, &settings)).collect::<Result<Vec<_>, _>>()?;
+
         let work = match &options.work_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir).map_err(|source| StackError::Io { path: dir.clone(), source })?;
@@ -523,46 +230,23 @@ impl Stack {
             external: options.external.clone(),
         })
         .await?;
-        let specs = match &options.scope {
-            Some(scope) => specs.into_iter().map(|spec| scope.apply(spec)).collect(),
-            None => specs,
-        };
-
-        let mut topics: BTreeMap<String, i32> = specs.iter().map(|s| (s.topic.clone(), options.partitions)).collect();
-        topics.extend(options.topics.clone());
-        let creates = topics.iter().map(|(topic, n)| harness::create_topic(&backend.kafka, topic, *n));
+        let creates = options.topics.iter().map(|(topic, n)| admin::create_topic(&backend.kafka, topic, *n));
         futures::future::try_join_all(creates).await?;
         let client = sink::client(&backend.s3).await;
-        // Someone else's buckets are theirs to create; delivery names a
-        // missing one.
-        if backend.kind != BackendKind::External {
-            let buckets: BTreeSet<&str> = specs.iter().map(|s| s.bucket.as_str()).collect();
-            futures::future::try_join_all(buckets.iter().map(|b| harness::create_bucket(&client, b))).await?;
-        }
-
-        let (clock, manual): (SharedClock, _) = match options.clock {
-            ClockMode::Manual { start_ms } => {
-                let manual = Arc::new(ManualClock::new(crate::clock::millis_to_datetime(start_ms)));
-                (manual.clone(), Some(manual))
-            }
-            ClockMode::Scaled { speedup } => (Arc::new(ScaledClock::new(speedup)), None),
-            ClockMode::System => (Arc::new(SystemClock), None),
-        };
         let stop_watch = CancellationToken::new();
         let stack = Stack {
-            functions: Arc::new(Functions::new(options.functions.clone())),
-            specs,
             options,
             backend,
             client,
-            clock,
+            settings,
             manual,
-            deliveries: RwLock::new(Vec::new()),
+            streams: Arc::default(),
             unread_warned: Arc::default(),
             stop_watch: stop_watch.clone(),
             _watch_guard: stop_watch.drop_guard(),
             work,
         };
+        stack.register(plans).await?;
         if stack.options.start_deliveries {
             stack.start_deliveries().await?;
         }
@@ -574,31 +258,138 @@ impl Stack {
         Ok(stack)
     }
 
-    /// Starts one delivery per spec (when the stack was started with
-    /// [`StackOptions::defer_deliveries`]). The streams become active now.
-    pub async fn start_deliveries(&self) -> Result<(), StackError> {
-        let mut deliveries = self.deliveries.write().await;
-        if !deliveries.is_empty() {
-            return Ok(());
+    /// Adds a stream to the running stack, as `CreateDeliveryStream` does:
+    /// its topic and bucket are created if missing, then its delivery starts
+    /// (CREATING, then ACTIVE once it owns its partitions). The other streams
+    /// are not touched. The spec is scoped like the stack's own.
+    pub async fn add_stream(&self, spec: StreamSpec) -> Result<(), StackError> {
+        let spec = match &self.options.scope {
+            Some(scope) => scope.apply(spec)?,
+            None => spec,
+        };
+        let name = spec.name.clone();
+        self.register(vec![Plan::prepare(spec, &self.settings)?]).await?;
+        if let Err(e) = self.activate(&[name.clone()]).await {
+            self.streams.lock().retain(|s| s.plan.spec().name != name);
+            return Err(e);
         }
-        let connects = self.specs.iter().map(|spec| {
-            let sink = S3Sink::new(self.client.clone(), &spec.bucket, self.backend.s3.endpoint.as_deref());
-            let options = DeliveryOptions {
-                seed: self.options.seed,
-                active_partition_limit: self.options.active_partition_limit,
-                max_buffered_bytes: self.options.max_buffered_bytes,
-                functions: self.functions.clone(),
-                glue_dir: self.options.glue_dir.clone(),
-                ..DeliveryOptions::new(
-                    SourceSettings::new(self.backend.kafka.clone(), Membership::Assigned),
-                    StateStore::Topic(TopicStateStore::new(self.backend.kafka.clone())),
-                )
+        Ok(())
+    }
+
+    /// Removes a stream from the running stack: it turns DELETING, its
+    /// delivery delivers every buffer it holds and commits, then it is gone.
+    /// Its topic, its bucket and what landed stay, as on AWS. Returns its
+    /// final statistics.
+    pub async fn remove_stream(&self, name: &str) -> Result<Arc<DeliveryStats>, StackError> {
+        let delivery = {
+            let mut streams = self.streams.lock();
+            let known: Vec<String> = streams.iter().map(|s| s.plan.spec().name.clone()).collect();
+            let stream = streams
+                .iter_mut()
+                .find(|s| s.plan.spec().name == name)
+                .ok_or_else(|| StackError::UnknownStream { name: name.to_owned(), known })?;
+            if stream.lifecycle != StreamLifecycle::Active {
+                return Err(StackError::StreamBusy { name: name.to_owned(), state: stream.lifecycle });
+            }
+            stream.lifecycle = StreamLifecycle::Deleting;
+            stream.delivery.take()
+        };
+        let stats = match delivery {
+            Some(delivery) => delivery.stop().await,
+            None => Ok(Arc::default()),
+        };
+        self.streams.lock().retain(|s| s.plan.spec().name != name);
+        info!(stream = name, "stream removed");
+        Ok(stats?)
+    }
+
+    /// Where `stream` is in its life.
+    pub fn stream_state(&self, stream: &str) -> Result<StreamLifecycle, StackError> {
+        let streams = self.streams.lock();
+        streams.iter().find(|s| s.plan.spec().name == stream).map(|s| s.lifecycle).ok_or_else(|| {
+            StackError::UnknownStream {
+                name: stream.to_owned(),
+                known: streams.iter().map(|s| s.plan.spec().name.clone()).collect(),
+            }
+        })
+    }
+
+    /// Records the streams as CREATING, then creates their topics and
+    /// buckets. Refuses a name the stack already has.
+    async fn register(&self, plans: Vec<Plan>) -> Result<(), StackError> {
+        let names: Vec<String> = plans.iter().map(|p| p.spec().name.clone()).collect();
+        let specs: Vec<StreamSpec> = plans.iter().map(|p| p.spec().clone()).collect();
+        {
+            let mut streams = self.streams.lock();
+            for (i, name) in names.iter().enumerate() {
+                if streams.iter().any(|s| s.plan.spec().name == *name) || names[..i].contains(name) {
+                    return Err(StackError::StreamExists { name: name.clone() });
+                }
+            }
+            streams.extend(plans.into_iter().map(|plan| Stream {
+                plan,
+                lifecycle: StreamLifecycle::Creating,
+                delivery: None,
+            }));
+        }
+        let created = self.create_resources(&specs).await;
+        if created.is_err() {
+            self.streams.lock().retain(|s| !names.contains(&s.plan.spec().name));
+        }
+        created
+    }
+
+    async fn create_resources(&self, specs: &[StreamSpec]) -> Result<(), StackError> {
+        let topics: BTreeSet<&str> = specs.iter().map(|s| s.topic.as_str()).collect();
+        let kafka = &self.backend.kafka;
+        let creates = topics.iter().map(|topic| admin::create_topic(kafka, topic, self.options.partitions_of(topic)));
+        futures::future::try_join_all(creates).await?;
+        // Someone else's buckets are theirs to create; delivery names a
+        // missing one.
+        if self.backend.kind != BackendKind::External {
+            let buckets: BTreeSet<&str> = specs.iter().map(|s| s.bucket.as_str()).collect();
+            futures::future::try_join_all(buckets.iter().map(|b| harness::create_bucket(&self.client, b))).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts one delivery per stream still CREATING (when the stack was
+    /// started with [`StackOptions::defer_deliveries`]). The streams become
+    /// active now.
+    pub async fn start_deliveries(&self) -> Result<(), StackError> {
+        let waiting: Vec<String> = self
+            .streams
+            .lock()
+            .iter()
+            .filter(|s| s.lifecycle == StreamLifecycle::Creating && s.delivery.is_none())
+            .map(|s| s.plan.spec().name.clone())
+            .collect();
+        self.activate(&waiting).await
+    }
+
+    /// Connects the deliveries of `names` (at once) and marks them ACTIVE.
+    async fn activate(&self, names: &[String]) -> Result<(), StackError> {
+        let plans: Vec<Plan> = {
+            let streams = self.streams.lock();
+            streams.iter().filter(|s| names.contains(&s.plan.spec().name)).map(|s| s.plan.clone()).collect()
+        };
+        let connects = plans.into_iter().map(|plan| {
+            let sink = S3Sink::new(self.client.clone(), &plan.spec().bucket, self.backend.s3.endpoint.as_deref());
+            let endpoints = Endpoints {
+                source: SourceSettings::new(self.backend.kafka.clone(), Membership::Assigned),
+                state: StateStore::Topic(TopicStateStore::new(self.backend.kafka.clone())),
+                sink,
             };
-            Delivery::connect(spec.clone(), options, sink, self.clock.clone())
+            Delivery::connect(plan, endpoints)
         });
         for delivery in futures::future::try_join_all(connects).await? {
             info!(stream = %delivery.state().stream, version = delivery.state().version, "delivery started");
-            deliveries.push(delivery.spawn());
+            let handle = Arc::new(delivery.spawn());
+            let mut streams = self.streams.lock();
+            if let Some(stream) = streams.iter_mut().find(|s| s.plan.spec().name == handle.stream) {
+                stream.delivery = Some(handle);
+                stream.lifecycle = StreamLifecycle::Active;
+            }
         }
         Ok(())
     }
@@ -616,7 +407,7 @@ impl Stack {
                     _ = tick.tick() => {}
                 }
                 let kafka = kafka.clone();
-                let check = move || harness::list_topics_within(&kafka, Duration::from_millis(500));
+                let check = move || admin::list_topics_within(&kafka, Duration::from_millis(500));
                 if let Ok(Ok(topics)) = tokio::task::spawn_blocking(check).await {
                     warner.check(&topics);
                 }
@@ -626,7 +417,7 @@ impl Stack {
 
     fn unread_warner(&self) -> UnreadWarner {
         UnreadWarner {
-            read: self.specs.iter().map(|s| s.topic.clone()).collect(),
+            streams: self.streams.clone(),
             created: self.options.topics.keys().cloned().collect(),
             warned: self.unread_warned.clone(),
         }
@@ -640,34 +431,6 @@ impl Stack {
     /// bucket.
     pub fn key_scope(&self) -> &str {
         self.options.scope.as_ref().map_or("", |s| s.key_prefix())
-    }
-
-    /// The objects `spec` has written, read through the S3 API, with keys
-    /// relative to the run's scope (as the unscoped spec would write them).
-    pub async fn objects(&self, spec: &StreamSpec) -> Result<Vec<harness::StoredObject>, StackError> {
-        let scope = self.key_scope();
-        let mut objects = harness::read_under(&self.client, &spec.bucket, scope).await?;
-        for object in &mut objects {
-            object.key = object.key[scope.len()..].to_owned();
-        }
-        Ok(objects)
-    }
-
-    /// Removes what a scoped run left on a shared cluster and bucket: its
-    /// topics and its objects. (Its consumer groups expire with the
-    /// cluster's offset retention; its stream-state records stay in
-    /// `__streamlab_stream_state`.) Nothing to do without a scope.
-    pub async fn clean_up(&self) -> Result<(), StackError> {
-        if self.options.scope.is_none() {
-            return Ok(());
-        }
-        let topics: Vec<&str> = self.specs.iter().map(|s| s.topic.as_str()).collect();
-        harness::delete_topics(&self.backend.kafka, &topics).await?;
-        let buckets: BTreeSet<&str> = self.specs.iter().map(|s| s.bucket.as_str()).collect();
-        for bucket in buckets {
-            harness::delete_under(&self.client, bucket, self.key_scope()).await?;
-        }
-        Ok(())
     }
 
     /// How to reach the stack's broker, for clients made with streamlab's API.
@@ -689,23 +452,21 @@ impl Stack {
         self.backend.s3.endpoint.as_deref()
     }
 
-    pub fn specs(&self) -> &[StreamSpec] {
-        &self.specs
+    /// The streams' specs, in the order they were added.
+    pub fn specs(&self) -> Vec<StreamSpec> {
+        self.streams.specs()
     }
 
-    pub fn spec(&self, stream: &str) -> Result<&StreamSpec, StackError> {
-        self.specs.iter().find(|s| s.name == stream).ok_or_else(|| self.unknown(stream))
+    pub fn spec(&self, stream: &str) -> Result<StreamSpec, StackError> {
+        self.specs().into_iter().find(|s| s.name == stream).ok_or_else(|| self.unknown(stream))
     }
 
     fn unknown(&self, stream: &str) -> StackError {
-        StackError::UnknownStream {
-            name: stream.to_owned(),
-            known: self.specs.iter().map(|s| s.name.clone()).collect(),
-        }
+        StackError::UnknownStream { name: stream.to_owned(), known: self.specs().into_iter().map(|s| s.name).collect() }
     }
 
     pub fn clock(&self) -> SharedClock {
-        self.clock.clone()
+        self.settings.clock.clone()
     }
 
     pub fn clock_mode(&self) -> ClockMode {
@@ -742,21 +503,25 @@ impl Stack {
         env
     }
 
+    fn manual_clock(&self) -> Result<&ManualClock, StackError> {
+        self.manual.as_deref().ok_or(StackError::ClockNotManual { mode: self.options.clock.name() })
+    }
+
     /// Moves the manual clock forward, then lets every delivery deliver the
     /// buffers whose interval passed; returns the new time once they landed.
     pub async fn advance(&self, by: Duration) -> Result<i64, StackError> {
-        let manual = self.manual.as_ref().ok_or(StackError::ClockNotManual { mode: self.options.clock.name() })?;
-        manual.advance(by);
-        for delivery in self.deliveries.read().await.iter() {
-            delivery.tick().await;
+        self.manual_clock()?.advance(by);
+        for (_, delivery) in self.streams.running() {
+            if let Some(delivery) = delivery {
+                delivery.tick().await;
+            }
         }
-        Ok(self.clock.now_millis())
+        Ok(self.settings.clock.now_millis())
     }
 
     /// Sets the manual clock (forward or back), e.g. before deliveries start.
     pub fn set_clock(&self, to: chrono::DateTime<chrono::Utc>) -> Result<(), StackError> {
-        let manual = self.manual.as_ref().ok_or(StackError::ClockNotManual { mode: self.options.clock.name() })?;
-        manual.set(to);
+        self.manual_clock()?.set(to);
         Ok(())
     }
 
@@ -766,8 +531,8 @@ impl Stack {
         if let Some(name) = stream {
             self.spec(name)?;
         }
-        for delivery in self.deliveries.read().await.iter() {
-            if stream.is_none_or(|s| s == delivery.stream) {
+        for (spec, delivery) in self.streams.running() {
+            if let (true, Some(delivery)) = (stream.is_none_or(|s| s == spec.name), delivery) {
                 delivery.flush().await;
             }
         }
@@ -779,25 +544,24 @@ impl Stack {
     /// object is still being written.
     pub async fn settle(&self, timeout: Duration) -> Result<(), StackError> {
         let started = Instant::now();
-        let topics: BTreeSet<String> = self.specs.iter().map(|s| s.topic.clone()).collect();
         let mut ends: BTreeMap<String, BTreeMap<i32, i64>> = BTreeMap::new();
-        for topic in topics {
+        for topic in self.streams.topics() {
             let (b, t) = (self.backend.kafka.clone(), topic.clone());
-            let offsets = tokio::task::spawn_blocking(move || harness::end_offsets(&b, &t))
+            let offsets = tokio::task::spawn_blocking(move || admin::end_offsets(&b, &t))
                 .await
                 .expect("end offsets do not panic")?;
             ends.insert(topic, offsets);
         }
         loop {
             let mut behind = Vec::new();
-            for delivery in self.deliveries.read().await.iter() {
+            for (spec, delivery) in self.streams.running() {
+                let Some(delivery) = delivery else { continue };
                 if delivery.is_finished() {
                     return Err(StackError::DeliveryStopped(delivery.stream.clone()));
                 }
-                let spec = self.spec(&delivery.stream)?;
                 let stats = delivery.stats();
                 let positions = stats.positions();
-                for (partition, end) in &ends[&spec.topic] {
+                for (partition, end) in ends.get(&spec.topic).into_iter().flatten() {
                     let at = positions.get(partition).copied().unwrap_or(0);
                     if at < *end {
                         behind.push(format!(
@@ -823,134 +587,41 @@ impl Stack {
 
     /// Figures per stream, topics no stream reads, and the clock.
     pub async fn status(&self) -> Status {
-        let deliveries = self.deliveries.read().await;
         let mut streams = Vec::new();
-        for spec in &self.specs {
-            let delivery = deliveries.iter().find(|d| d.stream == spec.name);
-            let stats = delivery.map(|d| d.stats()).unwrap_or_default();
+        let lifecycles: Vec<StreamLifecycle> = self.streams.lock().iter().map(|s| s.lifecycle).collect();
+        for ((spec, delivery), state) in self.streams.running().into_iter().zip(lifecycles) {
+            let stats = delivery.as_ref().map(|d| d.stats()).unwrap_or_default();
             let (b, t) = (self.backend.kafka.clone(), spec.topic.clone());
             let positions = stats.positions();
             let lag =
-                tokio::task::spawn_blocking(move || harness::end_offsets(&b, &t)).await.ok().and_then(Result::ok).map(
+                tokio::task::spawn_blocking(move || admin::end_offsets(&b, &t)).await.ok().and_then(Result::ok).map(
                     |ends| ends.iter().map(|(p, end)| (end - positions.get(p).copied().unwrap_or(0)).max(0)).sum(),
                 );
-            let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-            streams.push(StreamStatus {
-                stream: spec.name.clone(),
-                topic: spec.topic.clone(),
-                bucket: spec.bucket.clone(),
-                version: delivery.map_or(0, |d| d.state.version),
-                group: delivery.map_or_else(String::new, |d| d.state.group.clone()),
-                read: stats.read(),
-                bytes_read: load(&stats.bytes_read),
-                buffered_records: load(&stats.buffered_records),
-                buffered_bytes: stats.buffered_bytes().values().sum(),
-                delivered: stats.delivered(),
-                objects: load(&stats.objects),
-                error_records: load(&stats.error_records),
-                put_failures: load(&stats.put_failures),
-                lag,
-                conversion: spec.conversion.as_ref().map(|_| ConversionStatus {
-                    converted: load(&stats.converted_records),
-                    converted_bytes: load(&stats.converted_bytes),
-                    failed: load(&stats.conversion_failed_records),
-                    failed_bytes: load(&stats.conversion_failed_bytes),
-                }),
-                lambda: spec.lambda.as_ref().map(|l| LambdaStatus {
-                    function: l.arn.clone(),
-                    ok: load(&stats.lambda.ok),
-                    ok_bytes: load(&stats.lambda.ok_bytes),
-                    dropped: load(&stats.lambda.dropped),
-                    failed: load(&stats.lambda.failed),
-                    waiting: load(&stats.lambda.buffered),
-                    invocations: load(&stats.lambda.invocations),
-                    success_ratio: stats.lambda.success_ratio(),
-                    last_duration_ms: load(&stats.lambda.last_duration_ms),
-                    last_error: stats.lambda.last_error(),
-                }),
-            });
+            streams.push(StreamStatus::of(&spec, state, delivery.as_deref(), &stats, lag));
         }
         let b = self.backend.kafka.clone();
         let warner = self.unread_warner();
         let unread_topics = tokio::task::spawn_blocking(move || -> Vec<UnreadTopic> {
-            let Ok(topics) = harness::list_topics(&b) else { return Vec::new() };
+            let Ok(topics) = admin::list_topics(&b) else { return Vec::new() };
             warner.check(&topics);
-            topics
+            warner
+                .unread(topics)
                 .into_iter()
-                .filter(|t| warner.is_unread(t))
                 .map(|topic| {
-                    let records = harness::topic_records(&b, &topic).unwrap_or(0);
+                    let records = admin::topic_records(&b, &topic).unwrap_or(0);
                     UnreadTopic { topic, records }
                 })
                 .collect()
         })
         .await
         .unwrap_or_default();
-        let now_ms = self.clock.now_millis();
+        let now_ms = self.settings.clock.now_millis();
         Status {
-            clock: ClockStatus { mode: self.options.clock.name().into(), now_ms, now: rfc3339_millis(now_ms) },
+            clock: ClockStatus::of(self.options.clock.name(), now_ms),
             seeded: self.options.seed.is_some(),
             streams,
             unread_topics,
         }
-    }
-
-    /// What landed for `stream` (or every stream), read back through S3.
-    pub async fn landing(&self, stream: Option<&str>) -> Result<Landing, StackError> {
-        let specs: Vec<StreamSpec> = match stream {
-            Some(name) => vec![self.spec(name)?.clone()],
-            None => self.specs.clone(),
-        };
-        let mut landing = landing::read(&self.client, &specs, self.key_scope()).await?;
-        for (stream, spec) in landing.streams.iter_mut().zip(&specs) {
-            if spec.lambda.is_some() {
-                stream.transform = self.stats(&spec.name).await.ok().map(|s| landing::TransformCounts::of(&s));
-            }
-        }
-        Ok(landing)
-    }
-
-    /// Evaluates expectations against what landed and what the topics hold.
-    pub async fn check(
-        &self,
-        expectations: &[crate::checks::expect::Expectation],
-    ) -> Result<Vec<crate::checks::expect::Outcome>, StackError> {
-        use crate::checks::expect::{self, StreamEvidence};
-        let (raw, strangers) = landing::read_raw(&self.client, &self.specs, self.key_scope()).await?;
-        let mut sources = Vec::new();
-        for spec in &self.specs {
-            let start = {
-                let deliveries = self.deliveries.read().await;
-                let delivery = deliveries.iter().find(|d| d.stream == spec.name);
-                delivery.map(|d| d.state.start_offsets.clone()).unwrap_or_default()
-            };
-            let (b, t) = (self.backend.kafka.clone(), spec.topic.clone());
-            let values = tokio::task::spawn_blocking(move || {
-                let ends = harness::end_offsets(&b, &t)?;
-                harness::read_range(&b, &t, &start, &ends, Duration::from_secs(60))
-            })
-            .await
-            .expect("reading the topic does not panic")?;
-            sources.push(values);
-        }
-        let mut dropped = Vec::new();
-        for spec in &self.specs {
-            let stats = self.stats(&spec.name).await.ok();
-            dropped.push(
-                spec.lambda
-                    .as_ref()
-                    .map(|_| stats.map_or(0, |s| s.lambda.dropped.load(std::sync::atomic::Ordering::Relaxed))),
-            );
-        }
-        let evidence: Vec<StreamEvidence<'_>> = self
-            .specs
-            .iter()
-            .zip(sources)
-            .zip(&raw)
-            .zip(dropped)
-            .map(|(((spec, source), (_, objects)), dropped)| StreamEvidence { spec, source, objects, dropped })
-            .collect();
-        Ok(expect::evaluate(expectations, &evidence, &strangers))
     }
 
     /// Publishes events to `topic` with streamlab's producer, record
@@ -974,7 +645,7 @@ impl Stack {
             topic,
             None,
             events.into_iter(),
-            self.clock.clone(),
+            self.settings.clock.clone(),
             timestamps,
             stats.clone(),
             CancellationToken::new(),
@@ -983,32 +654,31 @@ impl Stack {
         Ok(stats.acked())
     }
 
-    /// The running deliveries' statistics, by stream.
-    pub async fn stats(&self, stream: &str) -> Result<Arc<crate::delivery::DeliveryStats>, StackError> {
-        let deliveries = self.deliveries.read().await;
-        deliveries.iter().find(|d| d.stream == stream).map(|d| d.stats()).ok_or_else(|| self.unknown(stream))
+    /// The running delivery's statistics of `stream`.
+    pub async fn stats(&self, stream: &str) -> Result<Arc<DeliveryStats>, StackError> {
+        self.streams.delivery(stream).map(|d| d.stats()).ok_or_else(|| self.unknown(stream))
     }
 
     /// Delivers every buffer, commits and stops the deliveries; returns each
     /// stream's final statistics. The broker and S3 keep answering (to read
     /// the landing) until the stack is dropped.
-    pub async fn shutdown(&self) -> Result<BTreeMap<String, Arc<crate::delivery::DeliveryStats>>, StackError> {
+    pub async fn shutdown(&self) -> Result<BTreeMap<String, Arc<DeliveryStats>>, StackError> {
         self.stop_watch.cancel();
-        let deliveries = std::mem::take(&mut *self.deliveries.write().await);
+        let deliveries: Vec<Arc<DeliveryHandle>> =
+            self.streams.lock().iter_mut().filter_map(|s| s.delivery.take()).collect();
         let mut out = BTreeMap::new();
         let mut first_error = None;
         for delivery in deliveries {
-            let stream = delivery.stream.clone();
             match delivery.stop().await {
                 Ok(stats) => {
-                    out.insert(stream, stats);
+                    out.insert(delivery.stream.clone(), stats);
                 }
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
             }
         }
-        self.functions.stop().await;
+        self.settings.functions.stop().await;
         match first_error {
             Some(e) => Err(e.into()),
             None => Ok(out),

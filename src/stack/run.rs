@@ -16,6 +16,7 @@ use crate::checks::snapshot::{Comparison, Snapshot, SnapshotError};
 use crate::landing::{Landing, Masks};
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RunError {
     #[error(transparent)]
     Stack(Box<StackError>),
@@ -29,6 +30,8 @@ pub enum RunError {
         "cannot run `{command}`: {source}. Is it installed and on PATH? (the command runs in the current directory)"
     )]
     Spawn { command: String, source: std::io::Error },
+    #[error("no command to run against the stack; give one, e.g. `streamlab run --spec FILE -- node producer.js`")]
+    NoCommand,
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
     #[error("cannot write {}: {source}", path.display())]
@@ -178,7 +181,7 @@ pub async fn run(
     checks: &RunChecks,
     shutdown: &CancellationToken,
 ) -> Result<RunReport, RunError> {
-    let (program, args) = command.split_first().expect("clap requires a command");
+    let (program, args) = command.split_first().ok_or(RunError::NoCommand)?;
     let mut child = spawn(program, args, &up.env)?;
     let (command_status, interrupted) = wait(&mut child, shutdown).await;
     let stack = &up.stack;
@@ -231,7 +234,7 @@ async fn snapshot(
         Err(e) => return Err(e.into()),
     };
     let masks = default_masks(checks.masks.as_ref(), recorded.as_ref().map(|s| &s.masks), stack.options.seed.is_some());
-    let current = Snapshot::new(masks.clone(), landing.masked(stack.specs(), &masks));
+    let current = Snapshot::new(masks.clone(), landing.masked(&stack.specs(), &masks));
     if checks.update_snapshot {
         current.save(path)?;
         return Ok(SnapshotOutcome::Written(path.to_owned()));

@@ -11,6 +11,13 @@
 use crate::prefix::Template;
 use crate::spec::StreamSpec;
 
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScopeError {
+    #[error("stream {stream:?} scoped to run {run:?} would be named with {length} characters; Firehose allows 64 (DeliveryStreamName): shorten the stream name or the run id")]
+    NameTooLong { stream: String, run: String, length: usize },
+}
+
 #[derive(Debug, Clone)]
 pub struct RunScope {
     run: String,
@@ -45,9 +52,14 @@ impl RunScope {
         &self.key_prefix
     }
 
-    /// The spec as this run delivers it.
-    pub fn apply(&self, mut spec: StreamSpec) -> StreamSpec {
-        spec.name = format!("{}-{}", spec.name, self.run);
+    /// The spec as this run delivers it, re-checked where the scope changed
+    /// it: the longer stream name must still fit Firehose's 64 characters.
+    pub fn apply(&self, mut spec: StreamSpec) -> Result<StreamSpec, ScopeError> {
+        let name = format!("{}-{}", spec.name, self.run);
+        if name.len() > 64 {
+            return Err(ScopeError::NameTooLong { stream: spec.name, run: self.run.clone(), length: name.len() });
+        }
+        spec.name = name;
         spec.topic = format!("{}-{}", spec.topic, self.run);
         if let Some(bucket) = &self.bucket {
             spec.bucket = bucket.clone();
@@ -57,7 +69,7 @@ impl RunScope {
         };
         spec.prefix = scoped(spec.prefix);
         spec.error_prefix = scoped(spec.error_prefix);
-        spec
+        Ok(spec)
     }
 }
 
@@ -75,7 +87,7 @@ mod tests {
     fn a_scoped_spec_renames_the_stream_and_topic_and_moves_its_keys() {
         let spec = crate::spec::load(std::path::Path::new("fixtures/streams/orders-to-s3.json")).unwrap();
         assert_eq!((spec.name.as_str(), spec.topic.as_str()), ("orders-to-s3", "shop-events"));
-        let scoped = RunScope::named("r1").in_bucket("shared").apply(spec.clone());
+        let scoped = RunScope::named("r1").in_bucket("shared").apply(spec.clone()).unwrap();
         assert_eq!(
             (scoped.name.as_str(), scoped.topic.as_str(), scoped.bucket.as_str()),
             ("orders-to-s3-r1", "shop-events-r1", "shared")

@@ -269,7 +269,7 @@ fn partition_keys(entry: &Value) -> Result<Option<BTreeMap<String, String>>, Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::delivery::buffer::Record;
+    use crate::record::Record;
 
     fn pending(id: &str, partition: i32, offset: i64, value: &[u8]) -> Pending {
         Pending {

@@ -13,6 +13,7 @@ pub mod event;
 pub mod invoke;
 pub mod runtime;
 pub mod stage;
+mod stats;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -21,11 +22,11 @@ use std::time::{Duration, Instant};
 
 use tracing::warn;
 
-use crate::delivery::buffer::Record;
-use crate::delivery::stats::DeliveryStats;
+use crate::record::Record;
 use crate::spec::{LambdaProcessor, StreamSpec};
 use event::{EventContext, Outcome};
 pub use invoke::{InvokeError, Invoker, StartError};
+pub use stats::LambdaStats;
 
 /// Firehose's maximum function timeout, and the default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -191,7 +192,7 @@ impl Transformer {
     /// Invokes the function for `batch` (in requests within 6 MB), retrying
     /// failed invocations; never fails: what cannot be processed is an
     /// outcome.
-    pub async fn process(self: Arc<Self>, batch: Vec<Pending>, stats: Arc<DeliveryStats>) -> Processed {
+    pub async fn process(self: Arc<Self>, batch: Vec<Pending>, stats: Arc<LambdaStats>) -> Processed {
         let mut outcomes = Vec::with_capacity(batch.len());
         for run in event::split(&batch) {
             outcomes.extend(self.invoke_with_retries(&batch[run], &stats).await);
@@ -199,18 +200,18 @@ impl Transformer {
         for outcome in &outcomes {
             let counter = match outcome {
                 Outcome::Ok { value, .. } => {
-                    stats.lambda.ok_bytes.fetch_add(value.len() as u64, Ordering::Relaxed);
-                    &stats.lambda.ok
+                    stats.ok_bytes.fetch_add(value.len() as u64, Ordering::Relaxed);
+                    &stats.ok
                 }
-                Outcome::Dropped => &stats.lambda.dropped,
-                Outcome::Failed { .. } => &stats.lambda.failed,
+                Outcome::Dropped => &stats.dropped,
+                Outcome::Failed { .. } => &stats.failed,
             };
             counter.fetch_add(1, Ordering::Relaxed);
         }
         Processed { batch, outcomes }
     }
 
-    async fn invoke_with_retries(&self, records: &[Pending], stats: &DeliveryStats) -> Vec<Outcome> {
+    async fn invoke_with_retries(&self, records: &[Pending], stats: &LambdaStats) -> Vec<Outcome> {
         let ids: Vec<&str> = records.iter().map(|p| p.id.as_str()).collect();
         let attempts = self.processor.retries + 1;
         let mut backoff = Duration::from_millis(500);
@@ -220,7 +221,7 @@ impl Transformer {
             let payload = event::event(&self.context, &invocation_id, records);
             let started = Instant::now();
             let result = self.invoker.invoke(payload, self.timeout).await;
-            stats.lambda.record_invocation(started.elapsed(), result.is_ok());
+            stats.record_invocation(started.elapsed(), result.is_ok());
             match result {
                 Ok(body) => {
                     let (outcomes, problems) = event::read_response(&ids, &body);
@@ -231,7 +232,7 @@ impl Transformer {
                 }
                 Err(e) => {
                     warn!(function = %self.arn, attempt, of = attempts, error = %e, "invocation failed");
-                    stats.lambda.set_last_error(format!("{e}"));
+                    stats.set_last_error(format!("{e}"));
                     last = Some(e);
                 }
             }

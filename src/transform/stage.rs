@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::Pending;
-use crate::delivery::buffer::Record;
+use crate::record::Record;
 use crate::spec::BufferHints;
 
 /// Records waiting for the function.

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use streamlab::delivery::sink::S3Sink;
 use streamlab::delivery::source::{Membership, SourceSettings};
 use streamlab::delivery::state::{StateStore, TopicStateStore};
-use streamlab::delivery::{Delivery, DeliveryHandle, DeliveryOptions, DeliveryStats};
+use streamlab::delivery::{Delivery, DeliveryHandle, DeliveryStats, Endpoints, Plan, Settings};
 use streamlab::events::Event;
 use streamlab::faults::Faults;
 use streamlab::harness::{self, StoredObject};
@@ -68,10 +68,12 @@ impl Pipeline {
         output: std::process::Stdio,
     ) -> Result<harness::DeliverProcess> {
         let endpoint = self.stack.s3_endpoint().ok_or_else(|| anyhow::anyhow!("the stack has no S3 endpoint"))?;
-        let mut args: Vec<String> =
-            ["--spec", spec, "--bootstrap", self.bootstrap(), "--s3-endpoint", endpoint, "--speedup", "600"]
-                .map(str::to_owned)
-                .to_vec();
+        let command = harness::DeliverCommand {
+            s3_endpoint: Some(endpoint.to_owned()),
+            speedup: Some(600.0),
+            ..harness::DeliverCommand::new(spec, self.bootstrap())
+        };
+        let mut args = command.args();
         args.extend(extra.iter().map(|a| (*a).to_owned()));
         Ok(harness::DeliverProcess::spawn(
             Path::new(env!("CARGO_BIN_EXE_streamlab")),
@@ -148,21 +150,20 @@ impl Pipeline {
     /// Another delivery instance of the stream, sharing the partitions
     /// through the consumer group (static member `instance_id`).
     pub async fn instance(&self, instance_id: &str, seed: u64) -> Result<DeliveryHandle> {
-        self.instance_with(seed, |o| o.source.instance_id = Some(instance_id.to_owned())).await
+        self.instance_with(seed, |_, endpoints| endpoints.source.instance_id = Some(instance_id.to_owned())).await
     }
 
-    /// A group member of the stream with options edited by `edit`.
-    pub async fn instance_with(&self, seed: u64, edit: impl FnOnce(&mut DeliveryOptions)) -> Result<DeliveryHandle> {
-        let sink = S3Sink::new(self.stack.s3_client().clone(), &self.spec.bucket, self.stack.s3_endpoint());
-        let mut options = DeliveryOptions {
-            seed: Some(seed),
-            ..DeliveryOptions::new(
-                SourceSettings::new(self.bootstrap(), Membership::Group),
-                StateStore::Topic(TopicStateStore::new(self.bootstrap())),
-            )
-        };
-        edit(&mut options);
-        Ok(Delivery::connect(self.spec.clone(), options, sink, self.stack.clock()).await?.spawn())
+    /// A group member of the stream with settings and endpoints edited by
+    /// `edit`.
+    pub async fn instance_with(
+        &self,
+        seed: u64,
+        edit: impl FnOnce(&mut Settings, &mut Endpoints),
+    ) -> Result<DeliveryHandle> {
+        let mut settings = Settings { seed: Some(seed), ..Settings::new(self.stack.clock()) };
+        let mut endpoints = endpoints(&self.stack, &self.spec, Membership::Group);
+        edit(&mut settings, &mut endpoints);
+        Ok(Delivery::connect(Plan::prepare(self.spec.clone(), &settings)?, endpoints).await?.spawn())
     }
 
     /// Publishes events with the real producer; every one must be acked.
@@ -348,7 +349,7 @@ pub fn output(command: &mut std::process::Command) -> Result<(bool, String, Stri
 /// Committed offsets of `group` on the pipeline's topic.
 pub async fn committed(pipeline: &Pipeline, group: &str) -> Result<BTreeMap<i32, Option<i64>>> {
     let (b, g, t) = (pipeline.bootstrap().to_owned(), group.to_owned(), pipeline.spec.topic.clone());
-    Ok(tokio::task::spawn_blocking(move || harness::committed_offsets(&b.into(), &g, &t)).await??)
+    Ok(tokio::task::spawn_blocking(move || streamlab::kafka::admin::committed_offsets(&b.into(), &g, &t)).await??)
 }
 
 /// Landed ids, polled until `n` distinct ids are in the bucket.
@@ -361,5 +362,15 @@ pub async fn wait_landed(pipeline: &Pipeline, n: usize, timeout: Duration) -> Re
         }
         ensure!(started.elapsed() < timeout, "{} of {n} events landed after {timeout:?}", landed.len());
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Where a delivery of `spec` on the stack's broker and S3 reads, keeps its
+/// state and writes.
+pub fn endpoints(stack: &Stack, spec: &StreamSpec, membership: Membership) -> Endpoints {
+    Endpoints {
+        source: SourceSettings::new(stack.kafka().clone(), membership),
+        state: StateStore::Topic(TopicStateStore::new(stack.kafka().clone())),
+        sink: S3Sink::new(stack.s3_client().clone(), &spec.bucket, stack.s3_endpoint()),
     }
 }

@@ -10,7 +10,14 @@ use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{Compiler, Ctx, Native, RcIter};
 use jaq_json::Val;
 
-use crate::spec::Deaggregation;
+/// `RecordDeAggregation`'s `SubRecordType`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deaggregation {
+    /// Concatenated JSON values.
+    Json,
+    /// Records separated by this (base64-decoded) delimiter.
+    Delimited(Vec<u8>),
+}
 
 /// Splits a record into the sub-records Firehose treats as records.
 pub fn deaggregate(value: &Bytes, how: Option<&Deaggregation>) -> Vec<Bytes> {

@@ -1,0 +1,136 @@
+//! The pipeline's own commands: `validate` a spec, `produce` events, and
+//! `deliver` a stream (the Firehose emulator as a process of its own).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use streamlab::delivery::sink::{self, S3Settings, S3Sink};
+use streamlab::delivery::source::{Membership, SourceSettings};
+use streamlab::delivery::state::{DirStateStore, StateStore, TopicStateStore};
+use streamlab::delivery::{Delivery, Endpoints, EngineLimits, Plan, Settings};
+use streamlab::events::GeneratorConfig;
+use streamlab::producer::{self, ProducerOptions, ProducerStats};
+use streamlab::spec;
+use streamlab::transform::Functions;
+
+use super::{shutdown_on_signals, DeliverArgs, ProduceArgs, TimestampSource};
+
+/// `streamlab validate`.
+pub fn validate(specs: &[PathBuf]) -> ExitCode {
+    let mut ok = true;
+    for path in specs {
+        match spec::load(path) {
+            Ok(s) => {
+                println!("{}: valid (stream {:?}, topic {:?}, bucket {:?})", path.display(), s.name, s.topic, s.bucket)
+            }
+            Err(e) => {
+                ok = false;
+                println!("{e}");
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// `streamlab produce`.
+pub async fn produce(args: ProduceArgs) -> Result<()> {
+    let clock = args.clock.clock();
+    let speedup = args.clock.speedup.unwrap_or(1.0);
+    let mut generator = GeneratorConfig::new(args.seed, args.start.unwrap_or_else(|| clock.now_millis()));
+    if let Some(rate) = args.rate {
+        generator = generator.paced(rate, speedup);
+    }
+    let options = ProducerOptions {
+        kafka: args.kafka.options().connect(&args.bootstrap).await?,
+        topic: args.topic,
+        rate: args.rate,
+        count: args.count,
+        generator,
+        event_timestamps: args.timestamps == TimestampSource::Event,
+    };
+    let stats = Arc::new(ProducerStats::default());
+    let shutdown = shutdown_on_signals();
+    let progress = {
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                eprintln!("produced {} (acknowledged)", stats.acked());
+            }
+        })
+    };
+    let result = producer::produce(&options, clock, stats.clone(), shutdown).await;
+    progress.abort();
+    result.with_context(|| format!("producing to topic {:?}", options.topic))?;
+    println!("produced {} events to {:?} (seed {})", stats.acked(), options.topic, options.generator.seed);
+    Ok(())
+}
+
+/// `streamlab deliver`.
+pub async fn deliver(args: DeliverArgs) -> Result<()> {
+    // Invalid configuration is rejected before anything connects.
+    let spec = spec::load(&args.spec)?;
+    let settings = Settings {
+        functions: Arc::new(Functions::new(args.lambda.config())),
+        glue_dir: args.glue_dir.clone(),
+        clock: args.clock.clock(),
+        seed: None,
+        limits: EngineLimits {
+            active_partition_limit: args.active_partition_limit,
+            max_buffered_bytes: args.max_buffered_bytes,
+            max_in_flight: args.max_in_flight.map_or_else(streamlab::delivery::default_max_in_flight, usize::from),
+        },
+    };
+    let functions = settings.functions.clone();
+    let plan = Plan::prepare(spec.clone(), &settings)?;
+    let kafka = args.kafka.options().connect(&args.bootstrap).await?;
+    let state = match &args.state_dir {
+        Some(dir) => StateStore::Dir(DirStateStore::new(dir)),
+        None => StateStore::Topic(TopicStateStore::new(kafka.clone())),
+    };
+    let s3 = S3Settings { endpoint: args.s3_endpoint.clone(), region: args.region, credentials: None };
+    let sink = S3Sink::new(sink::client(&s3).await, &spec.bucket, args.s3_endpoint.as_deref());
+    let source = SourceSettings {
+        instance_id: args.instance_id,
+        max_poll_interval: args.max_poll_interval,
+        exit_at_end: args.exit_at_end,
+        ..SourceSettings::new(kafka, Membership::Group)
+    };
+    let delivery = match Delivery::connect(plan, Endpoints { source, state, sink }).await {
+        Ok(delivery) => delivery,
+        Err(e) => {
+            functions.stop().await;
+            return Err(e.into());
+        }
+    };
+    eprintln!(
+        "delivering stream {:?} version {}: topic {:?} -> s3://{}/ (Ctrl-C to stop)",
+        spec.name,
+        delivery.state().version,
+        spec.topic,
+        spec.bucket
+    );
+    let stats = delivery.run(shutdown_on_signals()).await;
+    functions.stop().await;
+    let stats = stats?;
+    let summary = streamlab::delivery::stats::Summary::of(&stats);
+    eprintln!("stopped: {summary}");
+    if let Some(path) = &args.report {
+        std::fs::write(path, serde_json::to_vec_pretty(&summary)?)
+            .with_context(|| format!("cannot write the report to {}", path.display()))?;
+    }
+    let undelivered = summary.undelivered();
+    if undelivered > 0 {
+        bail!("{undelivered} records were read but not delivered; they are uncommitted and will be re-read on the next start");
+    }
+    Ok(())
+}

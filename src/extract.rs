@@ -67,6 +67,7 @@ pub fn deaggregate(value: &Bytes, how: Option<&Deaggregation>) -> Vec<Bytes> {
 
 /// Why a record yielded no partition keys.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ExtractError {
     #[error("Non JSON record provided")]
     NotJson,

@@ -209,6 +209,7 @@ pub fn parse_records(decoded: &[u8]) -> Vec<serde_json::Value> {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LandingError {
     #[error(transparent)]
     Read(#[from] HarnessError),

@@ -63,6 +63,7 @@ impl ProducerStats {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProducerError {
     #[error("cannot create a Kafka producer for {bootstrap}: {source}")]
     Client { bootstrap: String, source: KafkaError },

@@ -25,6 +25,7 @@ use crate::faults::{Faults, KafkaProxy, S3FaultPlan};
 use crate::kafka::KafkaConnection;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BackendError {
     #[error("the tansu broker is not installed: {0}")]
     TansuMissing(String),

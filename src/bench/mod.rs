@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::stack::StackError;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BenchError {
     #[error(transparent)]
     Stack(#[from] StackError),

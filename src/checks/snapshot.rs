@@ -21,6 +21,7 @@ pub struct Snapshot {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SnapshotError {
     #[error("snapshot file {} does not exist; create it with `streamlab snapshot update {}` (or `--update-snapshot`), review it, and commit it", path.display(), path.display())]
     Missing { path: PathBuf },

@@ -9,6 +9,7 @@ use arrow_schema::{DataType, Field, Fields, Schema, TimeUnit};
 use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum GlueError {
     #[error("Glue table {database}.{table} not found: no file {}. Write what `aws glue get-table --database-name {database} --name {table}` prints there, or point --glue-dir at the directory that holds it", file.display())]
     Missing { database: String, table: String, file: PathBuf },

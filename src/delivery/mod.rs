@@ -64,6 +64,7 @@ pub fn default_max_in_flight() -> usize {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DeliveryError {
     #[error(transparent)]
     Source(#[from] SourceError),

@@ -84,6 +84,7 @@ pub async fn client(settings: &S3Settings) -> Client {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SinkError {
     #[error("cannot reach S3 endpoint {endpoint}: {detail}. Is the server running? Check --s3-endpoint")]
     Unreachable { endpoint: String, detail: String },

@@ -36,6 +36,7 @@ pub const STATE_TOPIC: &str = "__streamlab_stream_state";
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StateError {
     #[error("cannot {action} stream state in topic {STATE_TOPIC:?} on {bootstrap}: {detail}. Create the topic (1 partition, cleanup.policy=compact) if streamlab may not, or pass --state-dir DIR to keep stream state in a local directory")]
     Topic { action: &'static str, bootstrap: String, detail: String },

@@ -38,6 +38,7 @@ const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(600);
 const REFRESH_CHECK_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum IamError {
     #[error(
         "--kafka-security iam needs the cluster's region: pass --kafka-region, set AWS_REGION, \

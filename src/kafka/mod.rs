@@ -42,6 +42,7 @@ pub enum SecurityMode {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConnectionError {
     #[error("{option} {path}: the file does not exist; give the path of a PEM file")]
     MissingFile { option: &'static str, path: PathBuf },

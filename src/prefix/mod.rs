@@ -33,6 +33,7 @@ enum Segment {
 /// Why a prefix does not parse. Messages name the offending text so the user
 /// can find it in a 1024-character prefix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PrefixError {
     #[error("expression starting at character {position} is not closed with `}}`")]
     Unclosed { position: usize },
@@ -54,6 +55,7 @@ pub enum PrefixError {
 
 /// Why a key cannot be built from a well-formed template.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RenderError {
     #[error("evaluated prefix is {length} characters; Firehose allows at most 512")]
     TooLong { length: usize },

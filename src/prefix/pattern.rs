@@ -31,6 +31,7 @@ enum Item {
 
 /// Why a pattern is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PatternError {
     /// A letter Firehose refuses (AWS answers "Invalid conversion character
     /// used in the value of the expression in Prefix").

@@ -171,6 +171,7 @@ impl Compression {
 
 /// Why a spec file cannot be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SpecError {
     #[error("cannot read stream spec {}: {source}", file.display())]
     Read { file: PathBuf, source: std::io::Error },

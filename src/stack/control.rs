@@ -337,6 +337,7 @@ async fn handle(stack: &Stack, req: Request<Incoming>) -> Response<Full<Bytes>> 
 
 /// Why a control request failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ControlError {
     #[error("no control endpoint given: set {CONTROL_ENV} (`streamlab up` writes it to its env file, e.g. `source .streamlab.env`) or pass --control URL")]
     NotConfigured,

@@ -18,6 +18,7 @@ use super::event::codes;
 
 /// Why an invocation produced no response to read.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum InvokeError {
     #[error("the function failed: {error_type}: {message}")]
     Function { error_type: String, message: String },

@@ -43,6 +43,7 @@ pub struct Pending {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TransformError {
     #[error("stream {stream}: its Lambda processor {arn} has nowhere to run. Run your handler locally with --lambda '{arn}=COMMAND' (e.g. --lambda '{arn}=python -m awslambdaric transform.handler'), or send it to an Invoke API endpoint (sam local start-lambda, LocalStack) with --lambda-endpoint URL")]
     NoFunction { stream: String, arn: String },

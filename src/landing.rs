@@ -171,8 +171,8 @@ pub struct StreamKeys {
 impl StreamKeys {
     pub fn new(spec: &StreamSpec) -> Self {
         Self {
-            data: KeyPattern::new(&spec.prefix, &spec.name, &spec.extension),
-            error: KeyPattern::new(&spec.error_prefix, &spec.name, ""),
+            data: KeyPattern::new(&spec.prefix(), spec.name(), spec.extension()),
+            error: KeyPattern::new(&spec.error_prefix(), spec.name(), ""),
         }
     }
 
@@ -238,8 +238,8 @@ pub async fn read_raw(
     specs: &[StreamSpec],
     under: &str,
 ) -> Result<(Vec<(String, Vec<RawObject>)>, Vec<(String, String)>), LandingError> {
-    let buckets: BTreeSet<&str> = specs.iter().map(|s| s.bucket.as_str()).collect();
-    let mut streams: Vec<(String, Vec<RawObject>)> = specs.iter().map(|s| (s.name.clone(), Vec::new())).collect();
+    let buckets: BTreeSet<&str> = specs.iter().map(|s| s.bucket()).collect();
+    let mut streams: Vec<(String, Vec<RawObject>)> = specs.iter().map(|s| (s.name().to_owned(), Vec::new())).collect();
     let mut strangers = Vec::new();
     let keys: Vec<StreamKeys> = specs.iter().map(StreamKeys::new).collect();
     for bucket in buckets {
@@ -248,13 +248,13 @@ pub async fn read_raw(
                 .iter()
                 .zip(&keys)
                 .enumerate()
-                .filter(|(_, (spec, _))| spec.bucket == bucket)
+                .filter(|(_, (spec, _))| spec.bucket() == bucket)
                 .find_map(|(i, (spec, keys))| keys.classify(&object.key).map(|kind| (i, spec, kind)));
             let Some((i, spec, kind)) = owner else {
                 strangers.push((bucket.to_owned(), object.key.clone()));
                 continue;
             };
-            let compression = if kind == "data" { spec.compression } else { Compression::Uncompressed };
+            let compression = if kind == "data" { spec.compression() } else { Compression::Uncompressed };
             let decoded = decompress(&object.body, compression).map_err(|e| LandingError::Decode {
                 bucket: bucket.to_owned(),
                 key: object.key.clone(),
@@ -278,7 +278,7 @@ pub async fn read(client: &aws_sdk_s3::Client, specs: &[StreamSpec], under: &str
         let landed = objects
             .into_iter()
             .map(|o| {
-                let parquet = (spec.conversion.is_some() && o.kind == "data")
+                let parquet = (spec.conversion().is_some() && o.kind == "data")
                     .then(|| crate::convert::read_parquet(&o.decoded))
                     .transpose()
                     .map_err(|detail| LandingError::Parquet { key: o.key.clone(), detail })?;
@@ -306,9 +306,9 @@ pub async fn read(client: &aws_sdk_s3::Client, specs: &[StreamSpec], under: &str
             })
             .collect::<Result<_, LandingError>>()?;
         streams.push(StreamLanding {
-            stream: spec.name.clone(),
-            bucket: spec.bucket.clone(),
-            destination: spec.destination.clone(),
+            stream: spec.name().to_owned(),
+            bucket: spec.bucket().to_owned(),
+            destination: spec.destination().clone(),
             transform: None,
             objects: landed,
         });
@@ -340,7 +340,7 @@ impl Landing {
     pub fn masked(&self, specs: &[StreamSpec], masks: &Masks) -> Landing {
         let mut out = self.clone();
         for stream in &mut out.streams {
-            let Some(spec) = specs.iter().find(|s| s.name == stream.stream) else { continue };
+            let Some(spec) = specs.iter().find(|s| s.name() == stream.stream) else { continue };
             let keys = StreamKeys::new(spec);
             for object in &mut stream.objects {
                 let pattern = if object.is_error() { &keys.error } else { &keys.data };
@@ -491,7 +491,7 @@ mod tests {
     fn random_strings_mask_separately() {
         let spec = spec("random-string-prefix.json");
         let keys = StreamKeys::new(&spec);
-        let prefix = spec.prefix.clone();
+        let prefix = spec.prefix().clone();
         let mut n = 0;
         let mut random = || {
             n += 1;
@@ -507,8 +507,8 @@ mod tests {
         let key = format!(
             "{}{}-1-2026-03-08-06-58-00-0f8fad5b-d9cb-469f-a165-70867728950e{}",
             prefix.render(&mut ctx).unwrap(),
-            spec.name,
-            spec.extension
+            spec.name(),
+            spec.extension()
         );
         assert!(keys.data.is_match(&key), "{key}");
         let masked = mask_key(&keys.data, &key, &Masks { random: true, ..Masks::default() });

@@ -74,13 +74,13 @@ pub async fn run(options: &SandboxOptions, shutdown: CancellationToken) -> Resul
     // The spec is checked (again by the stack, with its Lambda and Glue
     // settings) before anything starts.
     let spec = spec::load(&options.spec)?;
-    eprintln!("streamlab sandbox: stream {:?}, topic {:?} -> bucket {:?}", spec.name, spec.topic, spec.bucket);
+    eprintln!("streamlab sandbox: stream {:?}, topic {:?} -> bucket {:?}", spec.name(), spec.topic(), spec.bucket());
     eprintln!(
         "  buffer {} MiB / {} s, speed-up x{} (an interval passes every {:.1} s), {} events/s, seed {}",
-        spec.buffer.size_bytes / spec::MIB,
-        spec.buffer.interval.as_secs(),
+        spec.buffer().size_bytes / spec::MIB,
+        spec.buffer().interval.as_secs(),
         options.speedup,
-        spec.buffer.interval.as_secs_f64() / options.speedup,
+        spec.buffer().interval.as_secs_f64() / options.speedup,
         options.rate,
         options.seed,
     );
@@ -108,10 +108,10 @@ pub async fn run(options: &SandboxOptions, shutdown: CancellationToken) -> Resul
         stack.s3_endpoint().unwrap_or("AWS")
     );
     let clock = stack.clock();
-    let delivery_stats = stack.stats(&spec.name).await?;
+    let delivery_stats = stack.stats(spec.name()).await?;
     let producer_options = ProducerOptions {
         kafka: stack.kafka().clone(),
-        topic: spec.topic.clone(),
+        topic: spec.topic().to_owned(),
         rate: Some(options.rate),
         count: None,
         generator: GeneratorConfig::new(options.seed, clock.now_millis()).paced(options.rate, options.speedup),
@@ -138,7 +138,7 @@ pub async fn run(options: &SandboxOptions, shutdown: CancellationToken) -> Resul
             () = shutdown.cancelled() => break,
             () = &mut deadline => break,
             _ = progress.tick() => {
-                let lag = lag(stack.kafka(), &spec.name, &spec.topic).await;
+                let lag = lag(stack.kafka(), spec.name(), spec.topic()).await;
                 print_progress(started, clock.as_ref(), &producer_stats, &delivery_stats, lag);
             }
         }
@@ -161,14 +161,14 @@ pub async fn run(options: &SandboxOptions, shutdown: CancellationToken) -> Resul
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mut stats = stack.shutdown().await?;
-    let stats = stats.remove(&spec.name).unwrap_or(delivery_stats);
+    let stats = stats.remove(spec.name()).unwrap_or(delivery_stats);
     produced_result?;
     Ok(SandboxReport {
         produced,
         delivered: stats.delivered(),
         objects: stats.landed(),
-        browse_dir: stack.landing_dir().map(|d| d.join(&spec.bucket)),
-        bucket: spec.bucket.clone(),
+        browse_dir: stack.landing_dir().map(|d| d.join(spec.bucket())),
+        bucket: spec.bucket().to_owned(),
         s3_endpoint: stack.s3_endpoint().map(str::to_owned),
     })
 }

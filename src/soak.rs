@@ -184,7 +184,7 @@ struct Landed {
 pub async fn run(options: &SoakOptions, shutdown: CancellationToken) -> Result<SoakReport, SoakError> {
     let started = Instant::now();
     let spec = spec::load(&options.spec)?;
-    if spec.start != StartPosition::Earliest {
+    if spec.start() != StartPosition::Earliest {
         return Err(SoakError::NeedsEarliest(options.spec.clone()));
     }
     // The stack gives the broker, S3, the topic and the bucket; delivery
@@ -220,7 +220,7 @@ pub async fn run(options: &SoakOptions, shutdown: CancellationToken) -> Result<S
     let producer_stats = Arc::new(ProducerStats::default());
     let producing = {
         let (kafka, topic, stats, stop) =
-            (stack.kafka().clone(), spec.topic.clone(), producer_stats.clone(), shutdown.clone());
+            (stack.kafka().clone(), spec.topic().to_owned(), producer_stats.clone(), shutdown.clone());
         let generator =
             GeneratorConfig::new(options.seed, chrono::Utc::now().timestamp_millis()).paced(options.rate, 1.0);
         let (count, rate) = (options.events as usize, options.rate);
@@ -249,7 +249,7 @@ pub async fn run(options: &SoakOptions, shutdown: CancellationToken) -> Result<S
             match chaos {
                 Chaos::Kill => {
                     deliverer.kill();
-                    let committed = committed_when_reachable(stack.kafka(), &spec.name, &spec.topic).await;
+                    let committed = committed_when_reachable(stack.kafka(), spec.name(), spec.topic()).await;
                     eprintln!("[{:>5.1?}] SIGKILL delivery; committed {committed:?}", started.elapsed());
                     kills.push(Kill { at, committed });
                     deliverer.start()?;
@@ -266,7 +266,7 @@ pub async fn run(options: &SoakOptions, shutdown: CancellationToken) -> Result<S
                 }
             }
         }
-        scan(client, &spec.bucket, &mut landed).await?;
+        scan(client, spec.bucket(), &mut landed).await?;
         let produced = producer_stats.acked();
         if last_progress.elapsed() > Duration::from_secs(5) {
             last_progress = Instant::now();
@@ -287,9 +287,9 @@ pub async fn run(options: &SoakOptions, shutdown: CancellationToken) -> Result<S
     let produced_result = producing.await.expect("producer does not panic");
     deliverer.stop();
     produced_result?;
-    scan(client, &spec.bucket, &mut landed).await?;
+    scan(client, spec.bucket(), &mut landed).await?;
     let produced = producer_stats.acked();
-    let (kafka, topic) = (stack.kafka().clone(), spec.topic.clone());
+    let (kafka, topic) = (stack.kafka().clone(), spec.topic().to_owned());
     let positions = tokio::task::spawn_blocking(move || {
         harness::read_topic(&kafka, &topic, produced as usize, Duration::from_secs(120))
     })

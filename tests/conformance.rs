@@ -152,14 +152,14 @@ impl Env {
         if self.arm == Arm::ExternalOnLocal {
             let spec = &stack.specs()[0];
             ensure!(stack.objects(spec).await?.is_empty(), "clean-up left the run's objects");
-            let keys = harness::list_keys(stack.s3_client(), &spec.bucket).await?;
+            let keys = harness::list_keys(stack.s3_client(), spec.bucket()).await?;
             ensure!(keys == [BYSTANDER_KEY], "clean-up touched objects outside the run: {keys:?}");
             let topics = tokio::task::spawn_blocking({
                 let kafka = stack.kafka().clone();
                 move || streamlab::kafka::admin::list_topics(&kafka)
             })
             .await??;
-            ensure!(!topics.contains(&spec.topic), "clean-up left the run's topic {}", spec.topic);
+            ensure!(!topics.iter().any(|t| t == spec.topic()), "clean-up left the run's topic {}", spec.topic());
         }
         Ok(())
     }
@@ -168,13 +168,13 @@ impl Env {
 async fn produce_seeded(stack: &Stack, seed: u64, n: usize) -> Result<()> {
     let spec = &stack.specs()[0];
     let events = EventGenerator::new(&GeneratorConfig::new(seed, stack.clock().now_millis())).take(n);
-    stack.produce(&spec.topic, events).await?;
+    stack.produce(spec.topic(), events).await?;
     Ok(())
 }
 
 async fn expect(stack: &Stack, arm: Arm, expectations: &[Expectation]) -> Result<()> {
     for outcome in stack.check(expectations).await? {
-        ensure!(outcome.passed, "{arm:?} {}: {:?}: {}", stack.specs()[0].name, outcome.expectation, outcome.detail);
+        ensure!(outcome.passed, "{arm:?} {}: {:?}: {}", stack.specs()[0].name(), outcome.expectation, outcome.detail);
     }
     Ok(())
 }
@@ -206,14 +206,14 @@ async fn round_trip(
     let objects = stack.objects(&spec).await?;
     ensure!(!objects.is_empty());
     for object in &objects {
-        let encoding = if spec.conversion.is_some() { None } else { spec.compression.content_encoding() };
+        let encoding = if spec.conversion().is_some() { None } else { spec.compression().content_encoding() };
         ensure!(
             object.content_encoding.as_deref() == encoding,
             "{arm:?} {}: {:?}",
             object.key,
             object.content_encoding
         );
-        if let Some(key) = &spec.sse_kms_key_id {
+        if let Some(key) = &spec.sse_kms_key_id() {
             ensure!(
                 object.server_side_encryption.as_deref() == Some("aws:kms")
                     && object.sse_kms_key_id.as_deref() == Some(key),
@@ -242,7 +242,7 @@ async fn error_output(
     let producer: FutureProducer<KafkaContext> = kafka.create(&kafka.config())?;
     for value in [&b"not json"[..], br#"{"no_event_type": 1}"#, br#"{"event_type": "order_placed", "id": 1}"#] {
         producer
-            .send(FutureRecord::<(), _>::to(&spec.topic).payload(value), Duration::from_secs(10))
+            .send(FutureRecord::<(), _>::to(spec.topic()).payload(value), Duration::from_secs(10))
             .await
             .map_err(|(e, _)| e)?;
     }
@@ -313,19 +313,19 @@ async fn missing_topic_is_named(
     let Some(env) = Env::get(arm).await? else { return Ok(()) };
     let stack = Stack::start(env.options("fixtures/streams/orders-to-s3.json").defer_deliveries()).await?;
     let spec = stack.specs()[0].clone();
-    streamlab::kafka::admin::delete_topics(stack.kafka(), &[&spec.topic]).await?;
+    streamlab::kafka::admin::delete_topics(stack.kafka(), &[spec.topic()]).await?;
     // Deletion is asynchronous on some brokers: wait until metadata agrees.
     let started = std::time::Instant::now();
     loop {
         let kafka = stack.kafka().clone();
         let topics = tokio::task::spawn_blocking(move || streamlab::kafka::admin::list_topics(&kafka)).await??;
-        if !topics.contains(&spec.topic) {
+        if !topics.iter().any(|t| t == spec.topic()) {
             break;
         }
         ensure!(
             started.elapsed() < Duration::from_secs(20),
             "{arm:?}: topic {} still listed after deletion",
-            spec.topic
+            spec.topic()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -333,7 +333,7 @@ async fn missing_topic_is_named(
         Ok(()) => bail!("{arm:?}: delivery started without its topic"),
         Err(e) => e.to_string(),
     };
-    ensure!(error.contains(&format!("topic {:?} does not exist", spec.topic)), "{arm:?}: {error}");
+    ensure!(error.contains(&format!("topic {:?} does not exist", spec.topic())), "{arm:?}: {error}");
     env.finish(&stack).await
 }
 
@@ -355,17 +355,17 @@ async fn missing_bucket_is_named(
     let stack = Stack::start(options).await?;
     let spec = stack.specs()[0].clone();
     if missing.is_none() {
-        stack.s3_client().delete_bucket().bucket(&spec.bucket).send().await.context("deleting the bucket")?;
+        stack.s3_client().delete_bucket().bucket(spec.bucket()).send().await.context("deleting the bucket")?;
     }
     let error = match stack.start_deliveries().await {
         Ok(()) => bail!("{arm:?}: delivery started without its bucket"),
         Err(e) => e.to_string(),
     };
-    ensure!(error.contains(&spec.bucket) && error.contains("does not exist"), "{arm:?}: {error}");
+    ensure!(error.contains(spec.bucket()) && error.contains("does not exist"), "{arm:?}: {error}");
     // The sink's own check, as `deliver` runs it.
-    let sink = S3Sink::new(stack.s3_client().clone(), &spec.bucket, stack.s3_endpoint());
+    let sink = S3Sink::new(stack.s3_client().clone(), spec.bucket(), stack.s3_endpoint());
     ensure!(sink.check().await.is_err(), "{arm:?}: the sink accepted a missing bucket");
-    streamlab::kafka::admin::delete_topics(stack.kafka(), &[&spec.topic]).await?;
+    streamlab::kafka::admin::delete_topics(stack.kafka(), &[spec.topic()]).await?;
     Ok(())
 }
 
@@ -414,7 +414,7 @@ async fn two_instances_share_the_partitions(
         let endpoints = Endpoints {
             source: SourceSettings::new(stack.kafka().clone(), Membership::Group),
             state: StateStore::Topic(TopicStateStore::new(stack.kafka().clone())),
-            sink: S3Sink::new(stack.s3_client().clone(), &spec.bucket, stack.s3_endpoint()),
+            sink: S3Sink::new(stack.s3_client().clone(), spec.bucket(), stack.s3_endpoint()),
         };
         let plan = Plan::prepare(spec.clone(), &Settings::new(clock.clone()))?;
         let delivery = Delivery::connect(plan, endpoints).await?;
@@ -430,7 +430,7 @@ async fn two_instances_share_the_partitions(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let events: Vec<_> = EventGenerator::new(&GeneratorConfig::new(15, stack.clock().now_millis())).take(600).collect();
-    stack.produce(&spec.topic, events.clone()).await?;
+    stack.produce(spec.topic(), events.clone()).await?;
 
     let started = std::time::Instant::now();
     let landed = loop {
@@ -454,7 +454,7 @@ async fn two_instances_share_the_partitions(
     }
     let duplicates = common::assert_no_loss(&landed, &events)?;
     ensure!(read.iter().all(|r| *r > 0), "{arm:?}: the instances read {read:?}: one did no work");
-    let (kafka, topic) = (stack.kafka().clone(), spec.topic.clone());
+    let (kafka, topic) = (stack.kafka().clone(), spec.topic().to_owned());
     let (committed, ends) = tokio::task::spawn_blocking(move || -> Result<_> {
         Ok((
             streamlab::kafka::admin::committed_offsets(&kafka, &group, &topic)?,

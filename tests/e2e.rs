@@ -79,8 +79,8 @@ async fn ten_thousand_events_land_exactly_once() -> Result<()> {
     let objects = pipeline.objects().await?;
     let mut landed: BTreeMap<String, usize> = BTreeMap::new();
     let mut summaries = Vec::new();
-    let in_kafka = kafka_records(pipeline.bootstrap(), &spec.topic, total as usize)?;
-    let key_shape = default_key_regex(&spec.name, "");
+    let in_kafka = kafka_records(pipeline.bootstrap(), spec.topic(), total as usize)?;
+    let key_shape = default_key_regex(spec.name(), "");
     for object in &objects {
         let records = harness::json_records(&object.body)?;
         ensure!(!records.is_empty(), "{} is empty", object.key);

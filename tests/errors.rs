@@ -52,7 +52,7 @@ async fn undeliverable_records_land_as_error_lines() -> Result<()> {
         vec![0xff, 0xfe, 0x00, 0x9c],
         Vec::new(),
     ];
-    send_raw(pipeline.bootstrap(), &pipeline.spec.topic, &bad, now.timestamp_millis()).await?;
+    send_raw(pipeline.bootstrap(), pipeline.spec.topic(), &bad, now.timestamp_millis()).await?;
 
     let stats = running.stats.clone();
     wait_for("all records read", Duration::from_secs(30), || stats.read() == 25).await?;

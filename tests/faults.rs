@@ -127,13 +127,13 @@ async fn sigkill_and_restart_lose_nothing_and_duplicate_only_the_uncommitted_win
     // Landed offsets are committed within a second (librdkafka's auto commit
     // of the offsets delivery stored).
     let started = Instant::now();
-    while !committed(&pipeline, &pipeline.spec.name).await?.values().any(Option::is_some) {
+    while !committed(&pipeline, pipeline.spec.name()).await?.values().any(Option::is_some) {
         ensure!(started.elapsed() < Duration::from_secs(5), "landed offsets were not committed within 5 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     child.sigkill();
     // Anything at or past these offsets may land twice; nothing before them.
-    let window = committed(&pipeline, &pipeline.spec.name).await?;
+    let window = committed(&pipeline, pipeline.spec.name()).await?;
     ensure!(window.values().any(Option::is_some), "nothing was committed before the kill");
 
     let child = crash()?;
@@ -142,7 +142,7 @@ async fn sigkill_and_restart_lose_nothing_and_duplicate_only_the_uncommitted_win
     ensure!(child.sigterm()?.success(), "delivery did not stop cleanly");
 
     let duplicates = assert_no_loss(&landed_ids(&pipeline.objects().await?)?, &all)?;
-    let records = kafka_records(pipeline.bootstrap(), &pipeline.spec.topic, all.len())?;
+    let records = kafka_records(pipeline.bootstrap(), pipeline.spec.topic(), all.len())?;
     for (id, n) in landed.iter().filter(|(_, n)| **n > 1) {
         let (partition, offset, _) = records[id];
         let from = window.get(&partition).copied().flatten().unwrap_or(0);

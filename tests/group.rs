@@ -103,7 +103,7 @@ async fn deliver_processes_split_the_partitions_and_survive_a_sigkill() -> Resul
     }
     wait_landed(&pipeline, 1_500, Duration::from_secs(60)).await?;
     members.remove(1).sigkill();
-    let window = committed(&pipeline, &pipeline.spec.name).await?;
+    let window = committed(&pipeline, pipeline.spec.name()).await?;
     // Kafka hands a dead member's partitions to the others once its session
     // times out (10 s). tansu 0.6 keeps the dead member in the assignment
     // until a member joins after that, so the replacement waits for it.
@@ -122,7 +122,7 @@ async fn deliver_processes_split_the_partitions_and_survive_a_sigkill() -> Resul
         ensure!(member.sigterm()?.success(), "a delivery did not stop cleanly");
     }
     let duplicates = assert_no_loss(&landed_ids(&pipeline.objects().await?)?, &all)?;
-    let records = kafka_records(pipeline.bootstrap(), &pipeline.spec.topic, all.len())?;
+    let records = kafka_records(pipeline.bootstrap(), pipeline.spec.topic(), all.len())?;
     for (id, n) in landed.iter().filter(|(_, n)| **n > 1) {
         let (partition, offset, _) = records[id];
         let from = window.get(&partition).copied().flatten().unwrap_or(0);

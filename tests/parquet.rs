@@ -52,11 +52,11 @@ async fn json_lands_as_parquet_that_independent_readers_query() -> Result<()> {
     let mut values: Vec<Vec<u8>> = events.iter().map(|e| e.to_json()).collect();
     values.extend(BAD.iter().map(|(v, _)| v.as_bytes().to_vec()));
     values.push(PARTIAL.as_bytes().to_vec());
-    send(stack.bootstrap(), &spec.topic, &values, start.timestamp_millis()).await?;
+    send(stack.bootstrap(), spec.topic(), &values, start.timestamp_millis()).await?;
     stack.settle(Duration::from_secs(30)).await?;
     stack.flush(None).await?;
 
-    let objects = harness::read_bucket(stack.s3_client(), &spec.bucket).await?;
+    let objects = harness::read_bucket(stack.s3_client(), spec.bucket()).await?;
     let mut rows = 0;
     for object in objects.iter().filter(|o| o.key.starts_with("events/")) {
         ensure!(object.key.ends_with(".parquet"), "{}", object.key);
@@ -91,7 +91,7 @@ async fn json_lands_as_parquet_that_independent_readers_query() -> Result<()> {
     }
     let output = std::process::Command::new(repo().join(".venv/bin/python"))
         .arg(repo().join("tests/readers/read_parquet.py"))
-        .args([&spec.bucket, "events/"])
+        .args([spec.bucket(), "events/"])
         .envs(stack.env())
         .output()?;
     ensure!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));

@@ -121,7 +121,7 @@ async fn streams_are_added_and_removed_while_the_stack_runs() -> Result<()> {
     let returns = streamlab::spec::parse(std::path::Path::new("returns.json"), &text)?;
     stack.add_stream(returns.clone()).await?;
     ensure!(stack.stream_state("returns-to-s3")? == StreamLifecycle::Active);
-    ensure!(stack.specs().iter().map(|s| s.name.as_str()).collect::<Vec<_>>() == ["orders-to-s3", "returns-to-s3"]);
+    ensure!(stack.specs().iter().map(|s| s.name()).collect::<Vec<_>>() == ["orders-to-s3", "returns-to-s3"]);
     let again = stack.add_stream(returns).await;
     ensure!(matches!(again, Err(StackError::StreamExists { .. })), "a taken name is refused: {again:?}");
 

@@ -110,7 +110,7 @@ fn data_records(stream: &StreamEvidence<'_>) -> Option<Vec<Bytes>> {
     let mut out = Vec::new();
     for object in stream.objects.iter().filter(|o| o.kind == "data") {
         let body = Bytes::from(object.decoded.clone());
-        if stream.spec.append_newline {
+        if stream.spec.append_newline() {
             let mut parts: Vec<Bytes> = body.split(|b| *b == b'\n').map(|p| body.slice_ref(p)).collect();
             parts.pop(); // after the last delimiter
             out.extend(parts);
@@ -154,7 +154,7 @@ fn exactly_once(streams: &[StreamEvidence<'_>]) -> (bool, String) {
     let mut problems = Vec::new();
     let mut checked = 0usize;
     for stream in streams {
-        if stream.spec.conversion.is_some() {
+        if stream.spec.conversion().is_some() {
             // Parquet rows are new encodings of the records: counted.
             let rows = stream
                 .objects
@@ -168,7 +168,7 @@ fn exactly_once(streams: &[StreamEvidence<'_>]) -> (bool, String) {
             if rows + errors + stream.dropped.unwrap_or(0) != written {
                 problems.push(format!(
                     "{}: {written} records written, but {rows} Parquet rows and {errors} error records landed",
-                    stream.spec.name
+                    stream.spec.name()
                 ));
             }
             continue;
@@ -176,7 +176,7 @@ fn exactly_once(streams: &[StreamEvidence<'_>]) -> (bool, String) {
         let Some(mut landed) = data_records(stream) else {
             problems.push(format!(
                 "{}: its records are not JSON and AppendDelimiterToRecord is off, so record boundaries are lost in S3 and cannot be checked",
-                stream.spec.name
+                stream.spec.name()
             ));
             continue;
         };
@@ -187,7 +187,7 @@ fn exactly_once(streams: &[StreamEvidence<'_>]) -> (bool, String) {
             if accounted != written {
                 problems.push(format!(
                     "{}: {written} records written, but {} landed, {dropped} dropped by the Lambda function and {} error records add up to {accounted}",
-                    stream.spec.name,
+                    stream.spec.name(),
                     landed.len() - error_records(stream).len(),
                     error_records(stream).len()
                 ));
@@ -196,7 +196,7 @@ fn exactly_once(streams: &[StreamEvidence<'_>]) -> (bool, String) {
         }
         let mut expected: BTreeMap<Bytes, i64> = BTreeMap::new();
         for value in &stream.source {
-            for part in extract::deaggregate(value, stream.spec.deaggregation.as_ref()) {
+            for part in extract::deaggregate(value, stream.spec.deaggregation()) {
                 *expected.entry(part).or_default() += 1;
             }
         }
@@ -213,22 +213,22 @@ fn exactly_once(streams: &[StreamEvidence<'_>]) -> (bool, String) {
         if missing_count > 0 {
             problems.push(format!(
                 "{}: {missing_count} of {total} records did not land, e.g. {}",
-                stream.spec.name,
+                stream.spec.name(),
                 preview(missing[0].0)
             ));
         }
         if extra_count > 0 {
             problems.push(format!(
                 "{}: {extra_count} records landed more often than they were written (duplicates, or records from elsewhere), e.g. {}",
-                stream.spec.name,
+                stream.spec.name(),
                 preview(extra[0].0)
             ));
         }
     }
     if problems.is_empty() && checked == 0 {
-        let topics: Vec<&str> = streams.iter().map(|s| s.spec.topic.as_str()).collect();
+        let topics: Vec<&str> = streams.iter().map(|s| s.spec.topic()).collect();
         (false, format!("no records were written to {}: nothing to check. Did the producer write to another topic (see `streamlab status`)?", topics.join(", ")))
-    } else if problems.is_empty() && streams.iter().any(|s| s.spec.conversion.is_some()) {
+    } else if problems.is_empty() && streams.iter().any(|s| s.spec.conversion().is_some()) {
         (true, format!("{checked} records written, each landed once as a Parquet row or an error record"))
     } else if problems.is_empty() && streams.iter().any(|s| s.dropped.is_some()) {
         (true, format!("{checked} records written, each landed once (transformed), dropped by the Lambda function, or an error record"))
@@ -242,7 +242,9 @@ fn exactly_once(streams: &[StreamEvidence<'_>]) -> (bool, String) {
 fn no_errors(streams: &[StreamEvidence<'_>]) -> (bool, String) {
     let errors: Vec<String> = streams
         .iter()
-        .flat_map(|s| s.objects.iter().filter(|o| o.kind != "data").map(move |o| format!("{}: {}", s.spec.name, o.key)))
+        .flat_map(|s| {
+            s.objects.iter().filter(|o| o.kind != "data").map(move |o| format!("{}: {}", s.spec.name(), o.key))
+        })
         .collect();
     match errors.first() {
         None => (true, "nothing under the error prefixes".into()),

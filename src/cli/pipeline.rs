@@ -24,7 +24,13 @@ pub fn validate(specs: &[PathBuf]) -> ExitCode {
     for path in specs {
         match spec::load(path) {
             Ok(s) => {
-                println!("{}: valid (stream {:?}, topic {:?}, bucket {:?})", path.display(), s.name, s.topic, s.bucket)
+                println!(
+                    "{}: valid (stream {:?}, topic {:?}, bucket {:?})",
+                    path.display(),
+                    s.name(),
+                    s.topic(),
+                    s.bucket()
+                )
             }
             Err(e) => {
                 ok = false;
@@ -98,7 +104,7 @@ pub async fn deliver(args: DeliverArgs) -> Result<()> {
         None => StateStore::Topic(TopicStateStore::new(kafka.clone())),
     };
     let s3 = S3Settings { endpoint: args.s3_endpoint.clone(), region: args.region, credentials: None };
-    let sink = S3Sink::new(sink::client(&s3).await, &spec.bucket, args.s3_endpoint.as_deref());
+    let sink = S3Sink::new(sink::client(&s3).await, spec.bucket(), args.s3_endpoint.as_deref());
     let source = SourceSettings {
         instance_id: args.instance_id,
         max_poll_interval: args.max_poll_interval,
@@ -114,10 +120,10 @@ pub async fn deliver(args: DeliverArgs) -> Result<()> {
     };
     eprintln!(
         "delivering stream {:?} version {}: topic {:?} -> s3://{}/ (Ctrl-C to stop)",
-        spec.name,
+        spec.name(),
         delivery.state().version,
-        spec.topic,
-        spec.bucket
+        spec.topic(),
+        spec.bucket()
     );
     let stats = delivery.run(shutdown_on_signals()).await;
     functions.stop().await;

@@ -144,12 +144,12 @@ impl ObjectEncoder {
             };
         }
         // Firehose names the one ZIP entry with a uuid.
-        let entry = if self.spec.compression == Compression::Zip { rng.uuid() } else { String::new() };
-        let body = encode(&batch, self.spec.append_newline, self.spec.compression, &entry);
+        let entry = if self.spec.compression() == Compression::Zip { rng.uuid() } else { String::new() };
+        let body = encode(&batch, self.spec.append_newline(), self.spec.compression(), &entry);
         Ok(EncodedObject {
             key,
             body,
-            content_encoding: self.spec.compression.content_encoding(),
+            content_encoding: self.spec.compression().content_encoding(),
             records: batch.records.len(),
         })
     }

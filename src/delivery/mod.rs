@@ -180,22 +180,22 @@ impl Delivery {
     pub async fn connect(plan: Plan, endpoints: Endpoints) -> Result<Self, DeliveryError> {
         let spec = plan.spec();
         let Endpoints { source: settings, state: store, sink } = endpoints;
-        let sink = sink.with_kms_key(spec.sse_kms_key_id.clone());
+        let sink = sink.with_kms_key(spec.sse_kms_key_id().map(str::to_owned));
         let kafka = settings.kafka.clone();
-        let topic = spec.topic.clone();
+        let topic = spec.topic().to_owned();
         let partitions = tokio::task::spawn_blocking(move || crate::kafka::admin::check_topic(&kafka, &topic))
             .await
             .expect("metadata check does not panic")?;
         sink.check().await?;
         let state = Self::resolve_state(spec, &settings, &store, plan.settings().clock.now_millis()).await?;
         let source = {
-            let (group, topic, starts) = (state.group.clone(), spec.topic.clone(), state.start_offsets.clone());
+            let (group, topic, starts) = (state.group.clone(), spec.topic().to_owned(), state.start_offsets.clone());
             tokio::task::spawn_blocking(move || KafkaSource::connect(&settings, &group, &topic, starts))
                 .await
                 .expect("connecting does not panic")?
         };
         let transformer = plan.settings().functions.transformer(spec).await?;
-        info!(stream = %spec.name, version = state.version, group = %state.group, topic = %spec.topic,
+        info!(stream = %spec.name(), version = state.version, group = %state.group, topic = %spec.topic(),
             partitions = partitions.len(), bucket = sink.bucket(), "delivery connected");
         Ok(Self { plan, state, source, sink, stats: Arc::default(), transformer })
     }
@@ -208,10 +208,10 @@ impl Delivery {
         store: &state::StateStore,
         now_ms: i64,
     ) -> Result<StreamState, DeliveryError> {
-        let previous = store.load(&spec.name).await?;
+        let previous = store.load(spec.name()).await?;
         let (mut state, transition) = StreamState::apply(previous.as_ref(), spec, now_ms);
         if matches!(transition, Transition::Created | Transition::Recreated) {
-            let (kafka, topic, start) = (source.kafka.clone(), spec.topic.clone(), spec.start);
+            let (kafka, topic, start) = (source.kafka.clone(), spec.topic().to_owned(), spec.start());
             let activated = state.activated_at_ms;
             state.start_offsets = tokio::task::spawn_blocking(move || {
                 crate::kafka::admin::resolve_start_offsets(&kafka, &topic, start, activated)
@@ -221,7 +221,7 @@ impl Delivery {
         }
         if transition != Transition::Unchanged {
             state = store.save(&state).await?;
-            info!(stream = %spec.name, version = state.version, ?transition, "stream state recorded");
+            info!(stream = %spec.name(), version = state.version, ?transition, "stream state recorded");
         }
         Ok(state)
     }
@@ -239,7 +239,7 @@ impl Delivery {
     pub fn spawn(self) -> DeliveryHandle {
         let (commands, receiver) = mpsc::channel(16);
         let stop = CancellationToken::new();
-        let (stream, state, stats) = (self.plan.spec().name.clone(), self.state.clone(), self.stats.clone());
+        let (stream, state, stats) = (self.plan.spec().name().to_owned(), self.state.clone(), self.stats.clone());
         let task = tokio::spawn(self.run_with(stop.clone(), receiver));
         DeliveryHandle { stream, state, stats, commands, stop, task: std::sync::Mutex::new(Some(task)) }
     }
@@ -285,8 +285,8 @@ pub fn engine<S: RecordSource, K: ObjectSink>(
 ) -> Driver<S, K> {
     let StreamParts { spec, namer, conversion } = stream;
     let config = CoreConfig {
-        hints: spec.buffer,
-        per_record_overhead: u64::from(spec.append_newline),
+        hints: spec.buffer(),
+        per_record_overhead: u64::from(spec.append_newline()),
         max_buffered_bytes: limits.max_buffered_bytes,
         max_in_flight: limits.max_in_flight.max(1),
     };

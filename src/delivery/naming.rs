@@ -87,8 +87,8 @@ impl Namer {
     /// The random parts of one object's names; `identity` names the object
     /// among this stream's.
     pub fn object(&self, identity: &[u8]) -> ObjectRandomness {
-        let mut id = Vec::with_capacity(self.spec.name.len() + 1 + identity.len());
-        id.extend_from_slice(self.spec.name.as_bytes());
+        let mut id = Vec::with_capacity(self.spec.name().len() + 1 + identity.len());
+        id.extend_from_slice(self.spec.name().as_bytes());
         id.push(0);
         id.extend_from_slice(identity);
         self.randomness.object(&id)
@@ -97,8 +97,8 @@ impl Namer {
     /// Key of a data object whose oldest record has timestamp `oldest_ms`.
     /// The prefix and the suffix use that one instant.
     pub fn object_key(&self, oldest_ms: i64, rng: &mut ObjectRandomness) -> Result<String, RenderError> {
-        let prefix = self.render(&self.spec.prefix, oldest_ms, None, rng)?;
-        Ok(format!("{prefix}{}{}", self.suffix(oldest_ms, rng), self.spec.extension))
+        let prefix = self.render(&self.spec.prefix(), oldest_ms, None, rng)?;
+        Ok(format!("{prefix}{}{}", self.suffix(oldest_ms, rng), self.spec.extension()))
     }
 
     /// The prefix a record's partition keys evaluate to, with its own
@@ -118,12 +118,12 @@ impl Namer {
         };
         let mut ctx = RenderContext {
             instant: millis_to_datetime(timestamp_ms),
-            time_zone: self.spec.time_zone,
+            time_zone: self.spec.time_zone(),
             random_string: &mut marker,
             error_output_type: None,
             partition_key: &lookup,
         };
-        let prefix = self.spec.prefix.render(&mut ctx)?;
+        let prefix = self.spec.prefix().render(&mut ctx)?;
         let length = prefix.chars().count() + prefix.matches(RANDOM_MARKER).count() * (RANDOM_STRING_LENGTH - 1);
         if length > MAX_EVALUATED_PREFIX {
             return Err(RenderError::TooLong { length });
@@ -142,7 +142,7 @@ impl Namer {
                 out.push(c);
             }
         }
-        format!("{out}{}{}", self.suffix(oldest_ms, rng), self.spec.extension)
+        format!("{out}{}{}", self.suffix(oldest_ms, rng), self.spec.extension())
     }
 
     /// Key of an error object; error objects carry no extension.
@@ -152,7 +152,7 @@ impl Namer {
         error_output_type: &str,
         rng: &mut ObjectRandomness,
     ) -> Result<String, RenderError> {
-        let prefix = self.render(&self.spec.error_prefix, oldest_ms, Some(error_output_type), rng)?;
+        let prefix = self.render(&self.spec.error_prefix(), oldest_ms, Some(error_output_type), rng)?;
         Ok(format!("{prefix}{}", self.suffix(oldest_ms, rng)))
     }
 
@@ -166,7 +166,7 @@ impl Namer {
         let mut random = || rng.random_string();
         let mut ctx = RenderContext {
             instant: millis_to_datetime(ms),
-            time_zone: self.spec.time_zone,
+            time_zone: self.spec.time_zone(),
             random_string: &mut random,
             error_output_type: error_type,
             partition_key: &|_, _| None,
@@ -175,10 +175,10 @@ impl Namer {
     }
 
     fn suffix(&self, ms: i64, rng: &mut ObjectRandomness) -> String {
-        let local = millis_to_datetime(ms).with_timezone(&self.spec.time_zone);
+        let local = millis_to_datetime(ms).with_timezone(&self.spec.time_zone());
         let mut time = String::new();
         self.suffix_time.format_into(&local, &mut time);
-        format!("{}-{}-{time}-{}", self.spec.name, self.version, rng.uuid())
+        format!("{}-{}-{time}-{}", self.spec.name(), self.version, rng.uuid())
     }
 }
 
@@ -264,7 +264,7 @@ mod tests {
         ) {
             let extra = if zone.is_empty() { String::new() } else { format!(r#","CustomTimeZone":"{zone}""#) };
             let spec = spec(&base(&extra));
-            let tz = spec.time_zone;
+            let tz = spec.time_zone();
             let namer = Namer::new(spec, 1, Randomness::seeded(1));
             let records = timestamps.iter().enumerate().map(|(i, ts)| crate::delivery::buffer::Record {
                 partition: 0, offset: i as i64, timestamp_ms: *ts, value: bytes::Bytes::from_static(b"{}"),

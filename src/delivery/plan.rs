@@ -91,7 +91,8 @@ pub struct Plan {
 
 impl std::fmt::Debug for Plan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Plan").field("stream", &self.spec.name).field("limits", &self.settings.limits).finish()
+        let stream = self.spec.name();
+        f.debug_struct("Plan").field("stream", &stream).field("limits", &self.settings.limits).finish()
     }
 }
 
@@ -101,11 +102,11 @@ impl Plan {
     pub fn prepare(spec: StreamSpec, settings: &Settings) -> Result<Plan, DeliveryError> {
         settings.functions.config().check(&spec)?;
         let conversion = spec
-            .conversion
+            .conversion()
             .as_ref()
             .map(|c| Conversion::load(c, &settings.glue_dir).map(Arc::new))
             .transpose()
-            .map_err(|source| DeliveryError::Glue { stream: spec.name.clone(), source })?;
+            .map_err(|source| DeliveryError::Glue { stream: spec.name().to_owned(), source })?;
         Ok(Plan { spec: Arc::new(spec), conversion, settings: settings.clone() })
     }
 

@@ -140,8 +140,7 @@ pub struct Router {
 
 impl Router {
     pub fn new(spec: Arc<StreamSpec>, namer: Arc<Namer>, active_partition_limit: usize) -> Self {
-        let extractor =
-            spec.metadata_query.as_deref().filter(|_| spec.dynamic_partitioning).map(MetadataExtractor::new);
+        let extractor = spec.metadata_query().filter(|_| spec.dynamic_partitioning()).cloned();
         Router { spec, namer, extractor, active_partition_limit, conversion: None }
     }
 
@@ -185,8 +184,8 @@ impl Router {
             out.push(Route::Error(ErrorKind::RecordTooLarge { bytes: record.value.len() }, record));
             return;
         }
-        if !self.spec.dynamic_partitioning {
-            if self.spec.deaggregation.is_none() {
+        if !self.spec.dynamic_partitioning() {
+            if self.spec.deaggregation().is_none() {
                 // The common path: no allocation beyond the route itself.
                 out.push(match self.convertible(&record) {
                     Ok(()) => Route::Buffer(BufferKey::Partition(record.partition), record),
@@ -194,7 +193,7 @@ impl Router {
                 });
                 return;
             }
-            for value in extract::deaggregate(&record.value, self.spec.deaggregation.as_ref()) {
+            for value in extract::deaggregate(&record.value, self.spec.deaggregation()) {
                 let sub = Record { value, ..record.clone() };
                 out.push(match self.convertible(&sub) {
                     Ok(()) => Route::Buffer(BufferKey::Partition(record.partition), sub),
@@ -204,7 +203,7 @@ impl Router {
             return;
         }
         let limit = self.active_partition_limit;
-        if self.spec.deaggregation.is_none() {
+        if self.spec.deaggregation().is_none() {
             // One record, no copies.
             let route = match self.prefix_key(&record, lambda_keys) {
                 Err(kind) => Route::Error(kind, record),
@@ -217,7 +216,7 @@ impl Router {
             return;
         }
         let (start, mut opened) = (out.len(), 0);
-        for value in extract::deaggregate(&record.value, self.spec.deaggregation.as_ref()) {
+        for value in extract::deaggregate(&record.value, self.spec.deaggregation()) {
             let sub = Record { value, ..record.clone() };
             let route = match self.prefix_key(&sub, lambda_keys) {
                 Err(kind) => Route::Error(kind, sub),

@@ -91,22 +91,22 @@ impl StreamState {
     /// (that needs the broker).
     pub fn apply(previous: Option<&StreamState>, spec: &StreamSpec, now_ms: i64) -> (StreamState, Transition) {
         let fresh = |incarnation: u32| StreamState {
-            stream: spec.name.clone(),
+            stream: spec.name().to_owned(),
             version: 1,
             incarnation,
-            group: if incarnation == 1 { spec.name.clone() } else { format!("{}.{incarnation}", spec.name) },
-            source_sha256: spec.source_sha256.clone(),
-            destination_sha256: spec.destination_sha256.clone(),
+            group: if incarnation == 1 { spec.name().to_owned() } else { format!("{}.{incarnation}", spec.name()) },
+            source_sha256: spec.source_sha256().to_owned(),
+            destination_sha256: spec.destination_sha256().to_owned(),
             activated_at_ms: now_ms,
             start_offsets: BTreeMap::new(),
         };
         match previous {
             None => (fresh(1), Transition::Created),
-            Some(p) if p.source_sha256 != spec.source_sha256 => (fresh(p.incarnation + 1), Transition::Recreated),
-            Some(p) if p.destination_sha256 != spec.destination_sha256 => (
+            Some(p) if p.source_sha256 != spec.source_sha256() => (fresh(p.incarnation + 1), Transition::Recreated),
+            Some(p) if p.destination_sha256 != spec.destination_sha256() => (
                 StreamState {
                     version: p.version + 1,
-                    destination_sha256: spec.destination_sha256.clone(),
+                    destination_sha256: spec.destination_sha256().to_owned(),
                     ..p.clone()
                 },
                 Transition::Updated,

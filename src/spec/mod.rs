@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono_tz::Tz;
-use sha2::Digest;
 
 use crate::prefix::Template;
 pub use validate::{validate, Violation};
@@ -28,50 +27,183 @@ pub static AWS_TIME_ZONES: std::sync::LazyLock<Vec<&'static str>> = std::sync::L
 /// A validated delivery stream: everything delivery needs, already parsed.
 #[derive(Debug, Clone)]
 pub struct StreamSpec {
-    pub name: String,
-    pub topic: String,
-    pub bucket: String,
+    name: String,
+    topic: String,
+    bucket: String,
     /// The prefix to evaluate for each object, with Firehose's default time
     /// prefix already appended where AWS appends it.
-    pub prefix: Template,
+    prefix: Template,
     /// The error prefix to evaluate for records that cannot be delivered.
-    pub error_prefix: Template,
-    pub buffer: BufferHints,
-    pub compression: Compression,
+    error_prefix: Template,
+    buffer: BufferHints,
+    compression: Compression,
     /// Extension appended to every object key (not to error objects).
-    pub extension: String,
-    pub time_zone: Tz,
-    pub start: StartPosition,
+    extension: String,
+    time_zone: Tz,
+    start: StartPosition,
     /// `AppendDelimiterToRecord`: a `\n` after every record.
-    pub append_newline: bool,
+    append_newline: bool,
     /// `RecordDeAggregation`: how one Kafka record splits into records.
-    pub deaggregation: Option<Deaggregation>,
-    /// `MetadataExtraction`'s jq query, compiled and checked at load.
-    pub metadata_query: Option<String>,
+    deaggregation: Option<Deaggregation>,
+    /// `MetadataExtraction`'s jq query, checked at load (its plain-path
+    /// form read once; jaq's compiled filter is per thread, as jaq's
+    /// filters are not `Send`).
+    metadata_query: Option<crate::extract::MetadataExtractor>,
     /// `DynamicPartitioningConfiguration` with `Enabled: true`.
-    pub dynamic_partitioning: bool,
+    dynamic_partitioning: bool,
     /// A `Lambda` processor: records go through the function before routing.
-    pub lambda: Option<LambdaProcessor>,
+    lambda: Option<LambdaProcessor>,
     /// `DataFormatConversionConfiguration` enabled: objects are Parquet.
-    pub conversion: Option<crate::convert::ConversionSpec>,
+    conversion: Option<crate::convert::ConversionSpec>,
     /// `MSKSourceConfiguration.MSKClusterARN` (the `sourceMSKArn` of Lambda
     /// events).
-    pub msk_cluster_arn: String,
+    msk_cluster_arn: String,
     /// `EncryptionConfiguration.KMSEncryptionConfig.AWSKMSKeyARN`: objects are
     /// written with SSE-KMS under this key.
-    pub sse_kms_key_id: Option<String>,
+    sse_kms_key_id: Option<String>,
     /// SHA-256 of `DeliveryStreamType` and `MSKSourceConfiguration` in
     /// canonical form (keys sorted, no whitespace): a source change, which AWS
     /// cannot apply in place, makes a new stream.
-    pub source_sha256: String,
+    source_sha256: String,
     /// `ExtendedS3DestinationConfiguration` as given (keys sorted): what the
     /// stream writes with, shown in landings and snapshots so a changed
     /// buffer hint or prefix shows in their diffs.
-    pub destination: serde_json::Value,
+    destination: serde_json::Value,
     /// SHA-256 of `ExtendedS3DestinationConfiguration` in canonical form: a
     /// change (AWS's `UpdateDestination`) bumps the stream version. Tags and
     /// formatting are not changes.
-    pub destination_sha256: String,
+    destination_sha256: String,
+}
+
+impl StreamSpec {
+    /// `DeliveryStreamName`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `MSKSourceConfiguration.TopicName`.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The bucket of `BucketARN`.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The prefix evaluated for each object, Firehose's default time prefix
+    /// appended where AWS appends it.
+    pub fn prefix(&self) -> &Template {
+        &self.prefix
+    }
+
+    /// The error prefix evaluated for records that cannot be delivered.
+    pub fn error_prefix(&self) -> &Template {
+        &self.error_prefix
+    }
+
+    pub fn buffer(&self) -> BufferHints {
+        self.buffer
+    }
+
+    pub fn compression(&self) -> Compression {
+        self.compression
+    }
+
+    /// Appended to every object key (not to error objects).
+    pub fn extension(&self) -> &str {
+        &self.extension
+    }
+
+    pub fn time_zone(&self) -> Tz {
+        self.time_zone
+    }
+
+    /// Where a partition the group never committed for starts.
+    pub fn start(&self) -> StartPosition {
+        self.start
+    }
+
+    /// `AppendDelimiterToRecord`: a `\n` after every record.
+    pub fn append_newline(&self) -> bool {
+        self.append_newline
+    }
+
+    /// `RecordDeAggregation`: how one Kafka record splits into records.
+    pub fn deaggregation(&self) -> Option<&Deaggregation> {
+        self.deaggregation.as_ref()
+    }
+
+    /// `MetadataExtraction`'s query, checked.
+    pub fn metadata_query(&self) -> Option<&crate::extract::MetadataExtractor> {
+        self.metadata_query.as_ref()
+    }
+
+    /// `DynamicPartitioningConfiguration` with `Enabled: true`.
+    pub fn dynamic_partitioning(&self) -> bool {
+        self.dynamic_partitioning
+    }
+
+    /// A `Lambda` processor: records go through the function before routing.
+    pub fn lambda(&self) -> Option<&LambdaProcessor> {
+        self.lambda.as_ref()
+    }
+
+    /// `DataFormatConversionConfiguration` enabled: objects are Parquet.
+    pub fn conversion(&self) -> Option<&crate::convert::ConversionSpec> {
+        self.conversion.as_ref()
+    }
+
+    /// `MSKSourceConfiguration.MSKClusterARN`.
+    pub fn msk_cluster_arn(&self) -> &str {
+        &self.msk_cluster_arn
+    }
+
+    /// `EncryptionConfiguration.KMSEncryptionConfig.AWSKMSKeyARN`.
+    pub fn sse_kms_key_id(&self) -> Option<&str> {
+        self.sse_kms_key_id.as_deref()
+    }
+
+    /// SHA-256 of the canonical source configuration (a change makes a new
+    /// stream).
+    pub fn source_sha256(&self) -> &str {
+        &self.source_sha256
+    }
+
+    /// `ExtendedS3DestinationConfiguration` as given (keys sorted).
+    pub fn destination(&self) -> &serde_json::Value {
+        &self.destination
+    }
+
+    /// SHA-256 of the canonical destination (a change bumps the version).
+    pub fn destination_sha256(&self) -> &str {
+        &self.destination_sha256
+    }
+
+    /// The spec under another stream name, topic and bucket, with key
+    /// prefixes put in front of both prefixes: a run scope. The new name is
+    /// checked against Firehose's rule (1-64 characters of
+    /// `[a-zA-Z0-9_.-]`), the topic against Kafka's.
+    pub fn renamed(
+        mut self,
+        name: String,
+        topic: String,
+        bucket: String,
+        key_prefix: &Template,
+    ) -> Result<StreamSpec, String> {
+        if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
+            return Err(format!("the stream name {name:?} must be 1-64 characters of letters, digits, _ . and -"));
+        }
+        if topic.len() > 249 {
+            return Err(format!("the topic name {topic:?} is longer than Kafka's 249 characters"));
+        }
+        self.name = name;
+        self.topic = topic;
+        self.bucket = bucket;
+        self.prefix = key_prefix.clone().concat(self.prefix);
+        self.error_prefix = key_prefix.clone().concat(self.error_prefix);
+        Ok(self)
+    }
 }
 
 /// A `Lambda` processor's parameters, with Firehose's defaults.
@@ -213,14 +345,5 @@ pub fn load(file: &Path) -> Result<StreamSpec, SpecError> {
 pub fn parse(file: &Path, text: &str) -> Result<StreamSpec, SpecError> {
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|source| SpecError::Json { file: file.to_owned(), source })?;
-    let mut spec = validate(&value).map_err(|violations| SpecError::Invalid { file: file.to_owned(), violations })?;
-    // serde_json's map keeps keys sorted, so these serializations are canonical.
-    let digest = |parts: &[&serde_json::Value]| {
-        let canonical = serde_json::to_vec(parts).expect("a parsed value serializes");
-        format!("{:x}", sha2::Sha256::digest(&canonical))
-    };
-    spec.source_sha256 = digest(&[&value["DeliveryStreamType"], &value["MSKSourceConfiguration"]]);
-    spec.destination_sha256 = digest(&[&value["ExtendedS3DestinationConfiguration"]]);
-    spec.destination = value["ExtendedS3DestinationConfiguration"].clone();
-    Ok(spec)
+    validate(&value).map_err(|violations| SpecError::Invalid { file: file.to_owned(), violations })
 }

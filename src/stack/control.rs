@@ -284,7 +284,7 @@ async fn handle(stack: &Stack, req: Request<Incoming>) -> Response<Full<Bytes>> 
                     let flushed = stack
                         .specs()
                         .into_iter()
-                        .map(|s| s.name)
+                        .map(|s| s.name().to_owned())
                         .filter(|n| stream.as_deref().is_none_or(|s| s == n))
                         .collect();
                     ok(&FlushAnswer { flushed })

@@ -106,7 +106,7 @@ impl Streams {
     }
 
     fn topics(&self) -> BTreeSet<String> {
-        self.lock().iter().map(|s| s.plan.spec().topic.clone()).collect()
+        self.lock().iter().map(|s| s.plan.spec().topic().to_owned()).collect()
     }
 
     /// Each stream's spec with its running delivery, if any.
@@ -115,7 +115,7 @@ impl Streams {
     }
 
     fn delivery(&self, stream: &str) -> Option<Arc<DeliveryHandle>> {
-        self.lock().iter().find(|s| s.plan.spec().name == stream).and_then(|s| s.delivery.clone())
+        self.lock().iter().find(|s| s.plan.spec().name() == stream).and_then(|s| s.delivery.clone())
     }
 }
 
@@ -267,10 +267,10 @@ impl Stack {
             Some(scope) => scope.apply(spec)?,
             None => spec,
         };
-        let name = spec.name.clone();
+        let name = spec.name().to_owned();
         self.register(vec![Plan::prepare(spec, &self.settings)?]).await?;
         if let Err(e) = self.activate(&[name.clone()]).await {
-            self.streams.lock().retain(|s| s.plan.spec().name != name);
+            self.streams.lock().retain(|s| s.plan.spec().name() != name);
             return Err(e);
         }
         Ok(())
@@ -283,10 +283,10 @@ impl Stack {
     pub async fn remove_stream(&self, name: &str) -> Result<Arc<DeliveryStats>, StackError> {
         let delivery = {
             let mut streams = self.streams.lock();
-            let known: Vec<String> = streams.iter().map(|s| s.plan.spec().name.clone()).collect();
+            let known: Vec<String> = streams.iter().map(|s| s.plan.spec().name().to_owned()).collect();
             let stream = streams
                 .iter_mut()
-                .find(|s| s.plan.spec().name == name)
+                .find(|s| s.plan.spec().name() == name)
                 .ok_or_else(|| StackError::UnknownStream { name: name.to_owned(), known })?;
             if stream.lifecycle != StreamLifecycle::Active {
                 return Err(StackError::StreamBusy { name: name.to_owned(), state: stream.lifecycle });
@@ -298,7 +298,7 @@ impl Stack {
             Some(delivery) => delivery.stop().await,
             None => Ok(Arc::default()),
         };
-        self.streams.lock().retain(|s| s.plan.spec().name != name);
+        self.streams.lock().retain(|s| s.plan.spec().name() != name);
         info!(stream = name, "stream removed");
         Ok(stats?)
     }
@@ -306,10 +306,10 @@ impl Stack {
     /// Where `stream` is in its life.
     pub fn stream_state(&self, stream: &str) -> Result<StreamLifecycle, StackError> {
         let streams = self.streams.lock();
-        streams.iter().find(|s| s.plan.spec().name == stream).map(|s| s.lifecycle).ok_or_else(|| {
+        streams.iter().find(|s| s.plan.spec().name() == stream).map(|s| s.lifecycle).ok_or_else(|| {
             StackError::UnknownStream {
                 name: stream.to_owned(),
-                known: streams.iter().map(|s| s.plan.spec().name.clone()).collect(),
+                known: streams.iter().map(|s| s.plan.spec().name().to_owned()).collect(),
             }
         })
     }
@@ -317,12 +317,12 @@ impl Stack {
     /// Records the streams as CREATING, then creates their topics and
     /// buckets. Refuses a name the stack already has.
     async fn register(&self, plans: Vec<Plan>) -> Result<(), StackError> {
-        let names: Vec<String> = plans.iter().map(|p| p.spec().name.clone()).collect();
+        let names: Vec<String> = plans.iter().map(|p| p.spec().name().to_owned()).collect();
         let specs: Vec<StreamSpec> = plans.iter().map(|p| p.spec().clone()).collect();
         {
             let mut streams = self.streams.lock();
             for (i, name) in names.iter().enumerate() {
-                if streams.iter().any(|s| s.plan.spec().name == *name) || names[..i].contains(name) {
+                if streams.iter().any(|s| s.plan.spec().name() == *name) || names[..i].contains(name) {
                     return Err(StackError::StreamExists { name: name.clone() });
                 }
             }
@@ -334,20 +334,20 @@ impl Stack {
         }
         let created = self.create_resources(&specs).await;
         if created.is_err() {
-            self.streams.lock().retain(|s| !names.contains(&s.plan.spec().name));
+            self.streams.lock().retain(|s| !names.iter().any(|n| n == s.plan.spec().name()));
         }
         created
     }
 
     async fn create_resources(&self, specs: &[StreamSpec]) -> Result<(), StackError> {
-        let topics: BTreeSet<&str> = specs.iter().map(|s| s.topic.as_str()).collect();
+        let topics: BTreeSet<&str> = specs.iter().map(|s| s.topic()).collect();
         let kafka = &self.backend.kafka;
         let creates = topics.iter().map(|topic| admin::create_topic(kafka, topic, self.options.partitions_of(topic)));
         futures::future::try_join_all(creates).await?;
         // Someone else's buckets are theirs to create; delivery names a
         // missing one.
         if self.backend.kind != BackendKind::External {
-            let buckets: BTreeSet<&str> = specs.iter().map(|s| s.bucket.as_str()).collect();
+            let buckets: BTreeSet<&str> = specs.iter().map(|s| s.bucket()).collect();
             futures::future::try_join_all(buckets.iter().map(|b| harness::create_bucket(&self.client, b))).await?;
         }
         Ok(())
@@ -362,7 +362,7 @@ impl Stack {
             .lock()
             .iter()
             .filter(|s| s.lifecycle == StreamLifecycle::Creating && s.delivery.is_none())
-            .map(|s| s.plan.spec().name.clone())
+            .map(|s| s.plan.spec().name().to_owned())
             .collect();
         self.activate(&waiting).await
     }
@@ -371,10 +371,10 @@ impl Stack {
     async fn activate(&self, names: &[String]) -> Result<(), StackError> {
         let plans: Vec<Plan> = {
             let streams = self.streams.lock();
-            streams.iter().filter(|s| names.contains(&s.plan.spec().name)).map(|s| s.plan.clone()).collect()
+            streams.iter().filter(|s| names.iter().any(|n| n == s.plan.spec().name())).map(|s| s.plan.clone()).collect()
         };
         let connects = plans.into_iter().map(|plan| {
-            let sink = S3Sink::new(self.client.clone(), &plan.spec().bucket, self.backend.s3.endpoint.as_deref());
+            let sink = S3Sink::new(self.client.clone(), plan.spec().bucket(), self.backend.s3.endpoint.as_deref());
             let endpoints = Endpoints {
                 source: SourceSettings::new(self.backend.kafka.clone(), Membership::Assigned),
                 state: StateStore::Topic(TopicStateStore::new(self.backend.kafka.clone())),
@@ -386,7 +386,7 @@ impl Stack {
             info!(stream = %delivery.state().stream, version = delivery.state().version, "delivery started");
             let handle = Arc::new(delivery.spawn());
             let mut streams = self.streams.lock();
-            if let Some(stream) = streams.iter_mut().find(|s| s.plan.spec().name == handle.stream) {
+            if let Some(stream) = streams.iter_mut().find(|s| s.plan.spec().name() == handle.stream) {
                 stream.delivery = Some(handle);
                 stream.lifecycle = StreamLifecycle::Active;
             }
@@ -458,11 +458,14 @@ impl Stack {
     }
 
     pub fn spec(&self, stream: &str) -> Result<StreamSpec, StackError> {
-        self.specs().into_iter().find(|s| s.name == stream).ok_or_else(|| self.unknown(stream))
+        self.specs().into_iter().find(|s| s.name() == stream).ok_or_else(|| self.unknown(stream))
     }
 
     fn unknown(&self, stream: &str) -> StackError {
-        StackError::UnknownStream { name: stream.to_owned(), known: self.specs().into_iter().map(|s| s.name).collect() }
+        StackError::UnknownStream {
+            name: stream.to_owned(),
+            known: self.specs().iter().map(|s| s.name().to_owned()).collect(),
+        }
     }
 
     pub fn clock(&self) -> SharedClock {
@@ -532,7 +535,7 @@ impl Stack {
             self.spec(name)?;
         }
         for (spec, delivery) in self.streams.running() {
-            if let (true, Some(delivery)) = (stream.is_none_or(|s| s == spec.name), delivery) {
+            if let (true, Some(delivery)) = (stream.is_none_or(|s| s == spec.name()), delivery) {
                 delivery.flush().await;
             }
         }
@@ -561,12 +564,13 @@ impl Stack {
                 }
                 let stats = delivery.stats();
                 let positions = stats.positions();
-                for (partition, end) in ends.get(&spec.topic).into_iter().flatten() {
+                for (partition, end) in ends.get(spec.topic()).into_iter().flatten() {
                     let at = positions.get(partition).copied().unwrap_or(0);
                     if at < *end {
                         behind.push(format!(
                             "{} has read {}/{partition} up to offset {at} of {end}",
-                            delivery.stream, spec.topic
+                            delivery.stream,
+                            spec.topic()
                         ));
                     }
                 }
@@ -591,7 +595,7 @@ impl Stack {
         let lifecycles: Vec<StreamLifecycle> = self.streams.lock().iter().map(|s| s.lifecycle).collect();
         for ((spec, delivery), state) in self.streams.running().into_iter().zip(lifecycles) {
             let stats = delivery.as_ref().map(|d| d.stats()).unwrap_or_default();
-            let (b, t) = (self.backend.kafka.clone(), spec.topic.clone());
+            let (b, t) = (self.backend.kafka.clone(), spec.topic().to_owned());
             let positions = stats.positions();
             let lag =
                 tokio::task::spawn_blocking(move || admin::end_offsets(&b, &t)).await.ok().and_then(Result::ok).map(

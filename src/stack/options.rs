@@ -207,12 +207,12 @@ pub fn load_specs(paths: &[PathBuf]) -> Result<Vec<(PathBuf, StreamSpec)>, Stack
     let mut out: Vec<(PathBuf, StreamSpec)> = Vec::new();
     for file in files {
         let spec = spec::load(&file)?;
-        if let Some((other, _)) = out.iter().find(|(_, s): &&(PathBuf, StreamSpec)| s.name == spec.name) {
+        if let Some((other, _)) = out.iter().find(|(_, s): &&(PathBuf, StreamSpec)| s.name() == spec.name()) {
             return Err(StackError::Options(format!(
                 "{} and {} both define stream {:?}; stream names must be unique in a stack",
                 other.display(),
                 file.display(),
-                spec.name
+                spec.name()
             )));
         }
         out.push((file, spec));

@@ -18,7 +18,7 @@ impl Stack {
     /// relative to the run's scope (as the unscoped spec would write them).
     pub async fn objects(&self, spec: &StreamSpec) -> Result<Vec<harness::StoredObject>, StackError> {
         let scope = self.key_scope();
-        let mut objects = harness::read_under(&self.client, &spec.bucket, scope).await?;
+        let mut objects = harness::read_under(&self.client, spec.bucket(), scope).await?;
         for object in &mut objects {
             object.key = object.key[scope.len()..].to_owned();
         }
@@ -34,9 +34,9 @@ impl Stack {
             return Ok(());
         }
         let specs = self.specs();
-        let topics: Vec<&str> = specs.iter().map(|s| s.topic.as_str()).collect();
+        let topics: Vec<&str> = specs.iter().map(|s| s.topic()).collect();
         admin::delete_topics(&self.backend.kafka, &topics).await?;
-        let buckets: BTreeSet<&str> = specs.iter().map(|s| s.bucket.as_str()).collect();
+        let buckets: BTreeSet<&str> = specs.iter().map(|s| s.bucket()).collect();
         for bucket in buckets {
             harness::delete_under(&self.client, bucket, self.key_scope()).await?;
         }
@@ -51,8 +51,8 @@ impl Stack {
         };
         let mut landing = landing::read(&self.client, &specs, self.key_scope()).await?;
         for (stream, spec) in landing.streams.iter_mut().zip(&specs) {
-            if spec.lambda.is_some() {
-                stream.transform = self.stats(&spec.name).await.ok().map(|s| landing::TransformCounts::of(&s));
+            if spec.lambda().is_some() {
+                stream.transform = self.stats(spec.name()).await.ok().map(|s| landing::TransformCounts::of(&s));
             }
         }
         Ok(landing)
@@ -71,7 +71,7 @@ impl Stack {
         let mut dropped = Vec::new();
         for (spec, delivery) in &running {
             let start = delivery.as_ref().map(|d| d.state.start_offsets.clone()).unwrap_or_default();
-            let (b, t) = (self.backend.kafka.clone(), spec.topic.clone());
+            let (b, t) = (self.backend.kafka.clone(), spec.topic().to_owned());
             let values = tokio::task::spawn_blocking(move || {
                 let ends = admin::end_offsets(&b, &t)?;
                 Ok::<_, StackError>(harness::read_range(&b, &t, &start, &ends, Duration::from_secs(60))?)
@@ -80,7 +80,7 @@ impl Stack {
             .expect("reading the topic does not panic")?;
             sources.push(values);
             let load = |d: &Arc<DeliveryHandle>| d.stats().lambda.dropped.load(std::sync::atomic::Ordering::Relaxed);
-            dropped.push(spec.lambda.as_ref().map(|_| delivery.as_ref().map_or(0, load)));
+            dropped.push(spec.lambda().map(|_| delivery.as_ref().map_or(0, load)));
         }
         let evidence: Vec<StreamEvidence<'_>> = specs
             .iter()

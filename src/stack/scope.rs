@@ -14,8 +14,8 @@ use crate::spec::StreamSpec;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ScopeError {
-    #[error("stream {stream:?} scoped to run {run:?} would be named with {length} characters; Firehose allows 64 (DeliveryStreamName): shorten the stream name or the run id")]
-    NameTooLong { stream: String, run: String, length: usize },
+    #[error("stream {stream:?} scoped to run {run:?}: {reason}; shorten the stream name or the run id")]
+    Invalid { stream: String, run: String, reason: String },
 }
 
 #[derive(Debug, Clone)]
@@ -54,22 +54,17 @@ impl RunScope {
 
     /// The spec as this run delivers it, re-checked where the scope changed
     /// it: the longer stream name must still fit Firehose's 64 characters.
-    pub fn apply(&self, mut spec: StreamSpec) -> Result<StreamSpec, ScopeError> {
-        let name = format!("{}-{}", spec.name, self.run);
-        if name.len() > 64 {
-            return Err(ScopeError::NameTooLong { stream: spec.name, run: self.run.clone(), length: name.len() });
-        }
-        spec.name = name;
-        spec.topic = format!("{}-{}", spec.topic, self.run);
-        if let Some(bucket) = &self.bucket {
-            spec.bucket = bucket.clone();
-        }
-        let scoped = |template: Template| {
-            Template::parse(&self.key_prefix).expect("a run prefix has no expressions").concat(template)
-        };
-        spec.prefix = scoped(spec.prefix);
-        spec.error_prefix = scoped(spec.error_prefix);
-        Ok(spec)
+    pub fn apply(&self, spec: StreamSpec) -> Result<StreamSpec, ScopeError> {
+        let name = format!("{}-{}", spec.name(), self.run);
+        let topic = format!("{}-{}", spec.topic(), self.run);
+        let bucket = self.bucket.clone().unwrap_or_else(|| spec.bucket().to_owned());
+        let prefix = Template::parse(&self.key_prefix).expect("a run prefix has no expressions");
+        let stream = spec.name().to_owned();
+        spec.renamed(name, topic, bucket, &prefix).map_err(|reason| ScopeError::Invalid {
+            stream,
+            run: self.run.clone(),
+            reason,
+        })
     }
 }
 
@@ -86,17 +81,14 @@ mod tests {
     #[test]
     fn a_scoped_spec_renames_the_stream_and_topic_and_moves_its_keys() {
         let spec = crate::spec::load(std::path::Path::new("fixtures/streams/orders-to-s3.json")).unwrap();
-        assert_eq!((spec.name.as_str(), spec.topic.as_str()), ("orders-to-s3", "shop-events"));
+        assert_eq!((spec.name(), spec.topic()), ("orders-to-s3", "shop-events"));
         let scoped = RunScope::named("r1").in_bucket("shared").apply(spec.clone()).unwrap();
-        assert_eq!(
-            (scoped.name.as_str(), scoped.topic.as_str(), scoped.bucket.as_str()),
-            ("orders-to-s3-r1", "shop-events-r1", "shared")
-        );
+        assert_eq!((scoped.name(), scoped.topic(), scoped.bucket()), ("orders-to-s3-r1", "shop-events-r1", "shared"));
         let key = "2026/11/26/05/orders-to-s3-r1-1-2026-11-26-05-00-00-0f8fad5b-d9cb-469f-a165-70867728950e";
-        let data = crate::prefix::KeyPattern::new(&scoped.prefix, &scoped.name, &scoped.extension);
+        let data = crate::prefix::KeyPattern::new(&scoped.prefix(), scoped.name(), scoped.extension());
         assert!(data.is_match(&format!("streamlab-runs/r1/{key}")));
         assert!(!data.is_match(key), "keys outside the run's prefix are not the run's");
-        let errors = crate::prefix::KeyPattern::new(&scoped.error_prefix, &scoped.name, &scoped.extension);
+        let errors = crate::prefix::KeyPattern::new(&scoped.error_prefix(), scoped.name(), scoped.extension());
         assert!(errors.is_match(&format!("streamlab-runs/r1/processing-failed/{key}")));
     }
 }

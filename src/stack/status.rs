@@ -169,10 +169,10 @@ impl StreamStatus {
     ) -> StreamStatus {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StreamStatus {
-            stream: spec.name.clone(),
+            stream: spec.name().to_owned(),
             state,
-            topic: spec.topic.clone(),
-            bucket: spec.bucket.clone(),
+            topic: spec.topic().to_owned(),
+            bucket: spec.bucket().to_owned(),
             version: delivery.map_or(0, |d| d.state.version),
             group: delivery.map_or_else(String::new, |d| d.state.group.clone()),
             read: stats.read(),
@@ -184,13 +184,13 @@ impl StreamStatus {
             error_records: load(&stats.error_records),
             put_failures: load(&stats.put_failures),
             lag,
-            conversion: spec.conversion.as_ref().map(|_| ConversionStatus {
+            conversion: spec.conversion().map(|_| ConversionStatus {
                 converted: load(&stats.converted_records),
                 converted_bytes: load(&stats.converted_bytes),
                 failed: load(&stats.conversion_failed_records),
                 failed_bytes: load(&stats.conversion_failed_bytes),
             }),
-            lambda: spec.lambda.as_ref().map(|l| LambdaStatus {
+            lambda: spec.lambda().map(|l| LambdaStatus {
                 function: l.arn.clone(),
                 ok: load(&stats.lambda.ok),
                 ok_bytes: load(&stats.lambda.ok_bytes),

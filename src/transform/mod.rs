@@ -86,9 +86,9 @@ impl FunctionsConfig {
     /// Whether `spec` could run: its Lambda ARN (if any) has a place to run.
     /// Checked before anything starts.
     pub fn check(&self, spec: &StreamSpec) -> Result<(), TransformError> {
-        match &spec.lambda {
+        match &spec.lambda() {
             Some(lambda) if self.endpoint.is_none() && self.local_command(&lambda.arn).is_none() => {
-                Err(TransformError::NoFunction { stream: spec.name.clone(), arn: lambda.arn.clone() })
+                Err(TransformError::NoFunction { stream: spec.name().to_owned(), arn: lambda.arn.clone() })
             }
             _ => Ok(()),
         }
@@ -121,19 +121,19 @@ impl Functions {
     /// The transformer for `spec`, its function started (a local handler
     /// that cannot load fails here, naming the function and the fix).
     pub async fn transformer(&self, spec: &StreamSpec) -> Result<Option<Transformer>, TransformError> {
-        let Some(lambda) = &spec.lambda else { return Ok(None) };
+        let Some(lambda) = &spec.lambda() else { return Ok(None) };
         self.config.check(spec)?;
-        let region = region_of(&lambda.arn).or_else(|| region_of(&spec.msk_cluster_arn)).unwrap_or("us-east-1");
+        let region = region_of(&lambda.arn).or_else(|| region_of(spec.msk_cluster_arn())).unwrap_or("us-east-1");
         let invoker = self.invoker(&lambda.arn, region).await?;
-        let account = spec.msk_cluster_arn.split(':').nth(4).filter(|a| !a.is_empty()).unwrap_or("000000000000");
+        let account = spec.msk_cluster_arn().split(':').nth(4).filter(|a| !a.is_empty()).unwrap_or("000000000000");
         let context = EventContext {
-            delivery_stream_arn: format!("arn:aws:firehose:{region}:{account}:deliverystream/{}", spec.name),
-            source_msk_arn: spec.msk_cluster_arn.clone(),
+            delivery_stream_arn: format!("arn:aws:firehose:{region}:{account}:deliverystream/{}", spec.name()),
+            source_msk_arn: spec.msk_cluster_arn().to_owned(),
             region: region.to_owned(),
         };
         Ok(Some(Transformer {
             invoker,
-            processor: lambda.clone(),
+            processor: LambdaProcessor::clone(lambda),
             context,
             timeout: self.config.timeout(),
             arn: Arc::from(lambda.arn.as_str()),

@@ -92,7 +92,7 @@ impl Pipeline {
         rate: Option<f64>,
         clock: streamlab::clock::SharedClock,
     ) -> tokio::task::JoinHandle<Result<u64, streamlab::producer::ProducerError>> {
-        let (bootstrap, topic) = (self.bootstrap().to_owned(), self.spec.topic.clone());
+        let (bootstrap, topic) = (self.bootstrap().to_owned(), self.spec.topic().to_owned());
         tokio::spawn(async move {
             let stats = Arc::new(streamlab::producer::ProducerStats::default());
             streamlab::producer::publish(
@@ -144,7 +144,7 @@ impl Pipeline {
     /// Starts the stack's delivery (the stream becomes active now).
     pub async fn deliver(&self) -> Result<Running<'_>> {
         self.stack.start_deliveries().await?;
-        Ok(Running { stats: self.stack.stats(&self.spec.name).await?, stack: &self.stack })
+        Ok(Running { stats: self.stack.stats(self.spec.name()).await?, stack: &self.stack })
     }
 
     /// Another delivery instance of the stream, sharing the partitions
@@ -169,7 +169,7 @@ impl Pipeline {
     /// Publishes events with the real producer; every one must be acked.
     pub async fn publish(&self, events: Vec<Event>) -> Result<()> {
         let n = events.len() as u64;
-        let acked = self.stack.produce(&self.spec.topic, events).await?;
+        let acked = self.stack.produce(self.spec.topic(), events).await?;
         ensure!(acked == n, "broker acknowledged {acked} of {n}");
         Ok(())
     }
@@ -177,16 +177,16 @@ impl Pipeline {
     /// Crosses the buffer interval on the manual clock; returns once the due
     /// buffers landed.
     pub async fn pass_interval(&self) -> Result<()> {
-        if let Some(lambda) = &self.spec.lambda {
+        if let Some(lambda) = &self.spec.lambda() {
             // Records reach the S3 buffers once the function processed them.
             self.stack.advance(lambda.buffer.interval + Duration::from_secs(1)).await?;
         }
-        self.stack.advance(self.spec.buffer.interval + Duration::from_secs(1)).await?;
+        self.stack.advance(self.spec.buffer().interval + Duration::from_secs(1)).await?;
         Ok(())
     }
 
     pub async fn objects(&self) -> Result<Vec<StoredObject>> {
-        Ok(harness::read_bucket(self.stack.s3_client(), &self.spec.bucket).await?)
+        Ok(harness::read_bucket(self.stack.s3_client(), self.spec.bucket()).await?)
     }
 }
 
@@ -348,7 +348,7 @@ pub fn output(command: &mut std::process::Command) -> Result<(bool, String, Stri
 
 /// Committed offsets of `group` on the pipeline's topic.
 pub async fn committed(pipeline: &Pipeline, group: &str) -> Result<BTreeMap<i32, Option<i64>>> {
-    let (b, g, t) = (pipeline.bootstrap().to_owned(), group.to_owned(), pipeline.spec.topic.clone());
+    let (b, g, t) = (pipeline.bootstrap().to_owned(), group.to_owned(), pipeline.spec.topic().to_owned());
     Ok(tokio::task::spawn_blocking(move || streamlab::kafka::admin::committed_offsets(&b.into(), &g, &t)).await??)
 }
 
@@ -371,6 +371,6 @@ pub fn endpoints(stack: &Stack, spec: &StreamSpec, membership: Membership) -> En
     Endpoints {
         source: SourceSettings::new(stack.kafka().clone(), membership),
         state: StateStore::Topic(TopicStateStore::new(stack.kafka().clone())),
-        sink: S3Sink::new(stack.s3_client().clone(), &spec.bucket, stack.s3_endpoint()),
+        sink: S3Sink::new(stack.s3_client().clone(), spec.bucket(), stack.s3_endpoint()),
     }
 }

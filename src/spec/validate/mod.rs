@@ -19,6 +19,7 @@ use chrono::DateTime;
 use chrono_tz::Tz;
 use regex::Regex;
 use serde_json::Value;
+use sha2::Digest as _;
 
 use super::raw::{self, CreateDeliveryStream};
 use super::{BufferHints, Compression, Deaggregation, LambdaProcessor, StartPosition, StreamSpec, AWS_TIME_ZONES, MIB};
@@ -232,7 +233,18 @@ pub fn validate(value: &Value) -> Result<StreamSpec, Vec<Violation>> {
     let mut report = Report::default();
     let spec = check(&request, &mut report);
     match spec {
-        Some(spec) if report.0.is_empty() => Ok(spec),
+        Some(mut spec) if report.0.is_empty() => {
+            // serde_json's map keeps keys sorted, so these serializations are
+            // canonical: formatting and key order are not changes.
+            let digest = |parts: &[&Value]| {
+                let canonical = serde_json::to_vec(parts).expect("a parsed value serializes");
+                format!("{:x}", sha2::Sha256::digest(&canonical))
+            };
+            spec.source_sha256 = digest(&[&value["DeliveryStreamType"], &value["MSKSourceConfiguration"]]);
+            spec.destination_sha256 = digest(&[&value["ExtendedS3DestinationConfiguration"]]);
+            spec.destination = value["ExtendedS3DestinationConfiguration"].clone();
+            Ok(spec)
+        }
         _ => Err(report.0),
     }
 }
@@ -310,7 +322,7 @@ fn check(req: &CreateDeliveryStream, r: &mut Report) -> Option<StreamSpec> {
         time_zone: dest.time_zone,
         append_newline: dest.append_newline,
         deaggregation: dest.deaggregation,
-        metadata_query: dest.metadata_query,
+        metadata_query: dest.metadata_query.map(crate::extract::MetadataExtractor::new),
         dynamic_partitioning: dest.dynamic_partitioning,
         lambda: dest.lambda,
         conversion: dest.conversion,

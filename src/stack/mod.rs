@@ -353,15 +353,16 @@ impl Stack {
         Ok(())
     }
 
-    /// Starts one delivery per stream still CREATING (when the stack was
-    /// started with [`StackOptions::defer_deliveries`]). The streams become
-    /// active now.
+    /// Starts one delivery per stream that has none: streams still CREATING
+    /// (when the stack was started with [`StackOptions::defer_deliveries`]),
+    /// or every stream again after [`Stack::shutdown`], resuming from what
+    /// they committed. New streams become active now.
     pub async fn start_deliveries(&self) -> Result<(), StackError> {
         let waiting: Vec<String> = self
             .streams
             .lock()
             .iter()
-            .filter(|s| s.lifecycle == StreamLifecycle::Creating && s.delivery.is_none())
+            .filter(|s| s.lifecycle != StreamLifecycle::Deleting && s.delivery.is_none())
             .map(|s| s.plan.spec().name().to_owned())
             .collect();
         self.activate(&waiting).await

@@ -246,8 +246,9 @@ fn parse_lambda_timeout(s: &str) -> Result<Duration, String> {
 #[derive(Debug, Args)]
 pub struct StackArgs {
     /// CreateDeliveryStream JSON files or directories of them (repeatable);
-    /// one delivery per spec, topics and buckets created from them.
-    #[arg(long = "spec", required = true, num_args = 1..)]
+    /// one delivery per spec, topics and buckets created from them. More
+    /// streams can be created through the stack's Firehose API.
+    #[arg(long = "spec", num_args = 1..)]
     specs: Vec<PathBuf>,
     /// Partitions of each topic the stack creates.
     #[arg(long, default_value_t = streamlab::stack::DEFAULT_PARTITIONS, value_parser = clap::value_parser!(i32).range(i64::from(*admin::PARTITIONS.start())..=i64::from(*admin::PARTITIONS.end())))]

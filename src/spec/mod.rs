@@ -73,6 +73,9 @@ pub struct StreamSpec {
     /// change (AWS's `UpdateDestination`) bumps the stream version. Tags and
     /// formatting are not changes.
     destination_sha256: String,
+    /// The `CreateDeliveryStream` request as given: what the Firehose API
+    /// echoes back in `DescribeDeliveryStream`.
+    request: serde_json::Value,
 }
 
 impl StreamSpec {
@@ -178,6 +181,26 @@ impl StreamSpec {
     /// SHA-256 of the canonical destination (a change bumps the version).
     pub fn destination_sha256(&self) -> &str {
         &self.destination_sha256
+    }
+
+    /// The `CreateDeliveryStream` request as given.
+    pub fn request(&self) -> &serde_json::Value {
+        &self.request
+    }
+
+    /// The region and account of the stream: its MSK cluster's (AWS makes
+    /// both be the same), else us-east-1 and a placeholder account.
+    pub fn region_and_account(&self) -> (&str, &str) {
+        let mut parts = self.msk_cluster_arn.split(':');
+        let region = parts.nth(3).filter(|r| !r.is_empty()).unwrap_or("us-east-1");
+        let account = parts.next().filter(|a| !a.is_empty()).unwrap_or("000000000000");
+        (region, account)
+    }
+
+    /// `arn:aws:firehose:<region>:<account>:deliverystream/<name>`.
+    pub fn delivery_stream_arn(&self) -> String {
+        let (region, account) = self.region_and_account();
+        format!("arn:aws:firehose:{region}:{account}:deliverystream/{}", self.name)
     }
 
     /// The spec under another stream name, topic and bucket, with key

@@ -6,7 +6,7 @@
 //! | method and path | body | answer |
 //! |---|---|---|
 //! | `GET /v1/status` | | [`Status`](super::Status) |
-//! | `GET /v1/env` | | the stack's environment, `{"KAFKA_BOOTSTRAP": ..., ...}` |
+//! | `GET /v1/env` | | the stack's environment, `{"KAFKA_BOOTSTRAP": ..., "AWS_ENDPOINT_URL_FIREHOSE": ..., ...}` |
 //! | `POST /v1/clock/advance` | `{"by": "5m"}` | `{"now_ms": ..., "now": "..."}` once due buffers landed |
 //! | `POST /v1/flush` | `{"stream": "name"}` or `{}` | `{"flushed": [names]}` once the objects landed |
 //! | `POST /v1/settle` | `{"timeout": "30s"}` | `{"settled": true}`, or 504 with what is behind |
@@ -49,7 +49,8 @@ pub struct ControlServer {
 
 impl ControlServer {
     /// Serves `stack` on a free loopback port.
-    pub async fn start(stack: Arc<Stack>) -> std::io::Result<ControlServer> {
+    pub async fn start(stack: Arc<Stack>, endpoints: Vec<(String, String)>) -> std::io::Result<ControlServer> {
+        let endpoints = Arc::new(endpoints);
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr: SocketAddr = listener.local_addr()?;
         let stop = CancellationToken::new();
@@ -64,10 +65,10 @@ impl ControlServer {
                         Err(e) => { debug!(error = %e, "control accept failed"); continue; }
                     },
                 };
-                let stack = stack.clone();
+                let (stack, endpoints) = (stack.clone(), endpoints.clone());
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let stack = stack.clone();
-                    async move { Ok::<_, Infallible>(handle(&stack, req).await) }
+                    let (stack, endpoints) = (stack.clone(), endpoints.clone());
+                    async move { Ok::<_, Infallible>(handle(&stack, &endpoints, req).await) }
                 });
                 let conn = http.serve_connection(TokioIo::new(socket), service).into_owned();
                 let stopped = stopped.clone();
@@ -251,14 +252,14 @@ fn ok<T: Serialize>(answer: &T) -> Response<Full<Bytes>> {
     respond(StatusCode::OK, &json!(answer))
 }
 
-async fn handle(stack: &Stack, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(stack: &Stack, endpoints: &[(String, String)], req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
     match (req.method().clone(), path.as_str()) {
         (Method::GET, routes::STATUS) => ok(&stack.status().await),
         (Method::GET, routes::ENV) => {
             let env: serde_json::Map<String, Value> =
-                stack.env().into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+                stack.env().into_iter().chain(endpoints.iter().cloned()).map(|(k, v)| (k, Value::String(v))).collect();
             respond(StatusCode::OK, &Value::Object(env))
         }
         (Method::POST, routes::ADVANCE) => {

@@ -25,6 +25,7 @@
 //! own consumer groups and stream state. Parallel tests each start their own.
 
 pub mod control;
+pub mod firehose;
 mod options;
 mod readback;
 pub mod run;
@@ -82,6 +83,18 @@ impl std::fmt::Display for StreamLifecycle {
             StreamLifecycle::Deleting => "DELETING",
         })
     }
+}
+
+/// A stream as the stack runs it.
+#[derive(Debug, Clone)]
+pub struct StreamInfo {
+    pub spec: StreamSpec,
+    pub lifecycle: StreamLifecycle,
+    /// The stream's version, once its delivery runs.
+    pub version: Option<u32>,
+    /// When the stream became active (where a new stream starts reading),
+    /// once its delivery runs.
+    pub activated_at_ms: Option<i64>,
 }
 
 /// One stream of the stack.
@@ -301,6 +314,63 @@ impl Stack {
         self.streams.lock().retain(|s| s.plan.spec().name() != name);
         info!(stream = name, "stream removed");
         Ok(stats?)
+    }
+
+    /// Replaces a stream's spec, as `UpdateDestination` does: its delivery
+    /// delivers what it holds and commits, then a delivery of the new spec
+    /// resumes from those commits. A changed destination bumps the stream's
+    /// version (objects from now on carry it). Returns the version.
+    pub async fn update_stream(&self, spec: StreamSpec) -> Result<u32, StackError> {
+        let spec = match &self.options.scope {
+            Some(scope) => scope.apply(spec)?,
+            None => spec,
+        };
+        let name = spec.name().to_owned();
+        let plan = Plan::prepare(spec, &self.settings)?;
+        let old = {
+            let mut streams = self.streams.lock();
+            let known: Vec<String> = streams.iter().map(|s| s.plan.spec().name().to_owned()).collect();
+            let stream = streams
+                .iter_mut()
+                .find(|s| s.plan.spec().name() == name)
+                .ok_or_else(|| StackError::UnknownStream { name: name.clone(), known })?;
+            if stream.lifecycle != StreamLifecycle::Active {
+                return Err(StackError::StreamBusy { name, state: stream.lifecycle });
+            }
+            stream.plan = plan;
+            stream.delivery.take()
+        };
+        if let Some(old) = old {
+            old.stop().await?;
+        }
+        self.activate(std::slice::from_ref(&name)).await?;
+        Ok(self.streams.delivery(&name).map_or(1, |d| d.state.version))
+    }
+
+    /// Every stream with its state, version and activation, in the order
+    /// they were added.
+    pub fn streams(&self) -> Vec<StreamInfo> {
+        self.streams
+            .lock()
+            .iter()
+            .map(|s| StreamInfo {
+                spec: s.plan.spec().clone(),
+                lifecycle: s.lifecycle,
+                version: s.delivery.as_ref().map(|d| d.state.version),
+                activated_at_ms: s.delivery.as_ref().map(|d| d.state.activated_at_ms),
+            })
+            .collect()
+    }
+
+    /// Checks a spec as [`Stack::add_stream`] would (scope, Lambda, Glue
+    /// table) without adding it.
+    pub fn check_stream(&self, spec: &StreamSpec) -> Result<(), StackError> {
+        let spec = match &self.options.scope {
+            Some(scope) => scope.apply(spec.clone())?,
+            None => spec.clone(),
+        };
+        Plan::prepare(spec, &self.settings)?;
+        Ok(())
     }
 
     /// Where `stream` is in its life.

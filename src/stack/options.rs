@@ -155,7 +155,7 @@ pub enum StackError {
     UnknownStream { name: String, known: Vec<String> },
     #[error("the stack already has a stream named {name:?}; stream names must be unique in a stack")]
     StreamExists { name: String },
-    #[error("stream {name:?} is {state}: it can be removed once it is ACTIVE")]
+    #[error("stream {name:?} is {state}: it can be changed once it is ACTIVE")]
     StreamBusy { name: String, state: StreamLifecycle },
     #[error("not settled within {timeout:?}: {detail}")]
     SettleTimeout { timeout: Duration, detail: String },

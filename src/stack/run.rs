@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::control::{ControlServer, CONTROL_ENV};
+use super::firehose::{Firehose, FirehoseServer, ENDPOINT_ENV as FIREHOSE_ENV};
 use super::{Stack, StackError, StackOptions};
 use crate::checks::expect::{Expectation, Outcome};
 use crate::checks::snapshot::{Comparison, Snapshot, SnapshotError};
@@ -24,7 +25,7 @@ pub enum RunError {
     EnvDir { path: PathBuf, dir: PathBuf },
     #[error("cannot write the env file {}: {source}", path.display())]
     EnvWrite { path: PathBuf, source: std::io::Error },
-    #[error("cannot start the control endpoint: {0}")]
+    #[error("cannot start the control or Firehose endpoint: {0}")]
     Control(std::io::Error),
     #[error(
         "cannot run `{command}`: {source}. Is it installed and on PATH? (the command runs in the current directory)"
@@ -48,6 +49,8 @@ impl From<StackError> for RunError {
 pub struct Up {
     pub stack: Arc<Stack>,
     pub control: ControlServer,
+    /// The Firehose API of the stack (`AWS_ENDPOINT_URL_FIREHOSE`).
+    pub firehose: FirehoseServer,
     /// What the env file holds, in order.
     pub env: Vec<(String, String)>,
 }
@@ -78,8 +81,11 @@ pub async fn up(options: StackOptions, env_file: Option<&Path>) -> Result<Up, Ru
         check_env_file(path)?;
     }
     let stack = Arc::new(Stack::start(options).await?);
-    let control = ControlServer::start(stack.clone()).await.map_err(RunError::Control)?;
+    let firehose = FirehoseServer::start(Arc::new(Firehose::new(stack.clone()))).await.map_err(RunError::Control)?;
+    let endpoints = vec![(FIREHOSE_ENV.to_owned(), firehose.url().to_owned())];
+    let control = ControlServer::start(stack.clone(), endpoints.clone()).await.map_err(RunError::Control)?;
     let mut env = stack.env();
+    env.extend(endpoints);
     env.push((CONTROL_ENV.to_owned(), control.url().to_owned()));
     if let Some(path) = env_file {
         let fail = |source| RunError::EnvWrite { path: path.to_owned(), source };
@@ -88,7 +94,7 @@ pub async fn up(options: StackOptions, env_file: Option<&Path>) -> Result<Up, Ru
         std::fs::write(&tmp, render_env(&env)).map_err(fail)?;
         std::fs::rename(&tmp, path).map_err(fail)?;
     }
-    Ok(Up { stack, control, env })
+    Ok(Up { stack, control, firehose, env })
 }
 
 /// What `run` checks after the command.

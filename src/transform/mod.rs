@@ -125,9 +125,12 @@ impl Functions {
         self.config.check(spec)?;
         let region = region_of(&lambda.arn).or_else(|| region_of(spec.msk_cluster_arn())).unwrap_or("us-east-1");
         let invoker = self.invoker(&lambda.arn, region).await?;
-        let account = spec.msk_cluster_arn().split(':').nth(4).filter(|a| !a.is_empty()).unwrap_or("000000000000");
         let context = EventContext {
-            delivery_stream_arn: format!("arn:aws:firehose:{region}:{account}:deliverystream/{}", spec.name()),
+            delivery_stream_arn: format!(
+                "arn:aws:firehose:{region}:{}:deliverystream/{}",
+                spec.region_and_account().1,
+                spec.name()
+            ),
             source_msk_arn: spec.msk_cluster_arn().to_owned(),
             region: region.to_owned(),
         };

@@ -243,6 +243,7 @@ pub fn validate(value: &Value) -> Result<StreamSpec, Vec<Violation>> {
             spec.source_sha256 = digest(&[&value["DeliveryStreamType"], &value["MSKSourceConfiguration"]]);
             spec.destination_sha256 = digest(&[&value["ExtendedS3DestinationConfiguration"]]);
             spec.destination = value["ExtendedS3DestinationConfiguration"].clone();
+            spec.request = value.clone();
             Ok(spec)
         }
         _ => Err(report.0),
@@ -331,6 +332,7 @@ fn check(req: &CreateDeliveryStream, r: &mut Report) -> Option<StreamSpec> {
         source_sha256: String::new(),
         destination: Value::Null,
         destination_sha256: String::new(),
+        request: Value::Null,
     })
 }
 

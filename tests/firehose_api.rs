@@ -1,0 +1,197 @@
+//! The stack's Firehose API driven by aws-sdk-firehose, as a team's Rust
+//! code or infrastructure tooling would: a stream created, described,
+//! listed, tagged, fed through its topic, updated (version 2, new prefix,
+//! nothing lost across the update) and deleted; AWS's errors for a taken
+//! name, a stale version, oversized batches and puts to an MSK stream.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use aws_sdk_firehose::types::{
+    AuthenticationConfiguration, BufferingHints, Connectivity, DeliveryStreamStatus, DeliveryStreamType,
+    ExtendedS3DestinationConfiguration, ExtendedS3DestinationUpdate, MskSourceConfiguration, Record, Tag,
+};
+use aws_sdk_firehose::Client;
+use chrono::{TimeZone, Utc};
+use streamlab::events::{EventGenerator, GeneratorConfig};
+use streamlab::stack::firehose::{Firehose, FirehoseServer};
+use streamlab::stack::{Stack, StackOptions};
+
+const NAME: &str = "orders-api";
+
+fn client(url: &str) -> Client {
+    let credentials = aws_credential_types::Credentials::new("test", "test", None, None, "test");
+    let config = aws_sdk_firehose::Config::builder()
+        .behavior_version(aws_sdk_firehose::config::BehaviorVersion::latest())
+        .region(aws_sdk_firehose::config::Region::new("us-east-1"))
+        .credentials_provider(credentials)
+        .endpoint_url(url)
+        .build();
+    Client::from_conf(config)
+}
+
+async fn status(client: &Client, name: &str) -> Result<(DeliveryStreamStatus, String)> {
+    let answer = client.describe_delivery_stream().delivery_stream_name(name).send().await?;
+    let d = answer.delivery_stream_description().context("description")?;
+    Ok((d.delivery_stream_status().clone(), d.version_id().to_owned()))
+}
+
+async fn wait_active(client: &Client, name: &str) -> Result<()> {
+    for _ in 0..600 {
+        if status(client, name).await?.0 == DeliveryStreamStatus::Active {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("{name} did not become ACTIVE")
+}
+
+fn error_code<E: aws_sdk_firehose::error::ProvideErrorMetadata>(e: &E) -> String {
+    e.code().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_lives_its_whole_life_through_the_sdk() -> Result<()> {
+    let start = Utc.with_ymd_and_hms(2026, 7, 13, 14, 0, 0).unwrap();
+    let stack = Arc::new(Stack::start(StackOptions::new(Vec::<String>::new()).manual_clock(start).seed(5)).await?);
+    let server = FirehoseServer::start(Arc::new(Firehose::new(stack.clone()))).await?;
+    let outcome = lifecycle(&stack, &client(server.url()), start).await;
+    // Stopped either way: a delivery left running holds the runtime's exit.
+    stack.shutdown().await?;
+    outcome
+}
+
+async fn lifecycle(stack: &Stack, client: &Client, start: chrono::DateTime<Utc>) -> Result<()> {
+    let source = MskSourceConfiguration::builder()
+        .msk_cluster_arn("arn:aws:kafka:us-east-1:123456789012:cluster/shop/0b1c2d3e-4f5a-6b7c-8d9e-0f1a2b3c4d5e-1")
+        .topic_name("shop-events")
+        .authentication_configuration(
+            AuthenticationConfiguration::builder()
+                .role_arn("arn:aws:iam::123456789012:role/firehose-msk-read")
+                .connectivity(Connectivity::Private)
+                .build()?,
+        )
+        .build()?;
+    let destination = ExtendedS3DestinationConfiguration::builder()
+        .role_arn("arn:aws:iam::123456789012:role/firehose-s3-write")
+        .bucket_arn("arn:aws:s3:::shop-api-raw")
+        .buffering_hints(BufferingHints::builder().size_in_mbs(5).interval_in_seconds(300).build())
+        .build()?;
+    let created = client
+        .create_delivery_stream()
+        .delivery_stream_name(NAME)
+        .delivery_stream_type(DeliveryStreamType::MskAsSource)
+        .msk_source_configuration(source.clone())
+        .extended_s3_destination_configuration(destination.clone())
+        .tags(Tag::builder().key("team").value("shop").build()?)
+        .send()
+        .await?;
+    ensure!(
+        created.delivery_stream_arn() == Some("arn:aws:firehose:us-east-1:123456789012:deliverystream/orders-api"),
+        "{created:?}"
+    );
+    wait_active(client, NAME).await?;
+
+    let again = client
+        .create_delivery_stream()
+        .delivery_stream_name(NAME)
+        .delivery_stream_type(DeliveryStreamType::MskAsSource)
+        .msk_source_configuration(source)
+        .extended_s3_destination_configuration(destination)
+        .send()
+        .await
+        .unwrap_err();
+    ensure!(error_code(&again) == "ResourceInUseException", "{again:?}");
+
+    // The description echoes what was sent, with AWS's defaults.
+    let described = client.describe_delivery_stream().delivery_stream_name(NAME).send().await?;
+    let d = described.delivery_stream_description().context("description")?;
+    ensure!(d.version_id() == "1" && d.delivery_stream_type() == &DeliveryStreamType::MskAsSource);
+    let msk = d.source().and_then(|s| s.msk_source_description()).context("MSK source")?;
+    ensure!(msk.topic_name() == Some("shop-events") && msk.delivery_start_timestamp().is_some(), "{msk:?}");
+    let dest = &d.destinations()[0];
+    ensure!(dest.destination_id() == "destinationId-000000000001");
+    let ext = dest.extended_s3_destination_description().context("extended S3")?;
+    ensure!(ext.bucket_arn() == "arn:aws:s3:::shop-api-raw");
+    ensure!(ext.compression_format() == &aws_sdk_firehose::types::CompressionFormat::Uncompressed);
+    ensure!(dest.s3_destination_description().is_some(), "the derived S3 description is there");
+
+    let listed = client.list_delivery_streams().delivery_stream_type(DeliveryStreamType::MskAsSource).send().await?;
+    ensure!(listed.delivery_stream_names() == [NAME] && !listed.has_more_delivery_streams());
+    let none = client.list_delivery_streams().delivery_stream_type(DeliveryStreamType::DirectPut).send().await?;
+    ensure!(none.delivery_stream_names().is_empty(), "the type filter applies");
+    let tags = client.list_tags_for_delivery_stream().delivery_stream_name(NAME).send().await?;
+    ensure!(tags.tags().len() == 1 && tags.tags()[0].key() == "team");
+
+    // Fed through its topic: 1,000 records under version 1.
+    let events = |seed, n| EventGenerator::new(&GeneratorConfig::new(seed, start.timestamp_millis())).take(n);
+    stack.produce("shop-events", events(1, 1000)).await?;
+    stack.settle(Duration::from_secs(30)).await?;
+
+    let stale = client
+        .update_destination()
+        .delivery_stream_name(NAME)
+        .current_delivery_stream_version_id("7")
+        .destination_id("destinationId-000000000001")
+        .extended_s3_destination_update(ExtendedS3DestinationUpdate::builder().prefix("v2/").build())
+        .send()
+        .await
+        .unwrap_err();
+    ensure!(error_code(&stale) == "ConcurrentModificationException", "{stale:?}");
+    client
+        .update_destination()
+        .delivery_stream_name(NAME)
+        .current_delivery_stream_version_id("1")
+        .destination_id("destinationId-000000000001")
+        .extended_s3_destination_update(ExtendedS3DestinationUpdate::builder().prefix("v2/").build())
+        .send()
+        .await?;
+    let (state, version) = status(client, NAME).await?;
+    ensure!(state == DeliveryStreamStatus::Active && version == "2", "{state:?} {version}");
+
+    stack.produce("shop-events", events(2, 500)).await?;
+    stack.settle(Duration::from_secs(30)).await?;
+    stack.advance(Duration::from_secs(300)).await?;
+    // The objects written before the update follow the old prefix, those
+    // after it the new one; together they hold every record once.
+    let objects = streamlab::harness::read_bucket(stack.s3_client(), "shop-api-raw").await?;
+    let mut ids = std::collections::BTreeSet::new();
+    for object in &objects {
+        for record in streamlab::harness::json_records(&object.body)? {
+            ensure!(ids.insert(record["event_id"].to_string()), "a duplicate in {}", object.key);
+        }
+    }
+    ensure!(ids.len() == 1500, "nothing lost across the update: {}", ids.len());
+    let v1 = objects.iter().filter(|o| o.key.starts_with("2026/07/13/14/orders-api-1-")).count();
+    let v2 = objects.iter().filter(|o| o.key.starts_with("v2/2026/07/13/14/orders-api-2-")).count();
+    ensure!(
+        v1 > 0 && v2 > 0 && v1 + v2 == objects.len(),
+        "keys: {:?}",
+        objects.iter().map(|o| &o.key).collect::<Vec<_>>()
+    );
+
+    // Puts go to DirectPut streams only, after the request's own limits.
+    let record = || Record::builder().data(aws_sdk_firehose::primitives::Blob::new(b"{}".to_vec())).build().unwrap();
+    let put = client.put_record().delivery_stream_name(NAME).record(record()).send().await.unwrap_err();
+    ensure!(error_code(&put) == "InvalidArgumentException", "{put:?}");
+    let mut batch = client.put_record_batch().delivery_stream_name(NAME);
+    for _ in 0..501 {
+        batch = batch.records(record());
+    }
+    let too_many = batch.send().await.unwrap_err();
+    ensure!(error_code(&too_many) == "ValidationException", "{too_many:?}");
+
+    client.delete_delivery_stream().delivery_stream_name(NAME).send().await?;
+    for _ in 0..600 {
+        match client.describe_delivery_stream().delivery_stream_name(NAME).send().await {
+            Err(e) if error_code(&e) == "ResourceNotFoundException" => break,
+            Err(e) => return Err(e.into()),
+            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    ensure!(client.list_delivery_streams().send().await?.delivery_stream_names().is_empty());
+    Ok(())
+}

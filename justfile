@@ -44,7 +44,8 @@ install-localstack:
         -c "$tmp/localstack_core-$version/requirements-runtime.txt"
 
 # AWS's Node.js runtime interface client compiles native code (see install-build-tools).
-# Install the Node.js and Python packages of the client matrix, the examples and the Lambda tests.
+# Install the Node.js and Python packages of the client matrix, the examples and the Lambda tests,
+# and the AWS CLI the Firehose API tests drive.
 install-clients:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -56,6 +57,8 @@ install-clients:
         fi
         npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
     done
+    # The AWS CLI (v1, from PyPI) pins its own botocore: a venv of its own.
+    [ -x .venv-aws/bin/aws ] || { python3 -m venv .venv-aws && .venv-aws/bin/pip install -q --disable-pip-version-check awscli==1.46.3; }
     [ -x .venv/bin/python ] || python3 -m venv .venv
     .venv/bin/python -m pip install -q --disable-pip-version-check -r tests/clients/requirements.txt \
         -r examples/python-producer/requirements.txt -r examples/python-transform/requirements.txt \
@@ -97,7 +100,7 @@ test: install-tools install-clients
 
 # The end-to-end tests only.
 test-e2e: install-tools install-clients
-    cargo test --test e2e --test cli --test fixtures --test own_pipeline --test clients --test examples --test lambda -- --test-threads 6
+    cargo test --test e2e --test cli --test fixtures --test own_pipeline --test clients --test examples --test lambda --test firehose_api --test firehose_cli -- --test-threads 6
 
 # Soak: 100,000 events, 10% of S3 PUTs failing, 2 broker outages, 5 SIGKILLs of delivery; prints the figures.
 soak *ARGS: install-tools

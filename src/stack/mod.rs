@@ -562,7 +562,8 @@ impl Stack {
     }
 
     /// The environment a producer or reader needs: `KAFKA_BOOTSTRAP`,
-    /// `AWS_ENDPOINT_URL_S3`, the credentials and region.
+    /// `AWS_ENDPOINT_URL_S3`, the credentials and region (as `AWS_REGION`
+    /// and `AWS_DEFAULT_REGION`).
     pub fn env(&self) -> Vec<(String, String)> {
         let s3 = &self.backend.s3;
         let mut env = vec![("KAFKA_BOOTSTRAP".to_owned(), self.bootstrap().to_owned())];
@@ -573,7 +574,10 @@ impl Stack {
             env.push(("AWS_ACCESS_KEY_ID".into(), c.access_key_id.clone()));
             env.push(("AWS_SECRET_ACCESS_KEY".into(), c.secret_access_key.clone()));
         }
-        env.push(("AWS_REGION".into(), s3.region.clone().unwrap_or_else(|| "us-east-1".into())));
+        let region = s3.region.clone().unwrap_or_else(|| "us-east-1".into());
+        env.push(("AWS_REGION".into(), region.clone()));
+        // The AWS CLI v1 and older SDKs read only this one.
+        env.push(("AWS_DEFAULT_REGION".into(), region));
         env
     }
 

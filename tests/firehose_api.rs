@@ -195,3 +195,114 @@ async fn lifecycle(stack: &Stack, client: &Client, start: chrono::DateTime<Utc>)
     ensure!(client.list_delivery_streams().send().await?.delivery_stream_names().is_empty());
     Ok(())
 }
+
+/// One raw JSON 1.1 call, as any SDK sends it.
+async fn call(url: &str, operation: &str, body: &serde_json::Value) -> Result<(u16, serde_json::Value)> {
+    use http_body_util::{BodyExt, Full};
+    let addr = url.trim_start_matches("http://").to_owned();
+    let stream = tokio::net::TcpStream::connect(&addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let request = http::Request::post("/")
+        .header("host", addr)
+        .header("x-amz-target", format!("Firehose_20150804.{operation}"))
+        .header("content-type", "application/x-amz-json-1.1")
+        .body(Full::new(bytes::Bytes::from(serde_json::to_vec(body)?)))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    Ok((status, serde_json::from_slice(&bytes)?))
+}
+
+/// Whether every field of `sent` is in `got` with the same value (what
+/// Terraform compares after every apply: a field not echoed is a diff).
+fn echoed(sent: &serde_json::Value, got: &serde_json::Value, at: &str) -> Result<()> {
+    match (sent, got) {
+        (serde_json::Value::Object(sent), serde_json::Value::Object(got)) => {
+            for (key, value) in sent {
+                echoed(
+                    value,
+                    got.get(key).with_context(|| format!("{at}.{key} is not echoed"))?,
+                    &format!("{at}.{key}"),
+                )?;
+            }
+            Ok(())
+        }
+        (sent, got) => {
+            ensure!(sent == got, "{at}: sent {sent}, described {got}");
+            Ok(())
+        }
+    }
+}
+
+/// The calls the Terraform AWS provider makes for
+/// `aws_kinesis_firehose_delivery_stream`, with every fixture: create, poll
+/// describe until ACTIVE, list tags, describe and compare every field sent,
+/// update, delete, poll until ResourceNotFoundException.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terraforms_calls_see_every_field_it_sent() -> Result<()> {
+    use streamlab::transform::FunctionsConfig;
+    let options = StackOptions::new(Vec::<String>::new())
+        .seed(9)
+        .functions(FunctionsConfig { endpoint: Some("http://127.0.0.1:9".into()), ..FunctionsConfig::default() });
+    let stack = Arc::new(Stack::start(options).await?);
+    let server = FirehoseServer::start(Arc::new(Firehose::new(stack.clone()))).await?;
+    let outcome = terraform(server.url()).await;
+    stack.shutdown().await?;
+    outcome
+}
+
+async fn terraform(url: &str) -> Result<()> {
+    let mut fixtures: Vec<_> =
+        std::fs::read_dir("fixtures/streams")?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+    fixtures.sort();
+    for path in fixtures {
+        let mut sent: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+        sent["Tags"] = serde_json::json!([{ "Key": "managed-by", "Value": "terraform" }]);
+        let name = sent["DeliveryStreamName"].as_str().context("name")?.to_owned();
+        let by_name = serde_json::json!({ "DeliveryStreamName": name });
+        let (status, created) = call(url, "CreateDeliveryStream", &sent).await?;
+        ensure!(status == 200, "{}: {created}", path.display());
+        let described = loop {
+            let (_, answer) = call(url, "DescribeDeliveryStream", &by_name).await?;
+            let d = answer["DeliveryStreamDescription"].clone();
+            if d["DeliveryStreamStatus"] == "ACTIVE" {
+                break d;
+            }
+            ensure!(d["DeliveryStreamStatus"] == "CREATING", "{name}: {d}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let (_, tags) = call(url, "ListTagsForDeliveryStream", &by_name).await?;
+        ensure!(tags["Tags"] == sent["Tags"], "{name}: {tags}");
+        ensure!(described["DeliveryStreamARN"] == created["DeliveryStreamARN"]);
+        echoed(
+            &sent["MSKSourceConfiguration"],
+            &described["Source"]["MSKSourceDescription"],
+            "MSKSourceConfiguration",
+        )?;
+        let destination = &described["Destinations"][0];
+        echoed(&sent["ExtendedS3DestinationConfiguration"], &destination["ExtendedS3DestinationDescription"], &name)?;
+        let update = serde_json::json!({
+            "DeliveryStreamName": name,
+            "CurrentDeliveryStreamVersionId": described["VersionId"],
+            "DestinationId": destination["DestinationId"],
+            "ExtendedS3DestinationUpdate": { "BufferingHints": { "SizeInMBs": 64, "IntervalInSeconds": 120 } },
+        });
+        let (status, answer) = call(url, "UpdateDestination", &update).await?;
+        ensure!(status == 200, "{name}: {answer}");
+        let (_, answer) = call(url, "DescribeDeliveryStream", &by_name).await?;
+        let hints = &answer["DeliveryStreamDescription"]["Destinations"][0]["ExtendedS3DestinationDescription"]
+            ["BufferingHints"];
+        ensure!(hints["SizeInMBs"] == 64 && hints["IntervalInSeconds"] == 120, "{name}: {hints}");
+        let (status, answer) = call(url, "DeleteDeliveryStream", &by_name).await?;
+        ensure!(status == 200, "{name}: {answer}");
+        loop {
+            let (status, answer) = call(url, "DescribeDeliveryStream", &by_name).await?;
+            if status == 400 && answer["__type"] == "ResourceNotFoundException" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(())
+}

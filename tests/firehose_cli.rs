@@ -66,7 +66,11 @@ fn aws(up: &Up, args: &[&str]) -> Result<(bool, String, String)> {
         .env("AWS_MAX_ATTEMPTS", "1")
         .env_remove("AWS_PROFILE")
         .output()?;
-    Ok((out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned()))
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
 }
 
 fn describe(up: &Up, name: &str) -> Result<serde_json::Value> {
@@ -89,9 +93,8 @@ fn wait_active(up: &Up, name: &str) -> Result<serde_json::Value> {
 }
 
 fn files(dir: &str) -> Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join(dir))?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()?;
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(repo().join(dir))?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
     files.retain(|p| p.extension().is_some_and(|e| e == "json"));
     files.sort();
     Ok(files)
@@ -133,7 +136,11 @@ fn every_fixture_is_created_and_every_invalid_one_refused_through_the_aws_cli() 
                 ensure!(err.contains(&violation.to_string()), "{}: {err} lacks {violation}", path.display());
             }
         } else {
-            ensure!(err.contains("Parameter validation failed") || err.contains("ValidationException"), "{}: {err}", path.display());
+            ensure!(
+                err.contains("Parameter validation failed") || err.contains("ValidationException"),
+                "{}: {err}",
+                path.display()
+            );
         }
     }
     Ok(())
@@ -185,7 +192,16 @@ fn a_stream_created_with_the_aws_cli_delivers_exactly_once_across_an_update() ->
     control(&["flush"])?;
     // Every record once, across both versions' objects.
     let s3 = Command::new(aws_cli())
-        .args(["s3api", "list-objects-v2", "--bucket", "shop-events-raw", "--query", "Contents[].Key", "--output", "json"])
+        .args([
+            "s3api",
+            "list-objects-v2",
+            "--bucket",
+            "shop-events-raw",
+            "--query",
+            "Contents[].Key",
+            "--output",
+            "json",
+        ])
         .envs(&up.env)
         .output()?;
     ensure!(s3.status.success(), "{}", String::from_utf8_lossy(&s3.stderr));

@@ -16,7 +16,8 @@
 //! - [`clock`]: the one injected notion of time;
 //! - [`backend`]: broker and S3 as local processes, containers or someone else's cluster;
 //! - [`faults`]: S3 and broker faults injected into a local backend;
-//! - [`stack`]: a running broker, S3 and deliveries, with streams added and removed, and its control API;
+//! - [`stack`]: a running broker, S3 and deliveries, with streams added and removed, its control API and its Firehose API;
+//! - [`deploy`]: the same spec files deployed with aws-sdk-firehose, to the stack or to AWS;
 //! - [`harness`]: reading back what landed and what topics hold, and `deliver` as a child process;
 //! - [`landing`]: what landed, decoded, for tables, snapshots and checks;
 //! - [`checks`]: expectations and snapshot files evaluated against a landing;
@@ -30,6 +31,7 @@ pub mod checks;
 pub mod clock;
 pub mod convert;
 pub mod delivery;
+pub mod deploy;
 pub mod events;
 pub mod extract;
 pub mod faults;

@@ -54,6 +54,7 @@ async fn run(command: Command) -> Result<ExitCode> {
     let done = |()| ExitCode::SUCCESS;
     match command {
         Command::Validate { specs } => Ok(cli::pipeline::validate(&specs)),
+        Command::Deploy(args) => cli::pipeline::deploy(args).await,
         Command::Produce(args) => cli::pipeline::produce(args).await.map(done),
         Command::Deliver(args) => cli::pipeline::deliver(args).await.map(done),
         Command::Sandbox(args) => cli::tools::sandbox(args).await.map(done),

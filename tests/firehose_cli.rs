@@ -222,3 +222,39 @@ fn a_stream_created_with_the_aws_cli_delivers_exactly_once_across_an_update() ->
     ensure!(ids.len() == 12_000, "{} of 12000 records landed", ids.len());
     Ok(())
 }
+
+/// `streamlab deploy` with the env file sourced: the fixture is created on
+/// the stack (version 1), deployed again with a changed prefix it is
+/// updated (version 2), and a changed source is refused with the fix.
+#[test]
+fn deploy_creates_then_updates_a_stream_on_the_stack() -> Result<()> {
+    let up = up()?;
+    let deploy = |spec: &Path| -> Result<(bool, String, String)> {
+        let out = Command::new(BIN).args(["deploy", "--spec"]).arg(spec).envs(&up.env).current_dir(repo()).output()?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    };
+    let spec = repo().join("fixtures/streams/orders-to-s3.json");
+    let (ok, out, err) = deploy(&spec)?;
+    ensure!(ok, "{err}");
+    ensure!(
+        out == "orders-to-s3: created, arn:aws:firehose:us-east-1:123456789012:deliverystream/orders-to-s3 version 1\n",
+        "{out}"
+    );
+    let dir = tempfile::tempdir()?;
+    let changed = dir.path().join("orders-to-s3.json");
+    let mut value: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&spec)?)?;
+    value["ExtendedS3DestinationConfiguration"]["Prefix"] = "v2/".into();
+    std::fs::write(&changed, value.to_string())?;
+    let (ok, out, err) = deploy(&changed)?;
+    ensure!(ok && out.contains("orders-to-s3: updated") && out.ends_with("version 2\n"), "{out} {err}");
+    ensure!(describe(&up, "orders-to-s3")?["Destinations"][0]["ExtendedS3DestinationDescription"]["Prefix"] == "v2/");
+    value["MSKSourceConfiguration"]["TopicName"] = "other-topic".into();
+    std::fs::write(&changed, value.to_string())?;
+    let (ok, _, err) = deploy(&changed)?;
+    ensure!(!ok && err.contains("cannot change a stream's source in place: delete the stream"), "{err}");
+    Ok(())
+}

@@ -45,6 +45,10 @@ pub enum Command {
     /// Everything that can go wrong, at volume: S3 failures, broker outages
     /// and SIGKILLs of the delivery process; prints loss and duplicate figures.
     Soak(SoakArgs),
+    /// Create or update each spec's stream with the Firehose API and wait
+    /// for ACTIVE: on the stack (AWS_ENDPOINT_URL_FIREHOSE from its env
+    /// file), on LocalStack, or on AWS itself (no endpoint).
+    Deploy(DeployArgs),
     /// Check stream spec files as AWS would, without running anything.
     Validate {
         /// `CreateDeliveryStream` JSON files.
@@ -469,6 +473,23 @@ pub struct DeliverArgs {
     glue_dir: PathBuf,
     #[command(flatten)]
     clock: ClockArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// CreateDeliveryStream JSON files or directories of them.
+    #[arg(long = "spec", required = true, num_args = 1..)]
+    pub specs: Vec<PathBuf>,
+    /// The Firehose endpoint; default $AWS_ENDPOINT_URL_FIREHOSE (the
+    /// stack's, once its env file is sourced), else AWS.
+    #[arg(long)]
+    pub endpoint_url: Option<String>,
+    /// The region; default from the AWS chain (AWS_REGION, the profile).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// How long to wait for each stream to be ACTIVE.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Args)]

@@ -16,7 +16,7 @@ use streamlab::producer::{self, ProducerOptions, ProducerStats};
 use streamlab::spec;
 use streamlab::transform::Functions;
 
-use super::{shutdown_on_signals, DeliverArgs, ProduceArgs, TimestampSource};
+use super::{shutdown_on_signals, DeliverArgs, DeployArgs, ProduceArgs, TimestampSource};
 
 /// `streamlab validate`.
 pub fn validate(specs: &[PathBuf]) -> ExitCode {
@@ -139,4 +139,26 @@ pub async fn deliver(args: DeliverArgs) -> Result<()> {
         bail!("{undelivered} records were read but not delivered; they are uncommitted and will be re-read on the next start");
     }
     Ok(())
+}
+
+/// `streamlab deploy`.
+pub async fn deploy(args: DeployArgs) -> Result<ExitCode> {
+    // Every spec is checked before anything is sent.
+    let specs: Vec<spec::StreamSpec> =
+        streamlab::stack::load_specs(&args.specs)?.into_iter().map(|(_, spec)| spec).collect();
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = &args.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(url) = &args.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    let client = aws_sdk_firehose::Client::new(&loader.load().await);
+    for spec in &specs {
+        eprintln!("{}: deploying (waiting for ACTIVE)", spec.name());
+        let deployed = streamlab::deploy::deploy(&client, spec, args.timeout).await?;
+        let action = if deployed.created { "created" } else { "updated" };
+        println!("{}: {action}, {} version {}", deployed.stream, deployed.arn, deployed.version);
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -38,6 +38,10 @@ pub struct StreamLanding {
     /// With a Lambda transform: what it did with the records so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transform: Option<TransformCounts>,
+    /// Set while objects of the stream fail to land: the landing is not
+    /// complete, whatever it shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing: Option<crate::delivery::PutFailure>,
     pub objects: Vec<LandedObject>,
 }
 
@@ -310,6 +314,7 @@ pub async fn read(client: &aws_sdk_s3::Client, specs: &[StreamSpec], under: &str
             bucket: spec.bucket().to_owned(),
             destination: spec.destination().clone(),
             transform: None,
+            failing: None,
             objects: landed,
         });
     }
@@ -386,6 +391,9 @@ impl Landing {
                     t.dropped,
                     t.failed
                 );
+            }
+            if let Some(failing) = &stream.failing {
+                out += &format!("  NOT COMPLETE: {failing}\n");
             }
             if stream.objects.is_empty() {
                 out += "  (nothing landed)\n";

@@ -32,7 +32,7 @@ async fn an_s3_outage_longer_than_the_poll_interval_keeps_the_group_stable() -> 
         })
         .await?;
     let stats = member.stats();
-    wait_for("partitions assigned", Duration::from_secs(30), || stats.positions().len() == 3).await?;
+    wait_for("partitions assigned", Duration::from_secs(60), || stats.positions().len() == 3).await?;
 
     faults.s3.set_down(true);
     let all = events(17, 2_000);

@@ -237,7 +237,8 @@ fn two_ups_side_by_side_share_nothing() -> Result<()> {
         let mut child = streamlab(&["up", "--spec", SPEC]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
         let mut reader = BufReader::new(child.stdout.take().context("stdout")?);
         let mut env = BTreeMap::new();
-        while env.len() < 6 {
+        // STREAMLAB_CONTROL is the last line up prints.
+        while !env.contains_key("STREAMLAB_CONTROL") {
             let mut line = String::new();
             ensure!(reader.read_line(&mut line)? > 0, "up exited before printing its endpoints");
             if let Some((k, v)) = line.trim().split_once('=') {

@@ -101,6 +101,7 @@ mod tests {
                 bucket: "b".into(),
                 destination: serde_json::Value::Null,
                 transform: None,
+                failing: None,
                 objects: vec![LandedObject {
                     key: "k".into(),
                     kind: "data".into(),

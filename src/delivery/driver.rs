@@ -86,19 +86,19 @@ impl<K: ObjectSink> Writer<K> {
                 return Written { id, landed: None };
             }
         };
-        let failed = std::sync::atomic::AtomicBool::new(false);
+        let attempts = std::sync::atomic::AtomicU64::new(0);
         let on_failure = |e: &super::sink::SinkError, backoff: Duration| {
-            self.stats.put_failures.fetch_add(1, Ordering::Relaxed);
-            if !failed.swap(true, Ordering::Relaxed) {
+            if attempts.fetch_add(1, Ordering::Relaxed) == 0 {
                 self.stats.failing_writes.fetch_add(1, Ordering::SeqCst);
             }
+            self.stats.record_put_failure(e.to_string(), attempts.load(Ordering::Relaxed));
             warn!(error = %e, retry_in = ?backoff, "PUT failed; retrying");
         };
         let (key, bytes) = (object.key, object.body.len() as u64);
         let landed =
             self.sink.put_until_landed(&key, object.body, object.content_encoding, &self.give_up, &on_failure).await;
-        if failed.load(Ordering::Relaxed) {
-            self.stats.failing_writes.fetch_sub(1, Ordering::SeqCst);
+        if attempts.load(Ordering::Relaxed) > 0 && self.stats.failing_writes.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.stats.failing_attempts.store(0, Ordering::SeqCst);
         }
         if !landed {
             return Written { id, landed: None };

@@ -69,6 +69,10 @@ pub struct DeliveryStats {
     pub backpressured: AtomicBool,
     /// Writes whose last PUT failed and that wait to retry.
     pub failing_writes: AtomicU64,
+    /// The most failed attempts of any write still failing (0 once none is).
+    pub failing_attempts: AtomicU64,
+    /// The last PUT error, as S3 (or the connection) gave it.
+    last_put_error: Mutex<Option<String>>,
     /// The Lambda transform's figures (all zero without one).
     pub lambda: Arc<LambdaStats>,
     /// `SucceedConversion.Records` / `.Bytes` and `FailedConversion.*`.
@@ -118,6 +122,24 @@ impl DeliveryStats {
         Self::get(&self.failing_writes) > 0
     }
 
+    /// Records one failed PUT attempt of a write (its `attempts`-th).
+    pub(crate) fn record_put_failure(&self, error: String, attempts: u64) {
+        self.put_failures.fetch_add(1, Ordering::Relaxed);
+        self.failing_attempts.fetch_max(attempts, Ordering::SeqCst);
+        *self.last_put_error.lock().expect("stats lock") = Some(error);
+    }
+
+    /// Objects that do not land, while some do not: how many, the most
+    /// attempts one has failed, and the last error.
+    pub fn put_failure(&self) -> Option<PutFailure> {
+        let objects = Self::get(&self.failing_writes);
+        (objects > 0).then(|| PutFailure {
+            objects,
+            attempts: Self::get(&self.failing_attempts),
+            last_error: self.last_put_error.lock().expect("stats lock").clone().unwrap_or_default(),
+        })
+    }
+
     /// The next offset to read per owned partition.
     pub fn positions(&self) -> BTreeMap<i32, i64> {
         self.positions.lock().expect("stats lock").clone()
@@ -163,6 +185,27 @@ impl DeliveryStats {
         set(&self.converted_bytes, c.converted.bytes);
         set(&self.conversion_failed_records, c.conversion_failed.records);
         set(&self.conversion_failed_bytes, c.conversion_failed.bytes);
+    }
+}
+
+/// Objects that fail to land: PUTs are retried until they do, and the
+/// records stay uncommitted meanwhile.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PutFailure {
+    /// Objects whose last PUT failed.
+    pub objects: u64,
+    /// The most failed attempts of one of them.
+    pub attempts: u64,
+    pub last_error: String,
+}
+
+impl std::fmt::Display for PutFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} object(s) failed to land, one of them {} time(s); the last PUT error: {}",
+            self.objects, self.attempts, self.last_error
+        )
     }
 }
 

@@ -110,6 +110,7 @@ fn stack_error(e: &StackError) -> Response<Full<Bytes>> {
         StackError::UnknownStream { .. } => StatusCode::NOT_FOUND,
         StackError::ClockNotManual { .. } => StatusCode::CONFLICT,
         StackError::SettleTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        StackError::NotLanding { .. } => StatusCode::BAD_GATEWAY,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     error(status, e)

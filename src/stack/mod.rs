@@ -61,6 +61,10 @@ pub use options::{load_specs, StackError, StackOptions, DEFAULT_PARTITIONS};
 pub use scope::{RunScope, ScopeError};
 pub use status::{ClockStatus, ConversionStatus, LambdaStatus, Status, StreamStatus, UnreadTopic};
 
+/// Failed attempts after which an object that does not land is an error of
+/// `advance`, `flush` and `settle` rather than a retry to wait out.
+pub const MAX_FAILED_ATTEMPTS: u64 = 3;
+
 /// Where a stream is in its life, as Firehose's `DeliveryStreamStatus`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -589,11 +593,13 @@ impl Stack {
     /// buffers whose interval passed; returns the new time once they landed.
     pub async fn advance(&self, by: Duration) -> Result<i64, StackError> {
         self.manual_clock()?.advance(by);
-        for (_, delivery) in self.streams.running() {
+        let running = self.streams.running();
+        for (_, delivery) in &running {
             if let Some(delivery) = delivery {
                 delivery.tick().await;
             }
         }
+        self.check_landing(&running).await?;
         Ok(self.settings.clock.now_millis())
     }
 
@@ -609,9 +615,30 @@ impl Stack {
         if let Some(name) = stream {
             self.spec(name)?;
         }
-        for (spec, delivery) in self.streams.running() {
-            if let (true, Some(delivery)) = (stream.is_none_or(|s| s == spec.name()), delivery) {
+        let running: Vec<_> =
+            self.streams.running().into_iter().filter(|(spec, _)| stream.is_none_or(|s| s == spec.name())).collect();
+        for (_, delivery) in &running {
+            if let Some(delivery) = delivery {
                 delivery.flush().await;
+            }
+        }
+        self.check_landing(&running).await
+    }
+
+    /// After a tick or a flush: an object that keeps failing to land is an
+    /// error naming the PUT error, not a success with records missing. One
+    /// that failed once is given the time of a few retries (about a
+    /// second) to land.
+    async fn check_landing(&self, running: &[(StreamSpec, Option<Arc<DeliveryHandle>>)]) -> Result<(), StackError> {
+        for (spec, delivery) in running {
+            let Some(delivery) = delivery else { continue };
+            let stats = delivery.stats();
+            let started = Instant::now();
+            while let Some(failure) = stats.put_failure() {
+                if failure.attempts >= MAX_FAILED_ATTEMPTS || started.elapsed() > Duration::from_secs(3) {
+                    return Err(StackError::NotLanding { stream: spec.name().to_owned(), failure });
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
         Ok(())
@@ -648,6 +675,9 @@ impl Stack {
                             spec.topic()
                         ));
                     }
+                }
+                if let Some(failure) = stats.put_failure().filter(|f| f.attempts >= MAX_FAILED_ATTEMPTS) {
+                    return Err(StackError::NotLanding { stream: spec.name().to_owned(), failure });
                 }
                 let in_flight = stats.in_flight.load(std::sync::atomic::Ordering::SeqCst);
                 if in_flight > 0 {

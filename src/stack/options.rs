@@ -157,6 +157,8 @@ pub enum StackError {
     StreamExists { name: String },
     #[error("stream {name:?} is {state}: it can be changed once it is ACTIVE")]
     StreamBusy { name: String, state: StreamLifecycle },
+    #[error("stream {stream}: {failure}; its records stay uncommitted and are retried until S3 takes them")]
+    NotLanding { stream: String, failure: crate::delivery::PutFailure },
     #[error("not settled within {timeout:?}: {detail}")]
     SettleTimeout { timeout: Duration, detail: String },
     #[error("the delivery of stream {0:?} stopped (see the log above); restart the stack")]

@@ -51,9 +51,11 @@ impl Stack {
         };
         let mut landing = landing::read(&self.client, &specs, self.key_scope()).await?;
         for (stream, spec) in landing.streams.iter_mut().zip(&specs) {
+            let stats = self.stats(spec.name()).await.ok();
             if spec.lambda().is_some() {
-                stream.transform = self.stats(spec.name()).await.ok().map(|s| landing::TransformCounts::of(&s));
+                stream.transform = stats.as_ref().map(|s| landing::TransformCounts::of(s));
             }
+            stream.failing = stats.and_then(|s| s.put_failure());
         }
         Ok(landing)
     }

@@ -97,6 +97,9 @@ sandbox *ARGS: install-tools
 # Every test: unit, property, CLI and end-to-end (the command CI runs).
 test: install-tools install-clients
     cargo test --all-targets -- --test-threads 6
+    # A team's own crate (its own workspace, no [patch]) on the Rust API;
+    # the shared target directory reuses every dependency built above.
+    cd examples/rust-team-tests && cargo test --target-dir ../../target
 
 # The end-to-end tests only.
 test-e2e: install-tools install-clients

@@ -16,8 +16,6 @@
 //! as `300ms`, `30s`, `5m`, `1h`. The request and answer types below are the
 //! protocol: the server, the CLI and the Rust API all use them.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,14 +23,12 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
 
 use super::{Stack, StackError};
 use crate::clock::rfc3339_millis;
@@ -51,35 +47,12 @@ impl ControlServer {
     /// Serves `stack` on a free loopback port.
     pub async fn start(stack: Arc<Stack>, endpoints: Vec<(String, String)>) -> std::io::Result<ControlServer> {
         let endpoints = Arc::new(endpoints);
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr: SocketAddr = listener.local_addr()?;
         let stop = CancellationToken::new();
-        let stopped = stop.clone();
-        tokio::spawn(async move {
-            let http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            loop {
-                let socket = tokio::select! {
-                    () = stopped.cancelled() => break,
-                    accepted = listener.accept() => match accepted {
-                        Ok((socket, _)) => socket,
-                        Err(e) => { debug!(error = %e, "control accept failed"); continue; }
-                    },
-                };
-                let (stack, endpoints) = (stack.clone(), endpoints.clone());
-                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let (stack, endpoints) = (stack.clone(), endpoints.clone());
-                    async move { Ok::<_, Infallible>(handle(&stack, &endpoints, req).await) }
-                });
-                let conn = http.serve_connection(TokioIo::new(socket), service).into_owned();
-                let stopped = stopped.clone();
-                tokio::spawn(async move {
-                    tokio::select! {
-                        () = stopped.cancelled() => {}
-                        _ = conn => {}
-                    }
-                });
-            }
-        });
+        let addr = super::serve::serve("control", stop.clone(), move |req| {
+            let (stack, endpoints) = (stack.clone(), endpoints.clone());
+            async move { handle(&stack, &endpoints, req).await }
+        })
+        .await?;
         Ok(ControlServer { url: format!("http://{addr}"), stop })
     }
 

@@ -30,6 +30,7 @@ mod options;
 mod readback;
 pub mod run;
 mod scope;
+mod serve;
 mod status;
 
 use std::collections::{BTreeMap, BTreeSet};

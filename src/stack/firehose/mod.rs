@@ -11,19 +11,14 @@
 pub mod api;
 pub mod describe;
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
 
 pub use api::Firehose;
 
@@ -99,36 +94,13 @@ pub struct FirehoseServer {
 impl FirehoseServer {
     /// Serves `firehose` on a free loopback port.
     pub async fn start(firehose: Arc<Firehose>) -> std::io::Result<FirehoseServer> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr: SocketAddr = listener.local_addr()?;
         let stop = CancellationToken::new();
-        let stopped = stop.clone();
         let serving = firehose.clone();
-        tokio::spawn(async move {
-            let http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            loop {
-                let socket = tokio::select! {
-                    () = stopped.cancelled() => break,
-                    accepted = listener.accept() => match accepted {
-                        Ok((socket, _)) => socket,
-                        Err(e) => { debug!(error = %e, "firehose accept failed"); continue; }
-                    },
-                };
-                let firehose = serving.clone();
-                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let firehose = firehose.clone();
-                    async move { Ok::<_, Infallible>(handle(&firehose, req).await) }
-                });
-                let conn = http.serve_connection(TokioIo::new(socket), service).into_owned();
-                let stopped = stopped.clone();
-                tokio::spawn(async move {
-                    tokio::select! {
-                        () = stopped.cancelled() => {}
-                        _ = conn => {}
-                    }
-                });
-            }
-        });
+        let addr = super::serve::serve("firehose", stop.clone(), move |req| {
+            let firehose = serving.clone();
+            async move { handle(&firehose, req).await }
+        })
+        .await?;
         Ok(FirehoseServer { url: format!("http://{addr}"), firehose, stop })
     }
 

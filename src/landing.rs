@@ -175,8 +175,8 @@ pub struct StreamKeys {
 impl StreamKeys {
     pub fn new(spec: &StreamSpec) -> Self {
         Self {
-            data: KeyPattern::new(&spec.prefix(), spec.name(), spec.extension()),
-            error: KeyPattern::new(&spec.error_prefix(), spec.name(), ""),
+            data: KeyPattern::new(spec.prefix(), spec.name(), spec.extension()),
+            error: KeyPattern::new(spec.error_prefix(), spec.name(), ""),
         }
     }
 

@@ -97,7 +97,7 @@ impl Namer {
     /// Key of a data object whose oldest record has timestamp `oldest_ms`.
     /// The prefix and the suffix use that one instant.
     pub fn object_key(&self, oldest_ms: i64, rng: &mut ObjectRandomness) -> Result<String, RenderError> {
-        let prefix = self.render(&self.spec.prefix(), oldest_ms, None, rng)?;
+        let prefix = self.render(self.spec.prefix(), oldest_ms, None, rng)?;
         Ok(format!("{prefix}{}{}", self.suffix(oldest_ms, rng), self.spec.extension()))
     }
 
@@ -152,7 +152,7 @@ impl Namer {
         error_output_type: &str,
         rng: &mut ObjectRandomness,
     ) -> Result<String, RenderError> {
-        let prefix = self.render(&self.spec.error_prefix(), oldest_ms, Some(error_output_type), rng)?;
+        let prefix = self.render(self.spec.error_prefix(), oldest_ms, Some(error_output_type), rng)?;
         Ok(format!("{prefix}{}", self.suffix(oldest_ms, rng)))
     }
 

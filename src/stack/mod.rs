@@ -287,7 +287,7 @@ impl Stack {
         };
         let name = spec.name().to_owned();
         self.register(vec![Plan::prepare(spec, &self.settings)?]).await?;
-        if let Err(e) = self.activate(&[name.clone()]).await {
+        if let Err(e) = self.activate(std::slice::from_ref(&name)).await {
             self.streams.lock().retain(|s| s.plan.spec().name() != name);
             return Err(e);
         }

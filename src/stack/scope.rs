@@ -85,10 +85,10 @@ mod tests {
         let scoped = RunScope::named("r1").in_bucket("shared").apply(spec.clone()).unwrap();
         assert_eq!((scoped.name(), scoped.topic(), scoped.bucket()), ("orders-to-s3-r1", "shop-events-r1", "shared"));
         let key = "2026/11/26/05/orders-to-s3-r1-1-2026-11-26-05-00-00-0f8fad5b-d9cb-469f-a165-70867728950e";
-        let data = crate::prefix::KeyPattern::new(&scoped.prefix(), scoped.name(), scoped.extension());
+        let data = crate::prefix::KeyPattern::new(scoped.prefix(), scoped.name(), scoped.extension());
         assert!(data.is_match(&format!("streamlab-runs/r1/{key}")));
         assert!(!data.is_match(key), "keys outside the run's prefix are not the run's");
-        let errors = crate::prefix::KeyPattern::new(&scoped.error_prefix(), scoped.name(), scoped.extension());
+        let errors = crate::prefix::KeyPattern::new(scoped.error_prefix(), scoped.name(), scoped.extension());
         assert!(errors.is_match(&format!("streamlab-runs/r1/processing-failed/{key}")));
     }
 }

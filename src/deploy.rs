@@ -32,6 +32,10 @@ pub struct Deployed {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DeployError {
+    #[error("no AWS credentials for the Firehose API ({0}). To deploy to the stack, source its env file (`set -a; . ./.streamlab.env; set +a`); to AWS, configure the standard chain (`aws configure`, AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)")]
+    NoCredentials(String),
+    #[error("{operation} {stream}: the Firehose endpoint did not answer ({cause}); is the stack running and its env file sourced, or --endpoint-url right?")]
+    Unreachable { stream: String, operation: &'static str, cause: String },
     #[error("{operation} {stream}: {code}: {message}")]
     Api { stream: String, operation: &'static str, code: String, message: String },
     #[error("{stream}: the deployed stream reads {deployed}, the spec {spec}; Firehose cannot change a stream's source in place: delete the stream, then deploy again")]
@@ -45,6 +49,19 @@ fn api<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug
     operation: &'static str,
     e: SdkError<E, R>,
 ) -> DeployError {
+    if let SdkError::DispatchFailure(failure) = &e {
+        let cause = failure.as_connector_error().map_or_else(
+            || "no answer".to_owned(),
+            |c| {
+                let mut source: &dyn std::error::Error = c;
+                while let Some(next) = source.source() {
+                    source = next;
+                }
+                source.to_string()
+            },
+        );
+        return DeployError::Unreachable { stream: stream.to_owned(), operation, cause };
+    }
     let code = e.code().unwrap_or("unknown").to_owned();
     let message =
         e.message().map(str::to_owned).unwrap_or_else(|| aws_sdk_firehose::error::DisplayErrorContext(&e).to_string());
@@ -58,6 +75,20 @@ fn with_body(body: Value) -> impl Fn(&mut aws_smithy_runtime_api::client::orches
         request.headers_mut().insert("content-length", bytes.len().to_string());
         *request.body_mut() = SdkBody::from(bytes.clone());
     }
+}
+
+/// Fails early, with the fix, when no credentials can be had: the SDK's own
+/// error for that is a dump of every provider it tried.
+pub async fn check_credentials(config: &aws_config::SdkConfig) -> Result<(), DeployError> {
+    use aws_credential_types::provider::ProvideCredentials as _;
+    let provider = config.credentials_provider().ok_or_else(|| DeployError::NoCredentials("none configured".into()))?;
+    provider.provide_credentials().await.map(|_| ()).map_err(|e| {
+        let mut source: &dyn std::error::Error = &e;
+        while let Some(next) = source.source() {
+            source = next;
+        }
+        DeployError::NoCredentials(source.to_string())
+    })
 }
 
 /// Creates or updates the stream of `spec`, then waits up to `timeout` for

@@ -33,7 +33,10 @@ async fn async_main() -> ExitCode {
     let cli = Cli::parse();
     // The soak and a sandbox with faults cause broker outages on purpose;
     // librdkafka's complaints about them would drown the progress lines.
-    let default_filter = if cli.command.injects_faults() { "warn,rdkafka=off" } else { "warn" };
+    // aws-config warns about every credential provider it tried; streamlab
+    // reports a missing credential itself, with the fix.
+    let default_filter =
+        if cli.command.injects_faults() { "warn,rdkafka=off,aws_config=error" } else { "warn,aws_config=error" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("STREAMLAB_LOG").unwrap_or_else(|_| default_filter.into()),

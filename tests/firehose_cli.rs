@@ -256,5 +256,15 @@ fn deploy_creates_then_updates_a_stream_on_the_stack() -> Result<()> {
     std::fs::write(&changed, value.to_string())?;
     let (ok, _, err) = deploy(&changed)?;
     ensure!(!ok && err.contains("cannot change a stream's source in place: delete the stream"), "{err}");
+    // Nothing answers there: one line naming the cause and the fix.
+    let out = Command::new(BIN)
+        .args(["deploy", "--spec"])
+        .arg(&spec)
+        .args(["--endpoint-url", "http://127.0.0.1:1"])
+        .envs(&up.env)
+        .output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success() && err.contains("the Firehose endpoint did not answer (Connection refused"), "{err}");
+    ensure!(err.lines().count() <= 2, "one readable error, not an SDK dump: {err}");
     Ok(())
 }

@@ -153,7 +153,9 @@ pub async fn deploy(args: DeployArgs) -> Result<ExitCode> {
     if let Some(url) = &args.endpoint_url {
         loader = loader.endpoint_url(url);
     }
-    let client = aws_sdk_firehose::Client::new(&loader.load().await);
+    let config = loader.load().await;
+    streamlab::deploy::check_credentials(&config).await?;
+    let client = aws_sdk_firehose::Client::new(&config);
     for spec in &specs {
         eprintln!("{}: deploying (waiting for ACTIVE)", spec.name());
         let deployed = streamlab::deploy::deploy(&client, spec, args.timeout).await?;

@@ -104,6 +104,7 @@ impl<K: ObjectSink> Writer<K> {
             return Written { id, landed: None };
         }
         self.stats.put_successes.fetch_add(1, Ordering::Relaxed);
+        self.stats.failures_since_success.store(0, Ordering::SeqCst);
         debug!(%key, records = object.records, "landed");
         Written { id, landed: Some(LandedObject { key, records: object.records, bytes }) }
     }

@@ -71,6 +71,9 @@ pub struct DeliveryStats {
     pub failing_writes: AtomicU64,
     /// The most failed attempts of any write still failing (0 once none is).
     pub failing_attempts: AtomicU64,
+    /// Failed PUT attempts since the last PUT that succeeded: S3 failing
+    /// everything, not now and then.
+    pub failures_since_success: AtomicU64,
     /// The last PUT error, as S3 (or the connection) gave it.
     last_put_error: Mutex<Option<String>>,
     /// The Lambda transform's figures (all zero without one).
@@ -125,17 +128,20 @@ impl DeliveryStats {
     /// Records one failed PUT attempt of a write (its `attempts`-th).
     pub(crate) fn record_put_failure(&self, error: String, attempts: u64) {
         self.put_failures.fetch_add(1, Ordering::Relaxed);
+        self.failures_since_success.fetch_add(1, Ordering::SeqCst);
         self.failing_attempts.fetch_max(attempts, Ordering::SeqCst);
         *self.last_put_error.lock().expect("stats lock") = Some(error);
     }
 
     /// Objects that do not land, while some do not: how many, the most
-    /// attempts one has failed, and the last error.
+    /// attempts one has failed, whether every PUT failed since, and the last
+    /// error.
     pub fn put_failure(&self) -> Option<PutFailure> {
         let objects = Self::get(&self.failing_writes);
         (objects > 0).then(|| PutFailure {
             objects,
             attempts: Self::get(&self.failing_attempts),
+            failures_since_success: Self::get(&self.failures_since_success),
             last_error: self.last_put_error.lock().expect("stats lock").clone().unwrap_or_default(),
         })
     }
@@ -196,7 +202,17 @@ pub struct PutFailure {
     pub objects: u64,
     /// The most failed attempts of one of them.
     pub attempts: u64,
+    /// Failed attempts since a PUT of the stream last succeeded.
+    pub failures_since_success: u64,
     pub last_error: String,
+}
+
+impl PutFailure {
+    /// Whether S3 keeps refusing rather than failing now and then: an
+    /// object failed `attempts` times and no PUT succeeded meanwhile.
+    pub fn persistent(&self, attempts: u64) -> bool {
+        self.attempts >= attempts && self.failures_since_success >= attempts
+    }
 }
 
 impl std::fmt::Display for PutFailure {

@@ -137,6 +137,32 @@ impl Streams {
     fn delivery(&self, stream: &str) -> Option<Arc<DeliveryHandle>> {
         self.lock().iter().find(|s| s.plan.spec().name() == stream).and_then(|s| s.delivery.clone())
     }
+
+    /// Takes the delivery of an ACTIVE stream after `change` is applied to
+    /// it; refuses an unknown stream and one that is CREATING or DELETING.
+    fn take_active(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut Stream),
+    ) -> Result<Option<Arc<DeliveryHandle>>, StackError> {
+        let mut streams = self.lock();
+        let Some(stream) = streams.iter_mut().find(|s| s.plan.spec().name() == name) else {
+            return Err(unknown(&streams, name));
+        };
+        if stream.lifecycle != StreamLifecycle::Active {
+            return Err(StackError::StreamBusy { name: name.to_owned(), state: stream.lifecycle });
+        }
+        change(stream);
+        Ok(stream.delivery.take())
+    }
+}
+
+/// The error for a stream the stack does not have, naming those it has.
+fn unknown(streams: &[Stream], name: &str) -> StackError {
+    StackError::UnknownStream {
+        name: name.to_owned(),
+        known: streams.iter().map(|s| s.plan.spec().name().to_owned()).collect(),
+    }
 }
 
 /// Where the stack keeps its files.
@@ -212,7 +238,7 @@ impl Stack {
             true => Vec::new(),
             false => load_specs(&options.specs)?.into_iter().map(|(_, s)| s).collect(),
         };
-        let specs = match &options.scope {
+        let specs: Vec<StreamSpec> = match &options.scope {
             Some(scope) => specs.into_iter().map(|spec| scope.apply(spec)).collect::<Result<_, _>>()?,
             None => specs,
         };
@@ -283,12 +309,14 @@ impl Stack {
     /// (CREATING, then ACTIVE once it owns its partitions). The other streams
     /// are not touched. The spec is scoped like the stack's own.
     pub async fn add_stream(&self, spec: StreamSpec) -> Result<(), StackError> {
-        let spec = match &self.options.scope {
-            Some(scope) => scope.apply(spec)?,
-            None => spec,
-        };
-        let name = spec.name().to_owned();
-        self.register(vec![Plan::prepare(spec, &self.settings)?]).await?;
+        self.add_prepared(self.prepare_stream(spec)?).await
+    }
+
+    /// [`Stack::add_stream`] for a spec already prepared with
+    /// [`Stack::prepare_stream`].
+    pub async fn add_prepared(&self, plan: Plan) -> Result<(), StackError> {
+        let name = plan.spec().name().to_owned();
+        self.register(vec![plan]).await?;
         if let Err(e) = self.activate(std::slice::from_ref(&name)).await {
             self.streams.lock().retain(|s| s.plan.spec().name() != name);
             return Err(e);
@@ -301,19 +329,7 @@ impl Stack {
     /// Its topic, its bucket and what landed stay, as on AWS. Returns its
     /// final statistics.
     pub async fn remove_stream(&self, name: &str) -> Result<Arc<DeliveryStats>, StackError> {
-        let delivery = {
-            let mut streams = self.streams.lock();
-            let known: Vec<String> = streams.iter().map(|s| s.plan.spec().name().to_owned()).collect();
-            let stream = streams
-                .iter_mut()
-                .find(|s| s.plan.spec().name() == name)
-                .ok_or_else(|| StackError::UnknownStream { name: name.to_owned(), known })?;
-            if stream.lifecycle != StreamLifecycle::Active {
-                return Err(StackError::StreamBusy { name: name.to_owned(), state: stream.lifecycle });
-            }
-            stream.lifecycle = StreamLifecycle::Deleting;
-            stream.delivery.take()
-        };
+        let delivery = self.streams.take_active(name, |stream| stream.lifecycle = StreamLifecycle::Deleting)?;
         let stats = match delivery {
             Some(delivery) => delivery.stop().await,
             None => Ok(Arc::default()),
@@ -328,25 +344,14 @@ impl Stack {
     /// resumes from those commits. A changed destination bumps the stream's
     /// version (objects from now on carry it). Returns the version.
     pub async fn update_stream(&self, spec: StreamSpec) -> Result<u32, StackError> {
-        let spec = match &self.options.scope {
-            Some(scope) => scope.apply(spec)?,
-            None => spec,
-        };
-        let name = spec.name().to_owned();
-        let plan = Plan::prepare(spec, &self.settings)?;
-        let old = {
-            let mut streams = self.streams.lock();
-            let known: Vec<String> = streams.iter().map(|s| s.plan.spec().name().to_owned()).collect();
-            let stream = streams
-                .iter_mut()
-                .find(|s| s.plan.spec().name() == name)
-                .ok_or_else(|| StackError::UnknownStream { name: name.clone(), known })?;
-            if stream.lifecycle != StreamLifecycle::Active {
-                return Err(StackError::StreamBusy { name, state: stream.lifecycle });
-            }
-            stream.plan = plan;
-            stream.delivery.take()
-        };
+        self.update_prepared(self.prepare_stream(spec)?).await
+    }
+
+    /// [`Stack::update_stream`] for a spec already prepared with
+    /// [`Stack::prepare_stream`].
+    pub async fn update_prepared(&self, plan: Plan) -> Result<u32, StackError> {
+        let name = plan.spec().name().to_owned();
+        let old = self.streams.take_active(&name, |stream| stream.plan = plan)?;
         if let Some(old) = old {
             old.stop().await?;
         }
@@ -369,26 +374,26 @@ impl Stack {
             .collect()
     }
 
-    /// Checks a spec as [`Stack::add_stream`] would (scope, Lambda, Glue
-    /// table) without adding it.
-    pub fn check_stream(&self, spec: &StreamSpec) -> Result<(), StackError> {
+    /// The spec as this stack runs it (scoped, if the stack is) with its
+    /// pre-flight done (Lambda placement, Glue table): what `add_stream`
+    /// and `update_stream` start from, and what the Firehose API checks a
+    /// request with before it answers.
+    pub fn prepare_stream(&self, spec: StreamSpec) -> Result<Plan, StackError> {
         let spec = match &self.options.scope {
-            Some(scope) => scope.apply(spec.clone())?,
-            None => spec.clone(),
+            Some(scope) => scope.apply(spec)?,
+            None => spec,
         };
-        Plan::prepare(spec, &self.settings)?;
-        Ok(())
+        Ok(Plan::prepare(spec, &self.settings)?)
     }
 
     /// Where `stream` is in its life.
     pub fn stream_state(&self, stream: &str) -> Result<StreamLifecycle, StackError> {
         let streams = self.streams.lock();
-        streams.iter().find(|s| s.plan.spec().name() == stream).map(|s| s.lifecycle).ok_or_else(|| {
-            StackError::UnknownStream {
-                name: stream.to_owned(),
-                known: streams.iter().map(|s| s.plan.spec().name().to_owned()).collect(),
-            }
-        })
+        streams
+            .iter()
+            .find(|s| s.plan.spec().name() == stream)
+            .map(|s| s.lifecycle)
+            .ok_or_else(|| unknown(&streams, stream))
     }
 
     /// Records the streams as CREATING, then creates their topics and
@@ -540,10 +545,7 @@ impl Stack {
     }
 
     fn unknown(&self, stream: &str) -> StackError {
-        StackError::UnknownStream {
-            name: stream.to_owned(),
-            known: self.specs().iter().map(|s| s.name().to_owned()).collect(),
-        }
+        unknown(&self.streams.lock(), stream)
     }
 
     pub fn clock(&self) -> SharedClock {

@@ -140,7 +140,7 @@ impl Firehose {
                 ),
             ));
         }
-        self.stack.check_stream(&spec).map_err(|e| ApiError::invalid_argument(e.to_string()))?;
+        let plan = self.stack.prepare_stream(spec.clone()).map_err(|e| ApiError::invalid_argument(e.to_string()))?;
         let arn = spec.delivery_stream_arn();
         let entry = Entry {
             spec: spec.clone(),
@@ -152,7 +152,7 @@ impl Firehose {
         self.entries().insert(name.clone(), entry);
         let (stack, entries) = (self.stack.clone(), self.entries.clone());
         tokio::spawn(async move {
-            let outcome = stack.add_stream(spec).await;
+            let outcome = stack.add_prepared(plan).await;
             let mut entries = entries.lock().expect("entries lock");
             if let Some(entry) = entries.get_mut(&name) {
                 entry.creation = match outcome {
@@ -304,8 +304,8 @@ impl Firehose {
         let spec = spec::validate(&request).map_err(|violations| {
             ApiError::invalid_argument(violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
         })?;
-        self.stack.check_stream(&spec).map_err(|e| ApiError::invalid_argument(e.to_string()))?;
-        self.stack.update_stream(spec.clone()).await.map_err(|e| stack_error(&name, e))?;
+        let plan = self.stack.prepare_stream(spec.clone()).map_err(|e| ApiError::invalid_argument(e.to_string()))?;
+        self.stack.update_prepared(plan).await.map_err(|e| stack_error(&name, e))?;
         let mut entries = self.entries();
         let now = self.stack.clock().now_millis();
         let slot = entries.entry(name).or_insert(entry);

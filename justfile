@@ -49,7 +49,7 @@ install-localstack:
 install-clients:
     #!/usr/bin/env bash
     set -euo pipefail
-    for dir in tests/clients examples/node-producer examples/node-transform; do
+    for dir in tests/clients examples/node-producer examples/node-direct-put examples/node-transform; do
         [ -d "$dir/node_modules" ] && continue
         if [ "$dir" = examples/node-transform ] && ! command -v cmake >/dev/null; then
             echo "examples/node-transform needs cmake, autoconf, automake and libtool to build aws-lambda-ric; run \`just install-build-tools\` (as root), or skip it: its test reports it as not checked" >&2

@@ -18,7 +18,7 @@ use aws_sdk_firehose::Client;
 use aws_smithy_types::body::SdkBody;
 use serde_json::{json, Value};
 
-use crate::spec::StreamSpec;
+use crate::spec::{SourceKind, StreamSpec};
 
 /// What deploying one spec did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,11 +113,16 @@ pub async fn deploy(client: &Client, spec: &StreamSpec, timeout: Duration) -> Re
                 .map_err(|e| api(name, "CreateDeliveryStream", e))?;
         }
         Some(description) => {
-            let source = description.source().and_then(|s| s.msk_source_description());
-            let deployed = source.map(|s| {
-                format!("{} topic {}", s.msk_cluster_arn().unwrap_or_default(), s.topic_name().unwrap_or_default())
-            });
-            let wanted = format!("{} topic {}", spec.msk_cluster_arn(), spec.topic());
+            let deployed = match description.delivery_stream_type().as_str() {
+                "MSKAsSource" => description.source().and_then(|s| s.msk_source_description()).map(|s| {
+                    format!("{} topic {}", s.msk_cluster_arn().unwrap_or_default(), s.topic_name().unwrap_or_default())
+                }),
+                other => Some(other.to_owned()),
+            };
+            let wanted = match spec.source_kind() {
+                SourceKind::Msk => format!("{} topic {}", spec.msk_cluster_arn(), spec.topic()),
+                SourceKind::DirectPut => "DirectPut".to_owned(),
+            };
             if deployed.as_deref() != Some(wanted.as_str()) {
                 return Err(DeployError::SourceChanged {
                     stream: name.to_owned(),

@@ -233,27 +233,54 @@ pub struct RawObject {
     pub decoded: Vec<u8>,
 }
 
+/// A stream's specs over its life: what it writes with now, and what it
+/// wrote with before (`UpdateDestination` can move the prefix or change the
+/// compression and extension). Objects of every one of them are the
+/// stream's, not strangers.
+#[derive(Debug, Clone)]
+pub struct StreamHistory {
+    pub current: StreamSpec,
+    /// Earlier specs, oldest first.
+    pub earlier: Vec<StreamSpec>,
+}
+
+impl From<StreamSpec> for StreamHistory {
+    fn from(current: StreamSpec) -> Self {
+        StreamHistory { current, earlier: Vec::new() }
+    }
+}
+
+impl StreamHistory {
+    /// The spec whose key shape `key` has (the newest first), with its kind.
+    fn classify(&self, key: &str) -> Option<(&StreamSpec, String)> {
+        std::iter::once(&self.current)
+            .chain(self.earlier.iter().rev())
+            .find_map(|spec| StreamKeys::new(spec).classify(key).map(|kind| (spec, kind)))
+    }
+}
+
 /// Every object each stream wrote, decoded, in key order per stream; and the
 /// keys in those buckets that no stream's shape matches. Only keys under
 /// `under` are read ("" for the whole bucket; a run's key prefix in a shared
 /// bucket).
 pub async fn read_raw(
     client: &aws_sdk_s3::Client,
-    specs: &[StreamSpec],
+    streams: &[StreamHistory],
     under: &str,
 ) -> Result<(Vec<(String, Vec<RawObject>)>, Vec<(String, String)>), LandingError> {
-    let buckets: BTreeSet<&str> = specs.iter().map(|s| s.bucket()).collect();
-    let mut streams: Vec<(String, Vec<RawObject>)> = specs.iter().map(|s| (s.name().to_owned(), Vec::new())).collect();
+    let buckets: BTreeSet<&str> =
+        streams.iter().flat_map(|h| std::iter::once(&h.current).chain(&h.earlier)).map(|s| s.bucket()).collect();
+    let mut out: Vec<(String, Vec<RawObject>)> =
+        streams.iter().map(|h| (h.current.name().to_owned(), Vec::new())).collect();
     let mut strangers = Vec::new();
-    let keys: Vec<StreamKeys> = specs.iter().map(StreamKeys::new).collect();
     for bucket in buckets {
         for object in harness::read_under(client, bucket, under).await? {
-            let owner = specs
-                .iter()
-                .zip(&keys)
-                .enumerate()
-                .filter(|(_, (spec, _))| spec.bucket() == bucket)
-                .find_map(|(i, (spec, keys))| keys.classify(&object.key).map(|kind| (i, spec, kind)));
+            let owner = streams.iter().enumerate().find_map(|(i, history)| {
+                history
+                    .classify(&object.key)
+                    .filter(|(spec, _)| spec.bucket() == bucket)
+                    .map(|(spec, kind)| (i, spec, kind))
+            });
             let Some((i, spec, kind)) = owner else {
                 strangers.push((bucket.to_owned(), object.key.clone()));
                 continue;
@@ -265,20 +292,30 @@ pub async fn read_raw(
                 compression,
                 detail: e.to_string(),
             })?;
-            streams[i].1.push(RawObject { key: object.key.clone(), kind, stored: object, decoded });
+            out[i].1.push(RawObject { key: object.key.clone(), kind, stored: object, decoded });
         }
     }
-    for (_, objects) in &mut streams {
+    for (_, objects) in &mut out {
         objects.sort_by(|a, b| a.key.cmp(&b.key));
     }
-    Ok((streams, strangers))
+    Ok((out, strangers))
 }
 
 /// Reads every stream's objects under `under` from S3.
 pub async fn read(client: &aws_sdk_s3::Client, specs: &[StreamSpec], under: &str) -> Result<Landing, LandingError> {
-    let (raw, _) = read_raw(client, specs, under).await?;
+    let histories: Vec<StreamHistory> = specs.iter().cloned().map(StreamHistory::from).collect();
+    read_history(client, &histories, under).await
+}
+
+/// [`read`] of streams whose specs changed over their life.
+pub async fn read_history(
+    client: &aws_sdk_s3::Client,
+    histories: &[StreamHistory],
+    under: &str,
+) -> Result<Landing, LandingError> {
+    let (raw, _) = read_raw(client, histories, under).await?;
     let mut streams = Vec::new();
-    for (spec, (_, objects)) in specs.iter().zip(raw) {
+    for (spec, (_, objects)) in histories.iter().map(|h| &h.current).zip(raw) {
         let landed = objects
             .into_iter()
             .map(|o| {

@@ -31,6 +31,36 @@ fn node_producer_example() -> Result<()> {
     Ok(())
 }
 
+/// The backend writing its clickstream to a DirectPut stream with the AWS
+/// SDK for JavaScript (`PutRecordBatch`, failed records resent), finding the
+/// stack's Firehose endpoint from the environment alone.
+#[test]
+fn node_direct_put_example() -> Result<()> {
+    if !available(
+        "@aws-sdk/client-firehose (examples/node-direct-put/node_modules)",
+        node_modules("examples/node-direct-put"),
+    )? {
+        return Ok(());
+    }
+    let (ok, out, err) = output(&mut streamlab(&[
+        "run",
+        "--spec",
+        "examples/node-direct-put/stream.json",
+        "--snapshot",
+        "examples/node-direct-put/landing.snap.yaml",
+        "--expect",
+        "exactly-once,no-errors,key-shape",
+        "--",
+        "node",
+        "examples/node-direct-put/producer.js",
+    ]))?;
+    ensure!(ok, "{out}\n{err}");
+    ensure!(out.contains("put 2000 events to Firehose stream shop-clickstream"), "{out}");
+    ensure!(out.contains("ok: landing matches snapshot examples/node-direct-put/landing.snap.yaml"), "{out}");
+    ensure!(out.contains("ok: expect exactly-once: 2000 records written"), "{out}");
+    Ok(())
+}
+
 /// A seeded Python service with event-time timestamps: nothing is masked;
 /// a downstream boto3 reader runs against the landing with `--then`.
 #[test]

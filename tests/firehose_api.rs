@@ -2,7 +2,9 @@
 //! code or infrastructure tooling would: a stream created, described,
 //! listed, tagged, fed through its topic, updated (version 2, new prefix,
 //! nothing lost across the update) and deleted; AWS's errors for a taken
-//! name, a stale version, oversized batches and puts to an MSK stream.
+//! name, a stale version, oversized batches and puts to an MSK stream; a
+//! DirectPut stream fed by `PutRecordBatch`, its limits, encryption states
+//! and its memory bound (records refused, never dropped).
 
 mod common;
 
@@ -253,8 +255,10 @@ async fn terraforms_calls_see_every_field_it_sent() -> Result<()> {
 }
 
 async fn terraform(url: &str) -> Result<()> {
-    let mut fixtures: Vec<_> =
-        std::fs::read_dir("fixtures/streams")?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+    let mut fixtures: Vec<_> = std::fs::read_dir("fixtures/streams")?
+        .chain(std::fs::read_dir("fixtures/direct-put")?)
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
     fixtures.sort();
     for path in fixtures {
         let mut sent: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
@@ -304,5 +308,225 @@ async fn terraform(url: &str) -> Result<()> {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+    Ok(())
+}
+
+fn blob(data: impl Into<Vec<u8>>) -> Record {
+    Record::builder().data(aws_sdk_firehose::primitives::Blob::new(data.into())).build().expect("data is set")
+}
+
+/// A DirectPut stream as an application writes to it: 10,000 records in
+/// `PutRecordBatch` calls land exactly once, GZIP, under AWS's key shape,
+/// when the interval passes on the manual clock, and not before; AWS's
+/// limits and encryption states hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_put_stream_lands_put_records_exactly_once() -> Result<()> {
+    let start = Utc.with_ymd_and_hms(2026, 7, 13, 14, 0, 0).unwrap();
+    let stack = Arc::new(Stack::start(StackOptions::new(Vec::<String>::new()).manual_clock(start).seed(5)).await?);
+    let server = FirehoseServer::start(Arc::new(Firehose::new(stack.clone()))).await?;
+    let outcome = direct_put(&stack, &client(server.url()), server.url()).await;
+    stack.shutdown().await?;
+    outcome
+}
+
+async fn direct_put(stack: &Stack, client: &Client, url: &str) -> Result<()> {
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("fixtures/direct-put/clickstream.json")?)?;
+    let (status, created) = call(url, "CreateDeliveryStream", &spec).await?;
+    ensure!(status == 200, "{created}");
+    ensure!(created["DeliveryStreamARN"] == "arn:aws:firehose:us-east-1:000000000000:deliverystream/clickstream");
+    wait_active(client, "clickstream").await?;
+    let described = client.describe_delivery_stream().delivery_stream_name("clickstream").send().await?;
+    let d = described.delivery_stream_description().context("description")?;
+    ensure!(d.delivery_stream_type() == &DeliveryStreamType::DirectPut && d.source().is_none(), "{d:?}");
+    let encryption = d.delivery_stream_encryption_configuration().context("encryption")?;
+    ensure!(encryption.status() == Some(&aws_sdk_firehose::types::DeliveryStreamEncryptionStatus::Disabled));
+    let listed = client.list_delivery_streams().delivery_stream_type(DeliveryStreamType::DirectPut).send().await?;
+    ensure!(listed.delivery_stream_names() == ["clickstream"]);
+
+    // With no DeliveryStreamType, a stream is DirectPut, as on AWS.
+    let mut untyped = spec.clone();
+    untyped["DeliveryStreamName"] = "untyped".into();
+    untyped.as_object_mut().context("object")?.remove("DeliveryStreamType");
+    let (status, answer) = call(url, "CreateDeliveryStream", &untyped).await?;
+    ensure!(status == 200, "{answer}");
+    wait_active(client, "untyped").await?;
+    let (_, answer) =
+        call(url, "DescribeDeliveryStream", &serde_json::json!({"DeliveryStreamName": "untyped"})).await?;
+    ensure!(answer["DeliveryStreamDescription"]["DeliveryStreamType"] == "DirectPut", "{answer}");
+    client.delete_delivery_stream().delivery_stream_name("untyped").send().await?;
+
+    // AWS's limits, before anything is put.
+    let mut too_many = client.put_record_batch().delivery_stream_name("clickstream");
+    for _ in 0..501 {
+        too_many = too_many.records(blob(b"{}".to_vec()));
+    }
+    let e = too_many.send().await.unwrap_err();
+    ensure!(error_code(&e) == "ValidationException", "501 records: {e:?}");
+    let mut too_large = client.put_record_batch().delivery_stream_name("clickstream");
+    for size in [1_000_000, 1_000_000, 1_000_000, 1_000_000, 4 * 1024 * 1024 - 4_000_000 + 1] {
+        too_large = too_large.records(blob(vec![b'x'; size]));
+    }
+    let e = too_large.send().await.unwrap_err();
+    ensure!(error_code(&e) == "InvalidArgumentException", "4 MiB + 1 byte: {e:?}");
+    let e = client.put_record().delivery_stream_name("clickstream").record(blob(vec![b'x'; 1_024_001])).send().await;
+    let e = e.unwrap_err();
+    ensure!(error_code(&e) == "ValidationException", "1,000 KiB + 1: {e:?}");
+    let e = client.put_record().delivery_stream_name("nope").record(blob(b"{}".to_vec())).send().await.unwrap_err();
+    ensure!(error_code(&e) == "ResourceNotFoundException", "{e:?}");
+
+    // 10,000 records in 20 batches: every one answered with a RecordId.
+    let mut record_ids = std::collections::BTreeSet::new();
+    for batch in 0..20 {
+        let mut call = client.put_record_batch().delivery_stream_name("clickstream");
+        for i in 0..500 {
+            call = call.records(blob(format!("{{\"n\":{}}}\n", batch * 500 + i)));
+        }
+        let answer = call.send().await?;
+        ensure!(answer.failed_put_count() == 0 && answer.request_responses().len() == 500, "{answer:?}");
+        for response in answer.request_responses() {
+            ensure!(record_ids.insert(response.record_id().context("a RecordId")?.to_owned()));
+        }
+    }
+    let single = client.put_record().delivery_stream_name("clickstream").record(blob("{\"n\":10000}\n")).send().await?;
+    ensure!(single.record_id().len() == 56 && !single.encrypted().unwrap_or(true), "{single:?}");
+
+    stack.settle(Duration::from_secs(30)).await?;
+    ensure!(
+        streamlab::harness::read_bucket(stack.s3_client(), "shop-clickstream").await?.is_empty(),
+        "not before the interval"
+    );
+    stack.advance(Duration::from_secs(300)).await?;
+    let objects = streamlab::harness::read_bucket(stack.s3_client(), "shop-clickstream").await?;
+    ensure!(!objects.is_empty(), "landed after the interval");
+    let key = regex::Regex::new(
+        r"^2026/07/13/14/clickstream-1-2026-07-13-14-00-00-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.gz$",
+    )?;
+    let mut seen = std::collections::BTreeSet::new();
+    for object in &objects {
+        ensure!(key.is_match(&object.key), "AWS's key shape: {}", object.key);
+        ensure!(object.content_encoding.as_deref() == Some("gzip"), "{}: {:?}", object.key, object.content_encoding);
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::MultiGzDecoder::new(&object.body[..]), &mut text)?;
+        for line in text.lines() {
+            let n = serde_json::from_str::<serde_json::Value>(line)?["n"].as_u64().context("n")?;
+            ensure!(seen.insert(n), "record {n} landed twice");
+        }
+    }
+    ensure!(seen.len() == 10_001 && seen.last() == Some(&10_000), "exactly once: {} records", seen.len());
+
+    // Encryption: ENABLING then ENABLED; puts then say Encrypted.
+    client.start_delivery_stream_encryption().delivery_stream_name("clickstream").send().await?;
+    let status = |d: &aws_sdk_firehose::operation::describe_delivery_stream::DescribeDeliveryStreamOutput| {
+        d.delivery_stream_description()
+            .and_then(|d| d.delivery_stream_encryption_configuration())
+            .and_then(|e| e.status().cloned())
+    };
+    let first = client.describe_delivery_stream().delivery_stream_name("clickstream").send().await?;
+    ensure!(status(&first) == Some(aws_sdk_firehose::types::DeliveryStreamEncryptionStatus::Enabling));
+    let again = client.start_delivery_stream_encryption().delivery_stream_name("clickstream").send().await;
+    ensure!(error_code(&again.unwrap_err()) == "ResourceInUseException", "a change while one is under way");
+    let mut enabled = false;
+    for _ in 0..100 {
+        let d = client.describe_delivery_stream().delivery_stream_name("clickstream").send().await?;
+        if status(&d) == Some(aws_sdk_firehose::types::DeliveryStreamEncryptionStatus::Enabled) {
+            enabled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ensure!(enabled, "encryption became ENABLED");
+    let put = client.put_record().delivery_stream_name("clickstream").record(blob("{}\n")).send().await?;
+    ensure!(put.encrypted() == Some(true), "{put:?}");
+    client.stop_delivery_stream_encryption().delivery_stream_name("clickstream").send().await?;
+    let stopping = client.describe_delivery_stream().delivery_stream_name("clickstream").send().await?;
+    ensure!(status(&stopping) == Some(aws_sdk_firehose::types::DeliveryStreamEncryptionStatus::Disabling));
+    Ok(())
+}
+
+/// Puts are refused record by record, never dropped, while the stream is
+/// at the stack's memory bound (S3 down): `FailedPutCount` and
+/// `ServiceUnavailableException` for those records; resent once S3 is
+/// back, every record lands once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn puts_past_the_memory_bound_are_refused_not_dropped() -> Result<()> {
+    let start = Utc.with_ymd_and_hms(2026, 7, 13, 14, 0, 0).unwrap();
+    let mut options =
+        StackOptions::new(["fixtures/direct-put/clickstream.json"]).manual_clock(start).seed(3).faults(11);
+    options.max_buffered_bytes = 256 * 1024;
+    let stack = Arc::new(Stack::start(options).await?);
+    let server = FirehoseServer::start(Arc::new(Firehose::new(stack.clone()))).await?;
+    let outcome = throttled(&stack, &client(server.url())).await;
+    stack.shutdown().await?;
+    outcome
+}
+
+async fn throttled(stack: &Stack, client: &Client) -> Result<()> {
+    let faults = stack.faults().context("faults")?;
+    faults.s3.set_down(true);
+    let record = |n: usize| format!("{{\"n\":{n},\"pad\":\"{}\"}}\n", "x".repeat(1000));
+    let mut refused = Vec::new();
+    let mut n = 0;
+    // Well past the bound: 1 MiB put into a 256 KiB bound with S3 down.
+    for _ in 0..10 {
+        let mut call = client.put_record_batch().delivery_stream_name("clickstream");
+        let numbers: Vec<usize> = (n..n + 100).collect();
+        n += 100;
+        for i in &numbers {
+            call = call.records(blob(record(*i)));
+        }
+        let answer = call.send().await?;
+        for (i, response) in numbers.iter().zip(answer.request_responses()) {
+            if let Some(code) = response.error_code() {
+                ensure!(code == "ServiceUnavailableException" && response.error_message() == Some("Slow down."));
+                refused.push(*i);
+            }
+        }
+        ensure!(
+            answer.failed_put_count() as usize
+                == answer.request_responses().iter().filter(|r| r.error_code().is_some()).count()
+        );
+    }
+    ensure!(!refused.is_empty(), "the bound refused records");
+    let single = client.put_record().delivery_stream_name("clickstream").record(blob(record(n))).send().await;
+    ensure!(error_code(&single.unwrap_err()) == "ServiceUnavailableException", "PutRecord is refused whole");
+
+    // S3 back: the refused records are resent, as a caller does.
+    faults.s3.set_down(false);
+    let stats = stack.stats("clickstream").await?;
+    common::wait_for("the held objects to land", Duration::from_secs(60), || stats.put_failure().is_none()).await?;
+    let mut pending = refused;
+    for _ in 0..200 {
+        if pending.is_empty() {
+            break;
+        }
+        stack.advance(Duration::from_secs(300)).await?;
+        let mut call = client.put_record_batch().delivery_stream_name("clickstream");
+        let batch: Vec<usize> = pending.iter().copied().take(100).collect();
+        for i in &batch {
+            call = call.records(blob(record(*i)));
+        }
+        let answer = call.send().await?;
+        let failed: Vec<usize> = batch
+            .iter()
+            .zip(answer.request_responses())
+            .filter(|(_, r)| r.error_code().is_some())
+            .map(|(i, _)| *i)
+            .collect();
+        pending.retain(|i| !batch.contains(i) || failed.contains(i));
+    }
+    ensure!(pending.is_empty(), "{} records still refused", pending.len());
+    stack.settle(Duration::from_secs(30)).await?;
+    stack.advance(Duration::from_secs(300)).await?;
+    let mut seen = std::collections::BTreeMap::new();
+    for object in streamlab::harness::read_bucket(stack.s3_client(), "shop-clickstream").await? {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::MultiGzDecoder::new(&object.body[..]), &mut text)?;
+        for line in text.lines() {
+            let n = serde_json::from_str::<serde_json::Value>(line)?["n"].as_u64().context("n")?;
+            *seen.entry(n).or_insert(0) += 1;
+        }
+    }
+    ensure!(seen.len() == 1000 && seen.values().all(|c| *c == 1), "every record once: {} distinct", seen.len());
     Ok(())
 }

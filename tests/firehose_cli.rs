@@ -110,16 +110,17 @@ fn every_fixture_is_created_and_every_invalid_one_refused_through_the_aws_cli() 
         return Ok(());
     }
     let up = up()?;
-    let valid = files("fixtures/streams")?;
+    let mut valid = files("fixtures/streams")?;
+    valid.extend(files("fixtures/direct-put")?);
     for path in &valid {
         let (ok, out, err) = aws(&up, &["create-delivery-stream", "--cli-input-json", &file_url(path)])?;
         ensure!(ok, "{}: {err}", path.display());
         ensure!(out.contains("arn:aws:firehose:"), "{out}");
     }
     for path in &valid {
-        let name = streamlab::spec::load(path)?.name().to_owned();
-        let d = wait_active(&up, &name)?;
-        ensure!(d["VersionId"] == "1" && d["DeliveryStreamType"] == "MSKAsSource", "{d}");
+        let spec = streamlab::spec::load(path)?;
+        let d = wait_active(&up, spec.name())?;
+        ensure!(d["VersionId"] == "1" && d["DeliveryStreamType"] == spec.source_kind().as_str(), "{d}");
     }
     let (ok, out, _) = aws(&up, &["list-delivery-streams", "--limit", "100"])?;
     let listed: serde_json::Value = serde_json::from_str(&out)?;
@@ -266,5 +267,45 @@ fn deploy_creates_then_updates_a_stream_on_the_stack() -> Result<()> {
     let err = String::from_utf8_lossy(&out.stderr);
     ensure!(!out.status.success() && err.contains("the Firehose endpoint did not answer (Connection refused"), "{err}");
     ensure!(err.lines().count() <= 2, "one readable error, not an SDK dump: {err}");
+    Ok(())
+}
+
+/// A team's boto3 code (`tests/clients/firehose_boto3.py`) under `streamlab
+/// run`: the endpoint comes from the environment alone; a DirectPut and an
+/// MSK stream are created from the fixtures, listed, tagged, fed, updated
+/// and deleted with boto3's own error classes; what was put lands exactly
+/// once, the records put before the update under version 1, the rest under
+/// version 2 and the new prefix.
+#[test]
+fn boto3_drives_the_firehose_api() -> Result<()> {
+    if !available("boto3 (.venv)", common::python_has(&["boto3"]))? {
+        return Ok(());
+    }
+    let (ok, out, err) = common::output(&mut streamlab(&[
+        "run",
+        "--seed",
+        "4",
+        "--expect",
+        "exactly-once,no-errors,key-shape",
+        "--",
+        "python",
+        "tests/clients/firehose_boto3.py",
+    ]))?;
+    ensure!(ok, "{out}\n{err}");
+    ensure!(out.contains("boto3: put 3000 records to clickstream across an update"), "{out}");
+    ensure!(out.contains("ok: expect exactly-once: 3000 records written, each landed exactly once"), "{out}");
+    let versions: Vec<(&str, &str)> = out
+        .lines()
+        .filter(|l| l.contains("clickstream-") && l.contains(" data "))
+        .filter_map(|l| {
+            let mut fields = l.split_whitespace();
+            Some((fields.next()?, fields.nth(1)?))
+        })
+        .collect();
+    ensure!(
+        versions.iter().any(|(k, n)| k.starts_with("20") && k.contains("/clickstream-1-") && *n == "1500")
+            && versions.iter().any(|(k, n)| k.starts_with("v2/") && k.contains("/clickstream-2-") && *n == "1500"),
+        "1,500 records under each version: {versions:?}"
+    );
     Ok(())
 }

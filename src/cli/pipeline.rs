@@ -25,10 +25,10 @@ pub fn validate(specs: &[PathBuf]) -> ExitCode {
         match spec::load(path) {
             Ok(s) => {
                 println!(
-                    "{}: valid (stream {:?}, topic {:?}, bucket {:?})",
+                    "{}: valid (stream {:?}, {}, bucket {:?})",
                     path.display(),
                     s.name(),
-                    s.topic(),
+                    s.source_label(),
                     s.bucket()
                 )
             }
@@ -85,6 +85,14 @@ pub async fn produce(args: ProduceArgs) -> Result<()> {
 pub async fn deliver(args: DeliverArgs) -> Result<()> {
     // Invalid configuration is rejected before anything connects.
     let spec = spec::load(&args.spec)?;
+    if spec.is_direct_put() {
+        anyhow::bail!(
+            "{}: stream {:?} is a DirectPut stream (DeliveryStreamType DirectPut, or none given): `deliver` reads an MSK topic. Run it in a stack (`streamlab up --spec {}`) and write with PutRecord/PutRecordBatch to its Firehose endpoint, or set DeliveryStreamType to MSKAsSource with an MSKSourceConfiguration",
+            args.spec.display(),
+            spec.name(),
+            args.spec.display()
+        );
+    }
     let settings = Settings {
         functions: Arc::new(Functions::new(args.lambda.config())),
         glue_dir: args.glue_dir.clone(),

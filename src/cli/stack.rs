@@ -124,7 +124,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
         streamlab::clock::rfc3339_millis(stack.clock().now_millis())
     );
     for spec in &stack.specs() {
-        eprintln!("  {}: topic {} -> s3://{}/", spec.name(), spec.topic(), spec.bucket());
+        eprintln!("  {}: {} -> s3://{}/", spec.name(), spec.source_label(), spec.bucket());
     }
     for (key, value) in &running.env {
         println!("{key}={value}");

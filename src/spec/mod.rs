@@ -17,7 +17,7 @@ use std::time::Duration;
 use chrono_tz::Tz;
 
 use crate::prefix::Template;
-pub use validate::{validate, Violation};
+pub use validate::{validate, validate_stream_encryption, Violation};
 
 /// `CustomTimeZone` values Firehose accepts (see `aws_time_zones.txt`).
 pub static AWS_TIME_ZONES: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
@@ -28,6 +28,12 @@ pub static AWS_TIME_ZONES: std::sync::LazyLock<Vec<&'static str>> = std::sync::L
 #[derive(Debug, Clone)]
 pub struct StreamSpec {
     name: String,
+    /// What the stream reads: an MSK topic, or records put through the
+    /// Firehose API.
+    source: SourceKind,
+    /// The topic the delivery reads: `MSKSourceConfiguration.TopicName`, or
+    /// for a DirectPut stream the stack's internal topic holding what was
+    /// put ([`direct_put_topic`]).
     topic: String,
     bucket: String,
     /// The prefix to evaluate for each object, with Firehose's default time
@@ -84,9 +90,30 @@ impl StreamSpec {
         &self.name
     }
 
-    /// `MSKSourceConfiguration.TopicName`.
+    /// The topic the delivery reads: `MSKSourceConfiguration.TopicName`, or
+    /// a DirectPut stream's internal topic.
     pub fn topic(&self) -> &str {
         &self.topic
+    }
+
+    /// `DeliveryStreamType`: where the stream's records come from.
+    pub fn source_kind(&self) -> SourceKind {
+        self.source
+    }
+
+    /// Where the stream's records come from, for people: `topic "orders"`,
+    /// or `DirectPut (PutRecord, PutRecordBatch)`.
+    pub fn source_label(&self) -> String {
+        match self.source {
+            SourceKind::Msk => format!("topic {:?}", self.topic),
+            SourceKind::DirectPut => "DirectPut (PutRecord, PutRecordBatch)".to_owned(),
+        }
+    }
+
+    /// Whether records reach the stream through `PutRecord` and
+    /// `PutRecordBatch`.
+    pub fn is_direct_put(&self) -> bool {
+        self.source == SourceKind::DirectPut
     }
 
     /// The bucket of `BucketARN`.
@@ -210,7 +237,7 @@ impl StreamSpec {
     pub fn renamed(
         mut self,
         name: String,
-        topic: String,
+        mut topic: String,
         bucket: String,
         key_prefix: &Template,
     ) -> Result<StreamSpec, String> {
@@ -220,6 +247,9 @@ impl StreamSpec {
         if topic.len() > 249 {
             return Err(format!("the topic name {topic:?} is longer than Kafka's 249 characters"));
         }
+        if self.is_direct_put() {
+            topic = direct_put_topic(&name);
+        }
         self.name = name;
         self.topic = topic;
         self.bucket = bucket;
@@ -227,6 +257,37 @@ impl StreamSpec {
         self.error_prefix = key_prefix.clone().concat(self.error_prefix);
         Ok(self)
     }
+}
+
+/// `DeliveryStreamType`, of the kinds streamlab runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SourceKind {
+    /// `MSKAsSource`: the delivery reads a Kafka topic.
+    #[serde(rename = "MSKAsSource")]
+    Msk,
+    /// `DirectPut` (AWS's default type): applications write with
+    /// `PutRecord` / `PutRecordBatch`.
+    DirectPut,
+}
+
+impl SourceKind {
+    /// The `DeliveryStreamType` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Msk => "MSKAsSource",
+            SourceKind::DirectPut => "DirectPut",
+        }
+    }
+}
+
+/// Prefix of the internal topics holding what DirectPut streams were put.
+pub const DIRECT_PUT_TOPIC_PREFIX: &str = "__streamlab_directput.";
+
+/// The topic holding the records put to DirectPut stream `name`. What a
+/// `PutRecordBatch` acknowledges is on the broker, so it is read with the
+/// same engine, commits and at-least-once guarantee as an MSK topic.
+pub fn direct_put_topic(name: &str) -> String {
+    format!("{DIRECT_PUT_TOPIC_PREFIX}{name}")
 }
 
 /// A `Lambda` processor's parameters, with Firehose's defaults.

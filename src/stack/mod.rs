@@ -26,6 +26,7 @@
 
 pub mod control;
 pub mod firehose;
+pub mod intake;
 mod options;
 mod readback;
 pub mod run;
@@ -38,6 +39,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -55,6 +57,7 @@ use crate::kafka::{admin, KafkaConnection};
 use crate::producer::{self, ProducerStats};
 use crate::spec::StreamSpec;
 use crate::transform::Functions;
+use intake::{Intake, PutOutcome, Putter};
 
 pub use crate::clock::ClockMode;
 pub use crate::producer::Timestamps;
@@ -109,6 +112,11 @@ struct Stream {
     plan: Plan,
     lifecycle: StreamLifecycle,
     delivery: Option<Arc<DeliveryHandle>>,
+    /// What was put to a DirectPut stream (unused for MSK streams).
+    intake: Arc<Intake>,
+    /// The specs it ran with before its updates, oldest first: their
+    /// objects are the stream's too.
+    earlier: Vec<StreamSpec>,
 }
 
 /// The stack's streams, in the order they were added. Held briefly, never
@@ -125,6 +133,14 @@ impl Streams {
         self.lock().iter().map(|s| s.plan.spec().clone()).collect()
     }
 
+    /// Each stream's specs over its life.
+    fn histories(&self) -> Vec<crate::landing::StreamHistory> {
+        self.lock()
+            .iter()
+            .map(|s| crate::landing::StreamHistory { current: s.plan.spec().clone(), earlier: s.earlier.clone() })
+            .collect()
+    }
+
     fn topics(&self) -> BTreeSet<String> {
         self.lock().iter().map(|s| s.plan.spec().topic().to_owned()).collect()
     }
@@ -132,6 +148,11 @@ impl Streams {
     /// Each stream's spec with its running delivery, if any.
     fn running(&self) -> Vec<(StreamSpec, Option<Arc<DeliveryHandle>>)> {
         self.lock().iter().map(|s| (s.plan.spec().clone(), s.delivery.clone())).collect()
+    }
+
+    /// The intake of `stream` (a fresh one for a stream not there).
+    fn intake(&self, stream: &str) -> Arc<Intake> {
+        self.lock().iter().find(|s| s.plan.spec().name() == stream).map(|s| s.intake.clone()).unwrap_or_default()
     }
 
     fn delivery(&self, stream: &str) -> Option<Arc<DeliveryHandle>> {
@@ -184,6 +205,9 @@ impl WorkDir {
 /// and stop; dropping it stops everything without delivering.
 pub struct Stack {
     options: StackOptions,
+    /// Writes what DirectPut streams are put. Before the backend, so it is
+    /// dropped while the broker still answers.
+    putter: Putter,
     backend: Backend,
     client: aws_sdk_s3::Client,
     /// What every delivery of the stack shares: functions, Glue tables,
@@ -220,7 +244,7 @@ impl UnreadWarner {
                 warn!(
                     "topic {topic:?} was created by a producer's first write, and no stream spec reads it; \
                      its records will not land. Check the producer's topic name against MSKSourceConfiguration.TopicName ({})",
-                    read.iter().cloned().collect::<Vec<_>>().join(", ")
+                    read.iter().filter(|t| !t.starts_with("__")).cloned().collect::<Vec<_>>().join(", ")
                 );
             }
         }
@@ -280,6 +304,7 @@ impl Stack {
         futures::future::try_join_all(creates).await?;
         let client = sink::client(&backend.s3).await;
         let stop_watch = CancellationToken::new();
+        let (backend_kafka, max_buffered_bytes) = (backend.kafka.clone(), options.max_buffered_bytes);
         let stack = Stack {
             options,
             backend,
@@ -290,6 +315,7 @@ impl Stack {
             unread_warned: Arc::default(),
             stop_watch: stop_watch.clone(),
             _watch_guard: stop_watch.drop_guard(),
+            putter: Putter::new(backend_kafka, max_buffered_bytes),
             work,
         };
         stack.register(plans).await?;
@@ -334,7 +360,22 @@ impl Stack {
             Some(delivery) => delivery.stop().await,
             None => Ok(Arc::default()),
         };
-        self.streams.lock().retain(|s| s.plan.spec().name() != name);
+        let removed: Vec<StreamSpec> = {
+            let mut streams = self.streams.lock();
+            let removed =
+                streams.iter().filter(|s| s.plan.spec().name() == name).map(|s| s.plan.spec().clone()).collect();
+            streams.retain(|s| s.plan.spec().name() != name);
+            removed
+        };
+        // A removed stream's topic is no producer's mistake.
+        self.unread_warned.lock().expect("warned lock").extend(removed.iter().map(|s| s.topic().to_owned()));
+        // What was put to a DirectPut stream is its own: a stream created
+        // again under the name starts empty.
+        for spec in removed.iter().filter(|s| s.is_direct_put()) {
+            if let Err(e) = admin::delete_topics(&self.backend.kafka, &[spec.topic()]).await {
+                warn!(stream = name, topic = spec.topic(), error = %e, "cannot delete the DirectPut topic");
+            }
+        }
         info!(stream = name, "stream removed");
         Ok(stats?)
     }
@@ -351,12 +392,74 @@ impl Stack {
     /// [`Stack::prepare_stream`].
     pub async fn update_prepared(&self, plan: Plan) -> Result<u32, StackError> {
         let name = plan.spec().name().to_owned();
-        let old = self.streams.take_active(&name, |stream| stream.plan = plan)?;
+        if plan.spec().is_direct_put() {
+            // Records put before the update are in the stream already: the
+            // old destination delivers them, as AWS's buffer would.
+            self.read_to_end(&name, Duration::from_secs(10)).await?;
+        }
+        let old = self.streams.take_active(&name, |stream| {
+            let before = std::mem::replace(&mut stream.plan, plan);
+            stream.earlier.push(before.spec().clone());
+        })?;
         if let Some(old) = old {
-            old.stop().await?;
+            let stats = old.stop().await?;
+            self.streams.intake(&name).delivery_stopped(&stats);
         }
         self.activate(std::slice::from_ref(&name)).await?;
         Ok(self.streams.delivery(&name).map_or(1, |d| d.state.version))
+    }
+
+    /// Puts `records` to DirectPut stream `stream`, as `PutRecordBatch`
+    /// does: each is acknowledged once the broker has it (with its
+    /// `RecordId`) or refused on its own (past the memory bound: retry it).
+    /// Refuses an unknown stream, an MSK stream and one not ACTIVE.
+    pub async fn put_records(&self, stream: &str, records: &[Bytes]) -> Result<Vec<PutOutcome>, StackError> {
+        let (spec, delivery, intake) = {
+            let streams = self.streams.lock();
+            let Some(s) = streams.iter().find(|s| s.plan.spec().name() == stream) else {
+                return Err(unknown(&streams, stream));
+            };
+            if !s.plan.spec().is_direct_put() {
+                return Err(StackError::NotDirectPut { name: stream.to_owned() });
+            }
+            let Some(delivery) = s.delivery.clone().filter(|_| s.lifecycle == StreamLifecycle::Active) else {
+                return Err(StackError::StreamBusy { name: stream.to_owned(), state: s.lifecycle });
+            };
+            (s.plan.spec().clone(), delivery, s.intake.clone())
+        };
+        let now_ms = self.settings.clock.now_millis();
+        Ok(self.putter.put(spec.topic(), records, now_ms, &intake, &delivery.stats()).await)
+    }
+
+    /// What was put to DirectPut stream `stream` so far.
+    pub fn intake(&self, stream: &str) -> Result<Arc<Intake>, StackError> {
+        let streams = self.streams.lock();
+        streams
+            .iter()
+            .find(|s| s.plan.spec().name() == stream)
+            .map(|s| s.intake.clone())
+            .ok_or_else(|| unknown(&streams, stream))
+    }
+
+    /// Waits until the delivery of `stream` has read its topic up to where
+    /// it ends now (at most `timeout`; a delivery that cannot keep up is
+    /// not waited for longer).
+    async fn read_to_end(&self, stream: &str, timeout: Duration) -> Result<(), StackError> {
+        let Some(delivery) = self.streams.delivery(stream) else { return Ok(()) };
+        let (kafka, topic) = (self.backend.kafka.clone(), self.spec(stream)?.topic().to_owned());
+        let ends = tokio::task::spawn_blocking(move || admin::end_offsets(&kafka, &topic))
+            .await
+            .expect("end offsets do not panic")?;
+        let started = Instant::now();
+        let stats = delivery.stats();
+        while started.elapsed() < timeout {
+            let positions = stats.positions();
+            if ends.iter().all(|(p, end)| positions.get(p).copied().unwrap_or(0) >= *end) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
     }
 
     /// Every stream with its state, version and activation, in the order
@@ -412,6 +515,8 @@ impl Stack {
                 plan,
                 lifecycle: StreamLifecycle::Creating,
                 delivery: None,
+                intake: Arc::default(),
+                earlier: Vec::new(),
             }));
         }
         let created = self.create_resources(&specs).await;
@@ -422,9 +527,13 @@ impl Stack {
     }
 
     async fn create_resources(&self, specs: &[StreamSpec]) -> Result<(), StackError> {
-        let topics: BTreeSet<&str> = specs.iter().map(|s| s.topic()).collect();
+        let topics: BTreeMap<&str, i32> = specs
+            .iter()
+            // One partition holds a DirectPut stream's records in put order.
+            .map(|s| (s.topic(), if s.is_direct_put() { 1 } else { self.options.partitions_of(s.topic()) }))
+            .collect();
         let kafka = &self.backend.kafka;
-        let creates = topics.iter().map(|topic| admin::create_topic(kafka, topic, self.options.partitions_of(topic)));
+        let creates = topics.iter().map(|(topic, partitions)| admin::create_topic(kafka, topic, *partitions));
         futures::future::try_join_all(creates).await?;
         // Someone else's buckets are theirs to create; delivery names a
         // missing one.
@@ -777,6 +886,7 @@ impl Stack {
     /// the landing) until the stack is dropped.
     pub async fn shutdown(&self) -> Result<BTreeMap<String, Arc<DeliveryStats>>, StackError> {
         self.stop_watch.cancel();
+        self.putter.close();
         let deliveries: Vec<Arc<DeliveryHandle>> =
             self.streams.lock().iter_mut().filter_map(|s| s.delivery.take()).collect();
         let mut out = BTreeMap::new();
@@ -784,6 +894,7 @@ impl Stack {
         for delivery in deliveries {
             match delivery.stop().await {
                 Ok(stats) => {
+                    self.streams.intake(&delivery.stream).delivery_stopped(&stats);
                     out.insert(delivery.stream.clone(), stats);
                 }
                 Err(e) => {

@@ -155,6 +155,8 @@ pub enum StackError {
     UnknownStream { name: String, known: Vec<String> },
     #[error("the stack already has a stream named {name:?}; stream names must be unique in a stack")]
     StreamExists { name: String },
+    #[error("stream {name:?} reads an MSK topic: records reach it through its topic, not PutRecord; produce to the topic, or create a DirectPut stream to put to")]
+    NotDirectPut { name: String },
     #[error("stream {name:?} is {state}: it can be changed once it is ACTIVE")]
     StreamBusy { name: String, state: StreamLifecycle },
     #[error("stream {stream}: {failure}; its records stay uncommitted and are retried until S3 takes them")]

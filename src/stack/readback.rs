@@ -45,12 +45,15 @@ impl Stack {
 
     /// What landed for `stream` (or every stream), read back through S3.
     pub async fn landing(&self, stream: Option<&str>) -> Result<Landing, StackError> {
-        let specs: Vec<StreamSpec> = match stream {
-            Some(name) => vec![self.spec(name)?],
-            None => self.specs(),
+        let histories: Vec<landing::StreamHistory> = match stream {
+            Some(name) => {
+                let spec = self.spec(name)?;
+                self.streams.histories().into_iter().filter(|h| h.current.name() == spec.name()).collect()
+            }
+            None => self.streams.histories(),
         };
-        let mut landing = landing::read(&self.client, &specs, self.key_scope()).await?;
-        for (stream, spec) in landing.streams.iter_mut().zip(&specs) {
+        let mut landing = landing::read_history(&self.client, &histories, self.key_scope()).await?;
+        for (stream, spec) in landing.streams.iter_mut().zip(histories.iter().map(|h| &h.current)) {
             let stats = self.stats(spec.name()).await.ok();
             if spec.lambda().is_some() {
                 stream.transform = stats.as_ref().map(|s| landing::TransformCounts::of(s));
@@ -68,7 +71,13 @@ impl Stack {
         use crate::checks::expect::{self, StreamEvidence};
         let running = self.streams.running();
         let specs: Vec<StreamSpec> = running.iter().map(|(spec, _)| spec.clone()).collect();
-        let (raw, strangers) = landing::read_raw(&self.client, &specs, self.key_scope()).await?;
+        let histories: Vec<landing::StreamHistory> = self
+            .streams
+            .histories()
+            .into_iter()
+            .filter(|h| specs.iter().any(|s| s.name() == h.current.name()))
+            .collect();
+        let (raw, strangers) = landing::read_raw(&self.client, &histories, self.key_scope()).await?;
         let mut sources = Vec::new();
         let mut dropped = Vec::new();
         for (spec, delivery) in &running {

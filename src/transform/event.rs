@@ -1,4 +1,5 @@
-//! The wire shapes of Firehose's Lambda transformation for MSK sources: the
+//! The wire shapes of Firehose's Lambda transformation for MSK and DirectPut
+//! sources (`firehose-lambda-conversion.md` 1.1, 1.2): the
 //! event a batch becomes (split so no request passes Lambda's 6 MB), and the
 //! status-model response checked record by record. Pure functions, so every
 //! malformed response a function can return is a unit test.
@@ -71,8 +72,22 @@ pub mod codes {
 #[derive(Debug, Clone)]
 pub struct EventContext {
     pub delivery_stream_arn: String,
-    pub source_msk_arn: String,
+    /// The MSK cluster of an MSK stream; `None` for a DirectPut stream,
+    /// whose events carry no source and name the payload `data`.
+    pub source_msk_arn: Option<String>,
     pub region: String,
+}
+
+impl EventContext {
+    /// The field that holds a record's payload, in the event and in the
+    /// response: `kafkaRecordValue` for MSK, `data` for DirectPut.
+    pub fn payload_field(&self) -> &'static str {
+        if self.source_msk_arn.is_some() {
+            "kafkaRecordValue"
+        } else {
+            "data"
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -80,10 +95,26 @@ pub struct EventContext {
 struct Event<'a> {
     invocation_id: &'a str,
     delivery_stream_arn: &'a str,
-    #[serde(rename = "sourceMSKArn")]
-    source_msk_arn: &'a str,
+    #[serde(rename = "sourceMSKArn", skip_serializing_if = "Option::is_none")]
+    source_msk_arn: Option<&'a str>,
     region: &'a str,
-    records: Vec<EventRecord<'a>>,
+    records: EventRecords<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum EventRecords<'a> {
+    Msk(Vec<EventRecord<'a>>),
+    DirectPut(Vec<DirectPutRecord<'a>>),
+}
+
+/// A DirectPut record: no source metadata, the payload in `data`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DirectPutRecord<'a> {
+    record_id: &'a str,
+    approximate_arrival_timestamp: i64,
+    data: String,
 }
 
 #[derive(Serialize)]
@@ -124,9 +155,34 @@ pub fn split(batch: &[Pending]) -> Vec<std::ops::Range<usize>> {
     runs
 }
 
-/// The event for `records`, as Firehose sends it for an MSK source.
+/// The event for `records`, as Firehose sends it for the stream's source.
 pub fn event(context: &EventContext, invocation_id: &str, records: &[Pending]) -> Bytes {
-    let records = records
+    let records = if context.source_msk_arn.is_none() {
+        EventRecords::DirectPut(
+            records
+                .iter()
+                .map(|p| DirectPutRecord {
+                    record_id: &p.id,
+                    approximate_arrival_timestamp: p.record.timestamp_ms,
+                    data: BASE64.encode(&p.record.value),
+                })
+                .collect(),
+        )
+    } else {
+        EventRecords::Msk(msk_records(records))
+    };
+    let event = Event {
+        invocation_id,
+        delivery_stream_arn: &context.delivery_stream_arn,
+        source_msk_arn: context.source_msk_arn.as_deref(),
+        region: &context.region,
+        records,
+    };
+    Bytes::from(serde_json::to_vec(&event).expect("events serialize"))
+}
+
+fn msk_records(records: &[Pending]) -> Vec<EventRecord<'_>> {
+    records
         .iter()
         .map(|p| EventRecord {
             record_id: &p.id,
@@ -138,15 +194,7 @@ pub fn event(context: &EventContext, invocation_id: &str, records: &[Pending]) -
             },
             kafka_record_value: BASE64.encode(&p.record.value),
         })
-        .collect();
-    let event = Event {
-        invocation_id,
-        delivery_stream_arn: &context.delivery_stream_arn,
-        source_msk_arn: &context.source_msk_arn,
-        region: &context.region,
-        records,
-    };
-    Bytes::from(serde_json::to_vec(&event).expect("events serialize"))
+        .collect()
 }
 
 /// What became of one record.
@@ -171,7 +219,7 @@ impl Outcome {
 /// in order, and the reasons the response broke the status model (for the
 /// log; the error records carry AWS's fixed messages). Entries with ids
 /// that were not sent are ignored, as Firehose does.
-pub fn read_response(ids: &[&str], body: &[u8]) -> (Vec<Outcome>, Vec<String>) {
+pub fn read_response(ids: &[&str], body: &[u8], payload: &str) -> (Vec<Outcome>, Vec<String>) {
     let mut problems = Vec::new();
     let entries = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(mut map)) => match map.remove("records") {
@@ -206,7 +254,7 @@ pub fn read_response(ids: &[&str], body: &[u8]) -> (Vec<Outcome>, Vec<String>) {
                 problems.push(format!("recordId {id:?} appears more than once"));
                 Outcome::failed(codes::DUPLICATED_RECORD_ID)
             }
-            None => read_entry(id, entry, &mut problems),
+            None => read_entry(id, entry, payload, &mut problems),
         });
     }
     let outcomes = outcomes
@@ -222,7 +270,7 @@ pub fn read_response(ids: &[&str], body: &[u8]) -> (Vec<Outcome>, Vec<String>) {
     (outcomes, problems)
 }
 
-fn read_entry(id: &str, entry: &Value, problems: &mut Vec<String>) -> Outcome {
+fn read_entry(id: &str, entry: &Value, payload: &str, problems: &mut Vec<String>) -> Outcome {
     let mut bad = |problem: String| {
         problems.push(problem);
         Outcome::failed(codes::JSON_PROCESSING)
@@ -231,15 +279,16 @@ fn read_entry(id: &str, entry: &Value, problems: &mut Vec<String>) -> Outcome {
         Some("Dropped") => Outcome::Dropped,
         Some("ProcessingFailed") => Outcome::failed(codes::PROCESSING_FAILED),
         Some("Ok") => {
-            let value = match entry.get("kafkaRecordValue") {
+            let value = match entry.get(payload) {
                 Some(Value::String(text)) => match BASE64.decode(text) {
                     Ok(value) => value,
-                    Err(e) => return bad(format!("recordId {id:?}: kafkaRecordValue is not base64 ({e})")),
+                    Err(e) => return bad(format!("recordId {id:?}: {payload} is not base64 ({e})")),
                 },
                 _ => {
+                    let source = if payload == "data" { "DirectPut" } else { "MSK" };
                     return bad(format!(
-                        "recordId {id:?}: result Ok needs a base64 string in kafkaRecordValue (the payload field for MSK sources)"
-                    ))
+                        "recordId {id:?}: result Ok needs a base64 string in {payload} (the payload field for {source} sources)"
+                    ));
                 }
             };
             match partition_keys(entry) {
@@ -280,10 +329,35 @@ mod tests {
     }
 
     #[test]
+    fn direct_put_events_and_responses_use_data() {
+        let context = EventContext {
+            delivery_stream_arn: "arn:aws:firehose:us-east-1:000000000000:deliverystream/d".into(),
+            source_msk_arn: None,
+            region: "us-east-1".into(),
+        };
+        let body = event(&context, "inv-2", &[pending("r1", 0, 3, b"hi")]);
+        let value: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({
+                "invocationId": "inv-2",
+                "deliveryStreamArn": "arn:aws:firehose:us-east-1:000000000000:deliverystream/d",
+                "region": "us-east-1",
+                "records": [{"recordId": "r1", "approximateArrivalTimestamp": 1_700_000_000_000i64, "data": "aGk="}]
+            })
+        );
+        let response = br#"{"records": [{"recordId": "a", "result": "Ok", "data": "aGk="}, {"recordId": "b", "result": "Ok", "kafkaRecordValue": "aGk="}]}"#;
+        let (outcomes, problems) = read_response(&["a", "b"], response, context.payload_field());
+        assert_eq!(outcomes[0], Outcome::Ok { value: Bytes::from_static(b"hi"), partition_keys: None });
+        assert_eq!(outcomes[1], Outcome::failed(codes::JSON_PROCESSING));
+        assert!(problems[0].contains("data (the payload field for DirectPut sources)"), "{problems:?}");
+    }
+
+    #[test]
     fn event_has_the_msk_shape() {
         let context = EventContext {
             delivery_stream_arn: "arn:aws:firehose:us-east-1:000000000000:deliverystream/s".into(),
-            source_msk_arn: "arn:aws:kafka:us-east-1:000000000000:cluster/c/1".into(),
+            source_msk_arn: Some("arn:aws:kafka:us-east-1:000000000000:cluster/c/1".into()),
             region: "us-east-1".into(),
         };
         let body = event(&context, "inv-1", &[pending("r1", 2, 7, b"{\"a\":1}")]);
@@ -313,7 +387,7 @@ mod tests {
         assert_eq!(runs, vec![0..2, 2..4]);
         for run in runs {
             let context =
-                EventContext { delivery_stream_arn: "a".into(), source_msk_arn: "b".into(), region: "c".into() };
+                EventContext { delivery_stream_arn: "a".into(), source_msk_arn: Some("b".into()), region: "c".into() };
             assert!(event(&context, "i", &batch[run]).len() <= MAX_REQUEST_BYTES);
         }
         let huge = vec![pending("h", 0, 0, &vec![b'x'; 5 * 1024 * 1024]), pending("s", 0, 1, b"x")];
@@ -335,7 +409,7 @@ mod tests {
             {"recordId": "weird", "result": "TRANSFORMED_STATE_OK", "kafkaRecordValue": "aGk="},
             {"recordId": "stranger", "result": "Ok", "kafkaRecordValue": "aGk="}
         ]});
-        let (outcomes, problems) = read_response(&ids, body.to_string().as_bytes());
+        let (outcomes, problems) = read_response(&ids, body.to_string().as_bytes(), "kafkaRecordValue");
         let failed = |c: (&'static str, &'static str)| Outcome::Failed { code: c.0, message: c.1, attempts: 1 };
         let keys = BTreeMap::from([("n".to_owned(), "3".to_owned()), ("t".to_owned(), "x".to_owned())]);
         assert_eq!(
@@ -358,7 +432,7 @@ mod tests {
     #[test]
     fn a_response_that_is_not_the_status_model_fails_every_record() {
         for body in [&b"not json"[..], b"[]", b"{\"result\": \"Ok\"}", b"{\"records\": {}}"] {
-            let (outcomes, problems) = read_response(&["a", "b"], body);
+            let (outcomes, problems) = read_response(&["a", "b"], body, "kafkaRecordValue");
             assert_eq!(outcomes, vec![Outcome::failed(codes::JSON_PROCESSING); 2]);
             assert_eq!(problems.len(), 1);
         }

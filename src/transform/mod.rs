@@ -131,7 +131,7 @@ impl Functions {
                 spec.region_and_account().1,
                 spec.name()
             ),
-            source_msk_arn: spec.msk_cluster_arn().to_owned(),
+            source_msk_arn: (!spec.is_direct_put()).then(|| spec.msk_cluster_arn().to_owned()),
             region: region.to_owned(),
         };
         Ok(Some(Transformer {
@@ -228,7 +228,7 @@ impl Transformer {
             stats.record_invocation(started.elapsed(), result.is_ok());
             match result {
                 Ok(body) => {
-                    let (outcomes, problems) = event::read_response(&ids, &body);
+                    let (outcomes, problems) = event::read_response(&ids, &body, self.context.payload_field());
                     if !problems.is_empty() {
                         warn!(function = %self.arn, ?problems, "the function's response breaks Firehose's status model; those records go to processing-failed");
                     }

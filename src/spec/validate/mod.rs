@@ -22,7 +22,10 @@ use serde_json::Value;
 use sha2::Digest as _;
 
 use super::raw::{self, CreateDeliveryStream};
-use super::{BufferHints, Compression, Deaggregation, LambdaProcessor, StartPosition, StreamSpec, AWS_TIME_ZONES, MIB};
+use super::{
+    BufferHints, Compression, Deaggregation, LambdaProcessor, SourceKind, StartPosition, StreamSpec, AWS_TIME_ZONES,
+    MIB,
+};
 use crate::convert::{ConversionSpec, Deserializer, ParquetCodec, ParquetOptions, TimestampFormat};
 use crate::extract;
 use crate::prefix::{PrefixError, Template, MAX_EVALUATED_PREFIX};
@@ -62,6 +65,7 @@ const PREFIX_RULE: &str = "The supplied prefix(es) do not satisfy the following 
 
 const S3: &str = "ExtendedS3DestinationConfiguration";
 const MSK: &str = "MSKSourceConfiguration";
+const DIRECT_PUT: &str = "DirectPutSourceConfiguration";
 
 static NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9_.-]+$").unwrap());
 static TOPIC: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9\._\-]+$").unwrap());
@@ -100,6 +104,7 @@ const PARAMETER_NAMES: &[&str] = &[
 ];
 const STREAM_TYPES: &[&str] = &["DirectPut", "KinesisStreamAsSource", "MSKAsSource", "DatabaseAsSource"];
 const CONNECTIVITY: &[&str] = &["PUBLIC", "PRIVATE"];
+const KEY_TYPES: &[&str] = &["AWS_OWNED_CMK", "CUSTOMER_MANAGED_CMK"];
 
 /// AWS's name of a member: `ExtendedS3DestinationConfiguration.Processors[0]`
 /// is `extendedS3DestinationConfiguration.processors.1.member`.
@@ -250,39 +255,74 @@ pub fn validate(value: &Value) -> Result<StreamSpec, Vec<Violation>> {
     }
 }
 
+/// Checks a `DeliveryStreamEncryptionConfigurationInput` on its own, as
+/// `StartDeliveryStreamEncryption` gives it.
+pub fn validate_stream_encryption(input: &Value) -> Result<(), Vec<Violation>> {
+    let mut report = Report::default();
+    check_stream_encryption(input, "DeliveryStreamEncryptionConfigurationInput", &mut report);
+    if report.0.is_empty() {
+        Ok(())
+    } else {
+        Err(report.0)
+    }
+}
+
 fn check(req: &CreateDeliveryStream, r: &mut Report) -> Option<StreamSpec> {
     let name = r.required("DeliveryStreamName", &req.delivery_stream_name);
     if let Some(name) = name {
         r.string("DeliveryStreamName", name, 1, 64, Some((&NAME, "[a-zA-Z0-9_.-]+")));
     }
 
-    let mut msk_stream = false;
-    match req.delivery_stream_type.as_deref() {
-        None => r.add(
-            "DeliveryStreamType",
-            "is required by streamlab: AWS defaults to DirectPut, and streamlab emulates MSKAsSource streams; set it to \"MSKAsSource\"",
-        ),
-        Some(kind) => {
-            if r.enumerated("DeliveryStreamType", kind, STREAM_TYPES) {
-                msk_stream = kind == "MSKAsSource";
-                if !msk_stream {
-                    r.unsupported("DeliveryStreamType", &format!("{kind} sources (only MSKAsSource)"));
-                }
+    let kind = match req.delivery_stream_type.as_deref() {
+        // AWS's default type.
+        None => Some(SourceKind::DirectPut),
+        Some(kind) => match kind {
+            _ if !r.enumerated("DeliveryStreamType", kind, STREAM_TYPES) => None,
+            "MSKAsSource" => Some(SourceKind::Msk),
+            "DirectPut" => Some(SourceKind::DirectPut),
+            other => {
+                r.unsupported("DeliveryStreamType", &format!("{other} sources (only MSKAsSource and DirectPut)"));
+                None
             }
+        },
+    };
+    let msk_stream = kind == Some(SourceKind::Msk);
+    let direct_put = kind == Some(SourceKind::DirectPut);
+    for other in req.other_sources() {
+        if !(direct_put && other == DIRECT_PUT) {
+            let this = if direct_put { "a DirectPut stream" } else { MSK };
+            r.add(other, format!("cannot be combined with {this}; a stream has exactly one source"));
         }
     }
-    for other in req.other_sources() {
-        r.add(other, format!("cannot be combined with {MSK}; a stream has exactly one source"));
+    if direct_put && req.msk_source_configuration.is_some() {
+        r.add(
+            MSK,
+            "is only for DeliveryStreamType MSKAsSource; remove it, or set DeliveryStreamType to \"MSKAsSource\" to read the topic",
+        );
     }
     if msk_stream && req.msk_source_configuration.is_none() {
         r.add(MSK, "MSKSourceConfig is mandatory for MSK as Source stream type.");
     }
-    let source = req.msk_source_configuration.as_ref().map(|msk| check_source(msk, r));
-    if msk_stream && req.delivery_stream_encryption_configuration_input.is_some() {
-        r.add(
-            "DeliveryStreamEncryptionConfigurationInput",
-            "Server side encryption from firehose is only allowed for direct put delivery streams and database as a source delivery streams",
-        );
+    let source = match kind {
+        Some(SourceKind::Msk) => req.msk_source_configuration.as_ref().and_then(|msk| check_source(msk, r)),
+        Some(SourceKind::DirectPut) => {
+            if let Some(config) = &req.direct_put_source_configuration {
+                check_direct_put(config, r);
+            }
+            let name = name.map_or_else(String::new, |n| crate::spec::direct_put_topic(n));
+            Some((name, StartPosition::ActivationTime, String::new()))
+        }
+        None => None,
+    };
+    if let Some(encryption) = &req.delivery_stream_encryption_configuration_input {
+        if msk_stream {
+            r.add(
+                "DeliveryStreamEncryptionConfigurationInput",
+                "Server side encryption from firehose is only allowed for direct put delivery streams and database as a source delivery streams",
+            );
+        } else if direct_put {
+            check_stream_encryption(encryption, "DeliveryStreamEncryptionConfigurationInput", r);
+        }
     }
 
     let destinations = req.destinations();
@@ -306,12 +346,14 @@ fn check(req: &CreateDeliveryStream, r: &mut Report) -> Option<StreamSpec> {
         .to_owned();
     let destination = req.extended_s3_destination_configuration.as_ref().map(|s3| check_destination(s3, &region, r));
 
-    let (Some(name), Some(Some((topic, start, msk_cluster_arn))), Some(Some(dest))) = (name, source, destination)
+    let (Some(name), Some(kind), Some((topic, start, msk_cluster_arn)), Some(Some(dest))) =
+        (name, kind, source, destination)
     else {
         return None;
     };
     Some(StreamSpec {
         name: name.clone(),
+        source: kind,
         topic,
         start,
         bucket: dest.bucket,
@@ -334,6 +376,56 @@ fn check(req: &CreateDeliveryStream, r: &mut Report) -> Option<StreamSpec> {
         destination_sha256: String::new(),
         request: Value::Null,
     })
+}
+
+/// `DirectPutSourceConfiguration`: its one field, `ThroughputHintInMBs`
+/// (1-100; a hint AWS sizes the stream by, nothing to emulate).
+fn check_direct_put(config: &Value, r: &mut Report) {
+    let path = format!("{DIRECT_PUT}.ThroughputHintInMBs");
+    match config.get("ThroughputHintInMBs") {
+        None | Some(Value::Null) => r.constraint(&path, "Member must not be null", None),
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|v| (1..=100).contains(&v)) => {}
+        Some(other) => r.constraint(&path, "Member must have value between 1 and 100", Some(other.to_string())),
+    }
+    if let Some(map) = config.as_object() {
+        for key in map.keys().filter(|k| *k != "ThroughputHintInMBs") {
+            r.add(
+                format!("{DIRECT_PUT}.{key}"),
+                "is not a field of DirectPutSourceConfiguration (its one field is ThroughputHintInMBs)",
+            );
+        }
+    }
+}
+
+/// Server-side encryption of a DirectPut stream: `KeyType` AWS_OWNED_CMK,
+/// or CUSTOMER_MANAGED_CMK with the key's `KeyARN`.
+fn check_stream_encryption(input: &Value, path: &str, r: &mut Report) {
+    let Some(map) = input.as_object() else {
+        r.add(path, "must be an object with KeyType (and KeyARN for CUSTOMER_MANAGED_CMK)");
+        return;
+    };
+    for key in map.keys().filter(|k| !["KeyType", "KeyARN"].contains(&k.as_str())) {
+        r.add(
+            format!("{path}.{key}"),
+            "is not a field of DeliveryStreamEncryptionConfigurationInput (KeyType, KeyARN)",
+        );
+    }
+    let key_arn = map.get("KeyARN").and_then(Value::as_str);
+    match map.get("KeyType").and_then(Value::as_str) {
+        None => r.constraint(&format!("{path}.KeyType"), "Member must not be null", None),
+        Some(kind) if !r.enumerated(&format!("{path}.KeyType"), kind, KEY_TYPES) => {}
+        Some("CUSTOMER_MANAGED_CMK") => match key_arn {
+            None => r.add(format!("{path}.KeyARN"), "is required when KeyType is CUSTOMER_MANAGED_CMK: give the ARN of the KMS key (arn:aws:kms:REGION:ACCOUNT:key/ID)"),
+            Some(arn) => {
+                r.string(&format!("{path}.KeyARN"), arn, 1, 512, Some((&KMS_ARN, "arn:.*:kms:.*")));
+            }
+        },
+        Some(_) => {
+            if key_arn.is_some() {
+                r.add(format!("{path}.KeyARN"), "must not be given with KeyType AWS_OWNED_CMK (AWS's own key); remove it, or set KeyType to CUSTOMER_MANAGED_CMK to use that key");
+            }
+        }
+    }
 }
 
 fn check_source(msk: &raw::MskSourceConfiguration, r: &mut Report) -> Option<(String, StartPosition, String)> {

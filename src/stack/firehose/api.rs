@@ -7,12 +7,14 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
+use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use tracing::warn;
 
 use super::describe;
 use super::ApiError;
 use crate::spec::{self, StreamSpec};
+use crate::stack::intake::PutOutcome;
 use crate::stack::{Stack, StackError, StreamInfo, StreamLifecycle};
 
 /// Streams per region (Firehose's default quota).
@@ -36,7 +38,44 @@ struct Entry {
     /// `Some` while the stack is adding it; `Some(Err)` once that failed
     /// (`CREATING_FAILED`).
     creation: Option<Result<(), String>>,
+    /// Server-side encryption of a DirectPut stream.
+    encryption: Encryption,
 }
+
+/// `DeliveryStreamEncryptionConfiguration` of a stream.
+#[derive(Debug, Clone, Default)]
+struct Encryption {
+    /// `ENABLED`, `ENABLING`, `DISABLED`, `DISABLING`.
+    status: &'static str,
+    /// The `DeliveryStreamEncryptionConfigurationInput` last asked for.
+    input: Option<Value>,
+}
+
+impl Encryption {
+    /// As the create request asks (ENABLED when the stream is).
+    fn of(request: &Value) -> Self {
+        match request.get("DeliveryStreamEncryptionConfigurationInput").filter(|v| !v.is_null()) {
+            Some(input) => Encryption { status: "ENABLED", input: Some(input.clone()) },
+            None => Encryption { status: "DISABLED", input: None },
+        }
+    }
+
+    fn describe(&self) -> Value {
+        let mut out = json!({ "Status": self.status });
+        if let Some(input) = &self.input {
+            for key in ["KeyARN", "KeyType"] {
+                if let Some(v) = input.get(key) {
+                    out[key] = v.clone();
+                }
+            }
+        }
+        out
+    }
+}
+
+/// How long a change of encryption shows ENABLING or DISABLING before it
+/// is done (AWS takes seconds; a poller sees the step either way).
+const ENCRYPTION_CHANGE: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// The Firehose API of one stack.
 pub struct Firehose {
@@ -59,6 +98,7 @@ impl Firehose {
                     updated_ms: None,
                     tags: tags_of(info.spec.request()),
                     creation: None,
+                    encryption: Encryption::of(info.spec.request()),
                 };
                 (info.spec.name().to_owned(), entry)
             })
@@ -85,9 +125,9 @@ impl Firehose {
             "ListTagsForDeliveryStream" => self.list_tags(body),
             "TagDeliveryStream" => self.tag(body),
             "UntagDeliveryStream" => self.untag(body),
-            "PutRecord" => self.put_record(body),
-            "PutRecordBatch" => self.put_record_batch(body),
-            "StartDeliveryStreamEncryption" | "StopDeliveryStreamEncryption" => self.encryption(body),
+            "PutRecord" => self.put_record(body).await,
+            "PutRecordBatch" => self.put_record_batch(body).await,
+            "StartDeliveryStreamEncryption" | "StopDeliveryStreamEncryption" => self.encryption(operation, body),
             other => Err(ApiError::new(
                 "UnknownOperationException",
                 format!("{other} is not a Firehose operation (Firehose_20150804 has 12)"),
@@ -107,8 +147,9 @@ impl Firehose {
                     spec: info.spec.clone(),
                     created_ms: self.stack.clock().now_millis(),
                     updated_ms: None,
-                    tags: Vec::new(),
+                    tags: tags_of(info.spec.request()),
                     creation: None,
+                    encryption: Encryption::of(info.spec.request()),
                 };
                 Ok((entry, Some(info)))
             }
@@ -148,6 +189,7 @@ impl Firehose {
             updated_ms: None,
             tags,
             creation: Some(Ok(())),
+            encryption: Encryption::of(spec.request()),
         };
         self.entries().insert(name.clone(), entry);
         let (stack, entries) = (self.stack.clone(), self.entries.clone());
@@ -221,6 +263,7 @@ impl Firehose {
             updated_ms: entry.updated_ms,
             delivery_start_ms: info.as_ref().and_then(|i| i.activated_at_ms),
             failure: entry.creation.as_ref().and_then(|c| c.as_ref().err()).cloned(),
+            encryption: entry.encryption.describe(),
         };
         Ok(json!({ "DeliveryStreamDescription": describe::description(spec, &facts) }))
     }
@@ -244,11 +287,12 @@ impl Firehose {
             }
         }
         let start = optional_str(body, "ExclusiveStartDeliveryStreamName")?;
-        // Every stream streamlab runs reads MSK.
+        let kind_of =
+            |name: &str| self.view(name).map(|(entry, info)| info.map_or(entry.spec, |i| i.spec).source_kind());
         let names: Vec<String> = self
             .names()
             .into_iter()
-            .filter(|_| kind.as_deref().is_none_or(|k| k == "MSKAsSource"))
+            .filter(|n| kind.as_deref().is_none_or(|k| kind_of(n).is_ok_and(|kind| kind.as_str() == k)))
             .filter(|n| start.as_deref().is_none_or(|s| n.as_str() > s))
             .collect();
         let more = names.len() > limit;
@@ -378,19 +422,25 @@ impl Firehose {
         Ok(json!({}))
     }
 
-    /// `PutRecord` and `PutRecordBatch` feed DirectPut streams only; every
-    /// stream streamlab runs reads MSK. The request is checked first, as
-    /// AWS checks it.
-    fn put_record(&self, body: &Value) -> Result<Value, ApiError> {
+    /// `PutRecord`: one record, answered with its `RecordId`, or
+    /// `ServiceUnavailableException` when the stream is at its memory bound.
+    async fn put_record(&self, body: &Value) -> Result<Value, ApiError> {
         let name = required_str(body, "DeliveryStreamName")?;
         let record = body.get("Record").ok_or_else(|| {
             ApiError::validation("1 validation error detected: Value null at 'record' failed to satisfy constraint: Member must not be null")
         })?;
-        record_data(record, "record.data")?;
-        self.refuse_put(&name)
+        let data = record_data(record, "record.data")?;
+        let (outcomes, encrypted) = self.put(&name, vec![data]).await?;
+        match outcomes.into_iter().next() {
+            Some(Ok(id)) => Ok(json!({ "RecordId": id, "Encrypted": encrypted })),
+            Some(Err(refusal)) => Err(ApiError::new(refusal.code(), refusal.to_string())),
+            None => Err(ApiError::new("InternalFailure", "the record was not answered")),
+        }
     }
 
-    fn put_record_batch(&self, body: &Value) -> Result<Value, ApiError> {
+    /// `PutRecordBatch`: 1-500 records, 4 MiB; each answered on its own, so
+    /// the caller resends only the failed ones (`FailedPutCount`).
+    async fn put_record_batch(&self, body: &Value) -> Result<Value, ApiError> {
         let name = required_str(body, "DeliveryStreamName")?;
         let records = match body.get("Records") {
             Some(Value::Array(records)) => records,
@@ -406,31 +456,101 @@ impl Firehose {
                 if records.is_empty() { "greater than or equal to 1".to_owned() } else { format!("less than or equal to {MAX_BATCH_RECORDS}") }
             )));
         }
-        let mut total = 0;
-        for (i, record) in records.iter().enumerate() {
-            total += record_data(record, &format!("records.{}.member.data", i + 1))?;
-        }
+        let data = records
+            .iter()
+            .enumerate()
+            .map(|(i, record)| record_data(record, &format!("records.{}.member.data", i + 1)))
+            .collect::<Result<Vec<Bytes>, ApiError>>()?;
+        let total: usize = data.iter().map(Bytes::len).sum();
         if total > MAX_BATCH_BYTES {
             return Err(ApiError::invalid_argument(format!(
                 "Records size {total} bytes exceeds the {MAX_BATCH_BYTES}-byte (4 MiB) limit of a PutRecordBatch call"
             )));
         }
-        self.refuse_put(&name)
+        let (outcomes, encrypted) = self.put(&name, data).await?;
+        let failed = outcomes.iter().filter(|o| o.is_err()).count();
+        let responses: Vec<Value> = outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                Ok(id) => json!({ "RecordId": id }),
+                Err(refusal) => json!({ "ErrorCode": refusal.code(), "ErrorMessage": refusal.to_string() }),
+            })
+            .collect();
+        Ok(json!({ "FailedPutCount": failed, "Encrypted": encrypted, "RequestResponses": responses }))
     }
 
-    fn refuse_put(&self, name: &str) -> Result<Value, ApiError> {
-        self.view(name)?;
-        Err(ApiError::invalid_argument(format!(
-            "This operation is not permitted on MSKAsSource delivery stream type: {name} reads its Kafka topic; write to the topic instead"
-        )))
+    /// Puts to a DirectPut stream that is ACTIVE; returns each record's
+    /// outcome and whether the stream is encrypted.
+    async fn put(&self, name: &str, data: Vec<Bytes>) -> Result<(Vec<PutOutcome>, bool), ApiError> {
+        let (entry, info) = self.view(name)?;
+        let (_, account) = entry.spec.region_and_account();
+        if !entry.spec.is_direct_put() {
+            return Err(ApiError::invalid_argument(format!(
+                "This operation is not permitted on MSKAsSource delivery stream type: {name} reads its Kafka topic; write to the topic instead"
+            )));
+        }
+        if entry.creation.is_some() || info.is_none_or(|i| i.lifecycle != StreamLifecycle::Active) {
+            return Err(ApiError::new(
+                "ResourceNotFoundException",
+                format!("Firehose {name} under account {account} is not ACTIVE; put records once DescribeDeliveryStream shows it ACTIVE"),
+            ));
+        }
+        let outcomes = self.stack.put_records(name, &data).await.map_err(|e| stack_error(name, e))?;
+        Ok((outcomes, entry.encryption.status == "ENABLED"))
     }
 
-    fn encryption(&self, body: &Value) -> Result<Value, ApiError> {
+    /// `StartDeliveryStreamEncryption` / `StopDeliveryStreamEncryption`:
+    /// DirectPut streams only; the status passes ENABLING (DISABLING) on its
+    /// way, and a change while one is under way is refused, as on AWS.
+    fn encryption(&self, operation: &str, body: &Value) -> Result<Value, ApiError> {
         let name = required_str(body, "DeliveryStreamName")?;
-        self.view(&name)?;
-        Err(ApiError::invalid_argument(format!(
-            "Firehose {name} is an MSKAsSource delivery stream: server-side encryption of a delivery stream applies to DirectPut streams; objects are encrypted by the destination's EncryptionConfiguration"
-        )))
+        let (entry, info) = self.view(&name)?;
+        if !entry.spec.is_direct_put() {
+            return Err(ApiError::invalid_argument(format!(
+                "Server side encryption from firehose is only allowed for direct put delivery streams and database as a source delivery streams; {name} is an MSKAsSource stream (objects are encrypted by the destination's EncryptionConfiguration)"
+            )));
+        }
+        if entry.creation.is_some() || info.is_none_or(|i| i.lifecycle != StreamLifecycle::Active) {
+            return Err(ApiError::new(
+                "ResourceInUseException",
+                format!("Firehose {name} is not ACTIVE; its encryption can be changed once it is"),
+            ));
+        }
+        if ["ENABLING", "DISABLING"].contains(&entry.encryption.status) {
+            return Err(ApiError::new(
+                "ResourceInUseException",
+                format!("Firehose {name} encryption is {}; wait until it is done", entry.encryption.status),
+            ));
+        }
+        let (step, done, input) = if operation == "StartDeliveryStreamEncryption" {
+            let input = body
+                .get("DeliveryStreamEncryptionConfigurationInput")
+                .filter(|v| !v.is_null())
+                .cloned()
+                .unwrap_or_else(|| json!({ "KeyType": "AWS_OWNED_CMK" }));
+            spec::validate_stream_encryption(&input).map_err(|violations| {
+                ApiError::invalid_argument(violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+            })?;
+            ("ENABLING", "ENABLED", Some(input))
+        } else {
+            ("DISABLING", "DISABLED", None)
+        };
+        self.set_encryption(&name, Encryption { status: step, input: input.clone() });
+        let (entries, name) = (self.entries.clone(), name.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(ENCRYPTION_CHANGE).await;
+            if let Some(entry) = entries.lock().expect("entries lock").get_mut(&name) {
+                entry.encryption = Encryption { status: done, input };
+            }
+        });
+        Ok(json!({}))
+    }
+
+    fn set_encryption(&self, name: &str, encryption: Encryption) {
+        if let Ok((mut entry, _)) = self.view(name) {
+            entry.encryption = encryption;
+            self.entries().insert(name.to_owned(), entry);
+        }
     }
 }
 
@@ -455,6 +575,7 @@ fn stack_error(name: &str, e: StackError) -> ApiError {
     match e {
         StackError::UnknownStream { .. } => not_found(name),
         StackError::StreamBusy { .. } => ApiError::new("ResourceInUseException", e.to_string()),
+        StackError::NotDirectPut { .. } => ApiError::invalid_argument(e.to_string()),
         other => ApiError::new("ServiceUnavailableException", other.to_string()),
     }
 }
@@ -501,8 +622,8 @@ fn optional_int(body: &Value, field: &str, min: i64, max: i64) -> Result<Option<
     }
 }
 
-/// The decoded size of a record's `Data`, checked against the limit.
-fn record_data(record: &Value, at: &str) -> Result<usize, ApiError> {
+/// A record's `Data`, decoded and checked against the limit.
+fn record_data(record: &Value, at: &str) -> Result<Bytes, ApiError> {
     let data = record.get("Data").and_then(Value::as_str).ok_or_else(|| {
         ApiError::validation(format!(
             "1 validation error detected: Value null at '{at}' failed to satisfy constraint: Member must not be null"
@@ -516,7 +637,7 @@ fn record_data(record: &Value, at: &str) -> Result<usize, ApiError> {
             "1 validation error detected: Value at '{at}' failed to satisfy constraint: Member must have length less than or equal to {MAX_RECORD_BYTES}"
         )));
     }
-    Ok(bytes.len())
+    Ok(Bytes::from(bytes))
 }
 
 /// Tags as the request gives them, checked against AWS's key rules.

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::spec::StreamSpec;
+use crate::spec::{SourceKind, StreamSpec};
 
 /// The id of a stream's one destination.
 pub const DESTINATION_ID: &str = "destinationId-000000000001";
@@ -22,6 +22,9 @@ pub struct Facts {
     pub delivery_start_ms: Option<i64>,
     /// Why a creation failed.
     pub failure: Option<String>,
+    /// `DeliveryStreamEncryptionConfiguration`: `{"Status": "DISABLED"}`
+    /// unless encryption was asked for.
+    pub encryption: Value,
 }
 
 /// Epoch seconds, as the JSON protocol writes timestamps.
@@ -76,6 +79,45 @@ fn s3(extended: &Map<String, Value>) -> Map<String, Value> {
 /// The whole `DeliveryStreamDescription`.
 pub fn description(spec: &StreamSpec, facts: &Facts) -> Value {
     let request = spec.request();
+    let source = match spec.source_kind() {
+        SourceKind::Msk => json!({ "MSKSourceDescription": msk_source(request, facts) }),
+        // Only a given DirectPutSourceConfiguration is described.
+        SourceKind::DirectPut => match request.get("DirectPutSourceConfiguration") {
+            Some(config) => json!({ "DirectPutSourceDescription": config }),
+            None => Value::Null,
+        },
+    };
+    let extended = extended_s3(spec);
+    let mut out = json!({
+        "DeliveryStreamName": spec.name(),
+        "DeliveryStreamARN": spec.delivery_stream_arn(),
+        "DeliveryStreamStatus": facts.status,
+        "DeliveryStreamType": spec.source_kind().as_str(),
+        "VersionId": facts.version.to_string(),
+        "CreateTimestamp": seconds(facts.created_ms),
+        "DeliveryStreamEncryptionConfiguration": facts.encryption,
+        "Source": source,
+        "Destinations": [{
+            "DestinationId": DESTINATION_ID,
+            "S3DestinationDescription": s3(&extended),
+            "ExtendedS3DestinationDescription": extended,
+        }],
+        "HasMoreDestinations": false,
+    });
+    if out["Source"].is_null() {
+        out.as_object_mut().expect("an object").remove("Source");
+    }
+    if let Some(updated) = facts.updated_ms {
+        out["LastUpdateTimestamp"] = seconds(updated);
+    }
+    if let Some(failure) = &facts.failure {
+        out["FailureDescription"] = json!({ "Type": "UNKNOWN_ERROR", "Details": failure });
+    }
+    out
+}
+
+/// `MSKSourceDescription`: the configuration with where reading started.
+fn msk_source(request: &Value, facts: &Facts) -> Map<String, Value> {
     let source = &request["MSKSourceConfiguration"];
     let mut msk = Map::new();
     for key in ["MSKClusterARN", "TopicName", "AuthenticationConfiguration"] {
@@ -96,28 +138,5 @@ pub fn description(spec: &StreamSpec, facts: &Facts) -> Value {
             }
         }
     }
-    let extended = extended_s3(spec);
-    let mut out = json!({
-        "DeliveryStreamName": spec.name(),
-        "DeliveryStreamARN": spec.delivery_stream_arn(),
-        "DeliveryStreamStatus": facts.status,
-        "DeliveryStreamType": request.get("DeliveryStreamType").cloned().unwrap_or(json!("MSKAsSource")),
-        "VersionId": facts.version.to_string(),
-        "CreateTimestamp": seconds(facts.created_ms),
-        "DeliveryStreamEncryptionConfiguration": { "Status": "DISABLED" },
-        "Source": { "MSKSourceDescription": msk },
-        "Destinations": [{
-            "DestinationId": DESTINATION_ID,
-            "S3DestinationDescription": s3(&extended),
-            "ExtendedS3DestinationDescription": extended,
-        }],
-        "HasMoreDestinations": false,
-    });
-    if let Some(updated) = facts.updated_ms {
-        out["LastUpdateTimestamp"] = seconds(updated);
-    }
-    if let Some(failure) = &facts.failure {
-        out["FailureDescription"] = json!({ "Type": "UNKNOWN_ERROR", "Details": failure });
-    }
-    out
+    msk
 }

@@ -29,6 +29,7 @@ pub mod backend;
 pub mod bench;
 pub mod checks;
 pub mod clock;
+pub mod cloudwatch;
 pub mod convert;
 pub mod delivery;
 pub mod deploy;

@@ -28,6 +28,8 @@ pub enum Expectation {
     KeyShape,
     /// At least this many data records landed.
     Records(u64),
+    /// A CloudWatch alarm is in this state at the end (`alarm:NAME=OK`).
+    Alarm { name: String, state: String },
 }
 
 impl FromStr for Expectation {
@@ -38,8 +40,19 @@ impl FromStr for Expectation {
             "exactly-once" => Ok(Expectation::ExactlyOnce),
             "no-errors" => Ok(Expectation::NoErrors),
             "key-shape" => Ok(Expectation::KeyShape),
+            other if other.starts_with("alarm:") => {
+                let (name, state) = other["alarm:".len()..].rsplit_once('=').ok_or_else(|| {
+                    format!("{other:?}: an alarm expectation is alarm:NAME=STATE, e.g. alarm:orders-freshness=OK")
+                })?;
+                if name.is_empty() || !["OK", "ALARM", "INSUFFICIENT_DATA"].contains(&state) {
+                    return Err(format!(
+                        "{other:?}: an alarm expectation is alarm:NAME=STATE with STATE one of OK, ALARM, INSUFFICIENT_DATA"
+                    ));
+                }
+                Ok(Expectation::Alarm { name: name.to_owned(), state: state.to_owned() })
+            }
             other => Err(format!(
-                "unknown expectation {other:?}; expectations are exactly-once, no-errors and key-shape (and --expect-records N)"
+                "unknown expectation {other:?}; expectations are exactly-once, no-errors, key-shape and alarm:NAME=STATE (and --expect-records N)"
             )),
         }
     }
@@ -52,6 +65,7 @@ impl fmt::Display for Expectation {
             Expectation::NoErrors => write!(f, "no-errors"),
             Expectation::KeyShape => write!(f, "key-shape"),
             Expectation::Records(n) => write!(f, "records >= {n}"),
+            Expectation::Alarm { name, state } => write!(f, "alarm:{name}={state}"),
         }
     }
 }
@@ -86,6 +100,7 @@ pub fn evaluate(
     expectations: &[Expectation],
     streams: &[StreamEvidence<'_>],
     strangers: &[(String, String)],
+    alarms: &[(String, &'static str)],
 ) -> Vec<Outcome> {
     expectations
         .iter()
@@ -98,6 +113,16 @@ pub fn evaluate(
                     let landed: usize = streams.iter().map(|s| data_records(s).map_or(0, |r| r.len())).sum();
                     (landed as u64 >= *n, format!("{landed} data records landed, at least {n} expected"))
                 }
+                Expectation::Alarm { name, state } => match alarms.iter().find(|(n, _)| n == name) {
+                    Some((_, now)) => (now == state, format!("alarm {name} is {now}, {state} expected")),
+                    None => (
+                        false,
+                        format!(
+                            "no alarm named {name:?}; the alarms are {}. Create it with PutMetricAlarm (aws cloudwatch put-metric-alarm)",
+                            if alarms.is_empty() { "none".to_owned() } else { alarms.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ") }
+                        ),
+                    ),
+                },
             };
             Outcome { expectation: e.clone(), passed, detail }
         })
@@ -313,7 +338,7 @@ mod tests {
             objects,
             dropped: None,
         };
-        evaluate(&[Expectation::ExactlyOnce], &[evidence], &[]).remove(0)
+        evaluate(&[Expectation::ExactlyOnce], &[evidence], &[], &[]).remove(0)
     }
 
     #[test]
@@ -343,6 +368,22 @@ mod tests {
     #[test]
     fn expectation_lists_parse_with_a_clear_error() {
         assert_eq!(parse_list("exactly-once, no-errors").unwrap(), [Expectation::ExactlyOnce, Expectation::NoErrors]);
-        assert!(parse_list("exactly_once").unwrap_err().contains("exactly-once, no-errors and key-shape"));
+        assert!(parse_list("exactly_once")
+            .unwrap_err()
+            .contains("exactly-once, no-errors, key-shape and alarm:NAME=STATE"));
+        assert_eq!(
+            parse_list("alarm:orders-freshness=OK").unwrap(),
+            [Expectation::Alarm { name: "orders-freshness".into(), state: "OK".into() }]
+        );
+        assert!(parse_list("alarm:x=GREEN").unwrap_err().contains("OK, ALARM, INSUFFICIENT_DATA"));
+    }
+
+    #[test]
+    fn alarm_expectations_name_the_state_and_the_alarms() {
+        let expect = |name: &str| Expectation::Alarm { name: name.into(), state: "OK".into() };
+        let alarms = [("fresh".to_owned(), "ALARM")];
+        let outcomes = evaluate(&[expect("fresh"), expect("nope")], &[], &[], &alarms);
+        assert!(!outcomes[0].passed && outcomes[0].detail == "alarm fresh is ALARM, OK expected");
+        assert!(!outcomes[1].passed && outcomes[1].detail.contains("the alarms are fresh"), "{}", outcomes[1].detail);
     }
 }

@@ -254,6 +254,11 @@ pub struct StackArgs {
     /// streams can be created through the stack's Firehose API.
     #[arg(long = "spec", num_args = 1..)]
     specs: Vec<PathBuf>,
+    /// CloudWatch alarms: the JSON of `aws cloudwatch put-metric-alarm
+    /// --cli-input-json`, or directories of them (repeatable); evaluated on
+    /// the stack's clock from the start.
+    #[arg(long = "alarm", num_args = 1..)]
+    alarms: Vec<PathBuf>,
     /// Partitions of each topic the stack creates.
     #[arg(long, default_value_t = streamlab::stack::DEFAULT_PARTITIONS, value_parser = clap::value_parser!(i32).range(i64::from(*admin::PARTITIONS.start())..=i64::from(*admin::PARTITIONS.end())))]
     partitions: i32,
@@ -315,6 +320,7 @@ impl StackArgs {
             auto_create_topics: !self.no_auto_create_topics,
             functions: self.lambda.config(),
             glue_dir: self.glue_dir.clone(),
+            alarms: self.alarms.clone(),
             ..StackOptions::new(self.specs.clone())
         }
     }

@@ -74,6 +74,9 @@ pub struct Counters {
     pub handed_over: u64,
     /// Buffers cut early at the memory bound.
     pub memory_limit_hits: u64,
+    /// Records sent to the error prefix over the active-partition limit
+    /// (`PartitionCountExceeded`).
+    pub partition_limit_errors: u64,
     /// `SucceedConversion.Records` / `.Bytes`: records that fit the Glue
     /// table (with format conversion).
     pub converted: RecordCount,
@@ -188,6 +191,9 @@ impl Core {
                 }
                 Route::Error(kind, record) => {
                     self.counters.error_records += 1;
+                    if matches!(kind, ErrorKind::ActivePartitions { .. }) {
+                        self.counters.partition_limit_errors += 1;
+                    }
                     if matches!(kind, ErrorKind::Conversion { .. }) {
                         self.counters.conversion_failed.add(&record);
                     }

@@ -421,7 +421,9 @@ impl<S: RecordSource, K: ObjectSink> Driver<S, K> {
         let buffers = self.core.buffers();
         self.stats.buffered_records.store(buffers.record_count() as u64, Ordering::Relaxed);
         self.stats.held_bytes.store(self.core.held_bytes(), Ordering::Relaxed);
-        let freshness = self.core.oldest_unlanded_ms().map_or(0, |oldest| (now - oldest).max(0));
+        let oldest = self.core.oldest_unlanded_ms();
+        self.stats.oldest_unlanded_ms.store(oldest.unwrap_or(i64::MIN), Ordering::Relaxed);
+        let freshness = oldest.map_or(0, |oldest| (now - oldest).max(0));
         self.stats.freshness_ms.store(freshness, Ordering::Relaxed);
         let labelled = buffers
             .buffered_bytes()

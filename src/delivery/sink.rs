@@ -186,11 +186,35 @@ impl S3Sink {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| SinkError::Put {
-                bucket: self.bucket.clone(),
-                key: key.to_owned(),
-                detail: DisplayErrorContext(&e).to_string(),
-            })
+            .map_err(|e| SinkError::Put { bucket: self.bucket.clone(), key: key.to_owned(), detail: put_error(&e) })
+    }
+}
+
+/// What S3 said about a failed PUT: its code, HTTP status and message
+/// (`NoSuchBucket (HTTP 404): The specified bucket does not exist`), or the
+/// connection error; not the SDK's debug dump.
+fn put_error(
+    e: &SdkError<aws_sdk_s3::operation::put_object::PutObjectError, aws_smithy_runtime_api::http::Response>,
+) -> String {
+    use aws_sdk_s3::error::ProvideErrorMetadata as _;
+    match e {
+        SdkError::ServiceError(service) => {
+            let err = service.err();
+            let status = service.raw().status().as_u16();
+            let code = err.code().unwrap_or("an unnamed error");
+            let message = err.message().map_or_else(|| s3_message(code).to_owned(), str::to_owned);
+            format!("{code} (HTTP {status}): {message}")
+        }
+        other => DisplayErrorContext(other).to_string(),
+    }
+}
+
+/// S3's message for codes whose body carries none.
+fn s3_message(code: &str) -> &'static str {
+    match code {
+        "NoSuchBucket" => "The specified bucket does not exist",
+        "AccessDenied" => "Access Denied",
+        _ => "no message",
     }
 }
 

@@ -41,10 +41,17 @@ pub struct DeliveryStats {
     /// `DeliveryToS3.DataFreshness` in clock milliseconds: age of the oldest
     /// record read but not yet delivered (0 when nothing waits).
     pub freshness_ms: AtomicI64,
+    /// Clock milliseconds of the oldest record read and not yet landed
+    /// ([`DeliveryStats::oldest_unlanded`]): freshness at any moment (a
+    /// CloudWatch minute boundary inside a clock jump) is that moment minus
+    /// this.
+    pub oldest_unlanded_ms: AtomicI64,
     /// Buffers cut early at the memory bound.
     pub memory_limit_hits: AtomicU64,
     /// Records written to the error prefix.
     pub error_records: AtomicU64,
+    /// Of those, records over the active-partition limit.
+    pub partition_limit_errors: AtomicU64,
     /// Records dropped from buffers because their partition was revoked
     /// (the new owner reads them again).
     pub records_handed_over: AtomicU64,
@@ -97,6 +104,12 @@ pub struct DeliveryStats {
 impl DeliveryStats {
     fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// When the oldest record read and not yet landed was written, if one
+    /// waits (0 before the first figures are published means none).
+    pub fn oldest_unlanded(&self) -> Option<i64> {
+        Some(self.oldest_unlanded_ms.load(Ordering::Relaxed)).filter(|ms| *ms > 0)
     }
 
     pub fn read(&self) -> u64 {
@@ -185,6 +198,7 @@ impl DeliveryStats {
         set(&self.records_delivered, c.records_delivered);
         set(&self.objects, c.objects);
         set(&self.error_records, c.error_records);
+        set(&self.partition_limit_errors, c.partition_limit_errors);
         set(&self.records_handed_over, c.handed_over);
         set(&self.memory_limit_hits, c.memory_limit_hits);
         set(&self.converted_records, c.converted.records);

@@ -24,6 +24,7 @@
 //! ports, its own work directory (a temporary one unless given) and so its
 //! own consumer groups and stream state. Parallel tests each start their own.
 
+pub mod cloudwatch;
 pub mod control;
 pub mod firehose;
 pub mod intake;
@@ -63,7 +64,7 @@ pub use crate::clock::ClockMode;
 pub use crate::producer::Timestamps;
 pub use options::{load_specs, StackError, StackOptions, DEFAULT_PARTITIONS};
 pub use scope::{RunScope, ScopeError};
-pub use status::{ClockStatus, ConversionStatus, LambdaStatus, Status, StreamStatus, UnreadTopic};
+pub use status::{AlarmStatus, ClockStatus, ConversionStatus, LambdaStatus, Status, StreamStatus, UnreadTopic};
 
 /// Failed attempts after which an object that does not land, while no PUT
 /// of its stream succeeds, is an error of `advance`, `flush` and `settle`
@@ -208,6 +209,8 @@ pub struct Stack {
     /// Writes what DirectPut streams are put. Before the backend, so it is
     /// dropped while the broker still answers.
     putter: Putter,
+    /// CloudWatch's metrics and alarms of the streams, on the stack's clock.
+    monitor: Arc<crate::cloudwatch::Monitor>,
     backend: Backend,
     client: aws_sdk_s3::Client,
     /// What every delivery of the stack shares: functions, Glue tables,
@@ -266,6 +269,7 @@ impl Stack {
             Some(scope) => specs.into_iter().map(|spec| scope.apply(spec)).collect::<Result<_, _>>()?,
             None => specs,
         };
+        let alarms = options::load_alarms(&options.alarms)?;
         let (clock, manual) = options.clock.start();
         let settings = Settings {
             functions: Arc::new(Functions::new(options.functions.clone())),
@@ -316,8 +320,12 @@ impl Stack {
             stop_watch: stop_watch.clone(),
             _watch_guard: stop_watch.drop_guard(),
             putter: Putter::new(backend_kafka, max_buffered_bytes),
+            monitor: Arc::default(),
             work,
         };
+        for alarm in alarms {
+            stack.monitor.put_alarm(alarm, stack.settings.clock.now_millis());
+        }
         stack.register(plans).await?;
         if stack.options.start_deliveries {
             stack.start_deliveries().await?;
@@ -327,9 +335,119 @@ impl Stack {
         if stack.backend.kind != BackendKind::External {
             stack.watch_unread_topics();
         }
+        stack.watch_metrics();
         Ok(stack)
     }
 
+    /// The stack's CloudWatch: metrics of every stream and the alarms on
+    /// them.
+    pub fn monitor(&self) -> &Arc<crate::cloudwatch::Monitor> {
+        &self.monitor
+    }
+
+    /// Samples the streams' figures for CloudWatch at the clock's time: the
+    /// minutes crossed since the last sample get their datapoints and the
+    /// alarms due are evaluated.
+    pub async fn sample_metrics(&self) {
+        let limit = self.settings.limits.active_partition_limit;
+        let figures = figures(&self.streams, &self.backend.kafka, limit).await;
+        self.monitor.sample(self.settings.clock.now_millis(), figures);
+    }
+
+    /// Samples CloudWatch's figures every second of wall time (a running
+    /// clock crosses minutes by itself; `advance` samples on its own).
+    fn watch_metrics(&self) {
+        let (streams, kafka, monitor) = (self.streams.clone(), self.backend.kafka.clone(), self.monitor.clone());
+        let (clock, limit, stop) =
+            (self.settings.clock.clone(), self.settings.limits.active_partition_limit, self.stop_watch.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let figures = figures(&streams, &kafka, limit).await;
+                monitor.sample(clock.now_millis(), figures);
+            }
+        });
+    }
+}
+
+/// Each stream's figures now, for CloudWatch.
+async fn figures(
+    streams: &Streams,
+    kafka: &KafkaConnection,
+    active_partition_limit: usize,
+) -> Vec<crate::cloudwatch::firehose::StreamFigures> {
+    {
+        use crate::cloudwatch::firehose::{Counters, StreamFigures};
+        use std::sync::atomic::Ordering::Relaxed;
+        let streams: Vec<_> = streams
+            .lock()
+            .iter()
+            .map(|s| (s.plan.spec().clone(), s.delivery.clone(), s.intake.clone(), s.lifecycle))
+            .collect();
+        let mut out = Vec::new();
+        for (spec, delivery, intake, lifecycle) in streams {
+            if lifecycle == StreamLifecycle::Creating {
+                continue;
+            }
+            let stats = delivery.as_ref().map(|d| d.stats()).unwrap_or_default();
+            let lag = if spec.is_direct_put() {
+                None
+            } else {
+                let (kafka, topic, positions) = (kafka.clone(), spec.topic().to_owned(), stats.positions());
+                tokio::task::spawn_blocking(move || admin::end_offsets(&kafka, &topic))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .map(|ends| {
+                        ends.iter().map(|(p, end)| (end - positions.get(p).copied().unwrap_or(0)).max(0) as u64).sum()
+                    })
+            };
+            let counters = Counters {
+                records_read: stats.records_read.load(Relaxed),
+                bytes_read: stats.bytes_read.load(Relaxed),
+                records_delivered: stats.records_delivered.load(Relaxed),
+                bytes_delivered: stats.bytes_delivered.load(Relaxed),
+                objects: stats.objects.load(Relaxed),
+                put_successes: stats.put_successes.load(Relaxed),
+                put_failures: stats.put_failures.load(Relaxed),
+                incoming_records: intake.records.load(Relaxed),
+                incoming_bytes: intake.bytes.load(Relaxed),
+                incoming_put_requests: intake.put_requests.load(Relaxed),
+                lambda_invocations: stats.lambda.invocations.load(Relaxed),
+                lambda_successes: stats.lambda.successful_invocations.load(Relaxed),
+                lambda_ok_records: stats.lambda.ok.load(Relaxed),
+                lambda_ok_bytes: stats.lambda.ok_bytes.load(Relaxed),
+                converted_records: stats.converted_records.load(Relaxed),
+                converted_bytes: stats.converted_bytes.load(Relaxed),
+                conversion_failed_records: stats.conversion_failed_records.load(Relaxed),
+                conversion_failed_bytes: stats.conversion_failed_bytes.load(Relaxed),
+                partition_limit_errors: stats.partition_limit_errors.load(Relaxed),
+            };
+            let invoked = counters.lambda_invocations > 0;
+            out.push(StreamFigures {
+                stream: spec.name().to_owned(),
+                direct_put: spec.is_direct_put(),
+                dynamic_partitioning: spec.dynamic_partitioning(),
+                lambda: spec.lambda().is_some(),
+                conversion: spec.conversion().is_some(),
+                counters,
+                oldest_unlanded_ms: stats.oldest_unlanded(),
+                backpressured: stats.backpressured.load(Relaxed),
+                offset_lag: lag,
+                active_partitions: stats.buffered_bytes().len() as u64,
+                active_partition_limit: active_partition_limit as u64,
+                lambda_duration_ms: invoked.then(|| stats.lambda.last_duration_ms.load(Relaxed)),
+            });
+        }
+        out
+    }
+}
+
+impl Stack {
     /// Adds a stream to the running stack, as `CreateDeliveryStream` does:
     /// its topic and bucket are created if missing, then its delivery starts
     /// (CREATING, then ACTIVE once it owns its partitions). The other streams
@@ -706,14 +824,21 @@ impl Stack {
     /// Moves the manual clock forward, then lets every delivery deliver the
     /// buffers whose interval passed; returns the new time once they landed.
     pub async fn advance(&self, by: Duration) -> Result<i64, StackError> {
-        self.manual_clock()?.advance(by);
+        let clock = self.manual_clock()?;
+        // What happened before the jump belongs to the minute before it.
+        self.sample_metrics().await;
+        clock.advance(by);
         let running = self.streams.running();
         for (_, delivery) in &running {
             if let Some(delivery) = delivery {
                 delivery.tick().await;
             }
         }
-        self.check_landing(&running).await?;
+        let landed = self.check_landing(&running).await;
+        // Every minute crossed gets its datapoints, whether or not S3 took
+        // the objects (a failing delivery is what alarms are for).
+        self.sample_metrics().await;
+        landed?;
         Ok(self.settings.clock.now_millis())
     }
 
@@ -843,6 +968,16 @@ impl Stack {
             seeded: self.options.seed.is_some(),
             streams,
             unread_topics,
+            alarms: self
+                .monitor
+                .alarms()
+                .into_iter()
+                .map(|a| status::AlarmStatus {
+                    name: a.definition.name.clone(),
+                    state: a.state.as_str().to_owned(),
+                    reason: a.reason,
+                })
+                .collect(),
         }
     }
 

@@ -60,6 +60,9 @@ pub struct StackOptions {
     /// Give this run's streams, topics and keys names of their own (for a
     /// shared cluster and bucket); see [`RunScope`].
     pub scope: Option<RunScope>,
+    /// CloudWatch alarm files (`put-metric-alarm --cli-input-json`) or
+    /// directories of them, defined when the stack starts.
+    pub alarms: Vec<PathBuf>,
 }
 
 impl StackOptions {
@@ -84,6 +87,7 @@ impl StackOptions {
             start_deliveries: true,
             external: None,
             scope: None,
+            alarms: Vec::new(),
         }
     }
 
@@ -181,13 +185,36 @@ impl From<ProducerError> for StackError {
 
 /// Loads every spec named, expanding directories to their `*.json` files,
 /// and refuses two specs with one stream name.
-pub fn load_specs(paths: &[PathBuf]) -> Result<Vec<(PathBuf, StreamSpec)>, StackError> {
-    if paths.is_empty() {
-        return Err(StackError::Options(
-            "no stream spec given; pass --spec FILE_OR_DIR (a CreateDeliveryStream JSON file, or a directory of them)"
-                .into(),
-        ));
+/// Loads every alarm file named (`aws cloudwatch put-metric-alarm
+/// --cli-input-json` JSON), directories expanded to their `*.json` files,
+/// checked as `PutMetricAlarm` checks them.
+pub fn load_alarms(paths: &[PathBuf]) -> Result<Vec<crate::cloudwatch::alarms::AlarmDefinition>, StackError> {
+    let mut out: Vec<crate::cloudwatch::alarms::AlarmDefinition> = Vec::new();
+    for file in json_files(paths, "--alarm", "alarm definitions")? {
+        let text = std::fs::read_to_string(&file).map_err(|source| StackError::Io { path: file.clone(), source })?;
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            StackError::Options(format!(
+                "--alarm {}: not JSON ({e}); give the JSON of `aws cloudwatch put-metric-alarm --cli-input-json`",
+                file.display()
+            ))
+        })?;
+        let definition = crate::cloudwatch::api::alarm_definition(&value)
+            .map_err(|e| StackError::Options(format!("--alarm {}: {}", file.display(), e.message)))?;
+        if out.iter().any(|d| d.name == definition.name) {
+            return Err(StackError::Options(format!(
+                "--alarm {}: a second alarm named {:?}; alarm names must be unique",
+                file.display(),
+                definition.name
+            )));
+        }
+        out.push(definition);
     }
+    Ok(out)
+}
+
+/// The files `paths` name, each directory expanded to its `*.json` files
+/// (sorted); an empty directory is an error naming `flag`.
+fn json_files(paths: &[PathBuf], flag: &str, what: &str) -> Result<Vec<PathBuf>, StackError> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
@@ -199,7 +226,7 @@ pub fn load_specs(paths: &[PathBuf]) -> Result<Vec<(PathBuf, StreamSpec)>, Stack
             found.sort();
             if found.is_empty() {
                 return Err(StackError::Options(format!(
-                    "--spec {}: the directory holds no *.json stream specs",
+                    "{flag} {}: the directory holds no *.json {what}",
                     path.display()
                 )));
             }
@@ -208,6 +235,17 @@ pub fn load_specs(paths: &[PathBuf]) -> Result<Vec<(PathBuf, StreamSpec)>, Stack
             files.push(path.clone());
         }
     }
+    Ok(files)
+}
+
+pub fn load_specs(paths: &[PathBuf]) -> Result<Vec<(PathBuf, StreamSpec)>, StackError> {
+    if paths.is_empty() {
+        return Err(StackError::Options(
+            "no stream spec given; pass --spec FILE_OR_DIR (a CreateDeliveryStream JSON file, or a directory of them)"
+                .into(),
+        ));
+    }
+    let files = json_files(paths, "--spec", "stream specs")?;
     let mut out: Vec<(PathBuf, StreamSpec)> = Vec::new();
     for file in files {
         let spec = spec::load(&file)?;

@@ -100,6 +100,8 @@ impl Stack {
             .zip(dropped)
             .map(|(((spec, source), (_, objects)), dropped)| StreamEvidence { spec, source, objects, dropped })
             .collect();
-        Ok(expect::evaluate(expectations, &evidence, &strangers))
+        let alarms: Vec<(String, &'static str)> =
+            self.monitor().alarms().into_iter().map(|a| (a.definition.name.clone(), a.state.as_str())).collect();
+        Ok(expect::evaluate(expectations, &evidence, &strangers, &alarms))
     }
 }

@@ -51,6 +51,8 @@ pub struct Up {
     pub control: ControlServer,
     /// The Firehose API of the stack (`AWS_ENDPOINT_URL_FIREHOSE`).
     pub firehose: FirehoseServer,
+    /// CloudWatch of the stack (`AWS_ENDPOINT_URL_CLOUDWATCH`).
+    pub cloudwatch: super::cloudwatch::CloudWatchServer,
     /// What the env file holds, in order.
     pub env: Vec<(String, String)>,
 }
@@ -82,7 +84,14 @@ pub async fn up(options: StackOptions, env_file: Option<&Path>) -> Result<Up, Ru
     }
     let stack = Arc::new(Stack::start(options).await?);
     let firehose = FirehoseServer::start(Arc::new(Firehose::new(stack.clone()))).await.map_err(RunError::Control)?;
-    let endpoints = vec![(FIREHOSE_ENV.to_owned(), firehose.url().to_owned())];
+    let region =
+        stack.env().into_iter().find(|(k, _)| k == "AWS_REGION").map_or_else(|| "us-east-1".to_owned(), |(_, v)| v);
+    let api = crate::cloudwatch::api::CloudWatch::new(stack.monitor().clone(), stack.clock(), &region);
+    let cloudwatch = super::cloudwatch::CloudWatchServer::start(Arc::new(api)).await.map_err(RunError::Control)?;
+    let endpoints = vec![
+        (FIREHOSE_ENV.to_owned(), firehose.url().to_owned()),
+        (crate::cloudwatch::ENDPOINT_ENV.to_owned(), cloudwatch.url().to_owned()),
+    ];
     let control = ControlServer::start(stack.clone(), endpoints.clone()).await.map_err(RunError::Control)?;
     let mut env = stack.env();
     env.extend(endpoints);
@@ -94,7 +103,7 @@ pub async fn up(options: StackOptions, env_file: Option<&Path>) -> Result<Up, Ru
         std::fs::write(&tmp, render_env(&env)).map_err(fail)?;
         std::fs::rename(&tmp, path).map_err(fail)?;
     }
-    Ok(Up { stack, control, firehose, env })
+    Ok(Up { stack, control, firehose, cloudwatch, env })
 }
 
 /// What `run` checks after the command.

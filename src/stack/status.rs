@@ -99,6 +99,18 @@ pub struct Status {
     pub seeded: bool,
     pub streams: Vec<StreamStatus>,
     pub unread_topics: Vec<UnreadTopic>,
+    /// CloudWatch alarms and their states.
+    #[serde(default)]
+    pub alarms: Vec<AlarmStatus>,
+}
+
+/// One CloudWatch alarm in `status`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AlarmStatus {
+    pub name: String,
+    /// `OK`, `ALARM` or `INSUFFICIENT_DATA`.
+    pub state: String,
+    pub reason: String,
 }
 
 impl Status {
@@ -147,6 +159,9 @@ impl Status {
                     out += &format!("{:<width$}  last failed invocation: {e}\n", "");
                 }
             }
+        }
+        for a in &self.alarms {
+            out += &format!("alarm {} {}: {}\n", a.name, a.state, a.reason);
         }
         for t in &self.unread_topics {
             out += &format!(

@@ -682,6 +682,12 @@ impl S3 for FileSystem {
 
         let Some(body) = body else { return Err(s3_error!(IncompleteBody)) };
 
+        // streamlab: S3 refuses a PUT into a bucket that does not exist;
+        // writing the file would create the bucket's directory instead.
+        if self.get_bucket_path(&bucket)?.exists().not() {
+            return Err(s3_error!(NoSuchBucket));
+        }
+
         // Check conditional headers before modifying any state.
         // If-None-Match: * means "only create if the object doesn't exist".
         // If-Match: <etag> means "only overwrite if ETag matches" (CAS).

@@ -73,5 +73,8 @@ async fn run(command: Command) -> Result<ExitCode> {
             cli::stack::landing(stream, format, masks, control).await
         }
         Command::Snapshot { command } => cli::stack::snapshot(command).await,
+        Command::Logs { stream, follow, control } => {
+            cli::stack::logs(stream, follow, control).await.map(|()| ExitCode::SUCCESS)
+        }
     }
 }

@@ -26,21 +26,29 @@ fn a_freshness_alarm_fires_and_clears_with_boto3() -> Result<()> {
     let (ok, out, err) = output(&mut streamlab(&[
         "run",
         "--spec",
-        "fixtures/streams/orders-to-s3.json",
+        "tests/clients/cloudwatch-stream.json",
         "--seed",
         "5",
         "--expect",
         "alarm:orders-freshness=OK",
+        "--then",
+        &format!("{} logs --stream orders-to-s3", common::BIN),
         "--",
         "python",
         "tests/clients/cloudwatch_boto3.py",
     ]))?;
     ensure!(ok, "{out}\n{err}");
     ensure!(out.contains("ok: expect alarm:orders-freshness=OK: alarm orders-freshness is OK, OK expected"), "{out}");
+    // `streamlab logs` prints Firehose's error events from the stack.
+    let printed = format!("{out}{err}");
     ensure!(
-        out.contains(
-            "cloudwatch: 500 read and delivered by the metrics; alarm OK -> ALARM -> OK; 500 held records landed once"
-        ),
+        printed.lines().any(|l| l.contains(" /aws/kinesisfirehose/orders-to-s3/DestinationDelivery {")
+            && l.contains("\"errorCode\":\"S3.NoSuchBucket\"")),
+        "{printed}"
+    );
+    ensure!(
+        out.contains("cloudwatch: 500 read and delivered by the metrics; alarm OK -> ALARM -> OK;")
+            && out.contains("S3.NoSuchBucket log events; 500 held records landed once"),
         "{out}"
     );
     Ok(())

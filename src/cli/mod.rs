@@ -102,6 +102,17 @@ pub enum Command {
         #[command(flatten)]
         control: ControlArgs,
     },
+    /// Firehose's delivery-error log events (streams with
+    /// CloudWatchLoggingOptions enabled), as CloudWatch Logs holds them.
+    Logs {
+        #[arg(long)]
+        stream: Option<String>,
+        /// Keep printing new events until Ctrl-C.
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        control: ControlArgs,
+    },
     /// Compare a running stack's landing with a reviewed snapshot file, or
     /// write it.
     Snapshot {

@@ -65,6 +65,40 @@ pub async fn landing(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `streamlab logs`: every event so far, then (with `--follow`) new ones
+/// as they come, until Ctrl-C.
+pub async fn logs(stream: Option<String>, follow: bool, control: ControlArgs) -> Result<()> {
+    let client = control.client()?;
+    let mut printed = 0;
+    let stop = shutdown_on_signals();
+    loop {
+        let lines = client.logs(stream.as_deref()).await?;
+        if printed == 0 && lines.is_empty() && !follow {
+            eprintln!(
+                "no error events{}: either nothing failed, or no stream has CloudWatchLoggingOptions enabled",
+                stream.as_deref().map(|s| format!(" for {s}")).unwrap_or_default()
+            );
+        }
+        for line in lines.iter().skip(printed) {
+            println!(
+                "{} {}/{} {}",
+                streamlab::clock::rfc3339_millis(line.timestamp_ms),
+                line.group,
+                line.log_stream,
+                line.message
+            );
+        }
+        printed = printed.max(lines.len());
+        if !follow {
+            return Ok(());
+        }
+        tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+    }
+}
+
 /// The landing from a running stack, masked as asked.
 async fn fetch_landing(client: &ControlClient, stream: Option<&str>, masks: Option<&Masks>) -> Result<Landing> {
     let query = LandingQuery { stream: stream.map(str::to_owned), masks: masks.cloned() };

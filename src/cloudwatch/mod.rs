@@ -9,11 +9,13 @@
 //! - [`alarms`]: definitions and the evaluator (a pure function);
 //! - [`api`]: the operations, on JSON values;
 //! - [`protocol`]: `smithy-rpc-v2-cbor`, JSON 1.0 and query, in and out;
+//! - [`logs`]: CloudWatch Logs, and Firehose's delivery-error events;
 //! - this module: [`Monitor`], the state one stack shares.
 
 pub mod alarms;
 pub mod api;
 pub mod firehose;
+pub mod logs;
 pub mod protocol;
 pub mod store;
 

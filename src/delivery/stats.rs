@@ -149,6 +149,11 @@ impl DeliveryStats {
     /// Objects that do not land, while some do not: how many, the most
     /// attempts one has failed, whether every PUT failed since, and the last
     /// error.
+    /// The last PUT error, whether or not a write still fails.
+    pub fn last_put_error(&self) -> Option<String> {
+        self.last_put_error.lock().expect("stats lock").clone()
+    }
+
     pub fn put_failure(&self) -> Option<PutFailure> {
         let objects = Self::get(&self.failing_writes);
         (objects > 0).then(|| PutFailure {

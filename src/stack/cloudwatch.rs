@@ -1,7 +1,8 @@
 //! The CloudWatch endpoint of a stack: CloudWatch's three protocols
 //! ([`crate::cloudwatch::protocol`]) on a loopback port, answering from the
 //! stack's [`Monitor`](crate::cloudwatch::Monitor). `up` and `run` serve it
-//! and write `AWS_ENDPOINT_URL_CLOUDWATCH`.
+//! and write `AWS_ENDPOINT_URL_CLOUDWATCH`; beside it CloudWatch Logs
+//! ([`LogsServer`], `AWS_ENDPOINT_URL_CLOUDWATCH_LOGS`).
 
 use std::sync::Arc;
 
@@ -11,7 +12,9 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::SharedClock;
 use crate::cloudwatch::api::{ApiError, CloudWatch};
+use crate::cloudwatch::logs::{Logs, TARGET_PREFIX};
 use crate::cloudwatch::protocol::{self, Protocol};
 
 /// Request bodies larger than this are refused before they are read: the
@@ -72,5 +75,77 @@ async fn handle(api: &CloudWatch, req: Request<Incoming>) -> Response<Full<Bytes
     match api.call(&request.operation, &request.body) {
         Ok(answer) => protocol::encode(request.protocol, &request.operation, &answer),
         Err(e) => protocol::encode_error(request.protocol, &e),
+    }
+}
+
+/// The CloudWatch Logs endpoint (JSON 1.1, `X-Amz-Target:
+/// Logs_20140328.<Operation>`); stops when dropped.
+pub struct LogsServer {
+    url: String,
+    stop: CancellationToken,
+}
+
+impl LogsServer {
+    /// Serves `logs` on a free loopback port, timestamps on `clock`.
+    pub async fn start(logs: Arc<Logs>, clock: SharedClock) -> std::io::Result<LogsServer> {
+        let stop = CancellationToken::new();
+        let addr = super::serve::serve("logs", stop.clone(), move |req| {
+            let (logs, clock) = (logs.clone(), clock.clone());
+            async move { handle_logs(&logs, clock.now_millis(), req).await }
+        })
+        .await?;
+        Ok(LogsServer { url: format!("http://{addr}"), stop })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for LogsServer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn logs_answer(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/x-amz-json-1.1"));
+    response
+}
+
+fn logs_error(e: &ApiError) -> Response<Full<Bytes>> {
+    logs_answer(StatusCode::BAD_REQUEST, &serde_json::json!({ "__type": e.code, "message": e.message }))
+}
+
+async fn handle_logs(logs: &Logs, now_ms: i64, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let target = req.headers().get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let Some(operation) = target.strip_prefix(TARGET_PREFIX).map(str::to_owned) else {
+        return logs_error(&ApiError::new(
+            "UnknownOperationException",
+            format!("X-Amz-Target {target:?} is not a CloudWatch Logs operation ({TARGET_PREFIX}<Operation>)"),
+        ));
+    };
+    let bytes = match Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            let e =
+                ApiError::new("InvalidParameterException", format!("the request body is over {MAX_BODY_BYTES} bytes"));
+            let mut response = logs_error(&e);
+            *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+            return response;
+        }
+    };
+    let body: serde_json::Value = match serde_json::from_slice(&bytes) {
+        Ok(value @ serde_json::Value::Object(_)) => value,
+        _ if bytes.iter().all(u8::is_ascii_whitespace) => serde_json::json!({}),
+        _ => return logs_error(&ApiError::new("SerializationException", "the request body is not a JSON object")),
+    };
+    match logs.call(&operation, &body, now_ms) {
+        Ok(answer) => logs_answer(StatusCode::OK, &answer),
+        Err(e) => logs_error(&e),
     }
 }

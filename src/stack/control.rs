@@ -97,6 +97,7 @@ pub mod routes {
     pub const FLUSH: &str = "/v1/flush";
     pub const SETTLE: &str = "/v1/settle";
     pub const LANDING: &str = "/v1/landing";
+    pub const LOGS: &str = "/v1/logs";
 }
 
 /// A duration as JSON gives it: `"5m"`, or a number of milliseconds.
@@ -292,16 +293,34 @@ async fn handle(stack: &Stack, endpoints: &[(String, String)], req: Request<Inco
                 Err(e) => stack_error(&e),
             }
         }
-        (_, routes::STATUS | routes::ENV | routes::ADVANCE | routes::FLUSH | routes::SETTLE | routes::LANDING) => {
-            error(StatusCode::METHOD_NOT_ALLOWED, format!("{} is not allowed on {path}", req.method()))
+        (Method::GET, routes::LOGS) => {
+            let stream = match LandingQuery::parse(&query) {
+                Ok((stream, _)) => stream,
+                Err(e) => return error(StatusCode::BAD_REQUEST, e),
+            };
+            match stack.error_logs(stream.as_deref()) {
+                Ok(lines) => ok(&lines),
+                Err(e) => stack_error(&e),
+            }
         }
+        (
+            _,
+            routes::STATUS
+            | routes::ENV
+            | routes::ADVANCE
+            | routes::FLUSH
+            | routes::SETTLE
+            | routes::LANDING
+            | routes::LOGS,
+        ) => error(StatusCode::METHOD_NOT_ALLOWED, format!("{} is not allowed on {path}", req.method())),
         _ => error(
             StatusCode::NOT_FOUND,
             format!(
-                "no such endpoint {path}; see GET {}, {}, {} and POST {}, {}, {}",
+                "no such endpoint {path}; see GET {}, {}, {}, {} and POST {}, {}, {}",
                 routes::STATUS,
                 routes::ENV,
                 routes::LANDING,
+                routes::LOGS,
                 routes::ADVANCE,
                 routes::FLUSH,
                 routes::SETTLE
@@ -376,6 +395,15 @@ impl ControlClient {
 
     pub async fn landing(&self, query: &LandingQuery) -> Result<crate::landing::Landing, ControlError> {
         self.call(Method::GET, &query.path(), None).await
+    }
+
+    /// Firehose's error-log events of `stream` (or every logging stream).
+    pub async fn logs(&self, stream: Option<&str>) -> Result<Vec<super::LogLine>, ControlError> {
+        let path = match stream {
+            Some(s) => format!("{}?stream={}", routes::LOGS, utf8_percent_encode(s, QUERY_VALUE)),
+            None => routes::LOGS.to_owned(),
+        };
+        self.call(Method::GET, &path, None).await
     }
 
     async fn call<T: DeserializeOwned>(

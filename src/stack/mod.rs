@@ -26,6 +26,7 @@
 
 pub mod cloudwatch;
 pub mod control;
+mod error_log;
 pub mod firehose;
 pub mod intake;
 mod options;
@@ -94,6 +95,16 @@ impl std::fmt::Display for StreamLifecycle {
             StreamLifecycle::Deleting => "DELETING",
         })
     }
+}
+
+/// One of Firehose's error-log events, with where it was written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub stream: String,
+    pub group: String,
+    pub log_stream: String,
+    pub timestamp_ms: i64,
+    pub message: String,
 }
 
 /// A stream as the stack runs it.
@@ -211,6 +222,8 @@ pub struct Stack {
     putter: Putter,
     /// CloudWatch's metrics and alarms of the streams, on the stack's clock.
     monitor: Arc<crate::cloudwatch::Monitor>,
+    /// CloudWatch Logs, with Firehose's delivery-error events.
+    error_log: Arc<error_log::ErrorLog>,
     backend: Backend,
     client: aws_sdk_s3::Client,
     /// What every delivery of the stack shares: functions, Glue tables,
@@ -321,6 +334,7 @@ impl Stack {
             _watch_guard: stop_watch.drop_guard(),
             putter: Putter::new(backend_kafka, max_buffered_bytes),
             monitor: Arc::default(),
+            error_log: Arc::default(),
             work,
         };
         for alarm in alarms {
@@ -351,13 +365,46 @@ impl Stack {
     pub async fn sample_metrics(&self) {
         let limit = self.settings.limits.active_partition_limit;
         let figures = figures(&self.streams, &self.backend.kafka, limit).await;
-        self.monitor.sample(self.settings.clock.now_millis(), figures);
+        let now = self.settings.clock.now_millis();
+        self.error_log.record(&self.streams, now);
+        self.monitor.sample(now, figures);
+    }
+
+    /// The stack's CloudWatch Logs.
+    pub fn logs(&self) -> &Arc<crate::cloudwatch::logs::Logs> {
+        &self.error_log.logs
+    }
+
+    /// Firehose's error-log events of `stream` (or of every stream with
+    /// `CloudWatchLoggingOptions` enabled), oldest first.
+    pub fn error_logs(&self, stream: Option<&str>) -> Result<Vec<LogLine>, StackError> {
+        if let Some(name) = stream {
+            self.spec(name)?;
+        }
+        let mut out = Vec::new();
+        for spec in self.specs().iter().filter(|s| stream.is_none_or(|n| n == s.name())) {
+            let Some((group, log_stream)) = crate::cloudwatch::logs::logging_target(spec.destination()) else {
+                continue;
+            };
+            for (_, event) in self.logs().events(&group, Some(&log_stream)) {
+                out.push(LogLine {
+                    stream: spec.name().to_owned(),
+                    group: group.clone(),
+                    log_stream: log_stream.clone(),
+                    timestamp_ms: event.timestamp_ms,
+                    message: event.message,
+                });
+            }
+        }
+        out.sort_by_key(|l| l.timestamp_ms);
+        Ok(out)
     }
 
     /// Samples CloudWatch's figures every second of wall time (a running
     /// clock crosses minutes by itself; `advance` samples on its own).
     fn watch_metrics(&self) {
         let (streams, kafka, monitor) = (self.streams.clone(), self.backend.kafka.clone(), self.monitor.clone());
+        let error_log = self.error_log.clone();
         let (clock, limit, stop) =
             (self.settings.clock.clone(), self.settings.limits.active_partition_limit, self.stop_watch.clone());
         tokio::spawn(async move {
@@ -368,7 +415,9 @@ impl Stack {
                     _ = tick.tick() => {}
                 }
                 let figures = figures(&streams, &kafka, limit).await;
-                monitor.sample(clock.now_millis(), figures);
+                let now = clock.now_millis();
+                error_log.record(&streams, now);
+                monitor.sample(now, figures);
             }
         });
     }

@@ -53,6 +53,8 @@ pub struct Up {
     pub firehose: FirehoseServer,
     /// CloudWatch of the stack (`AWS_ENDPOINT_URL_CLOUDWATCH`).
     pub cloudwatch: super::cloudwatch::CloudWatchServer,
+    /// CloudWatch Logs of the stack (`AWS_ENDPOINT_URL_CLOUDWATCH_LOGS`).
+    pub logs: super::cloudwatch::LogsServer,
     /// What the env file holds, in order.
     pub env: Vec<(String, String)>,
 }
@@ -88,9 +90,12 @@ pub async fn up(options: StackOptions, env_file: Option<&Path>) -> Result<Up, Ru
         stack.env().into_iter().find(|(k, _)| k == "AWS_REGION").map_or_else(|| "us-east-1".to_owned(), |(_, v)| v);
     let api = crate::cloudwatch::api::CloudWatch::new(stack.monitor().clone(), stack.clock(), &region);
     let cloudwatch = super::cloudwatch::CloudWatchServer::start(Arc::new(api)).await.map_err(RunError::Control)?;
+    let logs =
+        super::cloudwatch::LogsServer::start(stack.logs().clone(), stack.clock()).await.map_err(RunError::Control)?;
     let endpoints = vec![
         (FIREHOSE_ENV.to_owned(), firehose.url().to_owned()),
         (crate::cloudwatch::ENDPOINT_ENV.to_owned(), cloudwatch.url().to_owned()),
+        (crate::cloudwatch::logs::ENDPOINT_ENV.to_owned(), logs.url().to_owned()),
     ];
     let control = ControlServer::start(stack.clone(), endpoints.clone()).await.map_err(RunError::Control)?;
     let mut env = stack.env();
@@ -103,7 +108,7 @@ pub async fn up(options: StackOptions, env_file: Option<&Path>) -> Result<Up, Ru
         std::fs::write(&tmp, render_env(&env)).map_err(fail)?;
         std::fs::rename(&tmp, path).map_err(fail)?;
     }
-    Ok(Up { stack, control, firehose, cloudwatch, env })
+    Ok(Up { stack, control, firehose, cloudwatch, logs, env })
 }
 
 /// What `run` checks after the command.

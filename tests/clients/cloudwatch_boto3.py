@@ -4,7 +4,8 @@ records land and CloudWatch's sums say so; a freshness alarm
 bucket is deleted, 500 more records wait, and 16 one-minute clock steps
 later the alarm is ALARM, its history says why and DeliveryToS3.Success
 has zeros; the bucket comes back, the held records land, none lost, and
-the alarm is OK again. Endpoints come from the environment (`streamlab
+the alarm is OK again; Firehose's S3.NoSuchBucket events are in the log
+group and stream the spec names. Endpoints come from the environment (`streamlab
 run`); the clock is moved through the control endpoint."""
 import datetime
 import json
@@ -19,6 +20,7 @@ from confluent_kafka import Producer
 STREAM, TOPIC, BUCKET = "orders-to-s3", "shop-events", "shop-events-raw"
 DIMENSIONS = [{"Name": "DeliveryStreamName", "Value": STREAM}]
 cw = boto3.client("cloudwatch")
+logs = boto3.client("logs")
 s3 = boto3.client("s3")
 control = os.environ["STREAMLAB_CONTROL"]
 
@@ -112,6 +114,15 @@ assert history[0]["HistorySummary"] == "Alarm updated from OK to ALARM", history
 reason = json.loads(history[0]["HistoryData"])["newState"]["stateReason"]
 assert "was greater than the threshold (600.0)" in reason, reason
 assert 0.0 in total("DeliveryToS3.Success", "Minimum"), total("DeliveryToS3.Success", "Minimum")
+# Firehose's error events, in the group and stream the spec names.
+errors = logs.filter_log_events(
+    logGroupName="/aws/kinesisfirehose/orders-to-s3", logStreamNames=["DestinationDelivery"],
+    filterPattern='{ $.errorCode = "S3.NoSuchBucket" }',
+)["events"]
+assert errors, "no S3.NoSuchBucket log events"
+event = json.loads(errors[0]["message"])
+assert event["destination"] == f"arn:aws:s3:::{BUCKET}" and event["deliveryStreamVersionId"] == 1, event
+assert event["message"].startswith("The specified bucket does not exist."), event
 
 # The bucket is back: the held records land, none lost, and the alarm clears.
 s3.create_bucket(Bucket=BUCKET)
@@ -124,4 +135,4 @@ ids = landed_ids()
 assert sorted(ids) == sorted(f"e-{i}" for i in range(500, 1000)), (len(ids), len(set(ids)))
 advance("1m")
 assert alarm_state() == "OK", alarm_state()
-print(f"cloudwatch: 500 read and delivered by the metrics; alarm OK -> ALARM -> OK; {len(ids)} held records landed once")
+print(f"cloudwatch: 500 read and delivered by the metrics; alarm OK -> ALARM -> OK; {len(errors)} S3.NoSuchBucket log events; {len(ids)} held records landed once")

@@ -190,3 +190,58 @@ async fn protocols(stack: &Stack, url: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// `GET /metrics` on the control endpoint: Prometheus series named from
+/// CloudWatch's, equal to the landing while records wait and after they
+/// land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_counters_equal_the_landing() -> Result<()> {
+    let start = Utc.with_ymd_and_hms(2026, 7, 13, 14, 0, 0).unwrap();
+    let options = StackOptions::new(["fixtures/streams/orders-to-s3.json"]).manual_clock(start).seed(4);
+    let stack = Arc::new(Stack::start(options).await?);
+    let control = streamlab::stack::control::ControlServer::start(stack.clone(), Vec::new()).await?;
+    let outcome = scrape_during_and_after(&stack, control.url()).await;
+    stack.shutdown().await?;
+    outcome
+}
+
+async fn metrics_page(url: &str) -> Result<String> {
+    use http_body_util::{BodyExt, Empty};
+    let addr = url.trim_start_matches("http://").to_owned();
+    let stream = tokio::net::TcpStream::connect(&addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let request = http::Request::get("/metrics").header("host", addr).body(Empty::<bytes::Bytes>::new())?;
+    let response = sender.send_request(request).await?;
+    ensure!(response.headers()["content-type"].to_str()?.starts_with("text/plain; version=0.0.4"));
+    Ok(String::from_utf8(response.into_body().collect().await?.to_bytes().to_vec())?)
+}
+
+fn series(page: &str, name: &str) -> Option<f64> {
+    let prefix = format!("{name}{{delivery_stream_name=\"orders-to-s3\"}} ");
+    page.lines().find_map(|l| l.strip_prefix(prefix.as_str())).and_then(|v| v.trim().parse().ok())
+}
+
+async fn scrape_during_and_after(stack: &Stack, url: &str) -> Result<()> {
+    let start = Utc.with_ymd_and_hms(2026, 7, 13, 14, 0, 0).unwrap();
+    let events = EventGenerator::new(&GeneratorConfig::new(2, start.timestamp_millis())).take(250);
+    stack.produce("shop-events", events).await?;
+    stack.settle(Duration::from_secs(30)).await?;
+    let during = metrics_page(url).await?;
+    let landed = |landing: &streamlab::landing::Landing| landing.data_records() as f64;
+    ensure!(series(&during, "firehose_data_read_from_source_records") == Some(250.0), "{during}");
+    ensure!(
+        series(&during, "firehose_delivery_to_s3_records") == Some(landed(&stack.landing(None).await?)),
+        "{during}"
+    );
+    ensure!(during.contains("# HELP firehose_delivery_to_s3_records CloudWatch AWS/Firehose DeliveryToS3.Records"));
+    stack.advance(Duration::from_secs(300)).await?;
+    let after = metrics_page(url).await?;
+    let landing = stack.landing(None).await?;
+    ensure!(landed(&landing) == 250.0, "everything landed");
+    ensure!(series(&after, "firehose_delivery_to_s3_records") == Some(250.0), "{after}");
+    let objects = landing.streams[0].objects.len() as f64;
+    ensure!(series(&after, "firehose_delivery_to_s3_object_count") == Some(objects), "{after}");
+    ensure!(series(&after, "firehose_delivery_to_s3_data_freshness") == Some(0.0), "{after}");
+    Ok(())
+}

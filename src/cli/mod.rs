@@ -483,6 +483,10 @@ pub struct DeliverArgs {
     /// read to the last object landed.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Serve the stream's Firehose metrics as a Prometheus page at
+    /// http://ADDR/metrics (e.g. 127.0.0.1:9464).
+    #[arg(long)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     #[command(flatten)]
     lambda: LambdaArgs,
     /// Where the Glue tables of format conversions are (`<database>.<table>.json`).

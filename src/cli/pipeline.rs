@@ -105,6 +105,7 @@ pub async fn deliver(args: DeliverArgs) -> Result<()> {
         },
     };
     let functions = settings.functions.clone();
+    let plan_clock = settings.clock.clone();
     let plan = Plan::prepare(spec.clone(), &settings)?;
     let kafka = args.kafka.options().connect(&args.bootstrap).await?;
     let state = match &args.state_dir {
@@ -133,7 +134,20 @@ pub async fn deliver(args: DeliverArgs) -> Result<()> {
         spec.topic(),
         spec.bucket()
     );
-    let stats = delivery.run(shutdown_on_signals()).await;
+    let shutdown = shutdown_on_signals();
+    if let Some(addr) = args.metrics_addr {
+        let (stats, spec, limit, clock) =
+            (delivery.stats(), spec.clone(), args.active_partition_limit, plan_clock.clone());
+        let page = std::sync::Arc::new(move || {
+            let figures = streamlab::cloudwatch::firehose::StreamFigures::of(&spec, &stats, limit);
+            streamlab::cloudwatch::prometheus::render(&[figures], clock.now_millis())
+        });
+        let bound = streamlab::cloudwatch::prometheus::serve(addr, shutdown.clone(), page)
+            .await
+            .with_context(|| format!("--metrics-addr {addr}: cannot listen there; choose a free port"))?;
+        eprintln!("metrics at http://{bound}/metrics");
+    }
+    let stats = delivery.run(shutdown).await;
     functions.stop().await;
     let stats = stats?;
     let summary = streamlab::delivery::stats::Summary::of(&stats);

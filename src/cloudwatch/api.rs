@@ -7,10 +7,10 @@
 use std::sync::Arc;
 
 use chrono::DateTime;
-use http::StatusCode;
 use serde_json::{json, Map, Value};
 
 use super::alarms::{self, AlarmDefinition, AlarmState, Comparison, TreatMissing};
+pub use super::error::ApiError;
 use super::protocol::timestamp;
 use super::store::{percentile_of, MetricKey};
 use super::{Alarm, Monitor};
@@ -24,61 +24,6 @@ pub const MAX_QUERIES: usize = 500;
 pub const MAX_DATAPOINTS: usize = 1_440;
 /// Dimensions per metric.
 pub const MAX_DIMENSIONS: usize = 30;
-
-/// An error as CloudWatch answers it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{code}: {message}")]
-#[non_exhaustive]
-pub struct ApiError {
-    /// The query error code: `InvalidParameterValue`, `MissingParameter`,
-    /// `ResourceNotFound`, ...
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { code, message: message.into() }
-    }
-
-    fn invalid(message: impl Into<String>) -> Self {
-        Self::new("InvalidParameterValue", message)
-    }
-
-    fn missing(member: &str) -> Self {
-        Self::new("MissingParameter", format!("The parameter {member} is required."))
-    }
-
-    /// The error shape of the JSON and CBOR protocols.
-    pub fn shape(&self) -> String {
-        match self.code {
-            "InvalidParameterValue" => "InvalidParameterValueException".into(),
-            "MissingParameter" => "MissingRequiredParameterException".into(),
-            "InvalidParameterCombination" => "InvalidParameterCombinationException".into(),
-            "ResourceNotFound" => "ResourceNotFound".into(),
-            "LimitExceeded" => "LimitExceededFault".into(),
-            "InternalServiceError" => "InternalServiceFault".into(),
-            other => other.into(),
-        }
-    }
-
-    /// `Sender` or `Receiver`.
-    pub fn fault(&self) -> &'static str {
-        if self.code == "InternalServiceError" {
-            "Receiver"
-        } else {
-            "Sender"
-        }
-    }
-
-    pub fn status(&self) -> StatusCode {
-        match self.code {
-            "InternalServiceError" => StatusCode::INTERNAL_SERVER_ERROR,
-            "ResourceNotFound" => StatusCode::NOT_FOUND,
-            _ => StatusCode::BAD_REQUEST,
-        }
-    }
-}
 
 /// The CloudWatch API of one stack.
 pub struct CloudWatch {

@@ -114,6 +114,51 @@ pub struct StreamFigures {
     pub lambda_duration_ms: Option<u64>,
 }
 
+impl StreamFigures {
+    /// A stream's figures from its delivery's statistics (the intake
+    /// counters and the offset lag are the caller's: a stack has them).
+    pub fn of(
+        spec: &crate::spec::StreamSpec,
+        stats: &crate::delivery::DeliveryStats,
+        active_partition_limit: usize,
+    ) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        let counters = Counters {
+            records_read: stats.records_read.load(Relaxed),
+            bytes_read: stats.bytes_read.load(Relaxed),
+            records_delivered: stats.records_delivered.load(Relaxed),
+            bytes_delivered: stats.bytes_delivered.load(Relaxed),
+            objects: stats.objects.load(Relaxed),
+            put_successes: stats.put_successes.load(Relaxed),
+            put_failures: stats.put_failures.load(Relaxed),
+            lambda_invocations: stats.lambda.invocations.load(Relaxed),
+            lambda_successes: stats.lambda.successful_invocations.load(Relaxed),
+            lambda_ok_records: stats.lambda.ok.load(Relaxed),
+            lambda_ok_bytes: stats.lambda.ok_bytes.load(Relaxed),
+            converted_records: stats.converted_records.load(Relaxed),
+            converted_bytes: stats.converted_bytes.load(Relaxed),
+            conversion_failed_records: stats.conversion_failed_records.load(Relaxed),
+            conversion_failed_bytes: stats.conversion_failed_bytes.load(Relaxed),
+            partition_limit_errors: stats.partition_limit_errors.load(Relaxed),
+            ..Counters::default()
+        };
+        StreamFigures {
+            stream: spec.name().to_owned(),
+            direct_put: spec.is_direct_put(),
+            dynamic_partitioning: spec.dynamic_partitioning(),
+            lambda: spec.lambda().is_some(),
+            conversion: spec.conversion().is_some(),
+            lambda_duration_ms: (counters.lambda_invocations > 0).then(|| stats.lambda.last_duration_ms.load(Relaxed)),
+            counters,
+            oldest_unlanded_ms: stats.oldest_unlanded(),
+            backpressured: stats.backpressured.load(Relaxed),
+            offset_lag: None,
+            active_partitions: stats.buffered_bytes().len() as u64,
+            active_partition_limit: active_partition_limit as u64,
+        }
+    }
+}
+
 /// Which streams a metric is published for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applies {
@@ -126,7 +171,8 @@ pub enum Applies {
 }
 
 impl Applies {
-    fn to(self, f: &StreamFigures) -> bool {
+    /// Whether the metric is published for the stream `f` describes.
+    pub fn to(self, f: &StreamFigures) -> bool {
         match self {
             Applies::Every => true,
             Applies::Msk => !f.direct_put,

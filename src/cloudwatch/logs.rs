@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use serde_json::{json, Value};
 
-use super::api::ApiError;
+use super::error::ApiError;
 
 /// The environment variable SDKs and the AWS CLI read the endpoint from.
 pub const ENDPOINT_ENV: &str = "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS";

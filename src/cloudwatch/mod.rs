@@ -10,12 +10,15 @@
 //! - [`api`]: the operations, on JSON values;
 //! - [`protocol`]: `smithy-rpc-v2-cbor`, JSON 1.0 and query, in and out;
 //! - [`logs`]: CloudWatch Logs, and Firehose's delivery-error events;
+//! - [`prometheus`]: the same metrics as a Prometheus page;
 //! - this module: [`Monitor`], the state one stack shares.
 
 pub mod alarms;
 pub mod api;
+pub mod error;
 pub mod firehose;
 pub mod logs;
+pub mod prometheus;
 pub mod protocol;
 pub mod store;
 

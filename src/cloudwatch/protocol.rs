@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::{Map, Number, Value};
 
-use super::api::ApiError;
+use super::error::ApiError;
 
 /// The target prefix (JSON 1.0) and service name (CBOR).
 pub const SERVICE: &str = "GraniteServiceVersion20100801";

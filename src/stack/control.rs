@@ -98,6 +98,8 @@ pub mod routes {
     pub const SETTLE: &str = "/v1/settle";
     pub const LANDING: &str = "/v1/landing";
     pub const LOGS: &str = "/v1/logs";
+    /// Prometheus's conventional path.
+    pub const METRICS: &str = "/metrics";
 }
 
 /// A duration as JSON gives it: `"5m"`, or a number of milliseconds.
@@ -293,6 +295,14 @@ async fn handle(stack: &Stack, endpoints: &[(String, String)], req: Request<Inco
                 Err(e) => stack_error(&e),
             }
         }
+        (Method::GET, routes::METRICS) => {
+            let mut response = Response::new(Full::new(Bytes::from(stack.prometheus().await)));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        }
         (Method::GET, routes::LOGS) => {
             let stream = match LandingQuery::parse(&query) {
                 Ok((stream, _)) => stream,
@@ -316,11 +326,12 @@ async fn handle(stack: &Stack, endpoints: &[(String, String)], req: Request<Inco
         _ => error(
             StatusCode::NOT_FOUND,
             format!(
-                "no such endpoint {path}; see GET {}, {}, {}, {} and POST {}, {}, {}",
+                "no such endpoint {path}; see GET {}, {}, {}, {}, {} and POST {}, {}, {}",
                 routes::STATUS,
                 routes::ENV,
                 routes::LANDING,
                 routes::LOGS,
+                routes::METRICS,
                 routes::ADVANCE,
                 routes::FLUSH,
                 routes::SETTLE

@@ -370,6 +370,14 @@ impl Stack {
         self.monitor.sample(now, figures);
     }
 
+    /// Every stream's Firehose metrics as a Prometheus page (`GET
+    /// /metrics` on the control endpoint).
+    pub async fn prometheus(&self) -> String {
+        let limit = self.settings.limits.active_partition_limit;
+        let figures = figures(&self.streams, &self.backend.kafka, limit).await;
+        crate::cloudwatch::prometheus::render(&figures, self.settings.clock.now_millis())
+    }
+
     /// The stack's CloudWatch Logs.
     pub fn logs(&self) -> &Arc<crate::cloudwatch::logs::Logs> {
         &self.error_log.logs
@@ -430,7 +438,7 @@ async fn figures(
     active_partition_limit: usize,
 ) -> Vec<crate::cloudwatch::firehose::StreamFigures> {
     {
-        use crate::cloudwatch::firehose::{Counters, StreamFigures};
+        use crate::cloudwatch::firehose::StreamFigures;
         use std::sync::atomic::Ordering::Relaxed;
         let streams: Vec<_> = streams
             .lock()
@@ -455,42 +463,12 @@ async fn figures(
                         ends.iter().map(|(p, end)| (end - positions.get(p).copied().unwrap_or(0)).max(0) as u64).sum()
                     })
             };
-            let counters = Counters {
-                records_read: stats.records_read.load(Relaxed),
-                bytes_read: stats.bytes_read.load(Relaxed),
-                records_delivered: stats.records_delivered.load(Relaxed),
-                bytes_delivered: stats.bytes_delivered.load(Relaxed),
-                objects: stats.objects.load(Relaxed),
-                put_successes: stats.put_successes.load(Relaxed),
-                put_failures: stats.put_failures.load(Relaxed),
-                incoming_records: intake.records.load(Relaxed),
-                incoming_bytes: intake.bytes.load(Relaxed),
-                incoming_put_requests: intake.put_requests.load(Relaxed),
-                lambda_invocations: stats.lambda.invocations.load(Relaxed),
-                lambda_successes: stats.lambda.successful_invocations.load(Relaxed),
-                lambda_ok_records: stats.lambda.ok.load(Relaxed),
-                lambda_ok_bytes: stats.lambda.ok_bytes.load(Relaxed),
-                converted_records: stats.converted_records.load(Relaxed),
-                converted_bytes: stats.converted_bytes.load(Relaxed),
-                conversion_failed_records: stats.conversion_failed_records.load(Relaxed),
-                conversion_failed_bytes: stats.conversion_failed_bytes.load(Relaxed),
-                partition_limit_errors: stats.partition_limit_errors.load(Relaxed),
-            };
-            let invoked = counters.lambda_invocations > 0;
-            out.push(StreamFigures {
-                stream: spec.name().to_owned(),
-                direct_put: spec.is_direct_put(),
-                dynamic_partitioning: spec.dynamic_partitioning(),
-                lambda: spec.lambda().is_some(),
-                conversion: spec.conversion().is_some(),
-                counters,
-                oldest_unlanded_ms: stats.oldest_unlanded(),
-                backpressured: stats.backpressured.load(Relaxed),
-                offset_lag: lag,
-                active_partitions: stats.buffered_bytes().len() as u64,
-                active_partition_limit: active_partition_limit as u64,
-                lambda_duration_ms: invoked.then(|| stats.lambda.last_duration_ms.load(Relaxed)),
-            });
+            let mut f = StreamFigures::of(&spec, &stats, active_partition_limit);
+            f.counters.incoming_records = intake.records.load(Relaxed);
+            f.counters.incoming_bytes = intake.bytes.load(Relaxed);
+            f.counters.incoming_put_requests = intake.put_requests.load(Relaxed);
+            f.offset_lag = lag;
+            out.push(f);
         }
         out
     }

@@ -70,39 +70,6 @@ pub fn render(figures: &[StreamFigures], now_ms: i64) -> String {
     handle.render()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::super::firehose::Counters;
-    use super::*;
-
-    #[test]
-    fn names_follow_the_cloudwatch_names() {
-        assert_eq!(series_name("DeliveryToS3.Records"), "firehose_delivery_to_s3_records");
-        assert_eq!(series_name("DataReadFromSource.Bytes"), "firehose_data_read_from_source_bytes");
-        assert_eq!(series_name("KafkaOffsetLag"), "firehose_kafka_offset_lag");
-        assert_eq!(series_name("DeliveryToS3.DataFreshness"), "firehose_delivery_to_s3_data_freshness");
-    }
-
-    #[test]
-    fn the_page_holds_every_series_with_its_help() {
-        let figures = StreamFigures {
-            stream: "orders".into(),
-            counters: Counters { records_delivered: 300, put_successes: 3, put_failures: 1, ..Counters::default() },
-            oldest_unlanded_ms: Some(40_000),
-            ..StreamFigures::default()
-        };
-        let page = render(&[figures], 100_000);
-        assert!(page.contains("firehose_delivery_to_s3_records{delivery_stream_name=\"orders\"} 300"), "{page}");
-        assert!(
-            page.contains("# HELP firehose_delivery_to_s3_records CloudWatch AWS/Firehose DeliveryToS3.Records"),
-            "{page}"
-        );
-        assert!(page.contains("firehose_delivery_to_s3_data_freshness{delivery_stream_name=\"orders\"} 60"), "{page}");
-        assert!(page.contains("firehose_delivery_to_s3_success_attempts{delivery_stream_name=\"orders\"} 4"), "{page}");
-        assert!(!page.contains("incoming_records{"), "DirectPut series only for DirectPut streams: {page}");
-    }
-}
-
 /// Serves `page()` at `GET /metrics` on `addr` until `stop` fires (for
 /// `deliver --metrics-addr`); returns the bound address.
 pub async fn serve(
@@ -148,4 +115,37 @@ pub async fn serve(
         }
     });
     Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::firehose::Counters;
+    use super::*;
+
+    #[test]
+    fn names_follow_the_cloudwatch_names() {
+        assert_eq!(series_name("DeliveryToS3.Records"), "firehose_delivery_to_s3_records");
+        assert_eq!(series_name("DataReadFromSource.Bytes"), "firehose_data_read_from_source_bytes");
+        assert_eq!(series_name("KafkaOffsetLag"), "firehose_kafka_offset_lag");
+        assert_eq!(series_name("DeliveryToS3.DataFreshness"), "firehose_delivery_to_s3_data_freshness");
+    }
+
+    #[test]
+    fn the_page_holds_every_series_with_its_help() {
+        let figures = StreamFigures {
+            stream: "orders".into(),
+            counters: Counters { records_delivered: 300, put_successes: 3, put_failures: 1, ..Counters::default() },
+            oldest_unlanded_ms: Some(40_000),
+            ..StreamFigures::default()
+        };
+        let page = render(&[figures], 100_000);
+        assert!(page.contains("firehose_delivery_to_s3_records{delivery_stream_name=\"orders\"} 300"), "{page}");
+        assert!(
+            page.contains("# HELP firehose_delivery_to_s3_records CloudWatch AWS/Firehose DeliveryToS3.Records"),
+            "{page}"
+        );
+        assert!(page.contains("firehose_delivery_to_s3_data_freshness{delivery_stream_name=\"orders\"} 60"), "{page}");
+        assert!(page.contains("firehose_delivery_to_s3_success_attempts{delivery_stream_name=\"orders\"} 4"), "{page}");
+        assert!(!page.contains("incoming_records{"), "DirectPut series only for DirectPut streams: {page}");
+    }
 }

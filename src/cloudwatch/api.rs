@@ -162,6 +162,7 @@ impl CloudWatch {
             return Err(ApiError::invalid("The parameter StartTime must be less than the parameter EndTime."));
         }
         let periods = (end - start) / (period * 1000);
+        // (Both times are within 1970-9999: no overflow.)
         if periods as usize > MAX_DATAPOINTS {
             return Err(ApiError::invalid(format!(
                 "You have requested up to {periods} datapoints, which exceeds the limit of {MAX_DATAPOINTS}. You may reduce the datapoints requested by increasing Period, or decreasing the time range."
@@ -468,7 +469,7 @@ pub fn alarm_definition(body: &Value) -> Result<AlarmDefinition, ApiError> {
     let period_s = period(body, "Period")?;
     let evaluation_periods =
         number(body, "EvaluationPeriods")?.ok_or_else(|| ApiError::missing("EvaluationPeriods"))?;
-    if evaluation_periods < 1.0 || evaluation_periods.fract() != 0.0 {
+    if evaluation_periods < 1.0 || evaluation_periods.fract() != 0.0 || evaluation_periods > 100_000.0 {
         return Err(ApiError::invalid("The parameter EvaluationPeriods must be a whole number of at least 1."));
     }
     let evaluation_periods = evaluation_periods as usize;
@@ -478,10 +479,13 @@ pub fn alarm_definition(body: &Value) -> Result<AlarmDefinition, ApiError> {
             "DatapointsToAlarm ({datapoints_to_alarm}) must be between 1 and EvaluationPeriods ({evaluation_periods})."
         )));
     }
-    if period_s * evaluation_periods as i64 > 86_400 {
-        return Err(ApiError::invalid(
-            "The evaluation period (Period x EvaluationPeriods) must not be more than one day (86400 seconds).",
-        ));
+    // CloudWatch's rule: one day for periods under an hour, else seven.
+    let most = if period_s < 3_600 { 86_400 } else { 604_800 };
+    if period_s.saturating_mul(evaluation_periods as i64) > most {
+        return Err(ApiError::invalid(format!(
+            "The evaluation period (Period x EvaluationPeriods) must not be more than {most} seconds ({} for a Period of {period_s} s).",
+            if most == 86_400 { "one day" } else { "seven days" }
+        )));
     }
     let threshold = number(body, "Threshold")?.ok_or_else(|| ApiError::missing("Threshold"))?;
     let comparison_name = string(body, "ComparisonOperator")?.ok_or_else(|| ApiError::missing("ComparisonOperator"))?;
@@ -571,8 +575,23 @@ fn strings(body: &Value, field: &str) -> Result<Vec<String>, ApiError> {
         .collect()
 }
 
-/// A timestamp: epoch seconds (JSON 1.0, CBOR) or ISO 8601 (query).
+/// Timestamps past this (year 9999) are refused: no arithmetic on them
+/// can overflow.
+const MAX_TIME_MS: i64 = 253_402_300_799_000;
+
+/// A timestamp: epoch seconds (JSON 1.0, CBOR) or ISO 8601 (query),
+/// between 1970 and 9999.
 fn time(body: &Value, field: &str) -> Result<Option<i64>, ApiError> {
+    let ms = raw_time(body, field)?;
+    match ms {
+        Some(ms) if !(0..=MAX_TIME_MS).contains(&ms) => {
+            Err(ApiError::invalid(format!("The parameter {field} must be a time between 1970-01-01 and 9999-12-31")))
+        }
+        other => Ok(other),
+    }
+}
+
+fn raw_time(body: &Value, field: &str) -> Result<Option<i64>, ApiError> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => Ok(n.as_f64().map(|s| (s * 1000.0).round() as i64)),
@@ -590,6 +609,9 @@ fn time(body: &Value, field: &str) -> Result<Option<i64>, ApiError> {
 /// high-resolution data).
 fn period(body: &Value, field: &str) -> Result<i64, ApiError> {
     let period = number(body, field)?.ok_or_else(|| ApiError::missing(field))?;
+    if period > 31_536_000.0 {
+        return Err(ApiError::invalid(format!("The parameter {field} must be at most 31536000 (a year of seconds)")));
+    }
     if period < 60.0 || period % 60.0 != 0.0 {
         return Err(ApiError::invalid(format!(
             "The parameter {field} must be a multiple of 60 (seconds); got {period} (high-resolution periods of 1-30 s are not emulated)"
@@ -667,6 +689,12 @@ mod tests {
         let mut bad = base.clone();
         bad["Period"] = json!(45);
         assert!(alarm_definition(&bad).unwrap_err().message.contains("multiple of 60"));
+        bad["Period"] = json!(1e300);
+        bad["EvaluationPeriods"] = json!(1e300);
+        assert_eq!(alarm_definition(&bad).unwrap_err().code, "InvalidParameterValue", "absurd numbers are refused");
+        bad["Period"] = json!(3_600);
+        bad["EvaluationPeriods"] = json!(200);
+        assert!(alarm_definition(&bad).unwrap_err().message.contains("seven days"));
         let mut bad = base;
         bad["ComparisonOperator"] = json!("Bigger");
         assert!(alarm_definition(&bad).unwrap_err().message.contains("GreaterThanThreshold"));

@@ -18,6 +18,7 @@ use aws_sdk_firehose::Client;
 use aws_smithy_types::body::SdkBody;
 use serde_json::{json, Value};
 
+use crate::aws_error::SdkFailure;
 use crate::spec::{SourceKind, StreamSpec};
 
 /// What deploying one spec did.
@@ -49,23 +50,12 @@ fn api<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug
     operation: &'static str,
     e: SdkError<E, R>,
 ) -> DeployError {
-    if let SdkError::DispatchFailure(failure) = &e {
-        let cause = failure.as_connector_error().map_or_else(
-            || "no answer".to_owned(),
-            |c| {
-                let mut source: &dyn std::error::Error = c;
-                while let Some(next) = source.source() {
-                    source = next;
-                }
-                source.to_string()
-            },
-        );
-        return DeployError::Unreachable { stream: stream.to_owned(), operation, cause };
+    match SdkFailure::of(&e) {
+        SdkFailure::Unreachable(cause) => DeployError::Unreachable { stream: stream.to_owned(), operation, cause },
+        SdkFailure::Service { code, message } => {
+            DeployError::Api { stream: stream.to_owned(), operation, code, message }
+        }
     }
-    let code = e.code().unwrap_or("unknown").to_owned();
-    let message =
-        e.message().map(str::to_owned).unwrap_or_else(|| aws_sdk_firehose::error::DisplayErrorContext(&e).to_string());
-    DeployError::Api { stream: stream.to_owned(), operation, code, message }
 }
 
 /// Replaces the body the SDK serialized with `body`.
@@ -80,15 +70,7 @@ fn with_body(body: Value) -> impl Fn(&mut aws_smithy_runtime_api::client::orches
 /// Fails early, with the fix, when no credentials can be had: the SDK's own
 /// error for that is a dump of every provider it tried.
 pub async fn check_credentials(config: &aws_config::SdkConfig) -> Result<(), DeployError> {
-    use aws_credential_types::provider::ProvideCredentials as _;
-    let provider = config.credentials_provider().ok_or_else(|| DeployError::NoCredentials("none configured".into()))?;
-    provider.provide_credentials().await.map(|_| ()).map_err(|e| {
-        let mut source: &dyn std::error::Error = &e;
-        while let Some(next) = source.source() {
-            source = next;
-        }
-        DeployError::NoCredentials(source.to_string())
-    })
+    crate::aws_error::check_credentials(config).await.map_err(DeployError::NoCredentials)
 }
 
 /// Creates or updates the stream of `spec`, then waits up to `timeout` for

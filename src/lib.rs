@@ -18,6 +18,8 @@
 //! - [`faults`]: S3 and broker faults injected into a local backend;
 //! - [`stack`]: a running broker, S3 and deliveries, with streams added and removed, its control API and its Firehose API;
 //! - [`deploy`]: the same spec files deployed with aws-sdk-firehose, to the stack or to AWS;
+//! - [`cloudwatch`]: Firehose's metrics, alarms and error logs, served by a stack or published by `deliver --cloudwatch`;
+//! - [`aws_error`]: one readable line from an AWS SDK error;
 //! - [`harness`]: reading back what landed and what topics hold, and `deliver` as a child process;
 //! - [`landing`]: what landed, decoded, for tables, snapshots and checks;
 //! - [`checks`]: expectations and snapshot files evaluated against a landing;
@@ -25,6 +27,7 @@
 //! - [`soak`]: every fault at volume, with loss and duplicate figures;
 //! - [`bench`]: throughput, cost and the test loop, measured against ceilings.
 
+pub mod aws_error;
 pub mod backend;
 pub mod bench;
 pub mod checks;

@@ -245,3 +245,203 @@ async fn scrape_during_and_after(stack: &Stack, url: &str) -> Result<()> {
     ensure!(series(&after, "firehose_delivery_to_s3_data_freshness") == Some(0.0), "{after}");
     Ok(())
 }
+
+/// Where `deliver --cloudwatch` publishes in a test.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// A CloudWatch and a CloudWatch Logs endpoint of streamlab's own.
+    Streamlab,
+    /// LocalStack's CloudWatch and Logs (a host process), when installed.
+    LocalStack,
+}
+
+/// Both endpoints, and what keeps them up.
+struct Endpoints {
+    cloudwatch: String,
+    logs: String,
+    _servers: Option<(CloudWatchServer, streamlab::stack::cloudwatch::LogsServer)>,
+    _localstack: Option<streamlab::backend::LocalStackProcess>,
+}
+
+impl Endpoints {
+    async fn start(target: Target, dir: &std::path::Path) -> Result<Option<Self>> {
+        match target {
+            Target::Streamlab => {
+                let clock: streamlab::clock::SharedClock = Arc::new(streamlab::clock::SystemClock);
+                let monitor = Arc::new(streamlab::cloudwatch::Monitor::default());
+                let metrics =
+                    CloudWatchServer::start(Arc::new(CloudWatch::new(monitor, clock.clone(), "us-east-1"))).await?;
+                let logs = streamlab::stack::cloudwatch::LogsServer::start(Arc::default(), clock).await?;
+                Ok(Some(Endpoints {
+                    cloudwatch: metrics.url().to_owned(),
+                    logs: logs.url().to_owned(),
+                    _servers: Some((metrics, logs)),
+                    _localstack: None,
+                }))
+            }
+            Target::LocalStack => {
+                if let Err(e) = streamlab::backend::localstack_python() {
+                    ensure!(std::env::var_os("CI").is_none(), "LocalStack is required under CI: {e}");
+                    use std::io::Write as _;
+                    let _ = writeln!(std::io::stderr(), "SKIPPED localstack: {e}");
+                    return Ok(None);
+                }
+                let process = streamlab::backend::LocalStackProcess::start_services(dir, "s3,cloudwatch,logs").await?;
+                let url = process.url();
+                Ok(Some(Endpoints { cloudwatch: url.clone(), logs: url, _servers: None, _localstack: Some(process) }))
+            }
+        }
+    }
+}
+
+fn sdk_config(url: &str) -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
+            aws_credential_types::Credentials::new("test", "test", None, None, "test"),
+        ))
+        .endpoint_url(url)
+        .build()
+}
+
+/// `deliver --cloudwatch`: with its bucket gone, the delivery's failed PUTs
+/// are `S3.NoSuchBucket` events in the spec's log group (PutLogEvents);
+/// once the bucket is back and everything landed, the sums it published
+/// (PutMetricData, namespace `Streamlab/Firehose`) equal its own report.
+#[rstest::rstest]
+#[case::streamlab(Target::Streamlab)]
+#[case::localstack(Target::LocalStack)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliver_publishes_its_metrics_and_error_events(#[case] target: Target) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let Some(endpoints) = Endpoints::start(target, dir.path()).await? else { return Ok(()) };
+    let (group, log_stream) = ("/aws/kinesisfirehose/orders-to-s3", "DestinationDelivery");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(repo().join("fixtures/streams/orders-to-s3.json"))?)?;
+    spec["MSKSourceConfiguration"]["ReadFromTimestamp"] = serde_json::json!(0);
+    spec["ExtendedS3DestinationConfiguration"]["CloudWatchLoggingOptions"] =
+        serde_json::json!({"Enabled": true, "LogGroupName": group, "LogStreamName": log_stream});
+    let spec_path = dir.path().join("orders-to-s3.json");
+    std::fs::write(&spec_path, serde_json::to_vec_pretty(&spec)?)?;
+
+    let pipeline = common::Pipeline::start_faulty(&spec_path, 2, Utc::now(), 7).await?;
+    let events = EventGenerator::new(&GeneratorConfig::new(7, Utc::now().timestamp_millis())).take(500).collect();
+    pipeline.publish(events).await?;
+    let s3 = pipeline.stack.s3_client();
+    // Every PUT fails (503 SlowDown) until the bucket is gone: `deliver`
+    // checks its bucket at start.
+    let faults = pipeline.faults()?;
+    faults.s3.set_down(true);
+    // Firehose writes only into a group and stream that exist.
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk_config(&endpoints.logs));
+    logs.create_log_group().log_group_name(group).send().await?;
+    logs.create_log_stream().log_group_name(group).log_stream_name(log_stream).send().await?;
+
+    let report = dir.path().join("report.json");
+    let command = streamlab::harness::DeliverCommand {
+        s3_endpoint: pipeline.stack.s3_endpoint().map(str::to_owned),
+        exit_at_end: true,
+        report: Some(report.clone()),
+        ..streamlab::harness::DeliverCommand::new(&spec_path, pipeline.bootstrap())
+    };
+    let mut args = command.args();
+    args.push("--cloudwatch".into());
+    let log_path = dir.path().join("deliver.log");
+    let env = [
+        ("AWS_ENDPOINT_URL_CLOUDWATCH", endpoints.cloudwatch.as_str()),
+        ("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", endpoints.logs.as_str()),
+    ];
+    let deliver = streamlab::harness::DeliverProcess::spawn_with_env(
+        std::path::Path::new(env!("CARGO_BIN_EXE_streamlab")),
+        &args,
+        &env,
+        pipeline.stack.s3_settings(),
+        std::fs::File::create(&log_path)?.into(),
+    )?;
+    let deliver_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    common::wait_for("deliver to start", Duration::from_secs(30), || deliver_log().contains("delivering stream"))
+        .await?;
+    s3.delete_bucket().bucket("shop-events-raw").send().await?;
+    faults.s3.set_down(false);
+
+    // The failed PUTs arrive as Firehose's error events.
+    let started = std::time::Instant::now();
+    let events = loop {
+        let found = logs
+            .filter_log_events()
+            .log_group_name(group)
+            .filter_pattern(r#"{ $.errorCode = "S3.NoSuchBucket" }"#)
+            .send()
+            .await?;
+        if !found.events().is_empty() {
+            break found.events().to_vec();
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "no S3.NoSuchBucket event; deliver said:\n{}",
+            deliver_log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let event: serde_json::Value = serde_json::from_str(events[0].message().unwrap_or_default())?;
+    ensure!(event["destination"] == "arn:aws:s3:::shop-events-raw", "{event}");
+    ensure!(event["deliveryStreamVersionId"] == 1, "{event}");
+    ensure!(
+        event["message"].as_str().unwrap_or_default().starts_with("The specified bucket does not exist"),
+        "{event}"
+    );
+
+    streamlab::harness::create_bucket(s3, "shop-events-raw").await?;
+    let (status, _) = tokio::task::spawn_blocking(move || deliver.wait_with_usage()).await??;
+    let said = deliver_log();
+    ensure!(status.success(), "deliver failed:\n{said}");
+    ensure!(said.contains("custom metrics x $0.30"), "the monthly cost is printed at start:\n{said}");
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(&report)?)?;
+    ensure!(summary["records_delivered"] == 500, "{summary}");
+
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&sdk_config(&endpoints.cloudwatch));
+    let now = Utc::now().timestamp();
+    let sum = |name: &'static str, statistic: Statistic| {
+        let request = cloudwatch
+            .get_metric_statistics()
+            .namespace("Streamlab/Firehose")
+            .metric_name(name)
+            .dimensions(Dimension::builder().name("DeliveryStreamName").value("orders-to-s3").build())
+            .start_time(aws_smithy_types::DateTime::from_secs(now - 3600))
+            .end_time(aws_smithy_types::DateTime::from_secs(now + 3600))
+            .period(60)
+            .statistics(statistic.clone());
+        async move {
+            let answer = request.send().await?;
+            let value = |d: &aws_sdk_cloudwatch::types::Datapoint| match statistic {
+                Statistic::SampleCount => d.sample_count(),
+                Statistic::Minimum => d.minimum(),
+                _ => d.sum(),
+            };
+            let values: Vec<f64> = answer.datapoints().iter().filter_map(value).collect();
+            anyhow::Ok(match statistic {
+                Statistic::Minimum => values.into_iter().fold(f64::MAX, f64::min),
+                _ => values.into_iter().sum(),
+            })
+        }
+    };
+    for (metric, field) in [
+        ("DataReadFromSource.Records", "records_read"),
+        ("DataReadFromSource.Bytes", "bytes_read"),
+        ("DeliveryToS3.Records", "records_delivered"),
+        ("DeliveryToS3.Bytes", "bytes_delivered"),
+        ("DeliveryToS3.ObjectCount", "objects"),
+    ] {
+        let published = sum(metric, Statistic::Sum).await?;
+        ensure!(
+            Some(published) == summary[field].as_f64(),
+            "{target:?}: {metric} sums to {published}, the delivery counted {}; deliver said:\n{said}",
+            summary[field]
+        );
+    }
+    // One datapoint per PUT attempt: the failures are zeros.
+    ensure!(sum("DeliveryToS3.Success", Statistic::Minimum).await? == 0.0, "{target:?}: no failed attempt published");
+    ensure!(sum("DeliveryToS3.Success", Statistic::SampleCount).await? > summary["objects"].as_f64().unwrap_or(0.0));
+    Ok(())
+}

@@ -49,6 +49,13 @@ pub struct LocalStackProcess {
 
 impl LocalStackProcess {
     pub async fn start(work_dir: &Path) -> Result<Self, BackendError> {
+        Self::start_services(work_dir, "s3").await
+    }
+
+    /// LocalStack with `services` (its `SERVICES`, such as
+    /// `s3,cloudwatch,logs`, so its CloudWatch can be compared with the
+    /// stack's); ready once S3 is.
+    pub async fn start_services(work_dir: &Path, services: &str) -> Result<Self, BackendError> {
         let python = localstack_python()?;
         let root = work_dir.join("localstack");
         let io = |path: &Path| {
@@ -71,7 +78,7 @@ impl LocalStackProcess {
             .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
             .env("OVERRIDE_IN_DOCKER", "0")
             .env("FILESYSTEM_ROOT", &root)
-            .env("SERVICES", "s3")
+            .env("SERVICES", services)
             .env("DISABLE_EVENTS", "1")
             .stdin(Stdio::null())
             .stdout(out)
@@ -113,10 +120,15 @@ impl LocalStackProcess {
         }
     }
 
+    /// Where LocalStack answers (every service, one port).
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
     /// LocalStack's S3, path-style, with its documented test credentials.
     pub fn s3(&self) -> S3Settings {
         S3Settings {
-            endpoint: Some(format!("http://127.0.0.1:{}", self.port)),
+            endpoint: Some(self.url()),
             region: Some("us-east-1".into()),
             credentials: Some(StaticCredentials { access_key_id: "test".into(), secret_access_key: "test".into() }),
         }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 pub use container::{docker_reachable, remove_own_containers};
 pub use local_s3::LocalS3;
-pub use localstack::{localstack_python, LOCALSTACK_VERSION};
+pub use localstack::{localstack_python, LocalStackProcess, LOCALSTACK_VERSION};
 pub use tansu::{find_tansu, TansuBroker};
 
 use crate::delivery::sink::{S3Settings, StaticCredentials};

@@ -487,6 +487,18 @@ pub struct DeliverArgs {
     /// http://ADDR/metrics (e.g. 127.0.0.1:9464).
     #[arg(long)]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Publish the stream's Firehose metrics to CloudWatch every minute
+    /// with PutMetricData, and, when the spec enables
+    /// CloudWatchLoggingOptions, its delivery errors with PutLogEvents (the
+    /// group and stream must exist, as on AWS). Endpoint, region and
+    /// credentials come from the AWS chain (AWS_ENDPOINT_URL_CLOUDWATCH,
+    /// AWS_ENDPOINT_URL_CLOUDWATCH_LOGS, AWS_REGION, AWS_PROFILE...). The
+    /// monthly cost of the custom metrics is printed at start.
+    #[arg(long)]
+    pub cloudwatch: bool,
+    /// The namespace of those metrics (`AWS/` is reserved for AWS's own).
+    #[arg(long, default_value = streamlab::cloudwatch::publish::DEFAULT_NAMESPACE, requires = "cloudwatch")]
+    pub cloudwatch_namespace: String,
     #[command(flatten)]
     lambda: LambdaArgs,
     /// Where the Glue tables of format conversions are (`<database>.<table>.json`).

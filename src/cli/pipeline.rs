@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use streamlab::cloudwatch::publish::{self, MonthlyCost, Published};
 use streamlab::delivery::sink::{self, S3Settings, S3Sink};
 use streamlab::delivery::source::{Membership, SourceSettings};
 use streamlab::delivery::state::{DirStateStore, StateStore, TopicStateStore};
@@ -15,6 +16,7 @@ use streamlab::events::GeneratorConfig;
 use streamlab::producer::{self, ProducerOptions, ProducerStats};
 use streamlab::spec;
 use streamlab::transform::Functions;
+use tokio_util::sync::CancellationToken;
 
 use super::{shutdown_on_signals, DeliverArgs, DeployArgs, ProduceArgs, TimestampSource};
 
@@ -107,6 +109,10 @@ pub async fn deliver(args: DeliverArgs) -> Result<()> {
     let functions = settings.functions.clone();
     let plan_clock = settings.clock.clone();
     let plan = Plan::prepare(spec.clone(), &settings)?;
+    let publisher = match args.cloudwatch {
+        true => Some(cloudwatch_publisher(&args).await?),
+        false => None,
+    };
     let kafka = args.kafka.options().connect(&args.bootstrap).await?;
     let state = match &args.state_dir {
         Some(dir) => StateStore::Dir(DirStateStore::new(dir)),
@@ -147,7 +153,42 @@ pub async fn deliver(args: DeliverArgs) -> Result<()> {
             .with_context(|| format!("--metrics-addr {addr}: cannot listen there; choose a free port"))?;
         eprintln!("metrics at http://{bound}/metrics");
     }
+    let publishing = publisher.map(|publisher| {
+        let stream = Published {
+            spec: spec.clone(),
+            version: delivery.state().version,
+            stats: delivery.stats(),
+            active_partition_limit: args.active_partition_limit,
+            clock: plan_clock.clone(),
+        };
+        let figures =
+            streamlab::cloudwatch::firehose::StreamFigures::of(&spec, &stream.stats, args.active_partition_limit);
+        eprintln!(
+            "publishing to CloudWatch namespace {:?} every minute: {}",
+            args.cloudwatch_namespace,
+            MonthlyCost::of(publish::metric_count(&figures))
+        );
+        let stop = CancellationToken::new();
+        (tokio::spawn(publish::publish_until(publisher, stream, stop.clone())), stop)
+    });
     let stats = delivery.run(shutdown).await;
+    if let Some((task, stop)) = publishing {
+        // The last minute is sent after the last landing, so the sums
+        // equal the counters.
+        stop.cancel();
+        if let Ok(publisher) = task.await {
+            eprintln!(
+                "CloudWatch: {} datapoints sent in {} PutMetricData calls{}",
+                publisher.sent,
+                publisher.calls,
+                if publisher.dropped > 0 {
+                    format!(", {} dropped while CloudWatch did not answer", publisher.dropped)
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
     functions.stop().await;
     let stats = stats?;
     let summary = streamlab::delivery::stats::Summary::of(&stats);
@@ -161,6 +202,24 @@ pub async fn deliver(args: DeliverArgs) -> Result<()> {
         bail!("{undelivered} records were read but not delivered; they are uncommitted and will be re-read on the next start");
     }
     Ok(())
+}
+
+/// The CloudWatch publisher of `deliver --cloudwatch`, checked before
+/// delivery starts: the namespace, and credentials from the AWS chain.
+async fn cloudwatch_publisher(args: &DeliverArgs) -> Result<publish::Publisher> {
+    publish::validate_namespace(&args.cloudwatch_namespace)?;
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = &args.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    let config = loader.load().await;
+    if config.region().is_none() {
+        bail!("--cloudwatch: no AWS region; set AWS_REGION (or --region, or a profile's region)");
+    }
+    streamlab::aws_error::check_credentials(&config).await.map_err(|e| {
+        anyhow::anyhow!("--cloudwatch: no AWS credentials for CloudWatch ({e}). Configure the standard chain (`aws configure`, AWS_PROFILE, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY); for a stack, source its env file")
+    })?;
+    Ok(publish::Publisher::new(&config, &args.cloudwatch_namespace)?)
 }
 
 /// `streamlab deploy`.

@@ -394,6 +394,43 @@ struct Open {
     figures: StreamFigures,
 }
 
+/// One minute datapoint of one stream's metric.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Datum {
+    pub name: &'static str,
+    pub unit: &'static str,
+    pub stream: String,
+    /// The minute's start (epoch milliseconds).
+    pub minute_ms: i64,
+    pub value: DatumValue,
+}
+
+/// A datapoint's value: one value, or a statistic set (`PutMetricData`'s
+/// `StatisticValues`, for the 1-or-0-per-attempt metrics).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DatumValue {
+    Single(f64),
+    Set { count: f64, sum: f64, min: f64, max: f64 },
+}
+
+impl Datum {
+    /// The series key under `namespace`.
+    pub fn key(&self, namespace: &str) -> MetricKey {
+        MetricKey::new(namespace, self.name, vec![(DIMENSION.to_owned(), self.stream.clone())])
+    }
+
+    /// Adds the datapoint to `store` under Firehose's namespace.
+    pub fn store(&self, store: &mut MetricStore) {
+        let key = self.key(NAMESPACE);
+        match self.value {
+            DatumValue::Single(v) => store.put_value(key, Some(self.unit), self.minute_ms, v),
+            DatumValue::Set { count, sum, min, max } => {
+                store.put_set(key, Some(self.unit), self.minute_ms, [count, sum, min, max])
+            }
+        }
+    }
+}
+
 /// Turns samples of the streams' figures into minute datapoints.
 #[derive(Debug, Default)]
 pub struct Sampler {
@@ -402,20 +439,31 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    /// Takes a sample at clock time `now_ms`: every minute boundary crossed
-    /// since the last sample closes a minute (its datapoints go into
-    /// `store`, stamped with the minute's start); what was counted since
-    /// the last sample belongs to the minute open now. Returns the
-    /// boundaries crossed, for alarms.
+    /// Takes a sample at clock time `now_ms` and stores the minutes it
+    /// closes (see [`Sampler::sample_data`]). Returns the boundaries
+    /// crossed, for alarms.
     pub fn sample(&mut self, now_ms: i64, figures: Vec<StreamFigures>, store: &mut MetricStore) -> Vec<i64> {
+        let (boundaries, data) = self.sample_data(now_ms, figures);
+        for datum in &data {
+            datum.store(store);
+        }
+        boundaries
+    }
+
+    /// Takes a sample at clock time `now_ms`: every minute boundary crossed
+    /// since the last sample closes a minute (its datapoints are returned,
+    /// stamped with the minute's start); what was counted since the last
+    /// sample belongs to the minute open now.
+    pub fn sample_data(&mut self, now_ms: i64, figures: Vec<StreamFigures>) -> (Vec<i64>, Vec<Datum>) {
         let last = *self.last_ms.get_or_insert(now_ms);
         let (first, end) = (minute_of(last) / 60_000 + 1, minute_of(now_ms) / 60_000);
         // A jump of years closes at most the minutes a series keeps.
         let first = first.max(end - super::store::RETENTION_MINUTES as i64 + 1);
         let boundaries: Vec<i64> = (first..=end).map(|m| m * 60_000).collect();
+        let mut data = Vec::new();
         for boundary in &boundaries {
             for open in self.streams.values_mut() {
-                close_minute(open, *boundary, store);
+                close_minute(open, boundary - 60_000, *boundary, &mut data);
             }
         }
         let present: Vec<String> = figures.iter().map(|f| f.stream.clone()).collect();
@@ -430,31 +478,47 @@ impl Sampler {
         // A stream that is gone publishes nothing more.
         self.streams.retain(|name, _| present.contains(name));
         self.last_ms = Some(now_ms);
-        boundaries
+        (boundaries, data)
+    }
+
+    /// Samples at `now_ms`, then closes the minute still open early, stamped
+    /// with its start: a process that stops publishes what it counted last
+    /// (a later sample in the same minute adds to it; sums stay right).
+    pub fn flush(&mut self, now_ms: i64, figures: Vec<StreamFigures>) -> Vec<Datum> {
+        let (_, mut data) = self.sample_data(now_ms, figures);
+        for open in self.streams.values_mut() {
+            close_minute(open, minute_of(now_ms), now_ms, &mut data);
+        }
+        data
     }
 }
 
-fn close_minute(open: &mut Open, boundary: i64, store: &mut MetricStore) {
-    let minute = boundary - 60_000;
+/// Closes `open`'s minute starting at `minute`, with gauges read at `at`.
+fn close_minute(open: &mut Open, minute: i64, at: i64, data: &mut Vec<Datum>) {
     let gathered = std::mem::take(&mut open.gathered);
     let f = &open.figures;
     for metric in METRICS.iter().filter(|m| m.applies.to(f)) {
-        let key = MetricKey::new(NAMESPACE, metric.name, vec![(DIMENSION.to_owned(), f.stream.clone())]);
-        match metric.value {
-            Value::Counter(of) => store.put_value(key, Some(metric.unit), minute, of(&gathered) as f64),
+        let value = match metric.value {
+            Value::Counter(of) => Some(DatumValue::Single(of(&gathered) as f64)),
             Value::PerAttempt(of) => {
                 let (ok, attempts) = of(&gathered);
-                if attempts > 0 {
-                    let min = if ok < attempts { 0.0 } else { 1.0 };
-                    let max = if ok > 0 { 1.0 } else { 0.0 };
-                    store.put_set(key, Some(metric.unit), minute, [attempts as f64, ok as f64, min, max]);
-                }
+                (attempts > 0).then_some(DatumValue::Set {
+                    count: attempts as f64,
+                    sum: ok as f64,
+                    min: if ok < attempts { 0.0 } else { 1.0 },
+                    max: if ok > 0 { 1.0 } else { 0.0 },
+                })
             }
-            Value::Gauge(of) => {
-                if let Some(v) = of(f, boundary) {
-                    store.put_value(key, Some(metric.unit), minute, v);
-                }
-            }
+            Value::Gauge(of) => of(f, at).map(DatumValue::Single),
+        };
+        if let Some(value) = value {
+            data.push(Datum {
+                name: metric.name,
+                unit: metric.unit,
+                stream: f.stream.clone(),
+                minute_ms: minute,
+                value,
+            });
         }
     }
 }

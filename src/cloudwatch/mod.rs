@@ -10,16 +10,20 @@
 //! - [`api`]: the operations, on JSON values;
 //! - [`protocol`]: `smithy-rpc-v2-cbor`, JSON 1.0 and query, in and out;
 //! - [`logs`]: CloudWatch Logs, and Firehose's delivery-error events;
+//! - [`delivery_errors`]: Firehose's error-log events from a delivery's failures;
 //! - [`prometheus`]: the same metrics as a Prometheus page;
+//! - [`publish`]: the same metrics and error events sent to CloudWatch (`deliver --cloudwatch`);
 //! - this module: [`Monitor`], the state one stack shares.
 
 pub mod alarms;
 pub mod api;
+pub mod delivery_errors;
 pub mod error;
 pub mod firehose;
 pub mod logs;
 pub mod prometheus;
 pub mod protocol;
+pub mod publish;
 pub mod store;
 
 use std::collections::BTreeMap;

@@ -82,6 +82,25 @@ pub struct Counters {
     pub converted: RecordCount,
     /// `FailedConversion.Records` / `.Bytes`.
     pub conversion_failed: RecordCount,
+    /// Error records per error code, with the last message: Firehose's
+    /// error log has one event per failed record.
+    pub errors_by_code: BTreeMap<&'static str, CodeTally>,
+}
+
+/// Error records of one code.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CodeTally {
+    pub records: u64,
+    pub last_message: String,
+}
+
+impl Counters {
+    fn count_error(&mut self, kind: &ErrorKind) {
+        self.error_records += 1;
+        let tally = self.errors_by_code.entry(kind.code()).or_default();
+        tally.records += 1;
+        tally.last_message = kind.message();
+    }
 }
 
 /// Records and their bytes.
@@ -165,7 +184,7 @@ impl Core {
     pub fn on_failed(&mut self, kind: &ErrorKind, record: Record, now_ms: i64) {
         self.offsets.read(record.partition, record.offset, 1);
         self.dirty.insert(record.partition);
-        self.counters.error_records += 1;
+        self.counters.count_error(kind);
         let (key, record) = Router::error_record(kind, record, now_ms);
         for batch in self.buffers.push(key, record, now_ms) {
             self.cut(batch);
@@ -190,7 +209,7 @@ impl Core {
                     (key, record)
                 }
                 Route::Error(kind, record) => {
-                    self.counters.error_records += 1;
+                    self.counters.count_error(&kind);
                     if matches!(kind, ErrorKind::ActivePartitions { .. }) {
                         self.counters.partition_limit_errors += 1;
                     }

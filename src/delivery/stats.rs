@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::core::Counters;
+use super::core::{CodeTally, Counters};
 
 /// Objects kept in [`DeliveryStats::landed`].
 pub const LANDED_HISTORY: usize = 1_000;
@@ -99,6 +99,8 @@ pub struct DeliveryStats {
     buffered: Mutex<BTreeMap<String, u64>>,
     /// The most recent objects.
     landed: Mutex<VecDeque<LandedObject>>,
+    /// Error records per error code, with the last message.
+    errors_by_code: Mutex<BTreeMap<&'static str, CodeTally>>,
 }
 
 impl DeliveryStats {
@@ -164,6 +166,11 @@ impl DeliveryStats {
         })
     }
 
+    /// Error records per error code so far, with the last message of each.
+    pub fn errors_by_code(&self) -> BTreeMap<&'static str, CodeTally> {
+        self.errors_by_code.lock().expect("stats lock").clone()
+    }
+
     /// The next offset to read per owned partition.
     pub fn positions(&self) -> BTreeMap<i32, i64> {
         self.positions.lock().expect("stats lock").clone()
@@ -202,7 +209,9 @@ impl DeliveryStats {
         set(&self.bytes_read, c.bytes_read);
         set(&self.records_delivered, c.records_delivered);
         set(&self.objects, c.objects);
-        set(&self.error_records, c.error_records);
+        if self.error_records.swap(c.error_records, Ordering::Relaxed) != c.error_records {
+            *self.errors_by_code.lock().expect("stats lock") = c.errors_by_code.clone();
+        }
         set(&self.partition_limit_errors, c.partition_limit_errors);
         set(&self.records_handed_over, c.handed_over);
         set(&self.memory_limit_hits, c.memory_limit_hits);

@@ -80,10 +80,23 @@ impl DeliverProcess {
         s3: &crate::delivery::sink::S3Settings,
         output: std::process::Stdio,
     ) -> std::io::Result<Self> {
+        Self::spawn_with_env(binary, args, &[], s3, output)
+    }
+
+    /// As [`DeliverProcess::spawn`], with `env` added (such as the
+    /// `AWS_ENDPOINT_URL_CLOUDWATCH` of `--cloudwatch`).
+    pub fn spawn_with_env(
+        binary: &std::path::Path,
+        args: &[String],
+        env: &[(&str, &str)],
+        s3: &crate::delivery::sink::S3Settings,
+        output: std::process::Stdio,
+    ) -> std::io::Result<Self> {
         let mut command = std::process::Command::new(binary);
         command
             .arg("deliver")
             .args(args)
+            .envs(env.iter().copied())
             .env("AWS_REGION", s3.region.as_deref().unwrap_or("us-east-1"))
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("STREAMLAB_LOG", "streamlab=info")

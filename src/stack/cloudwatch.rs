@@ -8,9 +8,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
+
+use crate::stack::serve::{body_status, read_body};
 
 use crate::clock::SharedClock;
 use crate::cloudwatch::api::{ApiError, CloudWatch};
@@ -59,12 +61,11 @@ async fn handle(api: &CloudWatch, req: Request<Incoming>) -> Response<Full<Bytes
             ApiError::new("InvalidAction", format!("{} is not a CloudWatch call: every protocol POSTs", parts.method));
         return protocol::encode_error(guess, &e);
     }
-    let bytes = match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => {
-            let e = ApiError::new("InvalidParameterValue", format!("the request body is over {MAX_BODY_BYTES} bytes"));
-            let mut response = protocol::encode_error(guess, &e);
-            *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+    let bytes = match read_body(Request::from_parts(parts.clone(), body), MAX_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let mut response = protocol::encode_error(guess, &ApiError::new("InvalidParameterValue", e.to_string()));
+            *response.status_mut() = body_status(&e);
             return response;
         }
     };
@@ -129,13 +130,11 @@ async fn handle_logs(logs: &Logs, now_ms: i64, req: Request<Incoming>) -> Respon
             format!("X-Amz-Target {target:?} is not a CloudWatch Logs operation ({TARGET_PREFIX}<Operation>)"),
         ));
     };
-    let bytes = match Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => {
-            let e =
-                ApiError::new("InvalidParameterException", format!("the request body is over {MAX_BODY_BYTES} bytes"));
-            let mut response = logs_error(&e);
-            *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+    let bytes = match read_body(req, MAX_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let mut response = logs_error(&ApiError::new("InvalidParameterException", e.to_string()));
+            *response.status_mut() = body_status(&e);
             return response;
         }
     };

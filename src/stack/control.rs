@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
+use super::serve::{body_status, read_body};
 use super::{Stack, StackError};
 use crate::clock::rfc3339_millis;
 use crate::landing::{check_redact_path, Masks};
@@ -102,6 +103,11 @@ pub mod routes {
     pub const METRICS: &str = "/metrics";
 }
 
+/// The longest duration a request may give: a clock advanced by more has
+/// left every buffer interval and retention behind, and a longer settle is
+/// a mistake.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
 /// A duration as JSON gives it: `"5m"`, or a number of milliseconds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -116,11 +122,18 @@ impl JsonDuration {
     }
 
     fn get(&self, field: &str) -> Result<Duration, String> {
-        match self {
-            JsonDuration::Millis(ms) => Ok(Duration::from_millis(*ms)),
+        let duration = match self {
+            JsonDuration::Millis(ms) => Duration::from_millis(*ms),
             JsonDuration::Text(text) => humantime::parse_duration(text)
-                .map_err(|e| format!("{field}: {text:?} is not a duration such as 300ms, 30s or 5m ({e})")),
+                .map_err(|e| format!("{field}: {text:?} is not a duration such as 300ms, 30s or 5m ({e})"))?,
+        };
+        if duration > MAX_DURATION {
+            return Err(format!(
+                "{field}: {} is longer than the 10 years a stack's clock moves or waits at once; give a shorter duration",
+                humantime::format_duration(duration)
+            ));
         }
+        Ok(duration)
     }
 }
 
@@ -217,12 +230,30 @@ fn decode(value: &str) -> String {
 }
 
 /// The request's JSON body; `None` when it is empty.
-async fn body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<Option<T>, String> {
-    let bytes = req.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+/// A request the control API refuses: 400, or 413 for a body over the cap.
+struct Refusal(StatusCode, String);
+
+impl From<String> for Refusal {
+    fn from(message: String) -> Self {
+        Refusal(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl Refusal {
+    fn response(self) -> Response<Full<Bytes>> {
+        error(self.0, self.1)
+    }
+}
+
+/// Control requests are small JSON documents.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+async fn body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<Option<T>, Refusal> {
+    let bytes = read_body(req, MAX_BODY_BYTES).await.map_err(|e| Refusal(body_status(&e), e.to_string()))?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| format!("invalid JSON body: {e}"))
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| Refusal::from(format!("invalid JSON body: {e}")))
 }
 
 fn ok<T: Serialize>(answer: &T) -> Response<Full<Bytes>> {
@@ -242,10 +273,10 @@ async fn handle(stack: &Stack, endpoints: &[(String, String)], req: Request<Inco
         (Method::POST, routes::ADVANCE) => {
             let parsed = body::<AdvanceRequest>(req)
                 .await
-                .and_then(|b| b.ok_or_else(|| "a body {\"by\": \"5m\"} is required".to_owned()));
-            let by = match parsed.and_then(|b| b.by.get("by")) {
+                .and_then(|b| b.ok_or_else(|| Refusal::from("a body {\"by\": \"5m\"} is required".to_owned())));
+            let by = match parsed.and_then(|b| b.by.get("by").map_err(Refusal::from)) {
                 Ok(by) => by,
-                Err(e) => return error(StatusCode::BAD_REQUEST, e),
+                Err(e) => return e.response(),
             };
             match stack.advance(by).await {
                 Ok(now_ms) => ok(&ClockAnswer { now_ms, now: rfc3339_millis(now_ms) }),
@@ -255,7 +286,7 @@ async fn handle(stack: &Stack, endpoints: &[(String, String)], req: Request<Inco
         (Method::POST, routes::FLUSH) => {
             let stream = match body::<FlushRequest>(req).await {
                 Ok(b) => b.and_then(|b| b.stream),
-                Err(e) => return error(StatusCode::BAD_REQUEST, e),
+                Err(e) => return e.response(),
             };
             match stack.flush(stream.as_deref()).await {
                 Ok(()) => {
@@ -277,7 +308,7 @@ async fn handle(stack: &Stack, endpoints: &[(String, String)], req: Request<Inco
                     Err(e) => return error(StatusCode::BAD_REQUEST, e),
                 },
                 Ok(_) => Duration::from_secs(30),
-                Err(e) => return error(StatusCode::BAD_REQUEST, e),
+                Err(e) => return e.response(),
             };
             match stack.settle(timeout).await {
                 Ok(()) => ok(&SettleAnswer { settled: true }),

@@ -15,10 +15,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
+
+use crate::stack::serve::{body_status, read_body};
 
 pub use api::Firehose;
 
@@ -135,14 +137,10 @@ async fn handle(firehose: &Firehose, req: Request<Incoming>) -> Response<Full<By
         )
         .response();
     };
-    let bytes = match Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => {
-            let message = format!("the request body is over {MAX_BODY_BYTES} bytes");
-            return respond(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &json!({ "__type": "SerializationException", "message": message }),
-            );
+    let bytes = match read_body(req, MAX_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            return respond(body_status(&e), &json!({ "__type": "SerializationException", "message": e.to_string() }))
         }
     };
     let body: Value = if bytes.iter().all(u8::is_ascii_whitespace) {

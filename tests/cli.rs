@@ -59,6 +59,18 @@ fn stderr(output: &Output) -> String {
     "topic-name-invalid.json",
     "MSKSourceConfiguration.TopicName: Value at 'mSKSourceConfiguration.topicName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9\\._\\-]+; got \"shop events\""
 )]
+#[case::bucket_name_uppercase(
+    "bucket-name-uppercase.json",
+    "ExtendedS3DestinationConfiguration.BucketARN: bucket name \"Shop-Events-Bucket\": bucket names can consist only of lowercase letters, numbers, periods (.), and hyphens (-); S3 answers InvalidBucketName"
+)]
+#[case::bucket_name_ip_address(
+    "bucket-name-ip-address.json",
+    "bucket name \"192.168.1.1\": bucket names must not be formatted as an IP address"
+)]
+#[case::topic_name_reserved(
+    "topic-name-dotdot.json",
+    "MSKSourceConfiguration.TopicName: Kafka refuses the topic name \"..\" (\".\" and \"..\" are reserved)"
+)]
 fn deliver_rejects_invalid_spec_before_connecting(#[case] file: &str, #[case] message: &str) {
     let path = format!("fixtures/invalid/{file}");
     // The endpoints are unreachable: a spec error must come first, and fast.
@@ -109,6 +121,59 @@ fn deliver_refuses_a_lambda_processor_with_nowhere_to_run() {
     assert!(!output.status.success());
     let err = stderr(&output);
     assert!(err.contains("is not ARN=COMMAND"), "{err}");
+}
+
+/// `validate DIR` checks the directory's specs as `up --spec DIR` loads
+/// them, and an empty directory is named.
+#[test]
+fn validate_takes_a_directory_as_up_does() {
+    let (output, _) = run(&["validate", "fixtures/streams"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", stderr(&output));
+    assert!(stdout.contains(&format!("{SPEC}: valid")), "{stdout}");
+    let specs = std::fs::read_dir("fixtures/streams")
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "json"))
+        .count();
+    assert_eq!(stdout.matches(": valid (stream").count(), specs, "{stdout}");
+
+    let (output, _) = run(&["validate", "fixtures/invalid"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("bucket-name-uppercase.json: 1 problem"));
+
+    let empty = tempfile::tempdir().unwrap();
+    let (output, _) = run(&["validate", empty.path().to_str().unwrap()]);
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(err.contains(&format!("the directory {} holds no *.json files", empty.path().display())), "{err}");
+}
+
+/// AWS accepts a Decompression processor; streamlab cannot run one, so
+/// `validate` passes with a warning and `deliver` refuses before
+/// connecting, naming the processor.
+#[test]
+fn an_unemulated_processor_is_valid_with_a_warning_and_refused_at_start() {
+    let mut spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(SPEC).unwrap()).unwrap();
+    spec["ExtendedS3DestinationConfiguration"]["ProcessingConfiguration"] = serde_json::json!({"Enabled": true, "Processors": [
+        {"Type": "Decompression", "Parameters": [{"ParameterName": "CompressionFormat", "ParameterValue": "GZIP"}]}
+    ]});
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("decompression.json");
+    std::fs::write(&path, spec.to_string()).unwrap();
+    let path = path.to_str().unwrap();
+
+    let (output, _) = run(&["validate", path]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("warning: ExtendedS3DestinationConfiguration.ProcessingConfiguration.Processors[0].Type: streamlab does not emulate the Decompression processor"), "{stdout}");
+
+    let bootstrap = format!("127.0.0.1:{}", closed_port());
+    let (output, took) = run(&["deliver", "--spec", path, "--bootstrap", &bootstrap]);
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(err.contains("stream orders-to-s3: ExtendedS3DestinationConfiguration.ProcessingConfiguration.Processors[0].Type: streamlab does not emulate the Decompression processor"), "{err}");
+    assert!(err.contains("Remove it from the spec to run the stream locally"), "{err}");
+    assert!(took < Duration::from_secs(5), "refused before connecting; took {took:?}");
 }
 
 #[test]

@@ -51,7 +51,8 @@ pub enum Command {
     Deploy(DeployArgs),
     /// Check stream spec files as AWS would, without running anything.
     Validate {
-        /// `CreateDeliveryStream` JSON files.
+        /// `CreateDeliveryStream` JSON files, or directories of them (each
+        /// directory's `*.json` files, as `up --spec DIR` takes them).
         #[arg(required = true)]
         specs: Vec<PathBuf>,
     },

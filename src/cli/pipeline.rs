@@ -22,8 +22,15 @@ use super::{shutdown_on_signals, DeliverArgs, DeployArgs, ProduceArgs, Timestamp
 
 /// `streamlab validate`.
 pub fn validate(specs: &[PathBuf]) -> ExitCode {
+    let files = match spec::json_files(specs) {
+        Ok(files) => files,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut ok = true;
-    for path in specs {
+    for path in &files {
         match spec::load(path) {
             Ok(s) => {
                 println!(
@@ -32,7 +39,10 @@ pub fn validate(specs: &[PathBuf]) -> ExitCode {
                     s.name(),
                     s.source_label(),
                     s.bucket()
-                )
+                );
+                for part in s.unemulated() {
+                    println!("  warning: {part}");
+                }
             }
             Err(e) => {
                 ok = false;

@@ -93,7 +93,12 @@ mod tests {
     use super::*;
 
     fn source() -> Source<'static> {
-        Source { stream: "s", arn: "arn:aws:firehose:us-east-1:000000000000:deliverystream/s", bucket: "b", version: 2 }
+        Source {
+            stream: "s",
+            arn: "arn:aws:firehose:us-east-1:000000000000:deliverystream/s",
+            bucket: "bkt",
+            version: 2,
+        }
     }
 
     fn codes(events: &[String]) -> Vec<String> {
@@ -109,7 +114,7 @@ mod tests {
         let mut now = Failures {
             put_failures: 2,
             last_put_error: Some(
-                "PUT s3://b/k failed: NoSuchBucket (HTTP 404): The specified bucket does not exist".into(),
+                "PUT s3://bkt/k failed: NoSuchBucket (HTTP 404): The specified bucket does not exist".into(),
             ),
             ..Failures::default()
         };
@@ -123,11 +128,11 @@ mod tests {
         let events = tracker.since_last(&source(), &now);
         assert_eq!(codes(&events), ["S3.NoSuchBucket", "S3.NoSuchBucket", "Lambda.FunctionError"]);
         let first: serde_json::Value = serde_json::from_str(&events[0]).unwrap();
-        assert_eq!(first["destination"], "arn:aws:s3:::b");
+        assert_eq!(first["destination"], "arn:aws:s3:::bkt");
         assert_eq!(first["deliveryStreamVersionId"], 2);
         assert!(tracker.since_last(&source(), &now).is_empty(), "nothing new, nothing logged");
         now.put_failures = 3;
-        now.last_put_error = Some("PUT s3://b/k failed: connection refused".into());
+        now.last_put_error = Some("PUT s3://bkt/k failed: connection refused".into());
         assert_eq!(codes(&tracker.since_last(&source(), &now)), ["InternalError"]);
         // A new delivery counts from zero.
         let restarted = Failures { put_failures: 1, ..now.clone() };

@@ -78,6 +78,8 @@ pub enum DeliveryError {
     Transform(#[from] crate::transform::TransformError),
     #[error("stream {stream}: {source}")]
     Glue { stream: String, source: crate::convert::glue::GlueError },
+    #[error("stream {stream}: {part}. Remove it from the spec to run the stream locally")]
+    Unemulated { stream: String, part: String },
 }
 
 /// A delivery running in the background.

@@ -7,16 +7,13 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::clock::millis_to_datetime;
-use crate::prefix::{DatePattern, KeySource, RenderContext, RenderError, MAX_EVALUATED_PREFIX};
+use crate::prefix::{DatePattern, KeySource, RenderContext, RenderError, RANDOM_STRING_LENGTH};
 use crate::spec::StreamSpec;
 
 /// Stands for `!{firehose:random-string}` in a dynamic-partitioning buffer
 /// key: the string is drawn per object, not per record (else every record
 /// would be its own partition).
 pub const RANDOM_MARKER: char = '\u{1}';
-
-/// Characters in a `!{firehose:random-string}`.
-pub const RANDOM_STRING_LENGTH: usize = 11;
 
 /// Where uuids and random strings come from. Seeded, each object draws from
 /// an RNG seeded by the seed and the object's identity (its buffer, first
@@ -123,12 +120,8 @@ impl Namer {
             error_output_type: None,
             partition_key: &lookup,
         };
-        let prefix = self.spec.prefix().render(&mut ctx)?;
-        let length = prefix.chars().count() + prefix.matches(RANDOM_MARKER).count() * (RANDOM_STRING_LENGTH - 1);
-        if length > MAX_EVALUATED_PREFIX {
-            return Err(RenderError::TooLong { length });
-        }
-        Ok(prefix)
+        // The limit is checked by render, counting each marker as a random string.
+        self.spec.prefix().render(&mut ctx)
     }
 
     /// Key of a dynamic-partitioning object: its buffer's prefix with fresh
@@ -208,7 +201,7 @@ mod tests {
             r#"{{"DeliveryStreamName":"orders-to-s3","DeliveryStreamType":"MSKAsSource",
             "MSKSourceConfiguration":{{"MSKClusterARN":"arn:aws:kafka:us-east-1:123456789012:cluster/shop/x","TopicName":"orders",
               "AuthenticationConfiguration":{{"RoleARN":"arn:aws:iam::123456789012:role/r","Connectivity":"PRIVATE"}}}},
-            "ExtendedS3DestinationConfiguration":{{"RoleARN":"arn:aws:iam::123456789012:role/r","BucketARN":"arn:aws:s3:::b"{extra}}}}}"#
+            "ExtendedS3DestinationConfiguration":{{"RoleARN":"arn:aws:iam::123456789012:role/r","BucketARN":"arn:aws:s3:::bkt"{extra}}}}}"#
         )
     }
 

@@ -100,6 +100,9 @@ impl Plan {
     /// The pre-flight: refuses a Lambda processor with nowhere to run and a
     /// conversion whose Glue table is missing or unreadable.
     pub fn prepare(spec: StreamSpec, settings: &Settings) -> Result<Plan, DeliveryError> {
+        if let Some(part) = spec.unemulated().first() {
+            return Err(DeliveryError::Unemulated { stream: spec.name().to_owned(), part: part.to_string() });
+        }
         settings.functions.config().check(&spec)?;
         let conversion = spec
             .conversion()

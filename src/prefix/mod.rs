@@ -18,6 +18,10 @@ use chrono_tz::Tz;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
     segments: Vec<Segment>,
+    /// The segments the user gave, which Firehose's 512-character limit
+    /// counts; what Firehose adds around them (the default time prefix)
+    /// and streamlab's scope prefix are not counted.
+    counted: std::ops::Range<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +66,9 @@ pub enum RenderError {
     #[error("no value for partition key `{0}`")]
     MissingPartitionKey(String),
 }
+
+/// Length of every `!{firehose:random-string}`.
+pub const RANDOM_STRING_LENGTH: usize = 11;
 
 /// Longest evaluated prefix Firehose accepts.
 pub const MAX_EVALUATED_PREFIX: usize = 512;
@@ -109,20 +116,32 @@ impl Template {
         if !rest.is_empty() {
             segments.push(Segment::Literal(rest.to_owned()));
         }
-        Ok(Self { segments })
+        let counted = 0..segments.len();
+        Ok(Self { segments, counted })
     }
 
     /// A template that is just `!{timestamp:PATTERN}`.
     pub fn timestamp(pattern: &str) -> Self {
         let pattern = DatePattern::parse(pattern).expect("built-in patterns are valid");
-        Self { segments: vec![Segment::Timestamp(pattern)] }
+        Self { segments: vec![Segment::Timestamp(pattern)], counted: 0..1 }
     }
 
-    /// Plain concatenation, as Firehose appends the default time prefix: no
-    /// `/` is inserted between the two.
-    pub fn concat(mut self, other: Template) -> Self {
-        self.segments.extend(other.segments);
+    /// `self` followed by `suffix` by plain concatenation, as Firehose
+    /// appends the default time prefix (no `/` inserted); the suffix does
+    /// not count toward the 512-character limit (AWS accepts a 512-character
+    /// literal `Prefix`).
+    pub fn then_uncounted(mut self, suffix: Template) -> Self {
+        self.segments.extend(suffix.segments);
         self
+    }
+
+    /// `prefix` followed by `self`, the prefix not counted toward the limit
+    /// (a test scope's key prefix).
+    pub fn after_uncounted(self, prefix: Template) -> Self {
+        let shift = prefix.segments.len();
+        let mut segments = prefix.segments;
+        segments.extend(self.segments);
+        Self { segments, counted: self.counted.start + shift..self.counted.end + shift }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -187,9 +206,8 @@ impl Template {
                     error_output_type: Some("metadata-extraction-failed"),
                     partition_key: &|_, _| None,
                 };
-                let length = match self.render(&mut ctx) {
-                    Ok(s) => s.chars().count(),
-                    Err(RenderError::TooLong { length }) => length,
+                let length = match self.render_counted(&mut ctx) {
+                    Ok((_, length)) => length,
                     Err(_) => return None,
                 };
                 longest = longest.max(length);
@@ -198,10 +216,23 @@ impl Template {
         Some(longest)
     }
 
+    /// The evaluated prefix, refused when what counts of it is over
+    /// Firehose's 512 characters.
     pub fn render(&self, ctx: &mut RenderContext<'_>) -> Result<String, RenderError> {
+        let (out, length) = self.render_counted(ctx)?;
+        if length > MAX_EVALUATED_PREFIX {
+            return Err(RenderError::TooLong { length });
+        }
+        Ok(out)
+    }
+
+    /// The evaluated prefix and its length as Firehose's limit counts it.
+    fn render_counted(&self, ctx: &mut RenderContext<'_>) -> Result<(String, usize), RenderError> {
         let local = ctx.instant.with_timezone(&ctx.time_zone);
         let mut out = String::new();
-        for segment in &self.segments {
+        let mut counted = 0;
+        for (i, segment) in self.segments.iter().enumerate() {
+            let before = out.len();
             match segment {
                 Segment::Literal(text) => out.push_str(text),
                 Segment::Timestamp(pattern) => pattern.format_into(&local, &mut out),
@@ -217,12 +248,16 @@ impl Template {
                     out.push_str(&value);
                 }
             }
+            if self.counted.contains(&i) {
+                counted += match segment {
+                    // Firehose's random strings are always 11 characters,
+                    // whatever stands in for them while rendering.
+                    Segment::RandomString => RANDOM_STRING_LENGTH,
+                    _ => out[before..].chars().count(),
+                };
+            }
         }
-        let length = out.chars().count();
-        if length > MAX_EVALUATED_PREFIX {
-            return Err(RenderError::TooLong { length });
-        }
-        Ok(out)
+        Ok((out, counted))
     }
 }
 

@@ -82,9 +82,18 @@ pub struct StreamSpec {
     /// The `CreateDeliveryStream` request as given: what the Firehose API
     /// echoes back in `DescribeDeliveryStream`.
     request: serde_json::Value,
+    /// Parts AWS accepts that streamlab does not emulate (the Decompression
+    /// processor): valid, so `validate` only warns, but refused when the
+    /// stream starts rather than run differently from AWS.
+    unemulated: Vec<Violation>,
 }
 
 impl StreamSpec {
+    /// What AWS would accept in this spec but streamlab cannot run.
+    pub fn unemulated(&self) -> &[Violation] {
+        &self.unemulated
+    }
+
     /// `DeliveryStreamName`.
     pub fn name(&self) -> &str {
         &self.name
@@ -253,8 +262,8 @@ impl StreamSpec {
         self.name = name;
         self.topic = topic;
         self.bucket = bucket;
-        self.prefix = key_prefix.clone().concat(self.prefix);
-        self.error_prefix = key_prefix.clone().concat(self.error_prefix);
+        self.prefix = self.prefix.after_uncounted(key_prefix.clone());
+        self.error_prefix = self.error_prefix.after_uncounted(key_prefix.clone());
         Ok(self)
     }
 }
@@ -417,6 +426,38 @@ impl fmt::Display for Violations<'_> {
         }
         Ok(())
     }
+}
+
+/// Why the files a list of paths names cannot be listed.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonFilesError {
+    #[error("cannot list directory {}: {source}", dir.display())]
+    Read { dir: PathBuf, source: std::io::Error },
+    #[error("the directory {} holds no *.json files; pass spec files, or a directory of them", dir.display())]
+    Empty { dir: PathBuf },
+}
+
+/// The files `paths` name, each directory expanded to its `*.json` files
+/// (sorted): how `up --spec`, `validate` and `--alarm` take a directory.
+pub fn json_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, JsonFilesError> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|source| JsonFilesError::Read { dir: path.clone(), source })?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect();
+            found.sort();
+            if found.is_empty() {
+                return Err(JsonFilesError::Empty { dir: path.clone() });
+            }
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
 }
 
 /// Reads and validates a spec file.

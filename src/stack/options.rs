@@ -212,30 +212,15 @@ pub fn load_alarms(paths: &[PathBuf]) -> Result<Vec<crate::cloudwatch::alarms::A
     Ok(out)
 }
 
-/// The files `paths` name, each directory expanded to its `*.json` files
-/// (sorted); an empty directory is an error naming `flag`.
+/// The files `paths` name, each directory expanded to its `*.json`
+/// files; an empty directory is an error naming `flag`.
 fn json_files(paths: &[PathBuf], flag: &str, what: &str) -> Result<Vec<PathBuf>, StackError> {
-    let mut files = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
-                .map_err(|source| StackError::Io { path: path.clone(), source })?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "json"))
-                .collect();
-            found.sort();
-            if found.is_empty() {
-                return Err(StackError::Options(format!(
-                    "{flag} {}: the directory holds no *.json {what}",
-                    path.display()
-                )));
-            }
-            files.extend(found);
-        } else {
-            files.push(path.clone());
+    spec::json_files(paths).map_err(|e| match e {
+        spec::JsonFilesError::Empty { dir } => {
+            StackError::Options(format!("{flag} {}: the directory holds no *.json {what}", dir.display()))
         }
-    }
-    Ok(files)
+        spec::JsonFilesError::Read { dir, source } => StackError::Io { path: dir, source },
+    })
 }
 
 pub fn load_specs(paths: &[PathBuf]) -> Result<Vec<(PathBuf, StreamSpec)>, StackError> {

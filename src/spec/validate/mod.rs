@@ -41,6 +41,7 @@ pub struct Violation {
 }
 
 mod conversion;
+mod names;
 mod prefixes;
 mod processing;
 #[cfg(test)]
@@ -125,12 +126,26 @@ fn aws_member(path: &str) -> String {
         .join(".")
 }
 
+/// What checking found: violations refuse the spec; `unemulated` are
+/// parts AWS accepts that streamlab cannot run, so the spec is valid
+/// (`validate` warns) and starting it is refused ([`StreamSpec::unemulated`]).
 #[derive(Default)]
-struct Report(Vec<Violation>);
+struct Report {
+    violations: Vec<Violation>,
+    unemulated: Vec<Violation>,
+}
 
 impl Report {
     fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(Violation { path: path.into(), message: message.into() });
+        self.violations.push(Violation { path: path.into(), message: message.into() });
+    }
+
+    /// A field AWS accepts whose behaviour streamlab does not emulate.
+    fn unemulated(&mut self, path: impl Into<String>, what: &str) {
+        self.unemulated.push(Violation {
+            path: path.into(),
+            message: format!("streamlab does not emulate {what}; AWS accepts it, but a local stack or `deliver` refuses to run this stream"),
+        });
     }
 
     /// One of Firehose's prefix rules.
@@ -238,7 +253,8 @@ pub fn validate(value: &Value) -> Result<StreamSpec, Vec<Violation>> {
     let mut report = Report::default();
     let spec = check(&request, &mut report);
     match spec {
-        Some(mut spec) if report.0.is_empty() => {
+        Some(mut spec) if report.violations.is_empty() => {
+            spec.unemulated = report.unemulated;
             // serde_json's map keeps keys sorted, so these serializations are
             // canonical: formatting and key order are not changes.
             let digest = |parts: &[&Value]| {
@@ -251,7 +267,7 @@ pub fn validate(value: &Value) -> Result<StreamSpec, Vec<Violation>> {
             spec.request = value.clone();
             Ok(spec)
         }
-        _ => Err(report.0),
+        _ => Err(report.violations),
     }
 }
 
@@ -260,10 +276,10 @@ pub fn validate(value: &Value) -> Result<StreamSpec, Vec<Violation>> {
 pub fn validate_stream_encryption(input: &Value) -> Result<(), Vec<Violation>> {
     let mut report = Report::default();
     check_stream_encryption(input, "DeliveryStreamEncryptionConfigurationInput", &mut report);
-    if report.0.is_empty() {
+    if report.violations.is_empty() {
         Ok(())
     } else {
-        Err(report.0)
+        Err(report.violations)
     }
 }
 
@@ -375,6 +391,7 @@ fn check(req: &CreateDeliveryStream, r: &mut Report) -> Option<StreamSpec> {
         destination: Value::Null,
         destination_sha256: String::new(),
         request: Value::Null,
+        unemulated: Vec::new(),
     })
 }
 
@@ -435,7 +452,11 @@ fn check_source(msk: &raw::MskSourceConfiguration, r: &mut Report) -> Option<(St
     }
     let topic = r.required(&format!("{MSK}.TopicName"), &msk.topic_name);
     if let Some(topic) = topic {
-        r.string(&format!("{MSK}.TopicName"), topic, 1, 255, Some((&TOPIC, r"[a-zA-Z0-9\._\-]+")));
+        if r.string(&format!("{MSK}.TopicName"), topic, 1, 255, Some((&TOPIC, r"[a-zA-Z0-9\._\-]+"))) {
+            if let Some(problem) = names::topic_problem(topic) {
+                r.add(format!("{MSK}.TopicName"), problem);
+            }
+        }
     }
     let auth_path = format!("{MSK}.AuthenticationConfiguration");
     if let Some(auth) = r.required(&auth_path, &msk.authentication_configuration) {
@@ -498,7 +519,12 @@ fn check_destination(
     r.role_arn(&format!("{S3}.RoleARN"), &s3.role_arn);
     let bucket = r.required(&format!("{S3}.BucketARN"), &s3.bucket_arn).and_then(|arn| {
         r.string(&format!("{S3}.BucketARN"), arn, 1, 2048, Some((&BUCKET_ARN, r"arn:.*:s3:::[\w\.\-]{1,255}")));
-        BUCKET_ARN.captures(arn).map(|c| c[1].to_owned())
+        let bucket = BUCKET_ARN.captures(arn).map(|c| c[1].to_owned())?;
+        if let Some(problem) = names::bucket_name_problem(&bucket) {
+            r.add(format!("{S3}.BucketARN"), format!("bucket name {bucket:?}: {problem}"));
+            return None;
+        }
+        Some(bucket)
     });
 
     let conversion = check_conversion(s3, region, r);
@@ -529,7 +555,7 @@ fn check_destination(
         // `<Prefix><error-output-type>/yyyy/MM/dd/HH/`.
         Template::parse(&format!("{}!{{firehose:error-output-type}}/", s3.prefix.as_deref().unwrap_or("")))
             .ok()?
-            .concat(Template::timestamp("yyyy/MM/dd/HH/"))
+            .then_uncounted(Template::timestamp("yyyy/MM/dd/HH/"))
     } else {
         error_prefix
     };
@@ -562,7 +588,7 @@ fn with_default_time(prefix: Template) -> Template {
     if prefix.has_timestamp() || prefix.has_partition_keys() {
         prefix
     } else {
-        prefix.concat(Template::timestamp("yyyy/MM/dd/HH/"))
+        prefix.then_uncounted(Template::timestamp("yyyy/MM/dd/HH/"))
     }
 }
 

@@ -116,6 +116,10 @@ pub(super) fn check_processing(
                 );
                 ok = false;
             }
+            // Valid on AWS; refused when the stream starts (Plan::prepare).
+            "Decompression" | "CloudWatchLogProcessing" => {
+                r.unemulated(format!("{at}.Type"), &format!("the {kind} processor"))
+            }
             _ => {
                 r.unsupported(format!("{at}.Type"), &format!("the {kind} processor"));
                 ok = false;

@@ -45,13 +45,13 @@ fn minimal_spec_gets_firehose_defaults() {
     assert_eq!(spec.extension, "");
     assert_eq!(spec.start, StartPosition::ActivationTime);
     assert!(!spec.append_newline);
-    assert_eq!(spec.prefix, Template::timestamp("yyyy/MM/dd/HH/"));
+    assert_eq!(spec.prefix, Template::parse("").unwrap().then_uncounted(Template::timestamp("yyyy/MM/dd/HH/")));
 }
 
 #[test]
 fn prefix_without_timestamp_gets_default_appended_without_slash() {
     let spec = validate(&with(base(), &[S3, "Prefix"], json!("legacy"))).unwrap();
-    assert_eq!(spec.prefix, Template::parse("legacy").unwrap().concat(Template::timestamp("yyyy/MM/dd/HH/")));
+    assert_eq!(spec.prefix, Template::parse("legacy").unwrap().then_uncounted(Template::timestamp("yyyy/MM/dd/HH/")));
 }
 
 #[test]
@@ -163,4 +163,43 @@ fn time_zones_follow_aws_s_list() {
             assert!(m[0].contains("Provided custom time zone is not supported. Custom time zones are limited to UTC and non-3-letter IANA time zones."), "{m:?}");
         }
     }
+}
+
+/// Measured on AWS: the limit counts the `Prefix` given, not the default
+/// time prefix Firehose appends to a literal one.
+#[test]
+fn a_literal_prefix_of_512_characters_is_accepted_and_513_refused() {
+    let spec = validate(&with(base(), &[S3, "Prefix"], json!("p".repeat(512)))).unwrap();
+    let mut random = || "r".repeat(11);
+    let mut ctx = crate::prefix::RenderContext {
+        instant: chrono::DateTime::from_timestamp(1_796_392_800, 0).unwrap(),
+        time_zone: chrono_tz::UTC,
+        random_string: &mut random,
+        error_output_type: None,
+        partition_key: &|_, _| None,
+    };
+    // It renders too: objects of the accepted spec are delivered.
+    assert_eq!(spec.prefix.render(&mut ctx).unwrap(), format!("{}2026/12/04/14/", "p".repeat(512)));
+    let refused = messages(with(base(), &[S3, "Prefix"], json!("p".repeat(513))));
+    assert!(refused.iter().any(|m| m.contains("it evaluates to 513 characters")), "{refused:?}");
+}
+
+/// AWS accepts the Decompression processor; streamlab does not emulate it,
+/// so the spec is valid with a note and refused only when it would start.
+#[test]
+fn decompression_is_valid_but_marked_unemulated() {
+    let processing = json!({"Enabled": true, "Processors": [
+        {"Type": "Decompression", "Parameters": [{"ParameterName": "CompressionFormat", "ParameterValue": "GZIP"}]},
+        {"Type": "CloudWatchLogProcessing", "Parameters": [{"ParameterName": "DataMessageExtraction", "ParameterValue": "true"}]}
+    ]});
+    let spec = validate(&with(base(), &[S3, "ProcessingConfiguration"], processing)).unwrap();
+    let notes: Vec<String> = spec.unemulated().iter().map(ToString::to_string).collect();
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert!(
+        notes[0].starts_with(&format!(
+            "{S3}.ProcessingConfiguration.Processors[0].Type: streamlab does not emulate the Decompression processor"
+        )),
+        "{notes:?}"
+    );
+    assert!(validate(&base()).unwrap().unemulated().is_empty());
 }

@@ -1,7 +1,7 @@
 //! The S3 side of the harness: buckets, and reading back what landed with
 //! the headers Firehose sets.
 
-use aws_sdk_s3::error::DisplayErrorContext;
+use crate::aws_error::SdkFailure;
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 
@@ -17,7 +17,7 @@ pub async fn create_bucket(client: &Client, bucket: &str) -> Result<(), HarnessE
             if code == "BucketAlreadyOwnedByYou" || code == "BucketAlreadyExists" {
                 Ok(())
             } else {
-                Err(HarnessError::Bucket { bucket: bucket.to_owned(), detail: DisplayErrorContext(&e).to_string() })
+                Err(HarnessError::Bucket { bucket: bucket.to_owned(), detail: SdkFailure::of(&e).to_string() })
             }
         }
     }
@@ -49,7 +49,7 @@ pub async fn list_keys_under(client: &Client, bucket: &str, prefix: &str) -> Res
         let page = page.map_err(|e| HarnessError::Read {
             bucket: bucket.to_owned(),
             key: String::new(),
-            detail: DisplayErrorContext(&e).to_string(),
+            detail: SdkFailure::of(&e).to_string(),
         })?;
         keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
     }
@@ -66,7 +66,7 @@ pub async fn read_object(client: &Client, bucket: &str, key: &str) -> Result<Sto
         .key(key)
         .send()
         .await
-        .map_err(|e| fail(DisplayErrorContext(&e).to_string()))?;
+        .map_err(|e| fail(SdkFailure::of(&e).to_string()))?;
     let content_type = got.content_type().map(str::to_owned);
     let content_encoding = got.content_encoding().map(str::to_owned);
     let server_side_encryption = got.server_side_encryption().map(|s| s.as_str().to_owned());
@@ -103,7 +103,7 @@ pub async fn delete_under(client: &Client, bucket: &str, prefix: &str) -> Result
         client.delete_object().bucket(bucket).key(key).send().await.map_err(|e| HarnessError::Read {
             bucket: bucket.to_owned(),
             key: key.clone(),
-            detail: format!("cannot delete: {}", DisplayErrorContext(&e)),
+            detail: format!("cannot delete: {}", SdkFailure::of(&e)),
         })?;
     }
     Ok(keys.len())

@@ -20,6 +20,7 @@
 //! - [`deploy`]: the same spec files deployed with aws-sdk-firehose, to the stack or to AWS;
 //! - [`cloudwatch`]: Firehose's metrics, alarms and error logs, served by a stack or published by `deliver --cloudwatch`;
 //! - [`aws_error`]: one readable line from an AWS SDK error;
+//! - [`exit_cleanup`]: the env files and temporary directories an aborted exit still removes;
 //! - [`harness`]: reading back what landed and what topics hold, and `deliver` as a child process;
 //! - [`landing`]: what landed, decoded, for tables, snapshots and checks;
 //! - [`checks`]: expectations and snapshot files evaluated against a landing;
@@ -37,6 +38,7 @@ pub mod convert;
 pub mod delivery;
 pub mod deploy;
 pub mod events;
+pub mod exit_cleanup;
 pub mod extract;
 pub mod faults;
 pub mod harness;

@@ -63,7 +63,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Sandbox(args) => cli::tools::sandbox(args).await.map(done),
         Command::Soak(args) => cli::tools::soak(args).await,
         Command::Bench(args) => cli::tools::bench(args).await,
-        Command::Up(args) => cli::stack::up(args).await.map(done),
+        Command::Up(args) => cli::stack::up(args).await,
         Command::Run(args) => cli::stack::run(args).await,
         Command::Clock { command } => cli::stack::clock(command).await,
         Command::Flush { stream, control } => cli::stack::flush(stream, control).await,

@@ -71,7 +71,14 @@ pub enum ProducerError {
     Send { topic: String, bootstrap: String, source: KafkaError },
     #[error("{failed} of {sent} events were not acknowledged by the broker at {bootstrap} (first error: {first}); they are not in the topic")]
     Undelivered { failed: u64, sent: u64, bootstrap: String, first: String },
+    #[error("stopped with {unanswered} of {sent} events not acknowledged by the broker at {bootstrap} within {STOP_GRACE:?}; they may not be in the topic. Is the broker up?")]
+    Stopped { unanswered: usize, sent: u64, bootstrap: String },
 }
+
+/// How long a stopped producer waits for the broker to acknowledge what it
+/// sent: a command stops within about this much of Ctrl-C, whatever the
+/// broker does (librdkafka alone would retry for `message.timeout.ms`).
+pub const STOP_GRACE: Duration = Duration::from_millis(1500);
 
 /// Publishes generated events until `count` is reached or `shutdown` fires,
 /// then waits for every delivery report.
@@ -165,9 +172,12 @@ pub async fn publish_with(
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     stats.backpressure_waits.fetch_add(1, Ordering::Relaxed);
-                    match pending.next().await {
-                        Some(report) => account(report, &stats, &mut first_error),
-                        None => tokio::time::sleep(Duration::from_millis(5)).await,
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        report = pending.next() => match report {
+                            Some(report) => account(report, &stats, &mut first_error),
+                            None => tokio::time::sleep(Duration::from_millis(5)).await,
+                        },
                     }
                 }
                 Err((source, _)) => {
@@ -183,13 +193,38 @@ pub async fn publish_with(
             account(report, &stats, &mut first_error);
         }
         if pending.len() >= MAX_IN_FLIGHT {
-            if let Some(report) = pending.next().await {
-                account(report, &stats, &mut first_error);
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                Some(report) = pending.next() => account(report, &stats, &mut first_error),
             }
         }
     }
-    while let Some(report) = pending.next().await {
-        account(report, &stats, &mut first_error);
+    // Every report, or once stopped, those that come within STOP_GRACE.
+    let mut stop_at = shutdown.is_cancelled().then(|| Instant::now() + STOP_GRACE);
+    loop {
+        let report = match stop_at {
+            None => tokio::select! {
+                report = pending.next() => report,
+                () = shutdown.cancelled() => {
+                    stop_at = Some(Instant::now() + STOP_GRACE);
+                    continue;
+                }
+            },
+            Some(at) => tokio::select! {
+                report = pending.next() => report,
+                () = tokio::time::sleep_until(at) => {
+                    return Err(ProducerError::Stopped {
+                        unanswered: pending.len(),
+                        sent: stats.sent.load(Ordering::Relaxed),
+                        bootstrap: bootstrap.to_owned(),
+                    });
+                }
+            },
+        };
+        match report {
+            Some(report) => account(report, &stats, &mut first_error),
+            None => break,
+        }
     }
     let _ = producer.flush(Duration::from_secs(10));
     match first_error {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-use streamlab::backend::{find_tansu, free_port, TansuBroker};
+use streamlab::backend::{find_tansu, free_port, BrokerSettings, BrokerStorage, TansuBroker};
 use streamlab::clock::SystemClock;
 use streamlab::harness;
 use streamlab::kafka::{KafkaConnection, Tls};
@@ -85,8 +85,13 @@ async fn a_tls_cluster_is_reached_with_its_ca_and_refused_without_it() -> Result
     let proxy_port = proxy.local_addr()?.port();
     let broker_port = free_port()?;
     tls_proxy(proxy, broker_port, &ca).await?;
-    let _broker =
-        TansuBroker::start(&find_tansu()?, dir.path(), broker_port, Some(proxy_port), None).await.context("tansu")?;
+    let settings = BrokerSettings {
+        port: broker_port,
+        advertised: Some(proxy_port),
+        auto_create_partitions: None,
+        storage: BrokerStorage::Memory,
+    };
+    let _broker = TansuBroker::start(&find_tansu()?, dir.path(), &settings).await.context("tansu")?;
     let bootstrap = format!("127.0.0.1:{proxy_port}");
 
     let tls = Tls { ca_file: Some(write_pem(dir.path(), "ca.pem", &ca)?), client_certificate: None };

@@ -18,7 +18,7 @@ use std::sync::Arc;
 pub use container::{docker_reachable, remove_own_containers};
 pub use local_s3::LocalS3;
 pub use localstack::{localstack_python, LocalStackProcess, LOCALSTACK_VERSION};
-pub use tansu::{find_tansu, TansuBroker};
+pub use tansu::{find_tansu, BrokerSettings, BrokerStorage, TansuBroker};
 
 use crate::delivery::sink::{S3Settings, StaticCredentials};
 use crate::faults::{Faults, KafkaProxy, S3FaultPlan};
@@ -163,11 +163,22 @@ pub struct BackendOptions {
     /// For [`BackendKind::External`]: where the cluster and S3 are; default
     /// from the environment ([`external::ExternalSettings::from_env`]).
     pub external: Option<external::ExternalSettings>,
+    /// Keep the local broker's topics and committed offsets in this
+    /// directory, every acknowledged write fsync'd, so a restart on it
+    /// resumes; `None` keeps them in memory (faster, gone with the process).
+    pub broker_data: Option<PathBuf>,
 }
 
 impl BackendOptions {
     pub fn new(kind: BackendKind, work_dir: impl Into<PathBuf>) -> Self {
-        Self { kind, work_dir: work_dir.into(), fault_seed: None, auto_create_partitions: None, external: None }
+        Self {
+            kind,
+            work_dir: work_dir.into(),
+            fault_seed: None,
+            auto_create_partitions: None,
+            external: None,
+            broker_data: None,
+        }
     }
 }
 
@@ -266,7 +277,13 @@ impl Backend {
                     (Some(Faults { s3: Arc::new(S3FaultPlan::new(seed)), kafka: Arc::new(proxy) }), Some(advertised))
                 }
             };
-            match TansuBroker::start(&binary, work_dir, port, advertised, options.auto_create_partitions).await {
+            let storage = match &options.broker_data {
+                Some(dir) => BrokerStorage::Dir(dir.clone()),
+                None => BrokerStorage::Memory,
+            };
+            let settings =
+                BrokerSettings { port, advertised, auto_create_partitions: options.auto_create_partitions, storage };
+            match TansuBroker::start(&binary, work_dir, &settings).await {
                 Ok(broker) => break (broker, faults),
                 Err(e) if attempt < BROKER_START_ATTEMPTS => {
                     tracing::debug!(error = %e, port, "broker did not start; trying another port");

@@ -68,18 +68,54 @@ pub struct TansuBroker {
     log: PathBuf,
 }
 
+/// Where the broker keeps topics and committed offsets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerStorage {
+    /// In memory: the fastest, gone when the broker stops.
+    Memory,
+    /// On disk in this directory (tansu's DynoStore on files, streamlab's
+    /// storage patch): every acknowledged write is fsync'd, and a broker
+    /// started again on the directory has every topic, record and offset.
+    Dir(PathBuf),
+}
+
+impl BrokerStorage {
+    /// tansu's `--storage-engine` URL.
+    fn url(&self) -> Result<String, BackendError> {
+        match self {
+            BrokerStorage::Memory => Ok("memory://tansu/".into()),
+            BrokerStorage::Dir(dir) => {
+                std::fs::create_dir_all(dir).map_err(|source| BackendError::Io { path: dir.clone(), source })?;
+                let dir = dir.canonicalize().map_err(|source| BackendError::Io { path: dir.clone(), source })?;
+                let url = url::Url::from_directory_path(&dir).map_err(|()| BackendError::TansuStart {
+                    reason: format!("{} cannot be a file:// URL", dir.display()),
+                    log: String::new(),
+                    tail: String::new(),
+                })?;
+                Ok(url.to_string())
+            }
+        }
+    }
+}
+
+/// How to start the broker.
+#[derive(Debug, Clone)]
+pub struct BrokerSettings {
+    pub port: u16,
+    /// The port clients are told to use (a proxy in front of the broker),
+    /// if not `port`.
+    pub advertised: Option<u16>,
+    /// Kafka's `auto.create.topics.enable` with this many partitions per
+    /// created topic.
+    pub auto_create_partitions: Option<i32>,
+    pub storage: BrokerStorage,
+}
+
 impl TansuBroker {
-    /// Starts tansu on `port`, advertising `advertised` (a proxy in front of
-    /// it) or its own address.
-    /// `auto_create_partitions` turns on Kafka's `auto.create.topics.enable`
-    /// with that many partitions per created topic.
-    pub async fn start(
-        binary: &Path,
-        work_dir: &Path,
-        port: u16,
-        advertised: Option<u16>,
-        auto_create_partitions: Option<i32>,
-    ) -> Result<Self, BackendError> {
+    /// Starts tansu as `settings` say, its log in `work_dir/tansu.log`.
+    pub async fn start(binary: &Path, work_dir: &Path, settings: &BrokerSettings) -> Result<Self, BackendError> {
+        let BrokerSettings { port, advertised, auto_create_partitions, ref storage } = *settings;
+        let storage_url = storage.url()?;
         let log = work_dir.join("tansu.log");
         let log_file = std::fs::File::create(&log).map_err(|source| BackendError::Io { path: log.clone(), source })?;
         let log_err = log_file.try_clone().map_err(|source| BackendError::Io { path: log.clone(), source })?;
@@ -89,7 +125,7 @@ impl TansuBroker {
         let mut command = Command::new(binary);
         command
             .arg("broker")
-            .args(["--storage-engine", "memory://tansu/"])
+            .args(["--storage-engine", &storage_url])
             .args(["--listener-url", &url])
             .args(["--advertised-listener-url", &advertised_url])
             .env("RUST_LOG", std::env::var("STREAMLAB_TANSU_LOG").unwrap_or_else(|_| "warn".into()))

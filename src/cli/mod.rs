@@ -291,8 +291,10 @@ pub struct StackArgs {
     /// Write the endpoints here as KEY=value lines once the stack is ready.
     #[arg(long)]
     env_file: Option<PathBuf>,
-    /// Keep the broker log and S3 data here; default a temporary directory
-    /// removed at exit.
+    /// Keep the stack's state here: the broker's topics, records and offsets
+    /// (fsync'd), S3's objects, API-created streams and the manual clock,
+    /// so `up` started again on it resumes. Default: a temporary directory
+    /// removed at exit, the broker in memory.
     #[arg(long)]
     work_dir: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = BackendArg::Local, env = "STREAMLAB_BACKEND")]
@@ -760,23 +762,36 @@ impl ConnectionArgs {
     }
 }
 
-/// Cancels the token on Ctrl-C or SIGTERM; a second Ctrl-C exits at once.
+/// Cancels the token on Ctrl-C, SIGTERM or SIGHUP (a closed terminal):
+/// the command stops as asked, delivering what it holds. A second signal
+/// aborts at once, still removing the env file and temporary directory
+/// ([`streamlab::exit_cleanup`]) and the containers this run started.
 pub fn shutdown_on_signals() -> CancellationToken {
+    use tokio::signal::unix::{signal, SignalKind};
     let token = CancellationToken::new();
     let fired = token.clone();
+    let (interrupt, terminate, hangup) =
+        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()));
+    let (Ok(mut interrupt), Ok(mut terminate), Ok(mut hangup)) = (interrupt, terminate, hangup) else {
+        // Only when the runtime has no signal driver, a bug of ours.
+        eprintln!("cannot install signal handlers; Ctrl-C stops without delivering");
+        return token;
+    };
     tokio::spawn(async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        eprintln!("shutting down (Ctrl-C again to abort)");
+        let name = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+            _ = hangup.recv() => "SIGHUP",
+        };
+        eprintln!("{name}: shutting down (Ctrl-C again to abort)");
         fired.cancel();
-        let _ = tokio::signal::ctrl_c().await;
-        // Exiting skips every destructor: containers this run started would
-        // stay up until the next start removed them, so remove them now.
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        // Exiting skips every destructor: remove what they would have.
         eprintln!("aborting");
+        streamlab::exit_cleanup::remove_all();
         let _ = tokio::time::timeout(Duration::from_secs(10), streamlab::backend::remove_own_containers()).await;
         std::process::exit(130);
     });

@@ -59,6 +59,7 @@ pub fn validate(specs: &[PathBuf]) -> ExitCode {
 
 /// `streamlab produce`.
 pub async fn produce(args: ProduceArgs) -> Result<()> {
+    let shutdown = shutdown_on_signals();
     let clock = args.clock.clock();
     let speedup = args.clock.speedup.unwrap_or(1.0);
     let mut generator = GeneratorConfig::new(args.seed, args.start.unwrap_or_else(|| clock.now_millis()));
@@ -74,7 +75,6 @@ pub async fn produce(args: ProduceArgs) -> Result<()> {
         event_timestamps: args.timestamps == TimestampSource::Event,
     };
     let stats = Arc::new(ProducerStats::default());
-    let shutdown = shutdown_on_signals();
     let progress = {
         let stats = stats.clone();
         tokio::spawn(async move {

@@ -144,8 +144,39 @@ pub async fn snapshot(command: SnapshotCommand) -> Result<ExitCode> {
     }
 }
 
+/// Says what a stop left undelivered, per stream, and whether it survives:
+/// in the broker for the next start on the same `--work-dir` (or cluster),
+/// or lost with an in-memory broker. Empty when everything was delivered.
+fn undelivered(
+    stack: &streamlab::stack::Stack,
+    stats: &std::collections::BTreeMap<String, std::sync::Arc<streamlab::delivery::stats::DeliveryStats>>,
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (stream, stats) in stats {
+        let left = streamlab::delivery::stats::Summary::of(stats).undelivered();
+        if left == 0 {
+            continue;
+        }
+        let cause = stats.last_put_error().map(|e| format!(" (last S3 error: {e})")).unwrap_or_default();
+        lines.push(format!("{stream}: {left} records read were not delivered{cause}"));
+    }
+    if lines.is_empty() {
+        return lines;
+    }
+    lines.push(match stack.kept_dir() {
+        _ if !stack.broker_outlives_stack() => "they are lost: the local broker kept them in memory; start with --work-dir DIR to keep the broker's data across a stop".to_owned(),
+        Some(dir) => format!(
+            "they stay in the broker, uncommitted, in {}: the next `streamlab up --work-dir {}` delivers them",
+            dir.display(),
+            dir.display()
+        ),
+        None => "they stay in the cluster, uncommitted: the next start reads them again".to_owned(),
+    });
+    lines
+}
+
 /// `streamlab up`.
-pub async fn up(args: UpArgs) -> Result<()> {
+pub async fn up(args: UpArgs) -> Result<ExitCode> {
     let shutdown = shutdown_on_signals();
     let started = Instant::now();
     let running = streamlab::stack::run::up(args.stack.options(), args.stack.env_file.as_deref()).await?;
@@ -173,13 +204,14 @@ pub async fn up(args: UpArgs) -> Result<()> {
     }
     shutdown.cancelled().await;
     let stats = stack.shutdown().await?;
-    for (stream, stats) in stats {
+    for (stream, stats) in &stats {
         eprintln!("{stream}: {} records read, {} delivered", stats.read(), stats.delivered());
     }
-    if let Some(path) = &args.stack.env_file {
-        let _ = std::fs::remove_file(path);
+    let problems = undelivered(stack, &stats);
+    for problem in &problems {
+        eprintln!("FAILED: {problem}");
     }
-    Ok(())
+    Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// `streamlab run`.
@@ -206,12 +238,11 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     };
     let report = streamlab::stack::run::run(&running, &args.command, &checks, &shutdown).await;
     let shutdown_result = running.stack.shutdown().await;
+    let left = shutdown_result.as_ref().map(|stats| undelivered(&running.stack, stats)).unwrap_or_default();
     drop(running);
-    if let Some(path) = &args.stack.env_file {
-        let _ = std::fs::remove_file(path);
-    }
-    let report = report?;
+    let mut report = report?;
     shutdown_result?;
+    report.problems.extend(left);
     print!("{}", report.landing.render_table());
     let command = args.command.join(" ");
     match report.command_status {

@@ -66,8 +66,14 @@ impl ErrorEvents {
         };
         let failed_puts = growth(now.put_failures, logged.put_failures);
         if failed_puts > 0 {
-            let (code, message) = logs::s3_error(&s3_code(now.last_put_error.as_deref().unwrap_or_default()));
-            push(failed_puts, code, message);
+            let error = now.last_put_error.as_deref().unwrap_or_default();
+            let (code, message) = logs::s3_error(&s3_code(error));
+            // AWS's InternalError text says nothing of the cause; a local
+            // S3 that knows it (a full disk) says it after.
+            match cause(error).filter(|_| code == "InternalError") {
+                Some(cause) => push(failed_puts, code, &format!("{message} Cause: {cause}")),
+                None => push(failed_puts, code, message),
+            }
         }
         for (code, tally) in &now.records {
             let before = logged.records.get(code).map_or(0, |t| t.records);
@@ -81,6 +87,15 @@ impl ErrorEvents {
     pub fn retain(&mut self, present: &[&str]) {
         self.logged.retain(|name, _| present.contains(&name.as_str()));
     }
+}
+
+/// What the failed PUT said beyond its code: S3's message, unless it is
+/// S3's own text that says nothing (`We encountered an internal error.
+/// Please try again.`), or the transport's error.
+fn cause(error: &str) -> Option<&str> {
+    let detail = error.split_once("failed: ")?.1;
+    let said = detail.split_once("): ").map_or(detail, |(_, message)| message).trim();
+    (!said.is_empty() && !said.starts_with("We encountered an internal error. Please try again")).then_some(said)
 }
 
 /// S3's error code in a PUT error as the sink formats it.
@@ -133,10 +148,22 @@ mod tests {
         assert!(tracker.since_last(&source(), &now).is_empty(), "nothing new, nothing logged");
         now.put_failures = 3;
         now.last_put_error = Some("PUT s3://bkt/k failed: connection refused".into());
-        assert_eq!(codes(&tracker.since_last(&source(), &now)), ["InternalError"]);
+        let refused = tracker.since_last(&source(), &now);
+        assert_eq!(codes(&refused), ["InternalError"]);
+        let message = serde_json::from_str::<serde_json::Value>(&refused[0]).unwrap()["message"].clone();
+        assert_eq!(message, "An internal error occurred while attempting to deliver data. Delivery will be retried; if the error persists, then it will be reported to AWS for resolution. Cause: connection refused");
         // A new delivery counts from zero.
         let restarted = Failures { put_failures: 1, ..now.clone() };
         assert_eq!(codes(&tracker.since_last(&source(), &restarted)), ["InternalError"]);
+    }
+
+    #[test]
+    fn a_full_disk_is_named_and_s3s_own_internal_error_text_is_not_repeated() {
+        let full = "PUT s3://bkt/k failed: InternalError (HTTP 500): We encountered an internal error: No space left on device (os error 28)";
+        assert_eq!(cause(full), Some("We encountered an internal error: No space left on device (os error 28)"));
+        let bare =
+            "PUT s3://bkt/k failed: InternalError (HTTP 500): We encountered an internal error. Please try again.";
+        assert_eq!(cause(bare), None);
     }
 
     #[test]

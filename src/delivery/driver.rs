@@ -456,7 +456,7 @@ impl<S: RecordSource, K: ObjectSink> Driver<S, K> {
             match tokio::time::timeout_at(deadline, processed(&mut self.transform)).await {
                 Ok(processed) => self.on_processed(processed),
                 Err(_) => {
-                    warn!("the Lambda function did not process the last records within {SHUTDOWN_GRACE:?}; they will be read again on the next start");
+                    warn!("the Lambda function did not process the last records within {SHUTDOWN_GRACE:?}; their records stay uncommitted");
                     return;
                 }
             }
@@ -476,7 +476,7 @@ impl<S: RecordSource, K: ObjectSink> Driver<S, K> {
             let Some(written) = (tokio::select! {
                 written = self.writes.join_next() => written,
                 () = &mut deadline, if !self.writer.give_up.is_cancelled() => {
-                    warn!("S3 did not take the last objects within {SHUTDOWN_GRACE:?}; they will be read again on the next start");
+                    warn!("S3 did not take the last objects within {SHUTDOWN_GRACE:?}; their records stay uncommitted");
                     self.writer.give_up.cancel();
                     continue;
                 }

@@ -253,7 +253,11 @@ impl Router {
 
     /// The error record Firehose writes for `record`: one JSON line under the
     /// error prefix of the error's type.
+    /// The attempt ends on the stack's clock, but never before the record
+    /// arrived: a record stamped ahead of that clock (a producer on wall
+    /// time, a manual clock set back) would otherwise end before it began.
     pub fn error_record(kind: &ErrorKind, record: Record, now_ms: i64) -> (BufferKey, Record) {
+        let now_ms = now_ms.max(record.timestamp_ms);
         if let ErrorKind::Conversion { error, table } = kind {
             let line = ConversionErrorLine {
                 attempts_made: 1,
@@ -287,5 +291,26 @@ impl Router {
         let mut value = serde_json::to_vec(&line).expect("JSON values serialize");
         value.push(b'\n');
         (BufferKey::Error(kind.output_type()), Record { value: Bytes::from(value), ..record })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(now_ms: i64, arrival_ms: i64) -> serde_json::Value {
+        let record = Record { partition: 0, offset: 7, timestamp_ms: arrival_ms, value: Bytes::from_static(b"{}") };
+        let (_, line) = Router::error_record(&ErrorKind::RecordTooLarge { bytes: 2 }, record, now_ms);
+        serde_json::from_slice(&line.value).unwrap()
+    }
+
+    #[test]
+    fn an_attempt_never_ends_before_its_record_arrived() {
+        // Measured: 1796392816531 ending before 1796392825420 arriving.
+        let ahead = line(1_796_392_816_531, 1_796_392_825_420);
+        assert_eq!(ahead["arrivalTimestamp"], 1_796_392_825_420_i64);
+        assert_eq!(ahead["attemptEndingTimestamp"], 1_796_392_825_420_i64);
+        let behind = line(1_796_392_830_000, 1_796_392_825_420);
+        assert_eq!(behind["attemptEndingTimestamp"], 1_796_392_830_000_i64);
     }
 }

@@ -60,13 +60,8 @@ pub async fn list_keys_under(client: &Client, bucket: &str, prefix: &str) -> Res
 /// One object with its headers.
 pub async fn read_object(client: &Client, bucket: &str, key: &str) -> Result<StoredObject, HarnessError> {
     let fail = |detail: String| HarnessError::Read { bucket: bucket.to_owned(), key: key.to_owned(), detail };
-    let got = client
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| fail(SdkFailure::of(&e).to_string()))?;
+    let got =
+        client.get_object().bucket(bucket).key(key).send().await.map_err(|e| fail(SdkFailure::of(&e).to_string()))?;
     let content_type = got.content_type().map(str::to_owned);
     let content_encoding = got.content_encoding().map(str::to_owned);
     let server_side_encryption = got.server_side_encryption().map(|s| s.as_str().to_owned());

@@ -35,9 +35,10 @@ pub mod run;
 mod scope;
 mod serve;
 mod status;
+mod work_dir;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,7 +48,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::backend::{Backend, BackendKind, BackendOptions};
-use crate::clock::{ManualClock, SharedClock};
+use crate::clock::{Clock as _, ManualClock, SharedClock};
 use crate::delivery::sink::{self, S3Sink};
 use crate::delivery::source::{Membership, SourceSettings};
 use crate::delivery::state::{StateStore, TopicStateStore};
@@ -60,6 +61,7 @@ use crate::producer::{self, ProducerStats};
 use crate::spec::StreamSpec;
 use crate::transform::Functions;
 use intake::{Intake, PutOutcome, Putter};
+use work_dir::WorkDir;
 
 pub use crate::clock::ClockMode;
 pub use crate::producer::Timestamps;
@@ -198,21 +200,6 @@ fn unknown(streams: &[Stream], name: &str) -> StackError {
     }
 }
 
-/// Where the stack keeps its files.
-enum WorkDir {
-    Temporary(tempfile::TempDir),
-    Kept(PathBuf),
-}
-
-impl WorkDir {
-    fn path(&self) -> &Path {
-        match self {
-            WorkDir::Temporary(t) => t.path(),
-            WorkDir::Kept(p) => p,
-        }
-    }
-}
-
 /// A running stack. Call [`Stack::shutdown`] to deliver every buffer, commit
 /// and stop; dropping it stops everything without delivering.
 pub struct Stack {
@@ -283,7 +270,17 @@ impl Stack {
             None => specs,
         };
         let alarms = options::load_alarms(&options.alarms)?;
+        let work = WorkDir::open(options.work_dir.as_deref())?;
         let (clock, manual) = options.clock.start();
+        if let (Some(manual), Some(saved)) = (&manual, work.saved_clock()) {
+            // Time does not go backwards across a restart on the same work
+            // dir: objects keep their order and buffers their age.
+            let behind = saved.saturating_sub(manual.now_millis());
+            if behind > 0 {
+                manual.advance(Duration::from_millis(behind.unsigned_abs()));
+                info!(at = %crate::clock::rfc3339_millis(saved), "manual clock resumed where the work dir's last stack left it");
+            }
+        }
         let settings = Settings {
             functions: Arc::new(Functions::new(options.functions.clone())),
             glue_dir: options.glue_dir.clone(),
@@ -297,24 +294,13 @@ impl Stack {
         };
         let plans = specs.into_iter().map(|spec| Plan::prepare(spec, &settings)).collect::<Result<Vec<_>, _>>()?;
 
-        let work = match &options.work_dir {
-            Some(dir) => {
-                std::fs::create_dir_all(dir).map_err(|source| StackError::Io { path: dir.clone(), source })?;
-                WorkDir::Kept(dir.clone())
-            }
-            None => WorkDir::Temporary(
-                tempfile::Builder::new()
-                    .prefix("streamlab-stack-")
-                    .tempdir()
-                    .map_err(|source| StackError::Io { path: std::env::temp_dir(), source })?,
-            ),
-        };
         let backend = Backend::start_with(&BackendOptions {
             kind: options.backend,
             work_dir: work.path().to_owned(),
             fault_seed: options.fault_seed,
             auto_create_partitions: options.auto_create_topics.then_some(options.partitions),
             external: options.external.clone(),
+            broker_data: work.broker_data(),
         })
         .await?;
         let creates = options.topics.iter().map(|(topic, n)| admin::create_topic(&backend.kafka, topic, *n));
@@ -819,6 +805,23 @@ impl Stack {
         self.work.path()
     }
 
+    /// The `--work-dir` this stack keeps its state in, if it was given
+    /// (else its files go with it).
+    pub fn kept_dir(&self) -> Option<&Path> {
+        self.work.is_durable().then(|| self.work.path())
+    }
+
+    /// Whether records the broker holds outlive this stack: a cluster
+    /// streamlab did not start, or the local broker on a kept `--work-dir`.
+    /// Containers go with the stack.
+    pub fn broker_outlives_stack(&self) -> bool {
+        match self.backend.kind {
+            BackendKind::External => true,
+            BackendKind::Local | BackendKind::Localstack => self.work.is_durable(),
+            BackendKind::Container | BackendKind::Auto => false,
+        }
+    }
+
     /// Where the landed objects can be browsed as files (local backend).
     pub fn landing_dir(&self) -> Option<&Path> {
         self.backend.landing_dir.as_deref()
@@ -855,6 +858,9 @@ impl Stack {
         // What happened before the jump belongs to the minute before it.
         self.sample_metrics().await;
         clock.advance(by);
+        if let Err(e) = self.work.save_clock(clock.now_millis()) {
+            warn!(error = %e, "cannot save the clock's position in the work dir; a restart on it starts the clock afresh");
+        }
         let running = self.streams.running();
         for (_, delivery) in &running {
             if let Some(delivery) = delivery {

@@ -169,6 +169,8 @@ pub enum StackError {
     SettleTimeout { timeout: Duration, detail: String },
     #[error("the delivery of stream {0:?} stopped (see the log above); restart the stack")]
     DeliveryStopped(String),
+    #[error("the work directory {} is in use by another stack ({}); stop it first, or give this one another --work-dir", path.display(), holder.map_or_else(|| "its pid is unknown".to_owned(), |pid| format!("streamlab pid {pid}")))]
+    WorkDirInUse { path: PathBuf, holder: Option<u32> },
 }
 
 impl From<DeliveryError> for StackError {

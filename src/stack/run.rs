@@ -23,8 +23,12 @@ pub enum RunError {
     Stack(Box<StackError>),
     #[error("--env-file {}: its directory {} does not exist; create it or choose another path", path.display(), dir.display())]
     EnvDir { path: PathBuf, dir: PathBuf },
+    #[error("--env-file {}: it belongs to a stack that is still running (streamlab pid {pid}); stop that stack first, or choose another --env-file", path.display())]
+    EnvInUse { path: PathBuf, pid: u32 },
     #[error("cannot write the env file {}: {source}", path.display())]
     EnvWrite { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Stored(Box<super::firehose::store::StoreError>),
     #[error("cannot start the control or Firehose endpoint: {0}")]
     Control(std::io::Error),
     #[error(
@@ -57,7 +61,33 @@ pub struct Up {
     pub logs: super::cloudwatch::LogsServer,
     /// What the env file holds, in order.
     pub env: Vec<(String, String)>,
+    /// The env file, removed when this is dropped.
+    pub env_file: Option<EnvFile>,
 }
+
+/// The env file of a running stack: removed when dropped, and by an
+/// aborted exit ([`crate::exit_cleanup`]).
+#[derive(Debug)]
+pub struct EnvFile {
+    path: PathBuf,
+    _registered: crate::exit_cleanup::Registration,
+}
+
+impl EnvFile {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for EnvFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The env file's line naming the stack's process, so a later `up` tells
+/// a live stack's file from one a killed stack left behind.
+pub const PID_ENV: &str = "STREAMLAB_PID";
 
 /// `KEY=value` lines, as `source`, `docker --env-file` and dotenv libraries
 /// read them (no quoting: every value is a URL, address or key).
@@ -65,7 +95,10 @@ pub fn render_env(env: &[(String, String)]) -> String {
     env.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
 }
 
-/// Checks an env file path before anything starts.
+/// Checks an env file path before anything starts: its directory exists,
+/// and a file already there is not a running stack's. One a stopped or
+/// killed stack left behind is removed at once, so nothing reads its dead
+/// endpoints while this stack starts.
 pub fn check_env_file(path: &Path) -> Result<(), RunError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -74,7 +107,30 @@ pub fn check_env_file(path: &Path) -> Result<(), RunError> {
     if !dir.is_dir() {
         return Err(RunError::EnvDir { path: path.to_owned(), dir: dir.to_owned() });
     }
-    Ok(())
+    let Ok(existing) = std::fs::read_to_string(path) else { return Ok(()) };
+    let owner =
+        existing.lines().find_map(|line| line.strip_prefix(PID_ENV)?.strip_prefix('=')?.trim().parse::<u32>().ok());
+    if let Some(pid) = owner.filter(|&pid| pid != std::process::id() && process_alive(pid)) {
+        return Err(RunError::EnvInUse { path: path.to_owned(), pid });
+    }
+    tracing::info!(path = %path.display(), "removing the env file a stopped stack left behind");
+    std::fs::remove_file(path).map_err(|source| RunError::EnvWrite { path: path.to_owned(), source })
+}
+
+/// Whether process `pid` exists (signal 0 checks without sending).
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
+    // SAFETY: kill with signal 0 sends nothing; it only checks the pid.
+    let rc = unsafe { libc::kill(pid, 0) };
+    let exists = rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    // A killed process stays a zombie until its parent reaps it.
+    exists && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| zombie(&stat))
+}
+
+/// Whether `/proc/PID/stat` says the process is a zombie: the state
+/// follows the command name, which is in parentheses and may hold any.
+fn zombie(stat: &str) -> bool {
+    stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
 }
 
 /// Starts the stack and its control endpoint, then writes the env file: it
@@ -85,7 +141,8 @@ pub async fn up(options: StackOptions, env_file: Option<&Path>) -> Result<Up, Ru
         check_env_file(path)?;
     }
     let stack = Arc::new(Stack::start(options).await?);
-    let firehose = FirehoseServer::start(Arc::new(Firehose::new(stack.clone()))).await.map_err(RunError::Control)?;
+    let firehose = Firehose::open(stack.clone()).await.map_err(|e| RunError::Stored(Box::new(e)))?;
+    let firehose = FirehoseServer::start(Arc::new(firehose)).await.map_err(RunError::Control)?;
     let region =
         stack.env().into_iter().find(|(k, _)| k == "AWS_REGION").map_or_else(|| "us-east-1".to_owned(), |(_, v)| v);
     let api = crate::cloudwatch::api::CloudWatch::new(stack.monitor().clone(), stack.clock(), &region);
@@ -101,14 +158,20 @@ pub async fn up(options: StackOptions, env_file: Option<&Path>) -> Result<Up, Ru
     let mut env = stack.env();
     env.extend(endpoints);
     env.push((CONTROL_ENV.to_owned(), control.url().to_owned()));
-    if let Some(path) = env_file {
-        let fail = |source| RunError::EnvWrite { path: path.to_owned(), source };
-        // Written whole, then renamed: a reader never sees half a file.
-        let tmp = path.with_extension("partial");
-        std::fs::write(&tmp, render_env(&env)).map_err(fail)?;
-        std::fs::rename(&tmp, path).map_err(fail)?;
-    }
-    Ok(Up { stack, control, firehose, cloudwatch, logs, env })
+    env.push((PID_ENV.to_owned(), std::process::id().to_string()));
+    let env_file = match env_file {
+        Some(path) => {
+            let fail = |source| RunError::EnvWrite { path: path.to_owned(), source };
+            // Written whole, then renamed: a reader never sees half a file.
+            let tmp = path.with_extension("partial");
+            std::fs::write(&tmp, render_env(&env)).map_err(fail)?;
+            let registered = crate::exit_cleanup::register(path);
+            std::fs::rename(&tmp, path).map_err(fail)?;
+            Some(EnvFile { path: path.to_owned(), _registered: registered })
+        }
+        None => None,
+    };
+    Ok(Up { stack, control, firehose, cloudwatch, logs, env, env_file })
 }
 
 /// What `run` checks after the command.
@@ -269,6 +332,28 @@ async fn snapshot(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zombie_is_not_a_running_stack() {
+        assert!(zombie("30508 (streamlab) Z 1 30508 30508 0 -1"));
+        assert!(zombie("7 (a) b) Z 1"));
+        assert!(!zombie("30508 (streamlab) S 1 30508 30508 0 -1"));
+        assert!(process_alive(std::process::id()));
+    }
+
+    #[test]
+    fn an_env_file_of_a_running_stack_is_refused_and_a_stale_one_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("local.env");
+        std::fs::write(&path, "KAFKA_BOOTSTRAP=127.0.0.1:1\nSTREAMLAB_PID=1\n").unwrap();
+        let err = check_env_file(&path).unwrap_err().to_string();
+        assert!(err.contains("still running (streamlab pid 1)"), "{err}");
+        assert!(path.exists());
+        // A pid past the kernel's pid_max is no process.
+        std::fs::write(&path, "KAFKA_BOOTSTRAP=127.0.0.1:1\nSTREAMLAB_PID=2147483000\n").unwrap();
+        check_env_file(&path).unwrap();
+        assert!(!path.exists(), "a stale env file is removed before the stack starts");
+    }
 
     #[test]
     fn env_files_are_plain_key_value_lines() {

@@ -33,6 +33,9 @@ pub struct StreamStatus {
     pub objects: u64,
     pub error_records: u64,
     pub put_failures: u64,
+    /// The last failed PUT, with S3's reason (`No space left on device`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_put_error: Option<String>,
     /// Records in the topic not yet read (`KafkaOffsetLag`); `None` when the
     /// broker did not answer.
     pub lag: Option<i64>,
@@ -136,6 +139,12 @@ impl Status {
                 s.bucket,
                 s.version
             );
+            if let Some(e) = s.last_put_error.as_ref().filter(|_| s.put_failures > 0) {
+                out += &format!(
+                    "{:<width$}  {} failed PUTs so far (each retried until it lands); the last: {e}\n",
+                    "", s.put_failures
+                );
+            }
             if let Some(c) = &s.conversion {
                 out += &format!(
                     "{:<width$}  Parquet: {} records converted ({} bytes), {} failed conversion (under format-conversion-failed)\n",
@@ -198,6 +207,7 @@ impl StreamStatus {
             objects: load(&stats.objects),
             error_records: load(&stats.error_records),
             put_failures: load(&stats.put_failures),
+            last_put_error: stats.last_put_error(),
             lag,
             conversion: spec.conversion().map(|_| ConversionStatus {
                 converted: load(&stats.converted_records),

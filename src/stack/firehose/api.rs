@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 use tracing::warn;
 
 use super::describe;
+use super::store::{Store, StoreError, Stored};
 use super::ApiError;
 use crate::spec::{self, StreamSpec};
 use crate::stack::intake::PutOutcome;
@@ -40,6 +41,47 @@ struct Entry {
     creation: Option<Result<(), String>>,
     /// Server-side encryption of a DirectPut stream.
     encryption: Encryption,
+    /// Created through the API (not given with `--spec`).
+    api_created: bool,
+}
+
+impl Entry {
+    /// What a kept work dir keeps of it; nothing for a failed creation.
+    fn stored(&self) -> Option<Stored> {
+        if matches!(self.creation, Some(Err(_))) {
+            return None;
+        }
+        let done = match self.encryption.status {
+            "ENABLED" | "ENABLING" => "ENABLED",
+            _ => "DISABLED",
+        };
+        Some(Stored {
+            request: self.spec.request().clone(),
+            created_ms: self.created_ms,
+            updated_ms: self.updated_ms,
+            tags: self.tags.clone(),
+            encryption_status: done.to_owned(),
+            encryption_input: self.encryption.input.clone(),
+            api_created: self.api_created,
+        })
+    }
+
+    /// Takes what was kept of the stream beyond its spec.
+    fn restore(&mut self, kept: &Stored) {
+        self.created_ms = kept.created_ms;
+        self.updated_ms = kept.updated_ms;
+        self.tags.clone_from(&kept.tags);
+        self.encryption = Encryption::kept(kept);
+    }
+}
+
+/// Writes what the API knows to the work dir's store, if there is one.
+fn persist(store: Option<&Store>, entries: &BTreeMap<String, Entry>) {
+    let Some(store) = store else { return };
+    let stored = entries.iter().filter_map(|(name, e)| Some((name.clone(), e.stored()?))).collect();
+    if let Err(e) = store.save(&stored) {
+        warn!(error = %e, "cannot keep the Firehose streams in the work dir; a restart on it will not bring API-created streams back");
+    }
 }
 
 /// `DeliveryStreamEncryptionConfiguration` of a stream.
@@ -58,6 +100,11 @@ impl Encryption {
             Some(input) => Encryption { status: "ENABLED", input: Some(input.clone()) },
             None => Encryption { status: "DISABLED", input: None },
         }
+    }
+
+    fn kept(kept: &Stored) -> Self {
+        let status = if kept.encryption_status == "ENABLED" { "ENABLED" } else { "DISABLED" };
+        Encryption { status, input: kept.encryption_input.clone() }
     }
 
     fn describe(&self) -> Value {
@@ -81,6 +128,8 @@ const ENCRYPTION_CHANGE: std::time::Duration = std::time::Duration::from_millis(
 pub struct Firehose {
     stack: Arc<Stack>,
     entries: Arc<Mutex<BTreeMap<String, Entry>>>,
+    /// Where a kept work dir keeps the entries.
+    store: Option<Store>,
 }
 
 impl Firehose {
@@ -99,11 +148,74 @@ impl Firehose {
                     tags: tags_of(info.spec.request()),
                     creation: None,
                     encryption: Encryption::of(info.spec.request()),
+                    api_created: false,
                 };
                 (info.spec.name().to_owned(), entry)
             })
             .collect();
-        Firehose { stack, entries: Arc::new(Mutex::new(entries)) }
+        Firehose { stack, entries: Arc::new(Mutex::new(entries)), store: None }
+    }
+
+    /// The API over `stack`, with the streams a previous stack on the same
+    /// `--work-dir` created through the API created again (their versions
+    /// and offsets are the broker's), and what the API knew of the others
+    /// (tags, timestamps, encryption). Returns once every restored stream
+    /// is ACTIVE or has failed (`CREATING_FAILED`, with the reason).
+    pub async fn open(stack: Arc<Stack>) -> Result<Self, StoreError> {
+        let mut firehose = Self::new(stack.clone());
+        let Some(dir) = stack.kept_dir() else { return Ok(firehose) };
+        let store = Store::in_dir(dir);
+        let kept = store.load()?;
+        firehose.store = Some(store);
+        for (name, kept) in kept {
+            if let Some(entry) = firehose.entries().get_mut(&name) {
+                entry.restore(&kept);
+                continue;
+            }
+            if !kept.api_created {
+                continue; // a --spec stream not given this time
+            }
+            let spec = match spec::validate(&kept.request) {
+                Ok(spec) => spec,
+                Err(violations) => {
+                    let reasons = violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+                    warn!(stream = %name, %reasons, "a stream kept in the work dir is no longer valid; it is not created again");
+                    continue;
+                }
+            };
+            let outcome = match stack.prepare_stream(spec.clone()) {
+                Ok(plan) => stack.add_prepared(plan).await,
+                Err(e) => Err(e),
+            };
+            let creation = match outcome {
+                Ok(()) => {
+                    tracing::info!(stream = %name, "stream created through the API restored from the work dir");
+                    None
+                }
+                Err(e) => {
+                    warn!(stream = %name, error = %e, "cannot create again a stream kept in the work dir");
+                    Some(Err(e.to_string()))
+                }
+            };
+            let mut entry = Entry {
+                spec,
+                created_ms: kept.created_ms,
+                updated_ms: None,
+                tags: Vec::new(),
+                creation,
+                encryption: Encryption::default(),
+                api_created: true,
+            };
+            entry.restore(&kept);
+            firehose.entries().insert(name, entry);
+        }
+        firehose.persist();
+        Ok(firehose)
+    }
+
+    /// Keeps what the API knows in the work dir (a kept one only).
+    fn persist(&self) {
+        persist(self.store.as_ref(), &self.entries());
     }
 
     pub fn stack(&self) -> &Arc<Stack> {
@@ -150,6 +262,7 @@ impl Firehose {
                     tags: tags_of(info.spec.request()),
                     creation: None,
                     encryption: Encryption::of(info.spec.request()),
+                    api_created: false,
                 };
                 Ok((entry, Some(info)))
             }
@@ -190,9 +303,11 @@ impl Firehose {
             tags,
             creation: Some(Ok(())),
             encryption: Encryption::of(spec.request()),
+            api_created: true,
         };
         self.entries().insert(name.clone(), entry);
-        let (stack, entries) = (self.stack.clone(), self.entries.clone());
+        self.persist();
+        let (stack, entries, store) = (self.stack.clone(), self.entries.clone(), self.store.clone());
         tokio::spawn(async move {
             let outcome = stack.add_prepared(plan).await;
             let mut entries = entries.lock().expect("entries lock");
@@ -205,6 +320,7 @@ impl Firehose {
                     }
                 };
             }
+            persist(store.as_ref(), &entries);
         });
         Ok(json!({ "DeliveryStreamARN": arn }))
     }
@@ -215,6 +331,7 @@ impl Firehose {
         match (&entry.creation, info.as_ref().map(|i| i.lifecycle)) {
             (Some(Err(_)), _) => {
                 self.entries().remove(&name);
+                self.persist();
                 return Ok(json!({}));
             }
             (Some(Ok(())), _) | (_, Some(StreamLifecycle::Creating)) => {
@@ -226,11 +343,13 @@ impl Firehose {
             (_, Some(StreamLifecycle::Deleting)) => return Ok(json!({})),
             _ => {}
         }
-        let (stack, entries) = (self.stack.clone(), self.entries.clone());
+        let (stack, entries, store) = (self.stack.clone(), self.entries.clone(), self.store.clone());
         // DELETING while the delivery delivers what it holds; then gone.
         let removal = tokio::spawn(async move {
             let outcome = stack.remove_stream(&name).await;
-            entries.lock().expect("entries lock").remove(&name);
+            let mut entries = entries.lock().expect("entries lock");
+            entries.remove(&name);
+            persist(store.as_ref(), &entries);
             outcome
         });
         // Answer once the stream shows DELETING, as AWS does.
@@ -355,6 +474,7 @@ impl Firehose {
         let slot = entries.entry(name).or_insert(entry);
         slot.spec = spec;
         slot.updated_ms = Some(now);
+        persist(self.store.as_ref(), &entries);
         Ok(json!({}))
     }
 
@@ -396,6 +516,7 @@ impl Firehose {
         }
         entry.tags.sort();
         self.entries().insert(name, entry);
+        self.persist();
         Ok(json!({}))
     }
 
@@ -419,6 +540,7 @@ impl Firehose {
         let (mut entry, _) = self.view(&name)?;
         entry.tags.retain(|(k, _)| !keys.contains(k));
         self.entries().insert(name, entry);
+        self.persist();
         Ok(json!({}))
     }
 
@@ -550,6 +672,7 @@ impl Firehose {
         if let Ok((mut entry, _)) = self.view(name) {
             entry.encryption = encryption;
             self.entries().insert(name.to_owned(), entry);
+            self.persist();
         }
     }
 }

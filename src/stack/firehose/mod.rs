@@ -6,10 +6,12 @@
 //!
 //! - [`api`]: the operations, with AWS's request limits and error types;
 //! - [`describe`]: `DeliveryStreamDescription` with AWS's defaults filled in;
+//! - [`store`]: what a kept `--work-dir` keeps of the API's streams;
 //! - this module: the HTTP server and the error document.
 
 pub mod api;
 pub mod describe;
+pub mod store;
 
 use std::sync::Arc;
 

@@ -40,7 +40,11 @@ where
 
 impl From<Error> for S3Error {
     fn from(e: Error) -> Self {
-        S3Error::with_source(S3ErrorCode::InternalError, e.source)
+        // streamlab patch: the cause in the message (a full disk is "No
+        // space left on device", not a bare InternalError).
+        let mut err = S3Error::with_message(S3ErrorCode::InternalError, format!("We encountered an internal error: {}", e.source));
+        err.set_source(e.source);
+        err
     }
 }
 
@@ -66,7 +70,10 @@ macro_rules! try_ {
             Ok(val) => val,
             Err(err) => {
                 $crate::error::log(&err);
-                return Err(::s3s::S3Error::internal_error(err));
+                // streamlab patch: the cause in the message.
+                let mut e = ::s3s::S3Error::with_message(::s3s::S3ErrorCode::InternalError, format!("We encountered an internal error: {err}"));
+                e.set_source(Box::new(err));
+                return Err(e);
             }
         }
     };

@@ -142,8 +142,9 @@ pub struct KafkaProxy {
 
 impl KafkaProxy {
     /// Binds the proxy's port; [`KafkaProxy::run`] starts forwarding.
-    pub async fn bind() -> std::io::Result<(Self, TcpListener)> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+    /// Binds loopback `port` (0: any free port).
+    pub async fn bind(port: u16) -> std::io::Result<(Self, TcpListener)> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
         let proxy =
             Self { addr, down: watch::channel(false).0, cuts: watch::channel(0).0, stop: CancellationToken::new() };
@@ -362,7 +363,7 @@ mod tests {
                 });
             }
         });
-        let (proxy, listener) = KafkaProxy::bind().await.unwrap();
+        let (proxy, listener) = KafkaProxy::bind(0).await.unwrap();
         proxy.run(listener, upstream);
         let roundtrip = |addr| async move {
             let mut c = TcpStream::connect(addr).await.ok()?;

@@ -158,7 +158,8 @@ fn api_spec(dir: &Path, prefix: &str) -> Result<PathBuf> {
 async fn a_killed_stack_resumes_from_its_work_dir_and_lands_every_record_once() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let (work, env_file) = (dir.path().join("work"), dir.path().join("stack.env"));
-    let args = ["--work-dir", work.to_str().context("path")?];
+    let port = streamlab::backend::free_port()?.to_string();
+    let args = ["--work-dir", work.to_str().context("path")?, "--kafka-port", &port];
     let mut first = Up::start(&env_file, &dir.path().join("first.log"), &args, None)?;
 
     // A stream created through the API, then updated: version 2.
@@ -180,6 +181,7 @@ async fn a_killed_stack_resumes_from_its_work_dir_and_lands_every_record_once() 
     ensure!(env_file.exists(), "a SIGKILLed stack cannot remove its env file");
 
     let second = Up::start(&env_file, &dir.path().join("second.log"), &args, None)?;
+    ensure!(second.env["KAFKA_BOOTSTRAP"] == format!("127.0.0.1:{port}"), "the Kafka port is kept: {:?}", second.env);
     let status = second.control()?.status().await?;
     let api = status.streams.iter().find(|s| s.stream == "api-orders").context("api-orders came back")?;
     ensure!(api.version == 2, "api-orders came back at version {}", api.version);
@@ -330,5 +332,14 @@ fn produce_stops_within_two_seconds_of_an_interrupt_whatever_the_broker_does() -
         ensure!(!status.success(), "an interrupted produce that delivered nothing is no success: {stderr}");
         ensure!(stderr.contains("127.0.0.1:1"), "it names the broker it could not reach: {stderr}");
     }
+    Ok(())
+}
+
+#[test]
+fn a_kafka_port_in_use_is_refused_naming_it() -> Result<()> {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = taken.local_addr()?.port().to_string();
+    let (ok, _, err) = output(&mut streamlab(&["up", "--spec", SPEC, "--kafka-port", &port]))?;
+    ensure!(!ok && err.contains(&format!("--kafka-port {port}")) && err.contains("choose another port"), "{err}");
     Ok(())
 }

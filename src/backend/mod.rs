@@ -35,6 +35,8 @@ pub enum BackendError {
     S3Start { root: PathBuf, source: std::io::Error },
     #[error("cannot prepare {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("--kafka-port {port}: {source} (another stack or broker there?); stop it, or choose another port")]
+    PortInUse { port: u16, source: std::io::Error },
     #[error("no Docker engine answers ({0}); use --backend local, or start Docker")]
     NoDocker(String),
     #[error(
@@ -167,6 +169,9 @@ pub struct BackendOptions {
     /// directory, every acknowledged write fsync'd, so a restart on it
     /// resumes; `None` keeps them in memory (faster, gone with the process).
     pub broker_data: Option<PathBuf>,
+    /// The port clients reach the local broker on (the fault proxy's, with
+    /// faults); `None`: a free one.
+    pub broker_port: Option<u16>,
 }
 
 impl BackendOptions {
@@ -178,6 +183,7 @@ impl BackendOptions {
             auto_create_partitions: None,
             external: None,
             broker_data: None,
+            broker_port: None,
         }
     }
 }
@@ -263,15 +269,25 @@ impl Backend {
         let work_dir = &options.work_dir;
         let binary = find_tansu()?;
         let mut attempt = 0;
+        // A port the user chose is not traded for another.
+        let attempts = if options.broker_port.is_some() { 1 } else { BROKER_START_ATTEMPTS };
+        if let Some(port) = options.broker_port {
+            std::net::TcpListener::bind(("127.0.0.1", port))
+                .map_err(|source| BackendError::PortInUse { port, source })?;
+        }
         let (broker, faults) = loop {
             attempt += 1;
-            let port = free_port()?;
+            let port = match (options.broker_port, options.fault_seed) {
+                (Some(port), None) => port,
+                _ => free_port()?,
+            };
             let (faults, advertised) = match options.fault_seed {
                 None => (None, None),
                 Some(seed) => {
-                    let (proxy, listener) = KafkaProxy::bind()
+                    let public = options.broker_port.unwrap_or(0);
+                    let (proxy, listener) = KafkaProxy::bind(public)
                         .await
-                        .map_err(|source| BackendError::Io { path: "127.0.0.1:0".into(), source })?;
+                        .map_err(|source| BackendError::Io { path: format!("127.0.0.1:{public}").into(), source })?;
                     proxy.run(listener, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
                     let advertised = proxy.addr().port();
                     (Some(Faults { s3: Arc::new(S3FaultPlan::new(seed)), kafka: Arc::new(proxy) }), Some(advertised))
@@ -285,7 +301,7 @@ impl Backend {
                 BrokerSettings { port, advertised, auto_create_partitions: options.auto_create_partitions, storage };
             match TansuBroker::start(&binary, work_dir, &settings).await {
                 Ok(broker) => break (broker, faults),
-                Err(e) if attempt < BROKER_START_ATTEMPTS => {
+                Err(e) if attempt < attempts => {
                     tracing::debug!(error = %e, port, "broker did not start; trying another port");
                 }
                 Err(e) => return Err(e),

@@ -297,6 +297,11 @@ pub struct StackArgs {
     /// removed at exit, the broker in memory.
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// Serve Kafka on this loopback port (e.g. 9092), so producers
+    /// configured once keep their address across restarts; default a free
+    /// port (local backends).
+    #[arg(long)]
+    kafka_port: Option<u16>,
     #[arg(long, value_enum, default_value_t = BackendArg::Local, env = "STREAMLAB_BACKEND")]
     backend: BackendArg,
     /// Seed uuids and random strings in keys: the same input lands under the
@@ -335,6 +340,7 @@ impl StackArgs {
             functions: self.lambda.config(),
             glue_dir: self.glue_dir.clone(),
             alarms: self.alarms.clone(),
+            kafka_port: self.kafka_port,
             ..StackOptions::new(self.specs.clone())
         }
     }
@@ -617,6 +623,11 @@ pub struct SoakArgs {
     /// SIGKILLs of the delivery process, at seeded random moments.
     #[arg(long, default_value_t = 5)]
     kills: u32,
+    /// Then SIGKILLs of `streamlab up` itself (broker, S3 and deliveries),
+    /// each started again on its work dir while the producer writes; 0
+    /// skips this phase.
+    #[arg(long, default_value_t = 2)]
+    stack_kills: u32,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Clock speed of the delivery process.

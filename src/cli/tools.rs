@@ -66,6 +66,7 @@ pub async fn soak(args: SoakArgs) -> Result<ExitCode> {
         timeout: args.timeout,
         partitions: args.partitions,
         work_dir: args.work_dir.unwrap_or_else(|| run_dir("streamlab-soak")),
+        stack_kills: args.stack_kills,
     };
     eprintln!(
         "soak: {} events at {}/s, {:.0}% of S3 PUTs failing, {} broker outages of {:?}, {} SIGKILLs of delivery (work dir {})",
@@ -77,9 +78,20 @@ pub async fn soak(args: SoakArgs) -> Result<ExitCode> {
         options.kills,
         options.work_dir.display()
     );
-    let report = streamlab::soak::run(&options, shutdown_on_signals()).await?;
+    let shutdown = shutdown_on_signals();
+    let report = streamlab::soak::run(&options, shutdown.clone()).await?;
     print!("{}", report.render());
-    Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    let mut passed = report.passed();
+    if options.stack_kills > 0 && !shutdown.is_cancelled() {
+        eprintln!(
+            "soak, stack phase: {} events at {}/s, {} SIGKILLs of `streamlab up` on its work dir",
+            options.events, options.rate, options.stack_kills
+        );
+        let report = streamlab::soak::stack::run(&options, shutdown).await?;
+        print!("{}", report.render());
+        passed &= report.passed();
+    }
+    Ok(if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// `streamlab sandbox`.

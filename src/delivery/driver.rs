@@ -349,8 +349,14 @@ impl<S: RecordSource, K: ObjectSink> Driver<S, K> {
     fn after_event(&mut self) {
         self.invoke_next();
         self.dispatch();
-        // Before answering flushes: whoever waited sees what landed.
-        self.stats.publish(&self.core.counters);
+        // Before answering flushes: whoever waited sees what landed, and
+        // the freshness that goes with it (a scan of the open buffers, so
+        // only when someone waits; ticks refresh it otherwise).
+        if self.waiters.is_empty() {
+            self.stats.publish(&self.core.counters);
+        } else {
+            self.publish_landed(self.clock.now_millis());
+        }
         let commits = self.core.commits();
         if !commits.is_empty() {
             self.source.store(&commits);
@@ -415,16 +421,23 @@ impl<S: RecordSource, K: ObjectSink> Driver<S, K> {
         }
     }
 
-    /// Figures for whoever watches: counters, buffers, freshness, positions.
-    fn publish(&self, now: i64) {
+    /// The counters and the freshness, which change together when objects
+    /// land: a scrape never sees records delivered with the age of the
+    /// records they were.
+    fn publish_landed(&self, now: i64) {
         self.stats.publish(&self.core.counters);
-        let buffers = self.core.buffers();
-        self.stats.buffered_records.store(buffers.record_count() as u64, Ordering::Relaxed);
-        self.stats.held_bytes.store(self.core.held_bytes(), Ordering::Relaxed);
         let oldest = self.core.oldest_unlanded_ms();
         self.stats.oldest_unlanded_ms.store(oldest.unwrap_or(i64::MIN), Ordering::Relaxed);
         let freshness = oldest.map_or(0, |oldest| (now - oldest).max(0));
         self.stats.freshness_ms.store(freshness, Ordering::Relaxed);
+    }
+
+    /// Figures for whoever watches: counters, buffers, freshness, positions.
+    fn publish(&self, now: i64) {
+        self.publish_landed(now);
+        let buffers = self.core.buffers();
+        self.stats.buffered_records.store(buffers.record_count() as u64, Ordering::Relaxed);
+        self.stats.held_bytes.store(self.core.held_bytes(), Ordering::Relaxed);
         let labelled = buffers
             .buffered_bytes()
             .into_iter()

@@ -301,6 +301,7 @@ impl Stack {
             auto_create_partitions: options.auto_create_topics.then_some(options.partitions),
             external: options.external.clone(),
             broker_data: work.broker_data(),
+            broker_port: options.kafka_port,
         })
         .await?;
         let creates = options.topics.iter().map(|(topic, n)| admin::create_topic(&backend.kafka, topic, *n));

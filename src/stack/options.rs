@@ -63,6 +63,10 @@ pub struct StackOptions {
     /// CloudWatch alarm files (`put-metric-alarm --cli-input-json`) or
     /// directories of them, defined when the stack starts.
     pub alarms: Vec<PathBuf>,
+    /// Serve Kafka on this loopback port (local backends), so producers
+    /// configured once keep their address across restarts; default a free
+    /// port.
+    pub kafka_port: Option<u16>,
 }
 
 impl StackOptions {
@@ -88,6 +92,7 @@ impl StackOptions {
             external: None,
             scope: None,
             alarms: Vec::new(),
+            kafka_port: None,
         }
     }
 

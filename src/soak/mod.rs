@@ -4,6 +4,9 @@
 //! back; the producer keeps publishing throughout. Then every produced
 //! `event_id` must be in S3, and every duplicate must lie in an uncommitted
 //! window: at or past the offset the group had committed when a kill struck.
+//! [`stack`] does the same with `streamlab up` itself SIGKILLed.
+
+pub mod stack;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -43,6 +46,8 @@ pub struct SoakOptions {
     pub timeout: Duration,
     pub partitions: i32,
     pub work_dir: PathBuf,
+    /// SIGKILLs of `up` itself in the stack phase ([`stack`]); 0 skips it.
+    pub stack_kills: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +67,8 @@ pub enum SoakError {
     Spawn { binary: String, source: std::io::Error },
     #[error("soak timed out after {0:?} with events still missing")]
     Timeout(Duration),
+    #[error("the soak's `streamlab up` did not start ({detail}); see {}", log.display())]
+    StackStart { log: PathBuf, detail: String },
 }
 
 impl From<ProducerError> for SoakError {
@@ -79,6 +86,8 @@ pub struct Kill {
 
 #[derive(Debug)]
 pub struct SoakReport {
+    /// What was SIGKILLed: the delivery process, or the whole stack.
+    pub kind: &'static str,
     pub produced: u64,
     pub landed_distinct: usize,
     pub lost: usize,
@@ -112,7 +121,7 @@ impl SoakReport {
         out += &format!("  objects                 {:>9}\n", self.objects);
         out += &format!("  S3 faults injected      {:>9}\n", self.s3_faults);
         out += &format!("  broker outages          {:>9}\n", self.outages);
-        out += &format!("  delivery SIGKILLs       {:>9}\n", self.kills.len());
+        out += &format!("  {:<24}{:>9}\n", format!("{} SIGKILLs", self.kind), self.kills.len());
         for (i, kill) in self.kills.iter().enumerate() {
             out += &format!("    kill {} at {:>6.1?}: committed {:?}\n", i + 1, kill.at, kill.committed);
         }
@@ -322,6 +331,7 @@ fn attribute(landed: &Landed, positions: &HashMap<String, (i32, i64, i64)>, kill
         .count();
     let lost = positions.keys().filter(|id| !landed.copies.contains_key(*id)).count();
     SoakReport {
+        kind: "delivery",
         produced: 0,
         landed_distinct: landed.copies.len(),
         lost,

@@ -227,18 +227,8 @@ pub async fn run(options: &SoakOptions, shutdown: CancellationToken) -> Result<S
 
     // The producer runs throughout, on the wall clock.
     let producer_stats = Arc::new(ProducerStats::default());
-    let producing = {
-        let (kafka, topic, stats, stop) =
-            (stack.kafka().clone(), spec.topic().to_owned(), producer_stats.clone(), shutdown.clone());
-        let generator =
-            GeneratorConfig::new(options.seed, chrono::Utc::now().timestamp_millis()).paced(options.rate, 1.0);
-        let (count, rate) = (options.events as usize, options.rate);
-        tokio::spawn(async move {
-            let clock: SharedClock = Arc::new(SystemClock);
-            let events = EventGenerator::new(&generator).take(count);
-            producer::publish(&kafka, &topic, Some(rate), events, clock, stats, stop).await
-        })
-    };
+    let producing =
+        spawn_producer(stack.kafka(), spec.topic(), options, options.seed, producer_stats.clone(), shutdown.clone());
 
     let mut schedule = schedule(options).into_iter().peekable();
     let mut kills = Vec::new();
@@ -298,18 +288,48 @@ pub async fn run(options: &SoakOptions, shutdown: CancellationToken) -> Result<S
     produced_result?;
     scan(client, spec.bucket(), &mut landed).await?;
     let produced = producer_stats.acked();
-    let (kafka, topic) = (stack.kafka().clone(), spec.topic().to_owned());
-    let positions = tokio::task::spawn_blocking(move || {
-        harness::read_topic(&kafka, &topic, produced as usize, Duration::from_secs(120))
-    })
-    .await
-    .expect("reader does not panic")?;
+    let positions = topic_positions(stack.kafka(), spec.topic(), produced).await?;
     let mut report = attribute(&landed, &positions, kills);
     report.produced = produced;
     report.outages = outages;
     report.s3_faults = faults.s3.injected.load(Ordering::Relaxed);
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// The producer, on the wall clock at `options.rate`, until `options.events`
+/// are written or `stop` fires.
+fn spawn_producer(
+    kafka: &KafkaConnection,
+    topic: &str,
+    options: &SoakOptions,
+    seed: u64,
+    stats: Arc<ProducerStats>,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<Result<(), ProducerError>> {
+    let (kafka, topic) = (kafka.clone(), topic.to_owned());
+    let generator = GeneratorConfig::new(seed, chrono::Utc::now().timestamp_millis()).paced(options.rate, 1.0);
+    let (count, rate) = (options.events as usize, options.rate);
+    tokio::spawn(async move {
+        let clock: SharedClock = Arc::new(SystemClock);
+        let events = EventGenerator::new(&generator).take(count);
+        producer::publish(&kafka, &topic, Some(rate), events, clock, stats, stop).await
+    })
+}
+
+/// Where each event id of the topic is (its first `produced` records).
+async fn topic_positions(
+    kafka: &KafkaConnection,
+    topic: &str,
+    produced: u64,
+) -> Result<HashMap<String, (i32, i64, i64)>, SoakError> {
+    let (kafka, topic) = (kafka.clone(), topic.to_owned());
+    let positions = tokio::task::spawn_blocking(move || {
+        harness::read_topic(&kafka, &topic, produced as usize, Duration::from_secs(120))
+    })
+    .await
+    .expect("reader does not panic")?;
+    Ok(positions)
 }
 
 /// Loss and duplicates: every produced event must have landed, and every

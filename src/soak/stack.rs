@@ -15,13 +15,13 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio_util::sync::CancellationToken;
 
-use super::{attribute, committed_when_reachable, scan, Kill, Landed, SoakError, SoakOptions, SoakReport};
-use crate::clock::{SharedClock, SystemClock};
+use super::{
+    attribute, committed_when_reachable, scan, spawn_producer, topic_positions, Kill, Landed, SoakError, SoakOptions,
+    SoakReport,
+};
 use crate::delivery::sink::{self, S3Settings, StaticCredentials};
-use crate::events::{EventGenerator, GeneratorConfig};
-use crate::harness;
 use crate::kafka::KafkaConnection;
-use crate::producer::{self, ProducerStats};
+use crate::producer::ProducerStats;
 use crate::spec;
 use crate::stack::control::ControlClient;
 
@@ -143,18 +143,8 @@ pub async fn run(options: &SoakOptions, shutdown: CancellationToken) -> Result<S
     let kafka = KafkaConnection::plaintext(format!("127.0.0.1:{port}"));
 
     let producer_stats = Arc::new(ProducerStats::default());
-    let producing = {
-        let (kafka, topic, stats, stop) =
-            (kafka.clone(), spec.topic().to_owned(), producer_stats.clone(), shutdown.clone());
-        let generator =
-            GeneratorConfig::new(options.seed ^ 0x57ac, chrono::Utc::now().timestamp_millis()).paced(options.rate, 1.0);
-        let (count, rate) = (options.events as usize, options.rate);
-        tokio::spawn(async move {
-            let clock: SharedClock = Arc::new(SystemClock);
-            let events = EventGenerator::new(&generator).take(count);
-            producer::publish(&kafka, &topic, Some(rate), events, clock, stats, stop).await
-        })
-    };
+    let producing =
+        spawn_producer(&kafka, spec.topic(), options, options.seed ^ 0x57ac, producer_stats.clone(), shutdown.clone());
 
     let production = Duration::from_secs_f64(options.events as f64 / options.rate);
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed ^ 0x57ac);
@@ -216,13 +206,7 @@ pub async fn run(options: &SoakOptions, shutdown: CancellationToken) -> Result<S
     producing.await.expect("producer does not panic")?;
     scan(&client, spec.bucket(), &mut landed).await?;
     let produced = producer_stats.acked();
-    let topic = spec.topic().to_owned();
-    let reader = kafka.clone();
-    let positions = tokio::task::spawn_blocking(move || {
-        harness::read_topic(&reader, &topic, produced as usize, Duration::from_secs(120))
-    })
-    .await
-    .expect("reader does not panic")?;
+    let positions = topic_positions(&kafka, spec.topic(), produced).await?;
     let mut report = attribute(&landed, &positions, kills);
     report.kind = "stack (up)";
     report.produced = produced;

@@ -157,8 +157,9 @@ pub async fn up(options: StackOptions, env_file: Option<&Path>) -> Result<Up, Ru
     let control = ControlServer::start(stack.clone(), endpoints.clone()).await.map_err(RunError::Control)?;
     let mut env = stack.env();
     env.extend(endpoints);
-    env.push((CONTROL_ENV.to_owned(), control.url().to_owned()));
     env.push((PID_ENV.to_owned(), std::process::id().to_string()));
+    // Last: scripts read up's output until this line.
+    env.push((CONTROL_ENV.to_owned(), control.url().to_owned()));
     let env_file = match env_file {
         Some(path) => {
             let fail = |source| RunError::EnvWrite { path: path.to_owned(), source };

@@ -2,9 +2,8 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-# Install what building streamlab and the local backend need and is missing: OpenSSL headers
-# and pkg-config (librdkafka's TLS, SCRAM and MSK IAM; apt as root), and tansu 0.6.0 with
-# streamlab's storage patch (built once per patch version, about 10 minutes; see tools/tansu/install).
+# Install what building streamlab needs and is missing: OpenSSL headers and pkg-config
+# (librdkafka's TLS, SCRAM and MSK IAM; apt as root). The broker is built into streamlab.
 install-tools:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -17,7 +16,6 @@ install-tools:
             exit 1
         fi
     fi
-    tools/tansu/install >/dev/null
 
 # `--backend localstack` runs LocalStack's S3 as a host process, no Docker; Python 3.13 needed.
 # Install LocalStack 2026.3.0 into a venv under ~/.local/share/streamlab (or $STREAMLAB_HOME).

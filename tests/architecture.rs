@@ -120,3 +120,46 @@ fn the_library_does_not_use_the_command_line() {
         assert!(!code.contains("clap"), "src/{} uses clap; the command line belongs in src/cli", module.join("/"));
     }
 }
+
+/// One build, nothing fetched outside Cargo: no task script downloads or
+/// names a download host (the broker used to be fetched with curl and built
+/// on the side).
+#[test]
+fn no_task_script_downloads_anything() {
+    let mut scripts = vec![Path::new("justfile").to_path_buf()];
+    for dir in [".ci", "tools"] {
+        let mut stack = vec![Path::new(dir).to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    scripts.push(path);
+                }
+            }
+        }
+    }
+    for script in scripts {
+        let text = std::fs::read_to_string(&script).unwrap_or_default();
+        for word in ["curl ", "wget ", "http://", "https://"] {
+            assert!(!text.contains(word), "{} contains {word:?}", script.display());
+        }
+    }
+}
+
+/// The broker's storage crate is streamlab's patched copy: no stock
+/// `tansu-storage` anywhere in the build, and the copy comes from `vendor/`.
+#[test]
+fn the_broker_storage_is_the_vendored_copy() {
+    let lock = std::fs::read_to_string("Cargo.lock").unwrap();
+    let packages: Vec<&str> = lock.split("[[package]]").collect();
+    assert!(!packages.iter().any(|p| p.contains("name = \"tansu-storage\"")), "a stock tansu-storage is in Cargo.lock");
+    let vendored = packages
+        .iter()
+        .find(|p| p.contains("name = \"streamlab-tansu-storage\""))
+        .expect("streamlab-tansu-storage in Cargo.lock");
+    assert!(!vendored.contains("source ="), "streamlab-tansu-storage comes from a registry: {vendored}");
+    let manifest = std::fs::read_to_string("Cargo.toml").unwrap();
+    assert!(manifest.contains("path = \"vendor/tansu-storage\""), "Cargo.toml takes tansu-storage from vendor/");
+}

@@ -260,16 +260,10 @@ fn children(pid: u32) -> Vec<u32> {
     out
 }
 
-fn alive(pid: u32) -> bool {
-    // A zombie is dead for our purposes: it holds no port and runs no code.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')))
-        .unwrap_or(false)
-}
-
-/// Starts the sandbox and returns it with its tansu child's pid once the
-/// backend is up.
-fn start_sandbox(work: &Path) -> Result<(std::process::Child, u32, BufReader<std::process::ChildStderr>)> {
+/// Starts the sandbox and returns it with its broker's address once the
+/// backend is up. The broker runs inside the sandbox: the local backend starts
+/// no process of its own (checked).
+fn start_sandbox(work: &Path) -> Result<(std::process::Child, String, BufReader<std::process::ChildStderr>)> {
     let mut child = streamlab(&[
         "sandbox",
         "--speedup",
@@ -290,16 +284,22 @@ fn start_sandbox(work: &Path) -> Result<(std::process::Child, u32, BufReader<std
         ensure!(stderr.read_line(&mut line)? > 0, "sandbox exited before its backend was up");
         ensure!(started.elapsed() < Duration::from_secs(60), "backend did not come up");
     }
-    let tansu = children(child.id())
-        .into_iter()
-        .find(|pid| std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default().contains("tansu"))
-        .context("the sandbox has a tansu child")?;
-    Ok((child, tansu, stderr))
+    // "  backend Local: broker 127.0.0.1:PORT, S3 http://..."
+    let broker = line
+        .split("broker ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .with_context(|| format!("no broker address in {line:?}"))?
+        .to_owned();
+    let children = children(child.id());
+    ensure!(children.is_empty(), "the local backend started processes: {children:?}");
+    Ok((child, broker, stderr))
 }
 
-fn wait_gone(pid: u32, within: Duration) -> bool {
+/// Whether nothing accepts connections at `address` any more, within `within`.
+fn wait_closed(address: &str, within: Duration) -> bool {
     let started = Instant::now();
-    while alive(pid) {
+    while std::net::TcpStream::connect(address).is_ok() {
         if started.elapsed() > within {
             return false;
         }
@@ -311,7 +311,7 @@ fn wait_gone(pid: u32, within: Duration) -> bool {
 #[test]
 fn sandbox_ctrl_c_lands_objects_prints_table_and_leaves_no_process() -> Result<()> {
     let work = tempfile::tempdir()?;
-    let (child, tansu, mut stderr) = start_sandbox(work.path())?;
+    let (child, broker, mut stderr) = start_sandbox(work.path())?;
     // Wait until events are flowing into delivery, then interrupt.
     let mut line = String::new();
     while !line.contains("consumed") || line.contains("consumed 0 ") {
@@ -328,17 +328,17 @@ fn sandbox_ctrl_c_lands_objects_prints_table_and_leaves_no_process() -> Result<(
     ensure!(stdout.contains("browse the landed objects as files in"), "{stdout}");
     let landed: usize = walk(&work.path().join("s3/shop-events-raw"));
     ensure!(landed > 0, "no object files under the landing directory:\n{stdout}");
-    ensure!(wait_gone(tansu, Duration::from_secs(5)), "tansu {tansu} outlived the sandbox");
+    ensure!(wait_closed(&broker, Duration::from_secs(5)), "the broker at {broker} outlived the sandbox");
     Ok(())
 }
 
 #[test]
 fn sandbox_killed_with_sigkill_takes_its_broker_with_it() -> Result<()> {
     let work = tempfile::tempdir()?;
-    let (mut child, tansu, _stderr) = start_sandbox(work.path())?;
+    let (mut child, broker, _stderr) = start_sandbox(work.path())?;
     child.kill()?;
     child.wait()?;
-    ensure!(wait_gone(tansu, Duration::from_secs(5)), "tansu {tansu} was orphaned by a SIGKILLed sandbox");
+    ensure!(wait_closed(&broker, Duration::from_secs(5)), "the broker at {broker} outlived a SIGKILLed sandbox");
     Ok(())
 }
 
@@ -423,5 +423,37 @@ async fn container_backend_without_docker_is_refused_clearly_and_auto_falls_back
     let err = stderr(&output);
     ensure!(err.contains("no Docker engine answers") && err.contains("--backend local"), "{err}");
     ensure!(took < Duration::from_secs(10), "took {took:?}");
+    Ok(())
+}
+
+/// One binary is all a stack needs: the broker is built in, nothing is looked
+/// up in `$HOME` or on `PATH` (what `cargo install --path .` gives a user).
+/// The binary is copied alone into an empty directory and run with `PATH`
+/// holding only that directory and the system's, and a `HOME` with nothing in it.
+#[test]
+fn the_binary_alone_runs_a_checked_pipeline() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin)?;
+    std::fs::copy(BIN, bin.join("streamlab"))?;
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home)?;
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join(SPEC);
+    let output = Command::new(bin.join("streamlab"))
+        .args(["run", "--spec"])
+        .arg(&spec)
+        .args(["--expect", "exactly-once", "--", "streamlab", "produce", "--topic", "shop-events", "--count", "100"])
+        .env_clear()
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .env("HOME", &home)
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()?;
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    ensure!(output.status.success(), "run failed ({}):\n{stdout}\n{stderr}", output.status);
+    ensure!(
+        stdout.contains("ok: expect exactly-once: 100 records written, each landed exactly once"),
+        "no exactly-once line:\n{stdout}\n{stderr}"
+    );
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Your client works: the producers people use each write to the local
 //! stack through `streamlab run`, and every record lands exactly once.
 //! kafkajs and aiokafka idempotent producers need the patched broker
-//! (`tools/tansu`): stock tansu 0.6 fails their InitProducerId.
+//! (`vendor/tansu-storage`): stock tansu 0.6 fails their InitProducerId.
 //!
 //! Node.js and Python packages come from `just install-clients`; under CI a
 //! missing one fails, elsewhere its cells are reported as not checked.

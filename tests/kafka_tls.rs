@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-use streamlab::backend::{find_tansu, free_port, BrokerSettings, BrokerStorage, TansuBroker};
+use streamlab::backend::{external_tansu, free_port, BrokerSettings, BrokerStorage, TansuBroker};
 use streamlab::clock::SystemClock;
 use streamlab::harness;
 use streamlab::kafka::{KafkaConnection, Tls};
@@ -91,7 +91,7 @@ async fn a_tls_cluster_is_reached_with_its_ca_and_refused_without_it() -> Result
         auto_create_partitions: None,
         storage: BrokerStorage::Memory,
     };
-    let _broker = TansuBroker::start(&find_tansu()?, dir.path(), &settings).await.context("tansu")?;
+    let _broker = TansuBroker::start(external_tansu()?.as_deref(), dir.path(), &settings).await.context("tansu")?;
     let bootstrap = format!("127.0.0.1:{proxy_port}");
 
     let tls = Tls { ca_file: Some(write_pem(dir.path(), "ca.pem", &ca)?), client_certificate: None };

@@ -18,7 +18,7 @@ use std::sync::Arc;
 pub use container::{docker_reachable, remove_own_containers};
 pub use local_s3::LocalS3;
 pub use localstack::{localstack_python, LocalStackProcess, LOCALSTACK_VERSION};
-pub use tansu::{find_tansu, BrokerSettings, BrokerStorage, TansuBroker};
+pub use tansu::{external_tansu, BrokerSettings, BrokerStorage, TansuBroker};
 
 use crate::delivery::sink::{S3Settings, StaticCredentials};
 use crate::faults::{Faults, KafkaProxy, S3FaultPlan};
@@ -27,7 +27,7 @@ use crate::kafka::KafkaConnection;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BackendError {
-    #[error("the tansu broker is not installed: {0}")]
+    #[error("{0}")]
     TansuMissing(String),
     #[error("tansu broker did not start: {reason}\n--- last lines of {log} ---\n{tail}")]
     TansuStart { reason: String, log: String, tail: String },
@@ -267,7 +267,7 @@ impl Backend {
     /// tansu on a fresh port, behind the fault proxy when there are faults.
     async fn broker(options: &BackendOptions) -> Result<(TansuBroker, Option<Faults>), BackendError> {
         let work_dir = &options.work_dir;
-        let binary = find_tansu()?;
+        let external = external_tansu()?;
         let mut attempt = 0;
         // A port the user chose is not traded for another.
         let attempts = if options.broker_port.is_some() { 1 } else { BROKER_START_ATTEMPTS };
@@ -299,7 +299,7 @@ impl Backend {
             };
             let settings =
                 BrokerSettings { port, advertised, auto_create_partitions: options.auto_create_partitions, storage };
-            match TansuBroker::start(&binary, work_dir, &settings).await {
+            match TansuBroker::start(external.as_deref(), work_dir, &settings).await {
                 Ok(broker) => break (broker, faults),
                 Err(e) if attempt < attempts => {
                     tracing::debug!(error = %e, port, "broker did not start; trying another port");

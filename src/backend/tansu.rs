@@ -1,71 +1,68 @@
-//! tansu, a Kafka-protocol broker in Rust, as a child process with in-memory
-//! storage on a free loopback port.
+//! The local backend's Kafka-protocol broker: tansu 0.6.0 with streamlab's
+//! storage fixes (`vendor/tansu-storage/README.streamlab.md`), built into
+//! streamlab and run in this process on a runtime of its own, with in-memory
+//! storage (or files under a work dir) on a loopback port.
 //!
-//! The child is tied to this process three ways so none is ever orphaned:
-//! dropped -> killed (`kill_on_drop`), this process killed -> the kernel kills
-//! it (`PR_SET_PDEATHSIG`), and it lives in its own process group so a
-//! terminal's Ctrl-C reaches streamlab first, which then shuts down in order.
+//! In-process, because a library user (a team's own test crate) has no
+//! `streamlab` binary to run as a child, and because the broker then ends
+//! with whatever runs it, however that ends. Its own runtime keeps its
+//! threads apart from delivery's and lets a drop stop it and release its port
+//! before the drop returns; its log goes to `<work dir>/tansu.log`, not to the
+//! host's subscriber. `$STREAMLAB_TANSU` names another tansu binary instead,
+//! run as a child process tied to this one (killed on drop, `PR_SET_PDEATHSIG`,
+//! its own process group so a terminal's Ctrl-C reaches streamlab first).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use sha2::Digest;
+use tansu_broker::broker::Broker;
+use tansu_broker::coordinator::group::administrator::Controller;
+use tansu_storage::StorageContainer;
 use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
 use super::BackendError;
 use crate::kafka::{KafkaConnection, KafkaContext};
 
-/// How to build the broker streamlab runs: tansu 0.6.0 with streamlab's patch
-/// to its storage crate (stock 0.6.0 skips records when a consumer resumes
-/// inside a record batch, among other faults; see `tools/tansu/install`).
-pub const TANSU_INSTALL: &str = "tools/tansu/install";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a stopping broker's tasks get before its threads are left to end
+/// on their own (its socket is closed when its listener task is dropped,
+/// which happens at once).
+const STOP_TIMEOUT: Duration = Duration::from_secs(2);
+/// The broker's runtime: two workers were enough for 1M events at the
+/// consume ceiling in `just bench` (the child process used as many).
+const BROKER_THREADS: usize = 2;
 
-/// The patch the broker is built with; its hash names the install directory,
-/// so a binary built from another version of the patch is never picked up.
-const TANSU_PATCH: &[u8] = include_bytes!("../../tools/tansu/tansu-storage.patch");
-
-/// Where `tools/tansu/install` puts the binary for the current patch.
-pub fn patched_tansu_path() -> Option<PathBuf> {
-    let hash = format!("{:x}", sha2::Sha256::digest(TANSU_PATCH));
-    let home = std::env::var_os("STREAMLAB_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/share/streamlab")))?;
-    Some(home.join(format!("tansu-0.6.0-streamlab-{}", &hash[..12])).join("bin/tansu"))
-}
-
-/// Finds the broker: `$STREAMLAB_TANSU` if set, else the patched build that
-/// `tools/tansu/install` (run by `just install-tools`) makes.
-pub fn find_tansu() -> Result<PathBuf, BackendError> {
-    if let Some(path) = std::env::var_os("STREAMLAB_TANSU") {
-        let path = PathBuf::from(path);
-        return if path.is_file() {
-            Ok(path)
-        } else {
-            Err(BackendError::TansuMissing(format!("STREAMLAB_TANSU={} is not a file", path.display())))
-        };
-    }
-    match patched_tansu_path() {
-        Some(path) if path.is_file() => Ok(path),
+/// Another broker binary to run instead of the built-in one:
+/// `$STREAMLAB_TANSU`, a tansu with streamlab's storage fixes.
+pub fn external_tansu() -> Result<Option<PathBuf>, BackendError> {
+    match std::env::var_os("STREAMLAB_TANSU") {
+        None => Ok(None),
+        Some(path) if Path::new(&path).is_file() => Ok(Some(PathBuf::from(path))),
         Some(path) => Err(BackendError::TansuMissing(format!(
-            "{} does not exist; build it with `just install-tools` (runs `{TANSU_INSTALL}`, about 10 minutes once), or set STREAMLAB_TANSU to a patched tansu",
-            path.display()
+            "STREAMLAB_TANSU={} is not a file; unset it to use the broker built into streamlab",
+            Path::new(&path).display()
         ))),
-        None => Err(BackendError::TansuMissing(
-            "neither STREAMLAB_HOME nor HOME is set, so the patched tansu cannot be found; set STREAMLAB_TANSU".into(),
-        )),
     }
 }
 
-/// A running broker; killed when dropped.
+/// A running broker; stopped when dropped.
 pub struct TansuBroker {
-    child: Child,
+    runner: Runner,
     /// The port clients use (the proxy's, when there is one).
     port: u16,
     log: PathBuf,
+}
+
+enum Runner {
+    /// Built in, on a runtime of its own (`None` once stopped).
+    InProcess { runtime: Option<tokio::runtime::Runtime>, task: JoinHandle<Result<(), String>> },
+    /// `$STREAMLAB_TANSU` as a child process.
+    Child(Child),
 }
 
 /// Where the broker keeps topics and committed offsets.
@@ -80,10 +77,10 @@ pub enum BrokerStorage {
 }
 
 impl BrokerStorage {
-    /// tansu's `--storage-engine` URL.
-    fn url(&self) -> Result<String, BackendError> {
+    /// tansu's storage URL.
+    fn url(&self) -> Result<url::Url, BackendError> {
         match self {
-            BrokerStorage::Memory => Ok("memory://tansu/".into()),
+            BrokerStorage::Memory => Ok(url::Url::parse("memory://tansu/").expect("a URL")),
             BrokerStorage::Dir(dir) => {
                 std::fs::create_dir_all(dir).map_err(|source| BackendError::Io { path: dir.clone(), source })?;
                 let dir = dir.canonicalize().map_err(|source| BackendError::Io { path: dir.clone(), source })?;
@@ -92,7 +89,7 @@ impl BrokerStorage {
                     log: String::new(),
                     tail: String::new(),
                 })?;
-                Ok(url.to_string())
+                Ok(url)
             }
         }
     }
@@ -112,26 +109,97 @@ pub struct BrokerSettings {
 }
 
 impl TansuBroker {
-    /// Starts tansu as `settings` say, its log in `work_dir/tansu.log`.
-    pub async fn start(binary: &Path, work_dir: &Path, settings: &BrokerSettings) -> Result<Self, BackendError> {
+    /// Starts the broker as `settings` say, its log in `work_dir/tansu.log`:
+    /// the built-in one, or `external` (`$STREAMLAB_TANSU`) as a child.
+    pub async fn start(
+        external: Option<&Path>,
+        work_dir: &Path,
+        settings: &BrokerSettings,
+    ) -> Result<Self, BackendError> {
         let BrokerSettings { port, advertised, auto_create_partitions, ref storage } = *settings;
-        let storage_url = storage.url()?;
+        let mut storage_url = storage.url()?;
+        if let Some(partitions) = auto_create_partitions {
+            storage_url.query_pairs_mut().append_pair("auto_create_topics_partitions", &partitions.to_string());
+        }
         let log = work_dir.join("tansu.log");
         let log_file = std::fs::File::create(&log).map_err(|source| BackendError::Io { path: log.clone(), source })?;
-        let log_err = log_file.try_clone().map_err(|source| BackendError::Io { path: log.clone(), source })?;
         let url = format!("tcp://127.0.0.1:{port}");
         let advertised = advertised.unwrap_or(port);
         let advertised_url = format!("tcp://127.0.0.1:{advertised}");
+        let runner = match external {
+            None => Self::start_in_process(log_file, &url, &advertised_url, storage_url)?,
+            Some(binary) => Self::start_child(binary, log_file, &log, &url, &advertised_url, &storage_url, settings)?,
+        };
+        let mut broker = Self { runner, port: advertised, log };
+        broker.wait_ready().await?;
+        info!(port, "tansu broker ready");
+        Ok(broker)
+    }
+
+    fn start_in_process(
+        log_file: std::fs::File,
+        url: &str,
+        advertised_url: &str,
+        storage_url: url::Url,
+    ) -> Result<Runner, BackendError> {
+        let failed = |reason: String| BackendError::TansuStart { reason, log: String::new(), tail: String::new() };
+        let filter = std::env::var("STREAMLAB_TANSU_LOG").unwrap_or_else(|_| "warn".into());
+        let filter = tracing_subscriber::EnvFilter::try_new(&filter).map_err(|e| {
+            failed(format!(
+                "STREAMLAB_TANSU_LOG={filter:?} is not a log filter ({e}); try `warn` or `tansu_storage=debug`"
+            ))
+        })?;
+        let log = tracing::Dispatch::new(
+            tracing_subscriber::fmt().with_env_filter(filter).with_writer(Arc::new(log_file)).with_ansi(false).finish(),
+        );
+        let thread_log = log.clone();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(BROKER_THREADS)
+            .thread_name("tansu-broker")
+            .enable_all()
+            // Every thread of this runtime logs to the broker's file. The
+            // guard lives as long as the thread.
+            .on_thread_start(move || std::mem::forget(tracing::dispatcher::set_default(&thread_log)))
+            .build()
+            .map_err(|e| failed(format!("cannot start its runtime: {e}")))?;
+        let parse = |url: &str| url::Url::parse(url).map_err(|e| failed(format!("{url}: {e}")));
+        let builder = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
+            .node_id(tansu_broker::NODE_ID)
+            .cluster_id("tansu_cluster")
+            .incarnation_id(uuid::Uuid::new_v4())
+            .advertised_listener(parse(advertised_url)?)
+            .listener(parse(url)?)
+            .storage(storage_url)
+            .silent(true);
+        let task = runtime.spawn(tracing::dispatcher::with_default(&log, || async move {
+            let mut broker = builder.build().await.map_err(|e| format!("{e:?}"))?;
+            broker.serve(tokio::time::Instant::now()).await.map_err(|e| format!("{e:?}"))
+        }));
+        Ok(Runner::InProcess { runtime: Some(runtime), task })
+    }
+
+    fn start_child(
+        binary: &Path,
+        log_file: std::fs::File,
+        log: &Path,
+        url: &str,
+        advertised_url: &str,
+        storage_url: &url::Url,
+        settings: &BrokerSettings,
+    ) -> Result<Runner, BackendError> {
+        let log_err = log_file.try_clone().map_err(|source| BackendError::Io { path: log.to_path_buf(), source })?;
         let mut command = Command::new(binary);
         command
             .arg("broker")
-            .args(["--storage-engine", &storage_url])
-            .args(["--listener-url", &url])
-            .args(["--advertised-listener-url", &advertised_url])
+            .args(["--storage-engine", storage_url.as_str()])
+            .args(["--listener-url", url])
+            .args(["--advertised-listener-url", advertised_url])
             .env("RUST_LOG", std::env::var("STREAMLAB_TANSU_LOG").unwrap_or_else(|_| "warn".into()))
+            // What tansu builds with the patch of streamlab 0.1's
+            // tools/tansu read instead of the URL's query.
             .env(
                 "TANSU_AUTO_CREATE_TOPICS_PARTITIONS",
-                auto_create_partitions.map(|n| n.to_string()).unwrap_or_default(),
+                settings.auto_create_partitions.map(|n| n.to_string()).unwrap_or_default(),
             )
             .stdin(Stdio::null())
             .stdout(log_file)
@@ -143,14 +211,11 @@ impl TansuBroker {
             command.pre_exec(super::die_with_parent);
         }
         let child = command.spawn().map_err(|e| BackendError::TansuStart {
-            reason: format!("cannot run {}: {e}", binary.display()),
+            reason: format!("cannot run {} (STREAMLAB_TANSU): {e}", binary.display()),
             log: log.display().to_string(),
             tail: String::new(),
         })?;
-        let mut broker = Self { child, port: advertised, log };
-        broker.wait_ready().await?;
-        info!(port, "tansu broker ready");
-        Ok(broker)
+        Ok(Runner::Child(child))
     }
 
     pub fn bootstrap(&self) -> String {
@@ -173,8 +238,8 @@ impl TansuBroker {
         let started = Instant::now();
         let bootstrap = self.bootstrap();
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(self.failure(format!("exited with {status}")));
+            if let Some(exit) = self.exited().await {
+                return Err(self.failure(exit));
             }
             let probe = bootstrap.clone();
             let answered = tokio::task::spawn_blocking(move || {
@@ -198,16 +263,47 @@ impl TansuBroker {
     }
 }
 
+impl TansuBroker {
+    /// Why the broker is no longer running, if it is not.
+    async fn exited(&mut self) -> Option<String> {
+        match &mut self.runner {
+            Runner::Child(child) => match child.try_wait() {
+                Ok(Some(status)) => Some(format!("exited with {status}")),
+                _ => None,
+            },
+            Runner::InProcess { task, .. } if task.is_finished() => Some(match task.await {
+                Ok(Ok(())) => "stopped".into(),
+                Ok(Err(e)) => e,
+                Err(e) => format!("failed: {e}"),
+            }),
+            Runner::InProcess { .. } => None,
+        }
+    }
+}
+
 impl Drop for TansuBroker {
     fn drop(&mut self) {
-        // SIGKILL, then reap (SIGKILL takes effect within milliseconds) so not
-        // even a zombie outlives the backend.
-        let _ = self.child.start_kill();
-        for _ in 0..200 {
-            if !matches!(self.child.try_wait(), Ok(None)) {
-                break;
+        match &mut self.runner {
+            Runner::InProcess { runtime, task } => {
+                task.abort();
+                // A runtime cannot be shut down from a thread that runs async
+                // code (a drop inside a task), so a plain thread does it; the
+                // wait means the port is free once the drop returns.
+                if let Some(runtime) = runtime.take() {
+                    let _ = std::thread::spawn(move || runtime.shutdown_timeout(STOP_TIMEOUT)).join();
+                }
             }
-            std::thread::sleep(Duration::from_millis(5));
+            Runner::Child(child) => {
+                // SIGKILL, then reap (SIGKILL takes effect within
+                // milliseconds) so not even a zombie outlives the backend.
+                let _ = child.start_kill();
+                for _ in 0..200 {
+                    if !matches!(child.try_wait(), Ok(None)) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
         }
     }
 }

@@ -211,7 +211,6 @@ pub struct Stack {
     monitor: Arc<crate::cloudwatch::Monitor>,
     /// CloudWatch Logs, with Firehose's delivery-error events.
     error_log: Arc<error_log::ErrorLog>,
-    backend: Backend,
     client: aws_sdk_s3::Client,
     /// What every delivery of the stack shares: functions, Glue tables,
     /// clock, seed, limits.
@@ -223,6 +222,11 @@ pub struct Stack {
     stop_watch: CancellationToken,
     /// Stops the topic watcher when the stack is dropped.
     _watch_guard: tokio_util::sync::DropGuard,
+    /// After the streams: a stack dropped without `shutdown` (a failed test)
+    /// stops its deliveries while the broker still answers their consumers'
+    /// goodbyes; the other way round each waited out its timeouts, about
+    /// 2 s per stream.
+    backend: Backend,
     work: WorkDir,
 }
 

@@ -65,7 +65,10 @@ fn aws(up: &Up, args: &[&str]) -> Result<(bool, String, String)> {
         .envs(&up.env)
         .env("AWS_MAX_ATTEMPTS", "1")
         .env_remove("AWS_PROFILE")
-        .output()?;
+        .output()
+        .with_context(|| {
+            format!("cannot run the AWS CLI at {}: `just install-clients` installs it", aws_cli().display())
+        })?;
     Ok((
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

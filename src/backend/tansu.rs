@@ -252,6 +252,13 @@ impl TansuBroker {
             .flatten()
             .is_some();
             if answered {
+                // The answer may have come from another listener on the port:
+                // a broker that failed to bind it (taken between `free_port`
+                // and the bind, by a concurrent stack's fault proxy) has
+                // ended by now, and its stack must not talk to another's.
+                if let Some(exit) = self.exited().await {
+                    return Err(self.failure(exit));
+                }
                 return Ok(());
             }
             if started.elapsed() > READY_TIMEOUT {

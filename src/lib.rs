@@ -24,6 +24,8 @@
 //! - [`harness`]: reading back what landed and what topics hold, and `deliver` as a child process;
 //! - [`landing`]: what landed, decoded, for tables, snapshots and checks;
 //! - [`checks`]: expectations and snapshot files evaluated against a landing;
+//! - [`inspect`]: a report of what landed in any bucket (sizes, duplicates, late and error records, freshness), as a table, JSON or one HTML page;
+//! - [`cost`]: the month's AWS bill from a run's measured quantities and a price list kept as data;
 //! - [`sandbox`]: the whole pipeline with live progress;
 //! - [`soak`]: every fault at volume, with loss and duplicate figures;
 //! - [`bench`]: throughput, cost and the test loop, measured against ceilings.
@@ -35,6 +37,7 @@ pub mod checks;
 pub mod clock;
 pub mod cloudwatch;
 pub mod convert;
+pub mod cost;
 pub mod delivery;
 pub mod deploy;
 pub mod events;
@@ -42,6 +45,7 @@ pub mod exit_cleanup;
 pub mod extract;
 pub mod faults;
 pub mod harness;
+pub mod inspect;
 pub mod kafka;
 pub mod landing;
 pub mod prefix;

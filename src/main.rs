@@ -64,6 +64,8 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Soak(args) => cli::tools::soak(args).await,
         Command::Bench(args) => cli::tools::bench(args).await,
         Command::Up(args) => cli::stack::up(args).await,
+        Command::Cost(args) => cli::report::cost(args).await,
+        Command::Inspect(args) => cli::report::inspect(args).await,
         Command::Run(args) => cli::stack::run(args).await,
         Command::Clock { command } => cli::stack::clock(command).await,
         Command::Flush { stream, control } => cli::stack::flush(stream, control).await,

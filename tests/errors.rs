@@ -64,6 +64,15 @@ async fn undeliverable_records_land_as_error_lines() -> Result<()> {
     let objects = pipeline.objects().await?;
     let lines = error_lines(&objects, &ERROR_FIELDS)?;
     ensure!(lines.len() == 5, "{lines:?}");
+    // `streamlab inspect` counts the same error records by code.
+    let report = streamlab::inspect::report("s3://shop-events-raw", &objects, &[], &Default::default());
+    let codes: Vec<(&str, u64)> =
+        report.streams[0].error_records_by_code.iter().map(|(c, n)| (c.as_str(), *n)).collect();
+    ensure!(
+        codes == [(errors::METADATA_EXTRACTION_CODE, 4), (errors::RECORD_TOO_LARGE_CODE, 1)]
+            || codes == [(errors::RECORD_TOO_LARGE_CODE, 1), (errors::METADATA_EXTRACTION_CODE, 4)],
+        "{codes:?}"
+    );
     let by_code: BTreeMap<&str, (&String, &serde_json::Value)> =
         lines.iter().map(|(k, v)| (v["errorCode"].as_str().unwrap_or_default(), (k, v))).collect();
 

@@ -154,6 +154,19 @@ async fn sigkill_and_restart_lose_nothing_and_duplicate_only_the_uncommitted_win
         let from = window.get(&partition).copied().flatten().unwrap_or(0);
         ensure!(offset >= from, "{id} landed {n} times but partition {partition} had committed {from} > {offset}");
     }
+    // `streamlab inspect --id .event_id` finds the same duplicates.
+    let options = streamlab::inspect::InspectOptions {
+        id: Some(streamlab::inspect::JqPath::parse(".event_id").map_err(anyhow::Error::msg)?),
+        ..Default::default()
+    };
+    let objects = pipeline.objects().await?;
+    let extra: usize = landed_ids(&objects)?.values().map(|n| n - 1).sum();
+    let report = streamlab::inspect::report("s3://shop-events-raw", &objects, &[], &options);
+    ensure!(
+        report.streams.iter().map(|s| s.duplicates).sum::<u64>() == extra as u64,
+        "inspect found {:?} repeated records, the landing {extra}",
+        report.streams.iter().map(|s| s.duplicates).collect::<Vec<_>>()
+    );
     eprintln!("crash test: {duplicates} duplicates, all in the uncommitted window {window:?}");
     Ok(())
 }

@@ -325,6 +325,7 @@ mod tests {
                 content_encoding: None,
                 server_side_encryption: None,
                 sse_kms_key_id: None,
+                last_modified_ms: None,
             },
             decoded: body.as_bytes().to_vec(),
         }

@@ -7,6 +7,7 @@
 //! - [`tools`]: `sandbox`, `soak` and `bench`.
 
 pub mod pipeline;
+pub mod report;
 pub mod stack;
 pub mod tools;
 
@@ -125,6 +126,14 @@ pub enum Command {
     /// baseline and the test loop. Prints a table with targets; writes JSON
     /// under target/bench/.
     Bench(BenchArgs),
+    /// The month's AWS bill of your specs: from a run's measured quantities
+    /// (--from-run DIR, --control URL) or a rate (--events-per-sec,
+    /// --record-bytes), each line as quantity x unit price, with warnings.
+    Cost(report::CostArgs),
+    /// What landed under s3://bucket/prefix: objects and sizes per prefix,
+    /// records per object, duplicates, late and error records, freshness;
+    /// as a table, JSON or one HTML page.
+    Inspect(report::InspectArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -388,6 +397,10 @@ pub struct RunArgs {
     /// How long to wait for the stack to read what the command wrote.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     settle_timeout: Duration,
+    /// Write the HTML report of what landed (`inspect --format html`, with
+    /// the run's cost) to FILE at the end of the run.
+    #[arg(long)]
+    report: Option<PathBuf>,
     /// The command to run with the stack's env, e.g. `-- node producer.js`.
     #[arg(last = true, required = true, num_args = 1..)]
     command: Vec<String>,

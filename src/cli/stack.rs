@@ -237,12 +237,22 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         settle_timeout: args.settle_timeout,
     };
     let report = streamlab::stack::run::run(&running, &args.command, &checks, &shutdown).await;
+    let html = match &args.report {
+        Some(path) if report.is_ok() => {
+            let specs = running.stack.specs();
+            super::report::run_report(&running.stack, &specs, path).await.err()
+        }
+        _ => None,
+    };
     let shutdown_result = running.stack.shutdown().await;
     let left = shutdown_result.as_ref().map(|stats| undelivered(&running.stack, stats)).unwrap_or_default();
     drop(running);
     let mut report = report?;
     shutdown_result?;
     report.problems.extend(left);
+    if let Some(e) = html {
+        report.problems.push(format!("cannot write the --report: {e:#}"));
+    }
     print!("{}", report.landing.render_table());
     let command = args.command.join(" ");
     match report.command_status {

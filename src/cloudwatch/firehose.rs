@@ -184,6 +184,24 @@ impl Applies {
     }
 }
 
+impl Applies {
+    /// How many of [`METRICS`] a delivery of `spec` publishes (what
+    /// `deliver --cloudwatch` pays for as custom metrics).
+    pub fn spec_metrics(spec: &crate::spec::StreamSpec) -> usize {
+        METRICS
+            .iter()
+            .filter(|m| match m.applies {
+                Applies::Every => true,
+                Applies::Msk => !spec.is_direct_put(),
+                Applies::DirectPut => spec.is_direct_put(),
+                Applies::DynamicPartitioning => spec.dynamic_partitioning(),
+                Applies::Lambda => spec.lambda().is_some(),
+                Applies::Conversion => spec.conversion().is_some(),
+            })
+            .count()
+    }
+}
+
 /// How a metric's minute datapoint is made.
 #[derive(Debug, Clone, Copy)]
 pub enum Value {

@@ -75,6 +75,7 @@ impl<K: ObjectSink> Writer<K> {
     /// Encodes on a blocking thread, then PUTs until it lands.
     async fn write(self: Arc<Self>, cut: Cut) -> Written {
         let id = cut.id;
+        let sources = super::stats::SourceRange::of(cut.batch.records.iter().map(|r| (r.partition, r.offset)));
         let this = self.clone();
         let encoded = tokio::task::spawn_blocking(move || this.encoder.encode(cut.batch, this.clock.now_millis()))
             .await
@@ -106,7 +107,8 @@ impl<K: ObjectSink> Writer<K> {
         self.stats.put_successes.fetch_add(1, Ordering::Relaxed);
         self.stats.failures_since_success.store(0, Ordering::SeqCst);
         debug!(%key, records = object.records, "landed");
-        Written { id, landed: Some(LandedObject { key, records: object.records, bytes }) }
+        let landed_ms = self.clock.now_millis();
+        Written { id, landed: Some(LandedObject { key, records: object.records, bytes, landed_ms, sources }) }
     }
 }
 

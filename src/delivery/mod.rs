@@ -49,7 +49,7 @@ use state::{StateError, StreamState, Transition};
 pub use plan::{Endpoints, EngineLimits, Plan, Settings};
 
 pub use router::{errors, MAX_RECORD_BYTES};
-pub use stats::{DeliveryStats, LandedObject, PutFailure};
+pub use stats::{DeliveryStats, LandedObject, PutFailure, SourceRange};
 
 /// Default bound on bytes held in buffers and in objects being written.
 pub const DEFAULT_MAX_BUFFERED_BYTES: u64 = 512 * 1024 * 1024;

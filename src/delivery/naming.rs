@@ -186,6 +186,42 @@ pub fn default_key_regex(stream: &str, extension: &str) -> regex::Regex {
     .expect("valid regex")
 }
 
+/// The parts of a key Firehose named: `<dir><stream>-<version>-<yyyy-MM-dd-HH-mm-ss>-<uuid><ext>`,
+/// whatever the prefix (the directory part) is. Readers of a bucket with no
+/// spec at hand (`inspect` on AWS) learn the stream, the version and the
+/// time of the oldest record from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectName<'a> {
+    /// Everything before the file name (the evaluated prefix).
+    pub dir: &'a str,
+    pub stream: &'a str,
+    pub version: u32,
+    /// The time in the name, in the stream's time zone.
+    pub time: chrono::NaiveDateTime,
+    pub id: &'a str,
+}
+
+/// [`ObjectName`] of `key`, if Firehose could have named it.
+pub fn parse_object_name(key: &str) -> Option<ObjectName<'_>> {
+    static NAME: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = NAME.get_or_init(|| {
+        regex::Regex::new(
+            r"^(.+)-(\d+)-(\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2})-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(\.[^/]*)?$",
+        )
+        .expect("valid regex")
+    });
+    let cut = key.rfind('/').map_or(0, |i| i + 1);
+    let caps = re.captures(&key[cut..])?;
+    let time = chrono::NaiveDateTime::parse_from_str(caps.get(3)?.as_str(), "%Y-%m-%d-%H-%M-%S").ok()?;
+    Some(ObjectName {
+        dir: &key[..cut],
+        stream: caps.get(1)?.as_str(),
+        version: caps.get(2)?.as_str().parse().ok()?,
+        time,
+        id: caps.get(4)?.as_str(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;

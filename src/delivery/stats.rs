@@ -20,6 +20,31 @@ pub struct LandedObject {
     pub records: usize,
     /// Size of the object as stored (after compression).
     pub bytes: u64,
+    /// When it landed, on the stack's clock.
+    pub landed_ms: i64,
+    /// The offsets it holds, per topic partition.
+    pub sources: Vec<SourceRange>,
+}
+
+/// The offsets of one topic partition an object holds: `first..=last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourceRange {
+    pub partition: i32,
+    pub first: i64,
+    pub last: i64,
+}
+
+impl SourceRange {
+    /// The ranges of `(partition, offset)` pairs, by partition.
+    pub fn of(offsets: impl Iterator<Item = (i32, i64)>) -> Vec<SourceRange> {
+        let mut ranges: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
+        for (partition, offset) in offsets {
+            let r = ranges.entry(partition).or_insert((offset, offset));
+            r.0 = r.0.min(offset);
+            r.1 = r.1.max(offset);
+        }
+        ranges.into_iter().map(|(partition, (first, last))| SourceRange { partition, first, last }).collect()
+    }
 }
 
 #[derive(Debug, Default)]

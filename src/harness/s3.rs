@@ -34,6 +34,8 @@ pub struct StoredObject {
     pub server_side_encryption: Option<String>,
     /// `x-amz-server-side-encryption-aws-kms-key-id`.
     pub sse_kms_key_id: Option<String>,
+    /// `Last-Modified`, in epoch milliseconds (S3 keeps seconds).
+    pub last_modified_ms: Option<i64>,
 }
 
 /// Every key in the bucket, sorted.
@@ -66,6 +68,7 @@ pub async fn read_object(client: &Client, bucket: &str, key: &str) -> Result<Sto
     let content_encoding = got.content_encoding().map(str::to_owned);
     let server_side_encryption = got.server_side_encryption().map(|s| s.as_str().to_owned());
     let sse_kms_key_id = got.ssekms_key_id().map(str::to_owned);
+    let last_modified_ms = got.last_modified().and_then(|t| t.to_millis().ok());
     let body = got.body.collect().await.map_err(|e| fail(e.to_string()))?.into_bytes();
     Ok(StoredObject {
         key: key.to_owned(),
@@ -74,6 +77,7 @@ pub async fn read_object(client: &Client, bucket: &str, key: &str) -> Result<Sto
         content_encoding,
         server_side_encryption,
         sse_kms_key_id,
+        last_modified_ms,
     })
 }
 

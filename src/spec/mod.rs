@@ -125,6 +125,14 @@ impl StreamSpec {
         self.source == SourceKind::DirectPut
     }
 
+    /// `MSKSourceConfiguration.AuthenticationConfiguration.Connectivity` is
+    /// `PRIVATE`: Firehose reads through MSK's multi-VPC private
+    /// connectivity, billed per connection-hour and not offered on
+    /// kafka.t3.small brokers.
+    pub fn private_connectivity(&self) -> bool {
+        self.request["MSKSourceConfiguration"]["AuthenticationConfiguration"]["Connectivity"] == "PRIVATE"
+    }
+
     /// The bucket of `BucketARN`.
     pub fn bucket(&self) -> &str {
         &self.bucket

@@ -99,6 +99,8 @@ pub mod routes {
     pub const SETTLE: &str = "/v1/settle";
     pub const LANDING: &str = "/v1/landing";
     pub const LOGS: &str = "/v1/logs";
+    pub const USAGE: &str = "/v1/usage";
+    pub const OBJECTS: &str = "/v1/objects";
     /// Prometheus's conventional path.
     pub const METRICS: &str = "/metrics";
 }
@@ -265,6 +267,8 @@ async fn handle(stack: &Stack, endpoints: &[(String, String)], req: Request<Inco
     let query = req.uri().query().unwrap_or("").to_owned();
     match (req.method().clone(), path.as_str()) {
         (Method::GET, routes::STATUS) => ok(&stack.status().await),
+        (Method::GET, routes::USAGE) => ok(&stack.usage()),
+        (Method::GET, routes::OBJECTS) => ok(&stack.provenance()),
         (Method::GET, routes::ENV) => {
             let env: serde_json::Map<String, Value> =
                 stack.env().into_iter().chain(endpoints.iter().cloned()).map(|(k, v)| (k, Value::String(v))).collect();
@@ -352,13 +356,17 @@ async fn handle(stack: &Stack, endpoints: &[(String, String)], req: Request<Inco
             | routes::FLUSH
             | routes::SETTLE
             | routes::LANDING
-            | routes::LOGS,
+            | routes::LOGS
+            | routes::USAGE
+            | routes::OBJECTS,
         ) => error(StatusCode::METHOD_NOT_ALLOWED, format!("{} is not allowed on {path}", req.method())),
         _ => error(
             StatusCode::NOT_FOUND,
             format!(
-                "no such endpoint {path}; see GET {}, {}, {}, {}, {} and POST {}, {}, {}",
+                "no such endpoint {path}; see GET {}, {}, {}, {}, {}, {}, {} and POST {}, {}, {}",
                 routes::STATUS,
+                routes::USAGE,
+                routes::OBJECTS,
                 routes::ENV,
                 routes::LANDING,
                 routes::LOGS,
@@ -428,6 +436,16 @@ impl ControlClient {
 
     pub async fn status(&self) -> Result<super::Status, ControlError> {
         self.call(Method::GET, routes::STATUS, None).await
+    }
+
+    /// What the run measured so far, for `cost --control`.
+    pub async fn usage(&self) -> Result<crate::cost::RunUsage, ControlError> {
+        self.call(Method::GET, routes::USAGE, None).await
+    }
+
+    /// The objects the stack's deliveries landed, with their offsets.
+    pub async fn provenance(&self) -> Result<Vec<crate::inspect::Provenance>, ControlError> {
+        self.call(Method::GET, routes::OBJECTS, None).await
     }
 
     /// The status as the stack wrote it, for printing as JSON.

@@ -65,7 +65,7 @@ use work_dir::WorkDir;
 
 pub use crate::clock::ClockMode;
 pub use crate::producer::Timestamps;
-pub use options::{load_specs, StackError, StackOptions, DEFAULT_PARTITIONS};
+pub use options::{load_alarms, load_specs, StackError, StackOptions, DEFAULT_PARTITIONS};
 pub use scope::{RunScope, ScopeError};
 pub use status::{AlarmStatus, ClockStatus, ConversionStatus, LambdaStatus, Status, StreamStatus, UnreadTopic};
 
@@ -228,6 +228,8 @@ pub struct Stack {
     /// 2 s per stream.
     backend: Backend,
     work: WorkDir,
+    /// The clock's time when the stack started: what its usage spans.
+    started_ms: i64,
 }
 
 /// Tells, once per topic, about topics no stream reads.
@@ -327,7 +329,10 @@ impl Stack {
             monitor: Arc::default(),
             error_log: Arc::default(),
             work,
+            started_ms: 0,
         };
+        let mut stack = stack;
+        stack.started_ms = stack.settings.clock.now_millis();
         for alarm in alarms {
             stack.monitor.put_alarm(alarm, stack.settings.clock.now_millis());
         }
@@ -1054,12 +1059,48 @@ impl Stack {
         self.streams.delivery(stream).map(|d| d.stats()).ok_or_else(|| self.unknown(stream))
     }
 
+    /// What the run has measured so far that a bill is made of
+    /// (`streamlab cost`).
+    pub fn usage(&self) -> crate::cost::RunUsage {
+        self.usage_of(
+            self.streams.running().into_iter().filter_map(|(spec, delivery)| Some((spec, delivery?.stats()))).collect(),
+        )
+    }
+
+    /// The objects each delivery landed most recently (at most
+    /// [`crate::delivery::stats::LANDED_HISTORY`] per stream), with the
+    /// offsets they hold and the clock time they landed.
+    pub fn provenance(&self) -> Vec<crate::inspect::Provenance> {
+        self.streams
+            .running()
+            .into_iter()
+            .filter_map(|(spec, delivery)| Some((spec, delivery?.stats())))
+            .flat_map(|(spec, stats)| {
+                stats.landed().into_iter().map(move |o| crate::inspect::Provenance {
+                    stream: spec.name().to_owned(),
+                    key: o.key,
+                    landed_ms: o.landed_ms,
+                    sources: o.sources,
+                })
+            })
+            .collect()
+    }
+
+    fn usage_of(&self, streams: Vec<(StreamSpec, Arc<DeliveryStats>)>) -> crate::cost::RunUsage {
+        crate::cost::RunUsage {
+            clock_span_ms: self.settings.clock.now_millis() - self.started_ms,
+            streams: streams.iter().map(|(spec, stats)| crate::cost::StreamUsage::of(spec, stats)).collect(),
+        }
+    }
+
     /// Delivers every buffer, commits and stops the deliveries; returns each
     /// stream's final statistics. The broker and S3 keep answering (to read
     /// the landing) until the stack is dropped.
     pub async fn shutdown(&self) -> Result<BTreeMap<String, Arc<DeliveryStats>>, StackError> {
         self.stop_watch.cancel();
         self.putter.close();
+        let specs: BTreeMap<String, StreamSpec> =
+            self.streams.running().into_iter().map(|(spec, _)| (spec.name().to_owned(), spec)).collect();
         let deliveries: Vec<Arc<DeliveryHandle>> =
             self.streams.lock().iter_mut().filter_map(|s| s.delivery.take()).collect();
         let mut out = BTreeMap::new();
@@ -1076,6 +1117,12 @@ impl Stack {
             }
         }
         self.settings.functions.stop().await;
+        // What the run measured, for `cost --from-run` after it ended.
+        let usage = self
+            .usage_of(out.iter().filter_map(|(name, stats)| Some((specs.get(name)?.clone(), stats.clone()))).collect());
+        if let Err(e) = usage.save(self.work.path()) {
+            warn!(error = %e, dir = %self.work.path().display(), "cannot write the run's usage.json");
+        }
         match first_error {
             Some(e) => Err(e.into()),
             None => Ok(out),

@@ -307,3 +307,84 @@ fn cost_and_inspect_refuse_bad_input_with_what_to_fix() -> Result<()> {
     ensure!(!ok && err.contains("--id \"order_id\" is not a jq path"), "{err}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_and_cost_read_a_running_stack_through_its_control_api() -> Result<()> {
+    use std::sync::Arc;
+    common::init_logging();
+    let start = Utc.with_ymd_and_hms(2026, 7, 13, 14, 0, 0).unwrap();
+    let options =
+        streamlab::stack::StackOptions::new(["fixtures/streams/orders-to-s3.json"]).manual_clock(start).seed(SEED);
+    let stack = Arc::new(streamlab::stack::Stack::start(options).await?);
+    let control = streamlab::stack::control::ControlServer::start(stack.clone(), Vec::new()).await?;
+    let url = control.url().to_owned();
+    let outcome = async {
+        let events: Vec<_> =
+            EventGenerator::new(&GeneratorConfig::new(SEED, start.timestamp_millis())).take(200).collect();
+        ensure!(stack.produce("shop-events", events).await? == 200);
+        stack.settle(Duration::from_secs(30)).await?;
+        stack.advance(Duration::from_secs(301)).await?;
+        let (ok, out, err) = tokio::task::spawn_blocking({
+            let url = url.clone();
+            move || {
+                common::output(
+                    common::streamlab(&["inspect", "s3://shop-events-raw", "--format", "json", "--id", ".event_id"])
+                        .env("STREAMLAB_CONTROL", &url),
+                )
+            }
+        })
+        .await??;
+        ensure!(ok, "{err}");
+        let report: inspect::InspectReport = serde_json::from_str(&out)?;
+        ensure!(report.streams[0].records == 200, "{out}");
+        ensure!(report.objects.iter().all(|o| o.sources.is_some() && o.freshness_secs.is_some()), "{out}");
+        let (ok, out, err) = tokio::task::spawn_blocking({
+            let url = url.clone();
+            move || {
+                common::output(&mut common::streamlab(&[
+                    "cost",
+                    "--spec",
+                    "fixtures/streams/orders-to-s3.json",
+                    "--control",
+                    &url,
+                ]))
+            }
+        })
+        .await??;
+        ensure!(ok, "{err}");
+        ensure!(out.contains("200 records of") && out.contains("over 301 s of the stack's clock"), "{out}");
+        Ok(())
+    }
+    .await;
+    drop(control);
+    stack.shutdown().await?;
+    outcome
+}
+
+#[test]
+fn run_writes_its_html_report() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let report = dir.path().join("report.html");
+    let (ok, _, err) = common::output(&mut common::streamlab(&[
+        "run",
+        "--spec",
+        "fixtures/streams/orders-to-s3.json",
+        "--report",
+        report.to_str().context("utf-8")?,
+        "--",
+        env!("CARGO_BIN_EXE_streamlab"),
+        "produce",
+        "--topic",
+        "shop-events",
+        "--count",
+        "300",
+    ]))?;
+    ensure!(ok, "{err}");
+    ensure!(err.contains(&format!("wrote {}", report.display())), "{err}");
+    // A `run` flushes rather than waits: too short a span to price.
+    ensure!(err.contains("the report has no cost table: the run in this run's stack spans 0.0 s"), "{err}");
+    let html = std::fs::read_to_string(&report)?;
+    ensure!(html.contains("What landed in s3://shop-events-raw") && html.contains("<td>300</td>"), "{html}");
+    ensure!(!html.contains("<script") && !html.contains("src=") && !html.contains("href="));
+    Ok(())
+}

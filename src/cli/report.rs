@@ -269,7 +269,7 @@ pub async fn run_report(stack: &streamlab::stack::Stack, specs: &[StreamSpec], p
     let report: InspectReport = inspect::report(&location, &objects, &provenance, &InspectOptions::default());
     let usage = stack.usage();
     // A run's own rate is priced only when it spans long enough to have one.
-    let cost = match price(specs, &CostModelArgs::defaults(), Some((&usage, "this run"))) {
+    let cost = match price(specs, &CostModelArgs::defaults(), Some((&usage, "this run's stack"))) {
         Ok(cost) => Some(cost),
         Err(e) => {
             eprintln!("run: the report has no cost table: {e:#}");

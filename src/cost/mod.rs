@@ -224,16 +224,17 @@ pub fn workloads(
                 return Err(CostError::ShortRun { origin: origin.to_owned(), span_secs: usage.clock_span_ms as f64 / 1000.0 });
             }
             let own_rate = u.records_read as f64 / span_secs;
+            let records_per_sec = rate.events_per_sec.unwrap_or(own_rate);
             Ok(Workload {
                 stream: spec.name().to_owned(),
-                records_per_sec: rate.events_per_sec.unwrap_or(own_rate),
+                records_per_sec,
                 bytes_per_record: rate.record_bytes.map_or(u.bytes_read as f64 / u.records_read as f64, |b| b as f64),
                 delivered_per_read: u.bytes_delivered as f64 / u.bytes_read as f64,
                 error_share: u.error_records as f64 / u.records_read as f64,
                 partition_keys: options.partition_keys.unwrap_or(u.partition_keys.clamp(1, u64::from(u32::MAX)) as u32),
                 partitions: u.partitions.max(1),
                 measured: Some(format!(
-                    "{stream}: {records} records of {bpr:.0} bytes read over {span_secs:.0} s of the stack's clock in {origin} ({own_rate:.2} records/s); {ratio:.3} bytes stored per byte read; {errors} error records; {keys} partition key value(s) at once",
+                    "{stream}: {records} records of {bpr:.0} bytes read over {span_secs:.0} s of the stack's clock in {origin} ({own_rate:.2} records/s); {ratio:.3} bytes stored per byte read; {errors} error records; {keys} partition key value(s) at once; priced at {records_per_sec:.2} records/s",
                     stream = spec.name(),
                     records = u.records_read,
                     bpr = u.bytes_read as f64 / u.records_read as f64,
@@ -323,8 +324,14 @@ pub fn estimate(
         let records = w.records_per_sec * month_secs;
         let gb_read = records * w.bytes_per_record / GB;
         let gb_delivered = gb_read * w.delivered_per_read;
-        if let Some(m) = &w.measured {
-            assumptions.push(m.clone());
+        match &w.measured {
+            Some(m) => assumptions.push(m.clone()),
+            None => assumptions.push(format!(
+                "{}: {} records/s of {} bytes, as given",
+                spec.name(),
+                w.records_per_sec,
+                w.bytes_per_record
+            )),
         }
         if spec.is_direct_put() {
             let rounded =
@@ -631,8 +638,8 @@ impl CostReport {
                 [
                     format!("{} {}", l.service, l.item),
                     l.stream.clone().unwrap_or_else(|| "(cluster)".into()),
-                    format!("{} {}", quantity(l.quantity), l.unit),
-                    format!("x ${}", quantity(l.unit_price)),
+                    format!("{} {}", format_quantity(l.quantity), l.unit),
+                    format!("x ${}", format_quantity(l.unit_price)),
                     format!("= ${:.2}", l.usd),
                 ]
             })
@@ -679,7 +686,7 @@ impl CostReport {
 
 /// A figure with the precision that matters: no trailing zeros, at most
 /// four significant decimals below 1.
-fn quantity(value: f64) -> String {
+pub fn format_quantity(value: f64) -> String {
     let text = if value == 0.0 {
         "0".to_owned()
     } else if value.abs() >= 100.0 {

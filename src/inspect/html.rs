@@ -27,7 +27,7 @@ fn esc(text: &str) -> String {
 
 const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 220.0;
-const LEFT: f64 = 56.0;
+const LEFT: f64 = 72.0;
 const BOTTOM: f64 = 48.0;
 const TOP: f64 = 16.0;
 
@@ -125,6 +125,11 @@ fn scatter(title: &str, points: &[(i64, f64)]) -> String {
 }
 
 fn trim(v: f64) -> String {
+    // Two decimals for small figures; none past 100 (an axis label of
+    // 22402.24 s says no more than 22402 s).
+    if v.abs() >= 100.0 {
+        return format!("{v:.0}");
+    }
     let s = format!("{v:.2}");
     s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
@@ -150,8 +155,8 @@ pub fn render(report: &InspectReport, cost: Option<&CostReport>) -> String {
     let mut out = String::from("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
     let _ = write!(out, "<title>streamlab inspect {}</title>", esc(&report.location));
     out.push_str(
-        "<style>body{font-family:sans-serif;margin:2em;max-width:70em;color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em}\
-         td,th{border:1px solid #ccc;padding:.2em .6em;text-align:right}th{background:#eee}td:first-child,th:first-child{text-align:left}\
+        "<style>body{font-family:sans-serif;margin:2em;max-width:100em;color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}\
+         td,th{border:1px solid #ccc;padding:.2em .6em;text-align:right;white-space:nowrap}th{background:#eee}td:first-child,th:first-child{text-align:left}\
          .warn{background:#fff4e5;border-left:4px solid #e67e22;padding:.4em .8em;margin:.3em 0}figure{margin:0}</style></head><body>",
     );
     let _ = write!(out, "<h1>What landed in {}</h1>", esc(&report.location));
@@ -177,7 +182,7 @@ pub fn render(report: &InspectReport, cost: Option<&CostReport>) -> String {
                 vec![
                     format!("{} {}", l.service, l.item),
                     l.stream.clone().unwrap_or_else(|| "(cluster)".into()),
-                    format!("{} {}", trim(l.quantity), l.unit),
+                    format!("{} {}", crate::cost::format_quantity(l.quantity), l.unit),
                     format!("${}", l.unit_price),
                     format!("${:.2}", l.usd),
                 ]
@@ -312,6 +317,14 @@ pub fn render(report: &InspectReport, cost: Option<&CostReport>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn figures_keep_their_zeros() {
+        assert_eq!(
+            [trim(2190.0), trim(21600.0), trim(350.4), trim(0.50), trim(3.0), trim(0.0)],
+            ["2190", "21600", "350", "0.5", "3", "0"]
+        );
+    }
 
     #[test]
     fn text_is_escaped() {

@@ -388,3 +388,26 @@ fn run_writes_its_html_report() -> Result<()> {
     ensure!(!html.contains("<script") && !html.contains("src=") && !html.contains("href="));
     Ok(())
 }
+
+#[test]
+fn a_freshness_alarm_the_buffer_interval_always_trips_is_warned_about() -> Result<()> {
+    let alarms = streamlab::stack::load_alarms(&[common::repo().join("fixtures/alarms/orders-freshness.json")])?;
+    let mut options = CostOptions { freshness_alarms: cost::freshness_alarms(&alarms), ..CostOptions::default() };
+    ensure!(options.freshness_alarms == [("orders-freshness".to_owned(), "orders-to-s3".to_owned(), 600.0)]);
+    // 300 s interval under a 600 s threshold: quiet.
+    let quiet = at_rate(&[load("orders-to-s3.json")], 1.0, 250, &options);
+    ensure!(quiet.warnings.iter().all(|w| w.code != "freshness-alarm"), "{:?}", quiet.warnings);
+    options.freshness_alarms[0].2 = 120.0;
+    let loud = at_rate(&[load("orders-to-s3.json")], 1.0, 250, &options);
+    let warning = loud.warnings.iter().find(|w| w.code == "freshness-alarm").context("a freshness warning")?;
+    ensure!(
+        warning.message.contains("alarm orders-freshness fires on every buffer: at this rate records wait up to 300 s"),
+        "{warning:?}"
+    );
+    // At 100 events/s the 5 MiB buffer fills in 210 s: still over 120 s.
+    ensure!(at_rate(&[load("orders-to-s3.json")], 100.0, 250, &options)
+        .warnings
+        .iter()
+        .any(|w| w.code == "freshness-alarm"));
+    Ok(())
+}

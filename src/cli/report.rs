@@ -224,7 +224,15 @@ pub async fn inspect(args: InspectArgs) -> Result<ExitCode> {
         Some(c) => c.provenance().await?,
         None => Vec::new(),
     };
-    let report = inspect::inspect(&s3, &args.location, &provenance, &options)
+    // Progress on stderr, at most every 2 s, for prefixes that take a while.
+    let mut last = std::time::Instant::now();
+    let progress = |read: usize, total: usize| {
+        if last.elapsed() >= std::time::Duration::from_secs(2) && read < total {
+            eprintln!("inspect: {read} of {total} objects read");
+            last = std::time::Instant::now();
+        }
+    };
+    let report = inspect::inspect(&s3, &args.location, &provenance, &options, progress)
         .await
         .with_context(|| format!("cannot read {}", args.location))?;
     let cost = if specs.is_empty() {
@@ -260,13 +268,10 @@ fn write_out(out: Option<&Path>, text: &str) -> Result<()> {
 /// run's cost at its own rate.
 pub async fn run_report(stack: &streamlab::stack::Stack, specs: &[StreamSpec], path: &Path) -> Result<()> {
     let buckets: std::collections::BTreeSet<&str> = specs.iter().map(|s| s.bucket()).collect();
+    let locations: Vec<String> = buckets.iter().map(|b| format!("s3://{b}")).collect();
     let provenance = stack.provenance();
-    let mut objects = Vec::new();
-    for bucket in &buckets {
-        objects.extend(streamlab::harness::read_under(stack.s3_client(), bucket, "").await?);
-    }
-    let location = buckets.iter().map(|b| format!("s3://{b}")).collect::<Vec<_>>().join(", ");
-    let report: InspectReport = inspect::report(&location, &objects, &provenance, &InspectOptions::default());
+    let report: InspectReport =
+        inspect::inspect_all(stack.s3_client(), &locations, &provenance, &InspectOptions::default(), |_, _| {}).await?;
     let usage = stack.usage();
     // A run's own rate is priced only when it spans long enough to have one.
     let cost = match price(specs, &CostModelArgs::defaults(), Some((&usage, "this run's stack"))) {

@@ -245,16 +245,50 @@ pub fn parse_location(location: &str) -> Result<(String, String), InspectError> 
     Ok((bucket.to_owned(), prefix.to_owned()))
 }
 
-/// Reads every object under `location` and reports on them.
+/// Objects fetched at once: S3 answers each GET in tens of milliseconds,
+/// and a report of a day's prefix reads thousands.
+const CONCURRENT_GETS: usize = 8;
+
+/// Reads every object under `location`, in key order, one at a time into
+/// the report (memory holds at most [`CONCURRENT_GETS`] objects, whatever
+/// the prefix holds); `progress` hears (objects read, objects listed).
 pub async fn inspect(
     client: &aws_sdk_s3::Client,
     location: &str,
     provenance: &[Provenance],
     options: &InspectOptions,
+    progress: impl FnMut(usize, usize),
 ) -> Result<InspectReport, InspectError> {
-    let (bucket, prefix) = parse_location(location)?;
-    let objects = crate::harness::read_under(client, &bucket, &prefix).await?;
-    Ok(report(location, &objects, provenance, options))
+    inspect_all(client, &[location.to_owned()], provenance, options, progress).await
+}
+
+/// [`inspect`] of several locations (a run's buckets) in one report.
+pub async fn inspect_all(
+    client: &aws_sdk_s3::Client,
+    locations: &[String],
+    provenance: &[Provenance],
+    options: &InspectOptions,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<InspectReport, InspectError> {
+    use futures::StreamExt as _;
+    let mut listed = Vec::new();
+    for location in locations {
+        let (bucket, prefix) = parse_location(location)?;
+        let keys = crate::harness::list_keys_under(client, &bucket, &prefix).await?;
+        listed.extend(keys.into_iter().map(|key| (bucket.clone(), key)));
+    }
+    let total = listed.len();
+    let mut builder = ReportBuilder::new(provenance, options);
+    let mut objects = futures::stream::iter(listed.iter())
+        .map(|(bucket, key)| crate::harness::read_object(client, bucket, key))
+        .buffered(CONCURRENT_GETS);
+    let mut read = 0;
+    while let Some(object) = objects.next().await {
+        builder.add(&object?);
+        read += 1;
+        progress(read, total);
+    }
+    Ok(builder.finish(&locations.join(", ")))
 }
 
 /// The compression an object was written with: its `Content-Encoding`,
@@ -303,15 +337,42 @@ pub fn report(
     provenance: &[Provenance],
     options: &InspectOptions,
 ) -> InspectReport {
-    let known: BTreeMap<&str, &Provenance> = provenance.iter().map(|p| (p.key.as_str(), p)).collect();
-    let mut seen_ids: BTreeMap<String, HashSet<String>> = BTreeMap::new();
-    let mut reports = Vec::new();
-    let mut other_keys = Vec::new();
-    let mut warnings = Vec::new();
+    let mut builder = ReportBuilder::new(provenance, options);
     for object in objects {
+        builder.add(object);
+    }
+    builder.finish(location)
+}
+
+/// A report made one object at a time (in key order): what each object
+/// leaves behind is its summary and, with `--id`, the ids seen so far.
+pub struct ReportBuilder<'a> {
+    known: BTreeMap<&'a str, &'a Provenance>,
+    options: &'a InspectOptions,
+    seen_ids: BTreeMap<String, HashSet<String>>,
+    reports: Vec<ObjectReport>,
+    other_keys: Vec<String>,
+    warnings: Vec<String>,
+}
+
+impl<'a> ReportBuilder<'a> {
+    pub fn new(provenance: &'a [Provenance], options: &'a InspectOptions) -> Self {
+        ReportBuilder {
+            known: provenance.iter().map(|p| (p.key.as_str(), p)).collect(),
+            options,
+            seen_ids: BTreeMap::new(),
+            reports: Vec::new(),
+            other_keys: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Reads one object into the report.
+    pub fn add(&mut self, object: &StoredObject) {
+        let options = self.options;
         let Some(name) = parse_object_name(&object.key) else {
-            other_keys.push(object.key.clone());
-            continue;
+            self.other_keys.push(object.key.clone());
+            return;
         };
         let kind = object
             .key
@@ -328,13 +389,13 @@ pub fn report(
                     content.rows
                 }
                 Err(e) => {
-                    warnings.push(format!("{}: not a readable Parquet file: {e}", object.key));
+                    self.warnings.push(format!("{}: not a readable Parquet file: {e}", object.key));
                     Vec::new()
                 }
             },
             Ok(decoded) => crate::landing::parse_records(&decoded),
             Err(e) => {
-                warnings.push(format!("{}: cannot decode as {compression:?}: {e}", object.key));
+                self.warnings.push(format!("{}: cannot decode as {compression:?}: {e}", object.key));
                 Vec::new()
             }
         };
@@ -343,7 +404,7 @@ pub fn report(
             .date()
             .and_hms_opt(chrono::Timelike::hour(&name.time), 0, 0)
             .map(|h| h.and_utc().timestamp_millis());
-        let provenance = known.get(object.key.as_str());
+        let provenance = self.known.get(object.key.as_str());
         let landed_ms = provenance.map(|p| p.landed_ms).or(object.last_modified_ms);
         let mut r = ObjectReport {
             key: object.key.clone(),
@@ -363,7 +424,7 @@ pub fn report(
             error_codes: BTreeMap::new(),
             sources: provenance.map(|p| p.sources.clone()),
         };
-        let ids = seen_ids.entry(name.stream.to_owned()).or_default();
+        let ids = self.seen_ids.entry(name.stream.to_owned()).or_default();
         for record in &records {
             if kind != "data" {
                 let code = record.get("errorCode").and_then(|c| c.as_str()).unwrap_or("(no errorCode)");
@@ -389,45 +450,54 @@ pub fn report(
         if let (Some(landed), Some(oldest)) = (r.landed_ms, r.oldest_event_ms) {
             r.freshness_secs = Some((landed - oldest) as f64 / 1000.0);
         }
-        reports.push(r);
+        self.reports.push(r);
     }
-    let streams = summarize(&reports, options.small_file_mb);
-    for s in &streams {
-        let data = s.data_objects.max(1);
-        if s.data_objects > 0 && s.small_objects * 2 > s.data_objects {
-            warnings.push(format!(
-                "{}: {} of {} data objects ({:.0}%) are under {} MB, the size Athena reads well (it opens every object a query touches): raise BufferingHints or compact",
-                s.stream, s.small_objects, s.data_objects, 100.0 * s.small_objects as f64 / data as f64, options.small_file_mb
-            ));
+
+    /// The report, with its warnings.
+    pub fn finish(self, location: &str) -> InspectReport {
+        let ReportBuilder { options, reports, other_keys, mut warnings, .. } = self;
+        let streams = summarize(&reports, options.small_file_mb);
+        for s in &streams {
+            let data = s.data_objects.max(1);
+            if s.data_objects > 0 && s.small_objects * 2 > s.data_objects {
+                warnings.push(format!(
+                    "{}: {} of {} data objects ({:.0}%) are under {} MB, the size Athena reads well (it opens every object a query touches): raise BufferingHints or compact",
+                    s.stream,
+                    s.small_objects,
+                    s.data_objects,
+                    100.0 * s.small_objects as f64 / data as f64,
+                    options.small_file_mb
+                ));
+            }
+            if s.duplicates > 0 {
+                warnings.push(format!(
+                    "{}: {} records repeat an earlier record's {} (a redelivery after a crash or a retried write, or a producer sending twice): deduplicate downstream",
+                    s.stream,
+                    s.duplicates,
+                    options.id.as_ref().map_or("", |p| p.as_str())
+                ));
+            }
+            if s.late_records > 0 {
+                warnings.push(format!(
+                    "{}: {} records landed under a later hour than their event time, up to {:.0} s late: a query by the prefix hour misses them",
+                    s.stream, s.late_records, s.max_late_secs
+                ));
+            }
+            if !s.error_records_by_code.is_empty() {
+                let codes: Vec<String> = s.error_records_by_code.iter().map(|(c, n)| format!("{c} x{n}")).collect();
+                warnings.push(format!("{}: error records: {}", s.stream, codes.join(", ")));
+            }
         }
-        if s.duplicates > 0 {
-            warnings.push(format!(
-                "{}: {} records repeat an earlier record's {} (a redelivery after a crash or a retried write, or a producer sending twice): deduplicate downstream",
-                s.stream,
-                s.duplicates,
-                options.id.as_ref().map_or("", |p| p.as_str())
-            ));
+        InspectReport {
+            location: location.to_owned(),
+            small_file_mb: options.small_file_mb,
+            id_path: options.id.as_ref().map(|p| p.as_str().to_owned()),
+            event_time_path: options.event_time.as_str().to_owned(),
+            streams,
+            other_keys,
+            warnings,
+            objects: reports,
         }
-        if s.late_records > 0 {
-            warnings.push(format!(
-                "{}: {} records landed under a later hour than their event time, up to {:.0} s late: a query by the prefix hour misses them",
-                s.stream, s.late_records, s.max_late_secs
-            ));
-        }
-        if !s.error_records_by_code.is_empty() {
-            let codes: Vec<String> = s.error_records_by_code.iter().map(|(c, n)| format!("{c} x{n}")).collect();
-            warnings.push(format!("{}: error records: {}", s.stream, codes.join(", ")));
-        }
-    }
-    InspectReport {
-        location: location.to_owned(),
-        small_file_mb: options.small_file_mb,
-        id_path: options.id.as_ref().map(|p| p.as_str().to_owned()),
-        event_time_path: options.event_time.as_str().to_owned(),
-        streams,
-        other_keys,
-        warnings,
-        objects: reports,
     }
 }
 

@@ -67,7 +67,7 @@ async fn undeliverable_records_land_as_error_lines() -> Result<()> {
     // `streamlab inspect` counts the same error records by code.
     let report = streamlab::inspect::report("s3://shop-events-raw", &objects, &[], &Default::default());
     let codes: Vec<(&str, u64)> =
-        report.streams[0].error_records_by_code.iter().map(|(c, n)| (c.as_str(), *n)).collect();
+        report.streams[0].tally.error_records_by_code.iter().map(|(c, n)| (c.as_str(), *n)).collect();
     ensure!(
         codes == [(errors::METADATA_EXTRACTION_CODE, 4), (errors::RECORD_TOO_LARGE_CODE, 1)]
             || codes == [(errors::RECORD_TOO_LARGE_CODE, 1), (errors::METADATA_EXTRACTION_CODE, 4)],

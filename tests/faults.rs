@@ -163,9 +163,9 @@ async fn sigkill_and_restart_lose_nothing_and_duplicate_only_the_uncommitted_win
     let extra: usize = landed_ids(&objects)?.values().map(|n| n - 1).sum();
     let report = streamlab::inspect::report("s3://shop-events-raw", &objects, &[], &options);
     ensure!(
-        report.streams.iter().map(|s| s.duplicates).sum::<u64>() == extra as u64,
+        report.streams.iter().map(|s| s.tally.duplicates).sum::<u64>() == extra as u64,
         "inspect found {:?} repeated records, the landing {extra}",
-        report.streams.iter().map(|s| s.duplicates).collect::<Vec<_>>()
+        report.streams.iter().map(|s| s.tally.duplicates).collect::<Vec<_>>()
     );
     eprintln!("crash test: {duplicates} duplicates, all in the uncommitted window {window:?}");
     Ok(())

@@ -159,7 +159,10 @@ async fn inspect_reports_seeded_runs_of_three_fixtures() -> Result<()> {
         let spec = load(fixture);
         let report = inspect::report(&format!("s3://{}", spec.bucket()), &objects, &provenance, &inspect_options());
         let stream = &report.streams[0];
-        ensure!(stream.records == 300 && stream.duplicates == 0 && stream.late_records == 0, "{fixture}: {stream:?}");
+        ensure!(
+            stream.records == 300 && stream.tally.duplicates == 0 && stream.tally.late_records == 0,
+            "{fixture}: {stream:?}"
+        );
         ensure!(report.objects.iter().all(|o| o.sources.is_some()), "{fixture}: every object came from the stack");
         ensure!(
             report.warnings.iter().any(|w| w.contains("are under 128 MB, the size Athena reads well")),
@@ -190,16 +193,16 @@ async fn records_with_old_event_times_are_reported_late() -> Result<()> {
     let objects = pipeline.objects().await?;
     let report = inspect::report("s3://shop-events-raw", &objects, &pipeline.stack.provenance(), &inspect_options());
     let stream = &report.streams[0];
-    ensure!(stream.late_records == 50, "{stream:?}");
+    ensure!(stream.tally.late_records == 50, "{stream:?}");
     // The hour prefix is 06:00; the newest event is from about 03:58.
     let newest = chrono::DateTime::parse_from_rfc3339(&newest)?;
     let hour = Utc.with_ymd_and_hms(2026, 3, 8, 6, 0, 0).unwrap();
     ensure!(
-        stream.max_late_secs >= (hour.timestamp_millis() - newest.timestamp_millis()) as f64 / 1000.0,
+        stream.tally.max_late_secs >= (hour.timestamp_millis() - newest.timestamp_millis()) as f64 / 1000.0,
         "{stream:?}"
     );
     ensure!(report.warnings.iter().any(|w| w.contains("50 records landed under a later hour than their event time")));
-    let freshness = stream.freshness_secs.as_ref().context("freshness")?;
+    let freshness = stream.tally.freshness_secs.as_ref().context("freshness")?;
     ensure!(freshness.min >= 3.0 * 3600.0, "landed at the clock's 07:03, oldest event at 03:58: {freshness:?}");
     running.stop().await?;
     Ok(())

@@ -30,28 +30,30 @@ const HEIGHT: f64 = 220.0;
 const LEFT: f64 = 72.0;
 const BOTTOM: f64 = 48.0;
 const TOP: f64 = 16.0;
+const PLOT_W: f64 = WIDTH - LEFT - 8.0;
+const PLOT_H: f64 = HEIGHT - TOP - BOTTOM;
+
+/// An open `<svg>` with its title, axes, and the y axis labelled from 0 to `top`.
+fn frame(title: &str, top: &str) -> String {
+    format!(
+        r##"<svg width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{t}"><title>{t}</title><line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{y}" stroke="#444"/><line x1="{LEFT}" y1="{y}" x2="{x}" y2="{y}" stroke="#444"/><text x="{tx}" y="{ty}" font-size="11" text-anchor="end">{top}</text><text x="{tx}" y="{y}" font-size="11" text-anchor="end">0</text>"##,
+        t = esc(title),
+        y = TOP + PLOT_H,
+        x = LEFT + PLOT_W,
+        tx = LEFT - 4.0,
+        ty = TOP + 10.0,
+        top = esc(top)
+    )
+}
 
 /// A vertical bar chart of `bars` (label, value); `marker` draws a dashed
 /// line after the bar of that index, labelled.
 fn bar_chart(title: &str, bars: &[(String, f64)], marker: Option<(usize, &str)>) -> String {
     let max = bars.iter().map(|b| b.1).fold(0.0, f64::max).max(1.0);
-    let plot_w = WIDTH - LEFT - 8.0;
-    let plot_h = HEIGHT - TOP - BOTTOM;
+    let (plot_w, plot_h) = (PLOT_W, PLOT_H);
     // At most 80 px a bar: one hour's bar is not the whole chart.
     let slot = (plot_w / bars.len().max(1) as f64).min(80.0);
-    let mut svg = format!(
-        r##"<svg width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{t}"><title>{t}</title>"##,
-        t = esc(title)
-    );
-    let _ = write!(
-        svg,
-        r##"<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{y}" stroke="#444"/><line x1="{LEFT}" y1="{y}" x2="{x}" y2="{y}" stroke="#444"/><text x="{tx}" y="{ty}" font-size="11" text-anchor="end">{max}</text><text x="{tx}" y="{y}" font-size="11" text-anchor="end">0</text>"##,
-        y = TOP + plot_h,
-        x = LEFT + plot_w,
-        tx = LEFT - 4.0,
-        ty = TOP + 10.0,
-        max = trim(max)
-    );
+    let mut svg = frame(title, &trim(max));
     for (i, (label, value)) in bars.iter().enumerate() {
         let h = plot_h * value / max;
         let x = LEFT + slot * i as f64 + slot * 0.15;
@@ -83,23 +85,10 @@ fn bar_chart(title: &str, bars: &[(String, f64)], marker: Option<(usize, &str)>)
 
 /// Points (x, y) on a time axis, seconds on the y axis.
 fn scatter(title: &str, points: &[(i64, f64)]) -> String {
-    let mut svg = format!(
-        r##"<svg width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{t}"><title>{t}</title>"##,
-        t = esc(title)
-    );
-    let plot_w = WIDTH - LEFT - 8.0;
-    let plot_h = HEIGHT - TOP - BOTTOM;
+    let (plot_w, plot_h) = (PLOT_W, PLOT_H);
     let (x0, x1) = points.iter().fold((i64::MAX, i64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
     let ymax = points.iter().map(|p| p.1).fold(0.0, f64::max).max(1.0);
-    let _ = write!(
-        svg,
-        r##"<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{y}" stroke="#444"/><line x1="{LEFT}" y1="{y}" x2="{x}" y2="{y}" stroke="#444"/><text x="{tx}" y="{ty}" font-size="11" text-anchor="end">{ymax} s</text><text x="{tx}" y="{y}" font-size="11" text-anchor="end">0</text>"##,
-        y = TOP + plot_h,
-        x = LEFT + plot_w,
-        tx = LEFT - 4.0,
-        ty = TOP + 10.0,
-        ymax = trim(ymax)
-    );
+    let mut svg = frame(title, &format!("{} s", trim(ymax)));
     if !points.is_empty() {
         for (label, at, anchor) in [(x0, LEFT, "start"), (x1, LEFT + plot_w, "end")] {
             let _ = write!(
@@ -240,9 +229,9 @@ pub fn render(report: &InspectReport, cost: Option<&CostReport>) -> String {
             out.push_str(&scatter(&format!("Freshness of {} over time", s.stream), &points));
             out.push_str("</figure>");
         }
-        if !s.error_records_by_code.is_empty() {
+        if !s.tally.error_records_by_code.is_empty() {
             let bars: Vec<(String, f64)> =
-                s.error_records_by_code.iter().map(|(c, n)| (c.clone(), *n as f64)).collect();
+                s.tally.error_records_by_code.iter().map(|(c, n)| (c.clone(), *n as f64)).collect();
             out.push_str("<h3>Error records by code</h3><figure>");
             out.push_str(&bar_chart(&format!("Error records of {} by code", s.stream), &bars, None));
             out.push_str("</figure>");
@@ -266,10 +255,10 @@ pub fn render(report: &InspectReport, cost: Option<&CostReport>) -> String {
                     p.records_per_object
                         .as_ref()
                         .map_or("-".into(), |r| format!("{}/{}/{}", trim(r.min), trim(r.mean), trim(r.max))),
-                    p.duplicates.to_string(),
-                    format!("{} (max {} s)", p.late_records, trim(p.max_late_secs)),
-                    p.error_records_by_code.values().sum::<u64>().to_string(),
-                    p.freshness_secs.as_ref().map_or("-".into(), |f| format!("{}/{}", trim(f.min), trim(f.max))),
+                    p.tally.duplicates.to_string(),
+                    format!("{} (max {} s)", p.tally.late_records, trim(p.tally.max_late_secs)),
+                    p.tally.error_records_by_code.values().sum::<u64>().to_string(),
+                    p.tally.freshness_secs.as_ref().map_or("-".into(), |f| format!("{}/{}", trim(f.min), trim(f.max))),
                 ]
             })
             .collect();

@@ -178,6 +178,14 @@ pub struct PrefixReport {
     pub size_histogram: Vec<SizeBucket>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub records_per_object: Option<MinMeanMax>,
+    #[serde(flatten)]
+    pub tally: Tally,
+}
+
+/// What a set of objects holds beyond counts and sizes: repeated ids, late
+/// records, error records by code, freshness.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tally {
     pub duplicates: u64,
     pub late_records: u64,
     pub max_late_secs: f64,
@@ -186,6 +194,26 @@ pub struct PrefixReport {
     pub error_records_by_code: BTreeMap<String, u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub freshness_secs: Option<MinMeanMax>,
+}
+
+impl Tally {
+    fn of<'a>(objects: impl Iterator<Item = &'a ObjectReport> + Clone) -> Tally {
+        let mut error_records_by_code = BTreeMap::new();
+        for o in objects.clone() {
+            for (code, n) in &o.error_codes {
+                *error_records_by_code.entry(code.clone()).or_default() += n;
+            }
+        }
+        let fresh: Vec<f64> = objects.clone().filter_map(|o| o.freshness_secs).collect();
+        Tally {
+            duplicates: objects.clone().map(|o| o.duplicates).sum(),
+            late_records: objects.clone().map(|o| o.late_records).sum(),
+            max_late_secs: objects.clone().map(|o| o.max_late_secs).fold(0.0, f64::max),
+            ahead_records: objects.map(|o| o.ahead_records).sum(),
+            error_records_by_code,
+            freshness_secs: MinMeanMax::of(&fresh),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -198,14 +226,8 @@ pub struct StreamReport {
     /// Data objects under the small-file size.
     pub small_objects: u64,
     pub size_histogram: Vec<SizeBucket>,
-    pub duplicates: u64,
-    pub late_records: u64,
-    pub max_late_secs: f64,
-    pub ahead_records: u64,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
-    pub error_records_by_code: BTreeMap<String, u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub freshness_secs: Option<MinMeanMax>,
+    #[serde(flatten)]
+    pub tally: Tally,
     pub prefixes: Vec<PrefixReport>,
 }
 
@@ -469,22 +491,23 @@ impl<'a> ReportBuilder<'a> {
                     options.small_file_mb
                 ));
             }
-            if s.duplicates > 0 {
+            if s.tally.duplicates > 0 {
                 warnings.push(format!(
                     "{}: {} records repeat an earlier record's {} (a redelivery after a crash or a retried write, or a producer sending twice): deduplicate downstream",
                     s.stream,
-                    s.duplicates,
+                    s.tally.duplicates,
                     options.id.as_ref().map_or("", |p| p.as_str())
                 ));
             }
-            if s.late_records > 0 {
+            if s.tally.late_records > 0 {
                 warnings.push(format!(
                     "{}: {} records landed under a later hour than their event time, up to {:.0} s late: a query by the prefix hour misses them",
-                    s.stream, s.late_records, s.max_late_secs
+                    s.stream, s.tally.late_records, s.tally.max_late_secs
                 ));
             }
-            if !s.error_records_by_code.is_empty() {
-                let codes: Vec<String> = s.error_records_by_code.iter().map(|(c, n)| format!("{c} x{n}")).collect();
+            if !s.tally.error_records_by_code.is_empty() {
+                let codes: Vec<String> =
+                    s.tally.error_records_by_code.iter().map(|(c, n)| format!("{c} x{n}")).collect();
                 warnings.push(format!("{}: error records: {}", s.stream, codes.join(", ")));
             }
         }
@@ -514,12 +537,6 @@ fn histogram<'a>(sizes: impl Iterator<Item = &'a u64>) -> Vec<SizeBucket> {
         .collect()
 }
 
-fn add_codes(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
-    for (code, n) in from {
-        *into.entry(code.clone()).or_default() += n;
-    }
-}
-
 fn summarize(objects: &[ObjectReport], small_file_mb: f64) -> Vec<StreamReport> {
     let mut by_stream: BTreeMap<&str, Vec<&ObjectReport>> = BTreeMap::new();
     for o in objects {
@@ -537,10 +554,7 @@ fn summarize(objects: &[ObjectReport], small_file_mb: f64) -> Vec<StreamReport> 
             let prefixes: Vec<PrefixReport> = by_prefix
                 .into_iter()
                 .map(|((prefix, kind), os)| {
-                    let mut codes = BTreeMap::new();
-                    os.iter().for_each(|o| add_codes(&mut codes, &o.error_codes));
                     let per_object: Vec<f64> = os.iter().map(|o| o.records as f64).collect();
-                    let fresh: Vec<f64> = os.iter().filter_map(|o| o.freshness_secs).collect();
                     PrefixReport {
                         prefix: prefix.to_owned(),
                         kind: kind.to_owned(),
@@ -549,19 +563,11 @@ fn summarize(objects: &[ObjectReport], small_file_mb: f64) -> Vec<StreamReport> 
                         records: os.iter().map(|o| o.records).sum(),
                         size_histogram: histogram(os.iter().map(|o| &o.bytes)),
                         records_per_object: MinMeanMax::of(&per_object),
-                        duplicates: os.iter().map(|o| o.duplicates).sum(),
-                        late_records: os.iter().map(|o| o.late_records).sum(),
-                        max_late_secs: os.iter().map(|o| o.max_late_secs).fold(0.0, f64::max),
-                        ahead_records: os.iter().map(|o| o.ahead_records).sum(),
-                        error_records_by_code: codes,
-                        freshness_secs: MinMeanMax::of(&fresh),
+                        tally: Tally::of(os.iter().copied()),
                     }
                 })
                 .collect();
             let data: Vec<&&ObjectReport> = objects.iter().filter(|o| o.kind == "data").collect();
-            let mut codes = BTreeMap::new();
-            objects.iter().for_each(|o| add_codes(&mut codes, &o.error_codes));
-            let fresh: Vec<f64> = objects.iter().filter_map(|o| o.freshness_secs).collect();
             StreamReport {
                 stream: stream.to_owned(),
                 objects: objects.len() as u64,
@@ -570,12 +576,7 @@ fn summarize(objects: &[ObjectReport], small_file_mb: f64) -> Vec<StreamReport> 
                 records: data.iter().map(|o| o.records).sum(),
                 small_objects: data.iter().filter(|o| o.bytes < small).count() as u64,
                 size_histogram: histogram(data.iter().map(|o| &o.bytes)),
-                duplicates: objects.iter().map(|o| o.duplicates).sum(),
-                late_records: objects.iter().map(|o| o.late_records).sum(),
-                max_late_secs: objects.iter().map(|o| o.max_late_secs).fold(0.0, f64::max),
-                ahead_records: objects.iter().map(|o| o.ahead_records).sum(),
-                error_records_by_code: codes,
-                freshness_secs: MinMeanMax::of(&fresh),
+                tally: Tally::of(objects.iter().copied()),
                 prefixes,
             }
         })
@@ -608,10 +609,10 @@ impl InspectReport {
                     format!("{:.3}", p.bytes as f64 / 1_048_576.0),
                     p.records.to_string(),
                     p.records_per_object.as_ref().map_or("-".into(), |r| format!("{:.1}", r.mean)),
-                    p.duplicates.to_string(),
-                    p.late_records.to_string(),
-                    p.error_records_by_code.values().sum::<u64>().to_string(),
-                    p.freshness_secs.as_ref().map_or("-".into(), |f| format!("{:.0}", f.max)),
+                    p.tally.duplicates.to_string(),
+                    p.tally.late_records.to_string(),
+                    p.tally.error_records_by_code.values().sum::<u64>().to_string(),
+                    p.tally.freshness_secs.as_ref().map_or("-".into(), |f| format!("{:.0}", f.max)),
                 ]);
             }
         }
@@ -690,8 +691,8 @@ mod tests {
         assert_eq!(report.other_keys, ["manifest.json"]);
         let s = &report.streams[0];
         assert_eq!((s.stream.as_str(), s.objects, s.data_objects, s.records), ("orders", 3, 2, 3));
-        assert_eq!((s.duplicates, s.late_records, s.max_late_secs), (1, 1, 30.0));
-        assert_eq!(s.error_records_by_code, BTreeMap::from([("Lambda.FunctionError".to_owned(), 1)]));
+        assert_eq!((s.tally.duplicates, s.tally.late_records, s.tally.max_late_secs), (1, 1, 30.0));
+        assert_eq!(s.tally.error_records_by_code, BTreeMap::from([("Lambda.FunctionError".to_owned(), 1)]));
         assert_eq!(report.objects[0].freshness_secs, Some(330.0), "landed 14:05:00, oldest event 13:59:30");
         assert_eq!(s.prefixes.len(), 2);
         assert_eq!(s.size_histogram[0].objects, 2, "both data objects under 1 KB");

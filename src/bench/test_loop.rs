@@ -25,7 +25,7 @@ pub async fn measure(options: &LoopOptions, figures: &mut Vec<Figure>) -> Result
             median(&loops),
             "s",
         )
-        .at_most(3.0)
+        .at_most(1.0)
         .note(format!(
             "median of {}: {}",
             loops.len(),

@@ -17,6 +17,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -166,11 +168,35 @@ async fn blocking<T: Send + 'static>(
 #[derive(Debug, Clone)]
 pub struct TopicStateStore {
     kafka: KafkaConnection,
+    /// The state topic was seen or created: no metadata round trip (about
+    /// 100 ms with a new client) before every read and write.
+    ensured: Arc<AtomicBool>,
+}
+
+/// A Kafka client dropped on a thread of its own when this goes out of
+/// scope: librdkafka's destroy waits for its threads (about 190 ms for a
+/// consumer here), which a starting delivery need not wait for. Measured: a
+/// new stream's state took 820 ms before its delivery could start.
+struct DropLater<T: Send + 'static>(Option<T>);
+
+impl<T: Send + 'static> Drop for DropLater<T> {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            std::thread::spawn(move || drop(client));
+        }
+    }
+}
+
+impl<T: Send + 'static> std::ops::Deref for DropLater<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.0.as_ref().expect("present until dropped")
+    }
 }
 
 impl TopicStateStore {
     pub fn new(kafka: impl Into<KafkaConnection>) -> Self {
-        Self { kafka: kafka.into() }
+        Self { kafka: kafka.into(), ensured: Arc::default() }
     }
 
     /// Never auto-created: a broker with `auto.create.topics.enable` would
@@ -188,7 +214,17 @@ impl TopicStateStore {
 
     /// Creates the state topic unless it exists.
     fn ensure_topic(&self) -> Result<(), StateError> {
+        if self.ensured.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let admin: AdminClient<KafkaContext> = self.kafka.create(&self.config()).map_err(|e| self.fail("create", e))?;
+        let admin = DropLater(Some(admin));
+        self.ensure_with(&admin)?;
+        self.ensured.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    fn ensure_with(&self, admin: &AdminClient<KafkaContext>) -> Result<(), StateError> {
         let metadata = admin.inner().fetch_metadata(Some(STATE_TOPIC), TIMEOUT).map_err(|e| self.fail("read", e))?;
         if metadata
             .topics()
@@ -234,6 +270,7 @@ impl TopicStateStore {
                     .set("fetch.wait.max.ms", "10"),
             )
             .map_err(|e| self.fail("read", e))?;
+        let consumer = DropLater(Some(consumer));
         let (low, high) = consumer.fetch_watermarks(STATE_TOPIC, 0, TIMEOUT).map_err(|e| self.fail("read", e))?;
         let mut out = Vec::new();
         if high <= low {
@@ -276,6 +313,7 @@ impl TopicStateStore {
             .kafka
             .create(self.config().set("acks", "all").set("linger.ms", "0"))
             .map_err(|e| self.fail("write", e))?;
+        let producer = DropLater(Some(producer));
         let payload = serde_json::to_vec(state).expect("state serializes");
         producer
             .send(BaseRecord::to(STATE_TOPIC).partition(0).key(state.stream.as_bytes()).payload(&payload))

@@ -9,7 +9,9 @@ use clap::{Args, ValueEnum};
 use streamlab::cost::{self, Cluster, CostOptions, CostReport, PriceBook, Rate, RunUsage};
 use streamlab::delivery::sink::{S3Settings, StaticCredentials};
 use streamlab::inspect::{self, InspectOptions, InspectReport, JqPath};
-use streamlab::spec::{self, StreamSpec};
+use streamlab::spec::StreamSpec;
+
+use super::positive_f64;
 use streamlab::stack::control::ControlClient;
 
 /// The traffic, cluster and prices a bill is made of (shared by `cost` and
@@ -123,16 +125,9 @@ pub struct InspectArgs {
     model: CostModelArgs,
 }
 
-fn positive_f64(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        _ => Err(format!("{s:?} is not a positive number")),
-    }
-}
-
+/// The specs of `--spec` files and directories, as `up` loads them.
 fn load_specs(paths: &[PathBuf]) -> Result<Vec<StreamSpec>> {
-    let files = spec::json_files(paths)?;
-    files.iter().map(|f| spec::load(f).map_err(anyhow::Error::from)).collect()
+    Ok(streamlab::stack::load_specs(paths)?.into_iter().map(|(_, spec)| spec).collect())
 }
 
 /// The month's bill of `specs`, from `usage` (named by `origin`) or the rate.
@@ -285,22 +280,13 @@ pub async fn run_report(stack: &streamlab::stack::Stack, specs: &[StreamSpec], p
 }
 
 impl CostModelArgs {
+    /// The flags' defaults, as clap gives them (one source of truth).
     fn defaults() -> CostModelArgs {
-        CostModelArgs {
-            events_per_sec: None,
-            record_bytes: None,
-            brokers: 3,
-            broker_type: "kafka.m5.large".into(),
-            serverless: false,
-            retention_hours: 168,
-            s3_retention_months: 1,
-            partitions: 3,
-            partition_keys: None,
-            prices: None,
-            cloudwatch: false,
-            alarms: Vec::new(),
-            small_file_mb: 128.0,
-            max_objects_per_hour: 1000.0,
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            model: CostModelArgs,
         }
+        <Defaults as clap::Parser>::parse_from(["streamlab"]).model
     }
 }

@@ -88,8 +88,7 @@ pub fn partition_keys<'a>(keys: impl Iterator<Item = &'a str>) -> u64 {
     let mut per_hour: BTreeMap<chrono::NaiveDateTime, BTreeSet<&str>> = BTreeMap::new();
     for key in keys {
         if let Some(name) = crate::delivery::naming::parse_object_name(key) {
-            let hour = name.time.date().and_hms_opt(chrono::Timelike::hour(&name.time), 0, 0).unwrap_or(name.time);
-            per_hour.entry(hour).or_default().insert(name.dir);
+            per_hour.entry(name.hour()).or_default().insert(name.dir);
         }
     }
     per_hour.values().map(|dirs| dirs.len() as u64).max().unwrap_or(1).max(1)

@@ -201,6 +201,14 @@ pub struct ObjectName<'a> {
     pub id: &'a str,
 }
 
+impl ObjectName<'_> {
+    /// The hour the name's time falls in (its prefix hour).
+    pub fn hour(&self) -> chrono::NaiveDateTime {
+        use chrono::Timelike as _;
+        self.time.with_minute(0).and_then(|t| t.with_second(0)).unwrap_or(self.time)
+    }
+}
+
 /// [`ObjectName`] of `key`, if Firehose could have named it.
 pub fn parse_object_name(key: &str) -> Option<ObjectName<'_>> {
     static NAME: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();

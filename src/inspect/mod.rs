@@ -316,12 +316,11 @@ pub async fn inspect_all(
 /// The compression an object was written with: its `Content-Encoding`,
 /// else its first bytes.
 fn compression_of(object: &StoredObject) -> Compression {
-    match object.content_encoding.as_deref() {
-        Some("gzip") => return Compression::Gzip,
-        Some("zip") => return Compression::Zip,
-        Some("snappy-java") => return Compression::Snappy,
-        Some("hadoop-snappy") => return Compression::HadoopSnappy,
-        _ => {}
+    let encoded = [Compression::Gzip, Compression::Zip, Compression::Snappy, Compression::HadoopSnappy]
+        .into_iter()
+        .find(|c| c.content_encoding().is_some() && c.content_encoding() == object.content_encoding.as_deref());
+    if let Some(compression) = encoded {
+        return compression;
     }
     let body = &object.body[..];
     if body.starts_with(&[0x1f, 0x8b]) {
@@ -421,11 +420,7 @@ impl<'a> ReportBuilder<'a> {
                 Vec::new()
             }
         };
-        let hour_start = name
-            .time
-            .date()
-            .and_hms_opt(chrono::Timelike::hour(&name.time), 0, 0)
-            .map(|h| h.and_utc().timestamp_millis());
+        let hour_start = name.hour().and_utc().timestamp_millis();
         let provenance = self.known.get(object.key.as_str());
         let landed_ms = provenance.map(|p| p.landed_ms).or(object.last_modified_ms);
         let mut r = ObjectReport {
@@ -460,13 +455,11 @@ impl<'a> ReportBuilder<'a> {
             }
             let Some(at) = options.event_time.eval(record).as_deref().and_then(event_ms) else { continue };
             r.oldest_event_ms = Some(r.oldest_event_ms.map_or(at, |o: i64| o.min(at)));
-            if let Some(start) = hour_start {
-                if at < start {
-                    r.late_records += 1;
-                    r.max_late_secs = r.max_late_secs.max((start - at) as f64 / 1000.0);
-                } else if at >= start + 3_600_000 {
-                    r.ahead_records += 1;
-                }
+            if at < hour_start {
+                r.late_records += 1;
+                r.max_late_secs = r.max_late_secs.max((hour_start - at) as f64 / 1000.0);
+            } else if at >= hour_start + 3_600_000 {
+                r.ahead_records += 1;
             }
         }
         if let (Some(landed), Some(oldest)) = (r.landed_ms, r.oldest_event_ms) {

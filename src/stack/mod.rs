@@ -315,6 +315,7 @@ impl Stack {
         let client = sink::client(&backend.s3).await;
         let stop_watch = CancellationToken::new();
         let (backend_kafka, max_buffered_bytes) = (backend.kafka.clone(), options.max_buffered_bytes);
+        let started_ms = settings.clock.now_millis();
         let stack = Stack {
             options,
             backend,
@@ -329,10 +330,8 @@ impl Stack {
             monitor: Arc::default(),
             error_log: Arc::default(),
             work,
-            started_ms: 0,
+            started_ms,
         };
-        let mut stack = stack;
-        stack.started_ms = stack.settings.clock.now_millis();
         for alarm in alarms {
             stack.monitor.put_alarm(alarm, stack.settings.clock.now_millis());
         }
@@ -1062,19 +1061,20 @@ impl Stack {
     /// What the run has measured so far that a bill is made of
     /// (`streamlab cost`).
     pub fn usage(&self) -> crate::cost::RunUsage {
-        self.usage_of(
-            self.streams.running().into_iter().filter_map(|(spec, delivery)| Some((spec, delivery?.stats()))).collect(),
-        )
+        self.usage_of(self.delivering())
+    }
+
+    /// Each stream with a running delivery, with its statistics.
+    fn delivering(&self) -> Vec<(StreamSpec, Arc<DeliveryStats>)> {
+        self.streams.running().into_iter().filter_map(|(spec, delivery)| Some((spec, delivery?.stats()))).collect()
     }
 
     /// The objects each delivery landed most recently (at most
     /// [`crate::delivery::stats::LANDED_HISTORY`] per stream), with the
     /// offsets they hold and the clock time they landed.
     pub fn provenance(&self) -> Vec<crate::inspect::Provenance> {
-        self.streams
-            .running()
+        self.delivering()
             .into_iter()
-            .filter_map(|(spec, delivery)| Some((spec, delivery?.stats())))
             .flat_map(|(spec, stats)| {
                 stats.landed().into_iter().map(move |o| crate::inspect::Provenance {
                     stream: spec.name().to_owned(),

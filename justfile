@@ -101,7 +101,7 @@ test: install-tools install-clients
 
 # The end-to-end tests only.
 test-e2e: install-tools install-clients
-    cargo test --test e2e --test cli --test fixtures --test own_pipeline --test clients --test examples --test lambda --test firehose_api --test firehose_cli -- --test-threads 6
+    cargo test --test integration -- e2e:: cli:: fixtures:: own_pipeline:: clients:: examples:: lambda:: firehose_api:: --test-threads 6
 
 # Soak: 100,000 events, 10% of S3 PUTs failing, 2 broker outages, 5 SIGKILLs of delivery; prints the figures.
 soak *ARGS: install-tools
@@ -109,7 +109,7 @@ soak *ARGS: install-tools
 
 # Fuzz the spec parser, prefix expressions and record decoders (default 10 minutes per target).
 fuzz SECONDS="600":
-    STREAMLAB_FUZZ_SECONDS={{SECONDS}} cargo test --test fuzz -- --nocapture --test-threads 3
+    STREAMLAB_FUZZ_SECONDS={{SECONDS}} cargo test --test integration -- fuzz:: --nocapture --test-threads 3
 
 # Check stream spec files as AWS would.
 validate *SPECS:

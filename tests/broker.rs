@@ -5,7 +5,7 @@
 //! durable `file://` storage and the idempotent retry after a kill are
 //! `tests/durable.rs` and the soak.)
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

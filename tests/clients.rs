@@ -6,7 +6,7 @@
 //! Node.js and Python packages come from `just install-clients`; under CI a
 //! missing one fails, elsewhere its cells are reported as not checked.
 
-mod common;
+use crate::common;
 
 use anyhow::{ensure, Result};
 use common::{available, node_modules, output, python_has, streamlab, BIN};

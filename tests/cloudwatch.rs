@@ -4,7 +4,7 @@
 //! CLI (rpc-v2-cbor), aws-sdk-cloudwatch (Rust), a JSON 1.0 and a query
 //! request, all giving the same sum.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -18,7 +18,7 @@
 //! with killed members and S3 outages, stay local (`tests/faults.rs`,
 //! `tests/group.rs`).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

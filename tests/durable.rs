@@ -6,7 +6,7 @@
 //! exits non-zero naming the cause and whether the records survive; a
 //! second Ctrl-C aborts but removes the env file and temporary directory.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::Read as _;

@@ -19,7 +19,7 @@ use streamlab::delivery::naming::default_key_regex;
 use streamlab::events::{Event, EventGenerator, GeneratorConfig};
 use streamlab::harness;
 
-mod common;
+use crate::common;
 
 use common::{kafka_records, wait_for, Pipeline};
 

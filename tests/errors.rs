@@ -3,7 +3,7 @@
 //! JSON or lack a partition key, records over 10 MB, and records beyond the
 //! active-partition limit.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! The examples under `examples/` run end to end through `streamlab run`, as
 //! their READMEs show, and their landings match the committed snapshots.
 
-mod common;
+use crate::common;
 
 use anyhow::{ensure, Result};
 use common::{available, node_modules, output, python_has, streamlab};

@@ -3,7 +3,7 @@
 //! killed with SIGKILL and restarted. Each runs in seconds; `just soak` runs
 //! them all together at volume.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

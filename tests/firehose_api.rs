@@ -6,7 +6,7 @@
 //! DirectPut stream fed by `PutRecordBatch`, its limits, encryption states
 //! and its memory bound (records refused, never dropped).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -6,7 +6,7 @@
 //! records exactly once, then version 2 under a new prefix after
 //! `update-destination`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

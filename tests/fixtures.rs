@@ -23,7 +23,7 @@ use streamlab::spec::StartPosition;
 
 use common::{kafka_records, wait_for, Pipeline};
 
-mod common;
+use crate::common;
 
 const SEED: u64 = 7;
 const BEFORE: usize = 50;

@@ -3,7 +3,7 @@
 //! than the poll interval does not cost an instance its partitions. Apart
 //! from the fault tests because group joins are slow on a loaded machine.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::atomic::Ordering;

@@ -4,7 +4,7 @@
 //! and the harness's reads all go through TLS; a client that trusts another
 //! CA is refused with librdkafka's reason.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 //! start-lambda`. Every outcome ends where Firehose puts it, and every record
 //! written is accounted for: landed, dropped, or an error record, once.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

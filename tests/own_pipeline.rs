@@ -2,7 +2,7 @@
 //! with a producer in another language, the control verbs, `run` with
 //! snapshots and expectations, and every bad input named with its fix.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};

@@ -4,7 +4,7 @@
 //! produced), and independent readers (pyarrow through the S3 API, pyarrow
 //! per object, DuckDB) read every object back.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -15,7 +15,7 @@ use streamlab::spec::{self, StreamSpec};
 
 use common::{wait_for, Pipeline};
 
-mod common;
+use crate::common;
 
 const SEED: u64 = 11;
 

@@ -2,8 +2,6 @@
 //! from specs on a manual clock, the buffer interval crossed exactly, the
 //! landing as a serde value for `insta`, stacks side by side.
 
-mod common;
-
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};

@@ -4,7 +4,7 @@
 //! delivery restarted before its first commit loses nothing. Also the
 //! 512-character limit of a dynamic prefix at run time.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

@@ -93,7 +93,16 @@ sandbox *ARGS: install-tools
     cargo run --quiet -- sandbox {{ARGS}}
 
 # Every test: unit, property, CLI and end-to-end (the command CI runs).
-test: install-tools install-clients
+test: install-tools
+    #!/usr/bin/env bash
+    set -euo pipefail
+    # The client packages (npm, pip) install while Cargo compiles; the tests wait for both.
+    mkdir -p target
+    echo "installing the Node.js and Python client packages in the background (log: target/install-clients.log)" >&2
+    just install-clients > target/install-clients.log 2>&1 & clients=$!
+    built=0; cargo test --all-targets --no-run || built=$?
+    if ! wait "$clients"; then cat target/install-clients.log >&2; echo "just install-clients failed (log above)" >&2; exit 1; fi
+    [ "$built" = 0 ] || exit "$built"
     cargo test --all-targets -- --test-threads 6
     # A team's own crate (its own workspace, no [patch]) on the Rust API;
     # the shared target directory reuses every dependency built above.

@@ -426,19 +426,51 @@ async fn container_backend_without_docker_is_refused_clearly_and_auto_falls_back
     Ok(())
 }
 
-/// One binary is all a stack needs: the broker is built in, nothing is looked
-/// up in `$HOME` or on `PATH` (what `cargo install --path .` gives a user).
-/// The binary is copied alone into an empty directory and run with `PATH`
-/// holding only that directory and the system's, and a `HOME` with nothing in it.
+/// One binary is all a stack needs: `cargo install --path .` gives a `streamlab`
+/// with the broker built in that looks nothing up in `$HOME` or on `PATH`. The
+/// test installs it into an empty root and runs it with `PATH` holding only that
+/// root's `bin` and the system's, and a `HOME` with nothing in it.
+///
+/// `--debug` and this build's target directory let the install reuse what
+/// `cargo test` has just compiled (the dev profile, the same features: a few
+/// seconds instead of a release build); what is checked, one self-contained
+/// binary, is the same for a release install.
 #[test]
-fn the_binary_alone_runs_a_checked_pipeline() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let bin = dir.path().join("bin");
-    std::fs::create_dir(&bin)?;
-    std::fs::copy(BIN, bin.join("streamlab"))?;
-    let home = dir.path().join("home");
+fn cargo_install_gives_one_binary_that_runs_a_checked_pipeline() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The test binary sits in <target>/debug/deps.
+    let target_dir = Path::new(BIN).parent().and_then(Path::parent).context("target dir")?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut install = Command::new(cargo);
+    // Cargo sets CARGO_MANIFEST_DIR and friends for this test process; ring's build
+    // script tracks CARGO_MANIFEST_DIR, so passing them on would rebuild half the tree.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy().into_owned();
+        if name.starts_with("CARGO_") && name != "CARGO_HOME" {
+            install.env_remove(name);
+        }
+    }
+    let install = install
+        .args(["install", "--locked", "--offline", "--debug", "--quiet", "--path"])
+        .arg(repo)
+        .arg("--root")
+        .arg(root.path())
+        .arg("--target-dir")
+        .arg(target_dir)
+        .env("CARGO_TARGET_DIR", target_dir)
+        .stdin(Stdio::null())
+        .output()?;
+    ensure!(install.status.success(), "cargo install failed ({}):\n{}", install.status, stderr(&install));
+    let bin = root.path().join("bin");
+    let installed: Vec<_> = std::fs::read_dir(&bin)?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
+    ensure!(installed == ["streamlab"], "cargo install put {installed:?} in {}", bin.display());
+
+    let home = root.path().join("home");
     std::fs::create_dir(&home)?;
-    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join(SPEC);
+    let work = root.path().join("work");
+    std::fs::create_dir(&work)?;
+    let spec = repo.join(SPEC);
     let output = Command::new(bin.join("streamlab"))
         .args(["run", "--spec"])
         .arg(&spec)
@@ -446,7 +478,7 @@ fn the_binary_alone_runs_a_checked_pipeline() -> Result<()> {
         .env_clear()
         .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
         .env("HOME", &home)
-        .current_dir(dir.path())
+        .current_dir(&work)
         .stdin(Stdio::null())
         .output()?;
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));

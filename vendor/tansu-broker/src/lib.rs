@@ -26,7 +26,6 @@ use std::{
 };
 
 use glob::PatternError;
-use jsonschema::ValidationError;
 use opentelemetry::{InstrumentationScope, global, metrics::Meter};
 use opentelemetry_otlp::ExporterBuildError;
 use opentelemetry_semantic_conventions::SCHEMA_URL;
@@ -262,11 +261,9 @@ impl<T> From<PoisonError<T>> for Error {
     }
 }
 
-impl From<ValidationError<'_>> for Error {
-    fn from(_value: ValidationError<'_>) -> Self {
-        Self::SchemaValidation
-    }
-}
+// streamlab patch: no `From<jsonschema::ValidationError>`; nothing in this crate
+// validates JSON schemas (the conversion was unused), and jsonschema brought
+// reqwest 0.13, fancy-regex and the public suffix list to every build.
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

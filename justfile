@@ -103,10 +103,23 @@ test: install-tools
     built=0; cargo test --all-targets --no-run || built=$?
     if ! wait "$clients"; then cat target/install-clients.log >&2; echo "just install-clients failed (log above)" >&2; exit 1; fi
     [ "$built" = 0 ] || exit "$built"
-    cargo test --all-targets -- --test-threads 6
-    # A team's own crate (its own workspace, no [patch]) on the Rust API;
-    # the shared target directory reuses every dependency built above.
-    cd examples/rust-team-tests && cargo test --target-dir ../../target
+    # Two at once: the integration binary's tests mostly wait on their stacks, so the
+    # rest runs beside them: the unit tests, the two binaries that measure their own
+    # process, and a team's own crate (its own workspace, no [patch]) on the Rust API.
+    # That crate reuses every registry dependency built above; Cargo compiles
+    # streamlab and the vendored crates again for it (a path package's build hash
+    # includes its workspace root).
+    side() {
+        cargo test --lib --bins --test scale --test bounded_inputs -- --test-threads 6 &&
+        (cd examples/rust-team-tests && cargo test --target-dir ../../target)
+    }
+    echo "the unit tests, scale, bounded_inputs and examples/rust-team-tests run beside the integration tests (log: target/test-side.log)" >&2
+    side > target/test-side.log 2>&1 & beside=$!
+    tested=0; cargo test --test integration -- --test-threads 6 || tested=$?
+    besides=0; wait "$beside" || besides=$?
+    cat target/test-side.log >&2
+    [ "$tested" = 0 ] || exit "$tested"
+    [ "$besides" = 0 ] || { echo "the tests beside the integration tests failed (log above)" >&2; exit "$besides"; }
 
 # The end-to-end tests only.
 test-e2e: install-tools install-clients

@@ -431,10 +431,11 @@ async fn container_backend_without_docker_is_refused_clearly_and_auto_falls_back
 /// test installs it into an empty root and runs it with `PATH` holding only that
 /// root's `bin` and the system's, and a `HOME` with nothing in it.
 ///
-/// `--debug` and this build's target directory let the install reuse most of
-/// what `cargo test` has just compiled (a few seconds in a warm target; on an
-/// empty one it still recompiles some crates, see the note on issue 21); what
-/// is checked, one self-contained binary, is the same for a release install.
+/// `--debug` and this build's target directory let the install reuse all of
+/// what `cargo test` has just compiled (under a second, and the test fails if
+/// it compiles anything: Cargo.toml keeps the dev-dependencies from changing a
+/// shared dependency's features); what is checked, one self-contained binary,
+/// is the same for a release install.
 #[test]
 fn cargo_install_gives_one_binary_that_runs_a_checked_pipeline() -> Result<()> {
     let root = tempfile::tempdir()?;
@@ -452,7 +453,7 @@ fn cargo_install_gives_one_binary_that_runs_a_checked_pipeline() -> Result<()> {
         }
     }
     let install = install
-        .args(["install", "--locked", "--offline", "--debug", "--quiet", "--path"])
+        .args(["install", "--locked", "--offline", "--debug", "--path"])
         .arg(repo)
         .arg("--root")
         .arg(root.path())
@@ -461,6 +462,18 @@ fn cargo_install_gives_one_binary_that_runs_a_checked_pipeline() -> Result<()> {
         .stdin(Stdio::null())
         .output()?;
     ensure!(install.status.success(), "cargo install failed ({}):\n{}", install.status, stderr(&install));
+    // In the dev profile everything it needs was compiled for this test; a unit
+    // compiled again means a dev-dependency changed the features of a shared one.
+    let log = stderr(&install);
+    let compiled: Vec<&str> = log.lines().filter(|l| l.trim_start().starts_with("Compiling ")).collect();
+    let dev_profile = Path::new(BIN).parent().and_then(Path::file_name) == Some("debug".as_ref());
+    ensure!(
+        compiled.is_empty() || !dev_profile,
+        "cargo install --debug recompiled what `cargo test` had built:\n{}\na dev-dependency turns on a feature of a \
+         dependency the binary shares (compare `cargo tree -e normal,build --target all -f '{{p}} {{f}}'` with the \
+         same and `-e normal,build,dev`) and keep the two graphs equal",
+        compiled.join("\n")
+    );
     let bin = root.path().join("bin");
     let installed: Vec<_> = std::fs::read_dir(&bin)?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
     ensure!(installed == ["streamlab"], "cargo install put {installed:?} in {}", bin.display());

@@ -93,8 +93,6 @@ async fn deliver_processes_split_the_partitions_and_survive_a_sigkill() -> Resul
     let spec = "fixtures/streams/read-from-earliest.json";
     let pipeline = Pipeline::start(Path::new(spec), 6, now()).await?;
     let logs = tempfile::tempdir()?;
-    let all = events(18, 6_000);
-    let producing = pipeline.publish_in_background(all.clone(), Some(300.0), Arc::new(SystemClock));
     // A `streamlab deliver` started the way a user starts several: same
     // spec, no `--instance-id`.
     let log = |name: &str| logs.path().join(format!("{name}.log"));
@@ -103,19 +101,30 @@ async fn deliver_processes_split_the_partitions_and_survive_a_sigkill() -> Resul
     };
     let mut members: Vec<DeliverProcess> = ["a", "b", "c"].into_iter().map(member).collect::<Result<_>>()?;
 
-    // Each process owns partitions before the kill.
+    // The group forms before any event is produced: each process owns
+    // partitions and no rebalance happened for 3 s. A rebalance while records
+    // flow duplicates the ones in flight at the revocation (they land, the new
+    // owner reads them again from the last commit), which is at-least-once but
+    // not the duplicates this test bounds: those of the kill.
     let started = Instant::now();
+    let mut last = (0, 0);
+    let mut quiet = Instant::now();
     loop {
-        let owners = ["a", "b", "c"]
-            .iter()
-            .filter(|name| std::fs::read_to_string(log(name)).is_ok_and(|text| text.contains("assigned")))
-            .count();
-        if owners == 3 {
+        let texts: Vec<String> =
+            ["a", "b", "c"].iter().map(|name| std::fs::read_to_string(log(name)).unwrap_or_default()).collect();
+        let owners = texts.iter().filter(|text| text.contains("assigned")).count();
+        let rebalances = texts.iter().map(|text| text.matches("assigned").count() + text.matches("revoked").count());
+        let now = (owners, rebalances.sum::<usize>());
+        if now != last {
+            (last, quiet) = (now, Instant::now());
+        } else if owners == 3 && quiet.elapsed() >= Duration::from_secs(3) {
             break;
         }
         ensure!(started.elapsed() < Duration::from_secs(60), "only {owners} of 3 processes got partitions");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    let all = events(18, 6_000);
+    let producing = pipeline.publish_in_background(all.clone(), Some(300.0), Arc::new(SystemClock));
     wait_landed(&pipeline, 1_500, Duration::from_secs(60)).await?;
     members.remove(1).sigkill();
     let window = committed(&pipeline, pipeline.spec.name()).await?;

@@ -165,7 +165,8 @@ fn every_fixture_is_created_and_every_invalid_one_refused_through_the_aws_cli() 
         let spec = streamlab::spec::load(path)?;
         let started = Instant::now();
         loop {
-            let answer = runtime.block_on(client.describe_delivery_stream().delivery_stream_name(spec.name()).send())?;
+            let answer =
+                runtime.block_on(client.describe_delivery_stream().delivery_stream_name(spec.name()).send())?;
             let d = answer.delivery_stream_description().context("description")?;
             let status = d.delivery_stream_status().as_str();
             if status == "ACTIVE" {

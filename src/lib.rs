@@ -31,6 +31,7 @@
 //! - [`bench`]: throughput, cost and the test loop, measured against ceilings.
 
 pub mod aws_error;
+pub mod aws_http;
 pub mod backend;
 pub mod bench;
 pub mod checks;

@@ -125,6 +125,7 @@ async fn protocols(stack: &Stack, url: &str) -> Result<()> {
         .region(aws_sdk_cloudwatch::config::Region::new("us-east-1"))
         .credentials_provider(credentials)
         .endpoint_url(url)
+        .http_client(streamlab::aws_http::client())
         .build();
     let client = aws_sdk_cloudwatch::Client::from_conf(config);
     let dimension = Dimension::builder().name("DeliveryStreamName").value("orders-to-s3").build();
@@ -302,6 +303,7 @@ fn sdk_config(url: &str) -> aws_config::SdkConfig {
             aws_credential_types::Credentials::new("test", "test", None, None, "test"),
         ))
         .endpoint_url(url)
+        .http_client(streamlab::aws_http::client())
         .build()
 }
 

@@ -31,6 +31,7 @@ fn client(url: &str) -> Client {
         .region(aws_sdk_firehose::config::Region::new("us-east-1"))
         .credentials_provider(credentials)
         .endpoint_url(url)
+        .http_client(streamlab::aws_http::client())
         .build();
     Client::from_conf(config)
 }

@@ -217,6 +217,7 @@ fn sdk_client(up: &Up) -> Result<aws_sdk_firehose::Client> {
         .region(aws_sdk_firehose::config::Region::new(region))
         .credentials_provider(credentials)
         .endpoint_url(url)
+        .http_client(streamlab::aws_http::client())
         .build();
     Ok(aws_sdk_firehose::Client::from_conf(config))
 }

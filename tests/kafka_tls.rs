@@ -39,7 +39,7 @@ fn authority(name: &str) -> Result<Authority> {
 async fn tls_proxy(listener: TcpListener, broker: u16, ca: &Authority) -> Result<()> {
     let key = KeyPair::generate()?;
     let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])?.signed_by(&key, &ca.cert, &ca.key)?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()

@@ -218,7 +218,7 @@ pub async fn deliver(args: DeliverArgs) -> Result<()> {
 /// delivery starts: the namespace, and credentials from the AWS chain.
 async fn cloudwatch_publisher(args: &DeliverArgs) -> Result<publish::Publisher> {
     publish::validate_namespace(&args.cloudwatch_namespace)?;
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    let mut loader = streamlab::aws_http::loader();
     if let Some(region) = &args.region {
         loader = loader.region(aws_config::Region::new(region.clone()));
     }
@@ -237,7 +237,7 @@ pub async fn deploy(args: DeployArgs) -> Result<ExitCode> {
     // Every spec is checked before anything is sent.
     let specs: Vec<spec::StreamSpec> =
         streamlab::stack::load_specs(&args.specs)?.into_iter().map(|(_, spec)| spec).collect();
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    let mut loader = streamlab::aws_http::loader();
     if let Some(region) = &args.region {
         loader = loader.region(aws_config::Region::new(region.clone()));
     }

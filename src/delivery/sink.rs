@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::{Credentials, Region};
 use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
@@ -52,7 +51,7 @@ const FALLBACK_REGION: &str = "us-east-1";
 /// unreachable endpoint fails in seconds, and the SDK's own retries kept short
 /// because delivery has its own unbounded retry loop.
 pub async fn client(settings: &S3Settings) -> Client {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    let mut loader = crate::aws_http::loader();
     if let Some(region) = &settings.region {
         loader = loader.region(Region::new(region.clone()));
     }

@@ -20,7 +20,6 @@ use std::fmt;
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_config::BehaviorVersion;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SignatureLocation, SigningSettings};
@@ -92,7 +91,7 @@ impl TokenSigner {
     /// credentials loaded now and later ones refreshed in the background
     /// while the signer lives.
     pub async fn from_environment(region: Option<String>) -> Result<Arc<TokenSigner>, IamError> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        let mut loader = crate::aws_http::loader();
         if let Some(region) = &region {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }

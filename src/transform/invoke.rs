@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_config::BehaviorVersion;
 use aws_sdk_lambda::error::SdkError;
 use aws_sdk_lambda::operation::invoke::InvokeError as SdkInvokeError;
 use aws_sdk_lambda::primitives::Blob;
@@ -89,10 +88,7 @@ impl EndpointInvoker {
     /// chain, with test credentials when it has none (local endpoints take
     /// any).
     pub async fn new(endpoint: &str, function: &str, region: &str) -> Self {
-        let shared = aws_config::defaults(BehaviorVersion::latest())
-            .region(aws_config::Region::new(region.to_owned()))
-            .load()
-            .await;
+        let shared = crate::aws_http::loader().region(aws_config::Region::new(region.to_owned())).load().await;
         let mut builder = aws_sdk_lambda::config::Builder::from(&shared)
             .endpoint_url(endpoint)
             .retry_config(aws_config::retry::RetryConfig::disabled());

@@ -178,8 +178,9 @@ where
             roots
         };
 
+        // streamlab patch: ring, the provider the carried manifest builds rustls with.
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
+            rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
         .map(|config| config.with_root_certificates(root_store))

@@ -100,7 +100,7 @@ test: install-tools
     mkdir -p target
     echo "installing the Node.js and Python client packages in the background (log: target/install-clients.log)" >&2
     just install-clients > target/install-clients.log 2>&1 & clients=$!
-    built=0; cargo test --all-targets --no-run || built=$?
+    built=0; cargo test --tests --no-run || built=$?
     if ! wait "$clients"; then cat target/install-clients.log >&2; echo "just install-clients failed (log above)" >&2; exit 1; fi
     [ "$built" = 0 ] || exit "$built"
     # Two at once: the integration binary's tests mostly wait on their stacks, so the
@@ -110,7 +110,7 @@ test: install-tools
     # streamlab and the vendored crates again for it (a path package's build hash
     # includes its workspace root).
     side() {
-        cargo test --lib --bins --test scale --test bounded_inputs -- --test-threads 6 &&
+        cargo test --lib --test scale --test bounded_inputs -- --test-threads 6 &&
         (cd examples/rust-team-tests && cargo test --target-dir ../../target)
     }
     echo "the unit tests, scale, bounded_inputs and examples/rust-team-tests run beside the integration tests (log: target/test-side.log)" >&2

@@ -1,7 +1,11 @@
 //! One conformance suite, every backend. The same scenarios run on:
 //! - `local`: tansu and the in-process S3 (always);
 //! - `localstack`: LocalStack's S3 as a host process (when `just
-//!   install-localstack` has built its venv; required under CI);
+//!   install-localstack` has built its venv; required under CI): one
+//!   LocalStack and one broker for the whole test binary, shared the way a
+//!   team's long-running LocalStack is, each scenario in a run scope of its
+//!   own (as on the external arms). `the_localstack_backend_…` starts the
+//!   backend as `--backend localstack` does, LocalStack and all;
 //! - `container`: Redpanda and LocalStack (when a Docker engine answers;
 //!   otherwise each case prints `SKIPPED container: <reason>`, and
 //!   `STREAMLAB_REQUIRE_DOCKER=1` makes that a failure);
@@ -60,40 +64,93 @@ struct Env {
 /// object no run wrote, which clean-up must leave alone.
 const SHARED_BUCKET: &str = "shared-conformance";
 const BYSTANDER_KEY: &str = "production/2026/11/26/05/not-a-test-object";
+/// The bucket the `Localstack` arm's scenarios share.
+const LOCALSTACK_BUCKET: &str = "shared-localstack";
+
+/// The `Localstack` arm's LocalStack and broker, started once per test
+/// binary: a LocalStack start costs seconds of CPU, and fifteen scenarios
+/// each starting their own made them the slowest tests here. They run on a
+/// thread of their own that never ends, so they live as long as the process
+/// (and die with it: their processes are bound to that thread), with a
+/// runtime that keeps driving the broker between scenarios.
+fn shared_localstack() -> Result<ExternalSettings> {
+    static SHARED: std::sync::OnceLock<Result<ExternalSettings, String>> = std::sync::OnceLock::new();
+    SHARED
+        .get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
+                    Ok(runtime) => runtime,
+                    Err(e) => return drop(tx.send(Err(format!("a runtime for the shared LocalStack: {e}")))),
+                };
+                runtime.block_on(async move {
+                    let started = async {
+                        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("conformance-localstack");
+                        let _ = std::fs::remove_dir_all(&dir);
+                        let backend = Backend::start(BackendKind::Localstack, &dir).await?;
+                        let client = streamlab::delivery::sink::client(&backend.s3).await;
+                        harness::create_bucket(&client, LOCALSTACK_BUCKET).await?;
+                        anyhow::Ok(backend)
+                    };
+                    match started.await {
+                        Ok(backend) => {
+                            let _ =
+                                tx.send(Ok(ExternalSettings { kafka: backend.kafka.clone(), s3: backend.s3.clone() }));
+                            std::future::pending::<()>().await;
+                        }
+                        Err(e) => drop(tx.send(Err(format!("{e:#}")))),
+                    }
+                })
+            });
+            rx.recv().unwrap_or_else(|_| Err("the shared LocalStack's thread ended before it started".into()))
+        })
+        .clone()
+        .map_err(|e| anyhow::anyhow!("the shared LocalStack did not start: {e}"))
+}
+
+/// Whether `arm` can run here; when it cannot and need not, prints why
+/// (`SKIPPED <arm>: <reason>`) and says no; when it must (LocalStack under
+/// CI, containers with `STREAMLAB_REQUIRE_DOCKER`), fails.
+async fn runnable(arm: Arm) -> Result<bool> {
+    common::init_logging();
+    let missing = match arm {
+        Arm::Localstack => localstack_python().err().map(|e| e.to_string()),
+        Arm::Container => docker_reachable().await.err(),
+        Arm::External => match (std::env::var_os(external::BOOTSTRAP_VAR), external::external_bucket()) {
+            (Some(_), Some(_)) => None,
+            _ => Some(format!("set {} and {} to run against a cluster", external::BOOTSTRAP_VAR, external::BUCKET_VAR)),
+        },
+        Arm::Local | Arm::ExternalOnLocal => None,
+    };
+    if let Some(reason) = missing {
+        let required = match arm {
+            Arm::Container => std::env::var_os("STREAMLAB_REQUIRE_DOCKER").is_some(),
+            Arm::Localstack => std::env::var_os("CI").is_some(),
+            _ => false,
+        };
+        ensure!(!required, "{arm:?} is required here but cannot run: {reason}");
+        // Straight to the stream: libtest captures `eprintln!` of
+        // passing tests, and a skip must show in the run's output.
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "SKIPPED {}: {reason}", format!("{arm:?}").to_lowercase());
+        return Ok(false);
+    }
+    Ok(true)
+}
 
 impl Env {
     /// The arm's environment, or `None` (after printing why) when it cannot
     /// run here and need not.
     async fn get(arm: Arm) -> Result<Option<Env>> {
-        common::init_logging();
-        let missing = match arm {
-            Arm::Localstack => localstack_python().err().map(|e| e.to_string()),
-            Arm::Container => docker_reachable().await.err(),
-            Arm::External => match (std::env::var_os(external::BOOTSTRAP_VAR), external::external_bucket()) {
-                (Some(_), Some(_)) => None,
-                _ => Some(format!(
-                    "set {} and {} to run against a cluster",
-                    external::BOOTSTRAP_VAR,
-                    external::BUCKET_VAR
-                )),
-            },
-            Arm::Local | Arm::ExternalOnLocal => None,
-        };
-        if let Some(reason) = missing {
-            let required = match arm {
-                Arm::Container => std::env::var_os("STREAMLAB_REQUIRE_DOCKER").is_some(),
-                Arm::Localstack => std::env::var_os("CI").is_some(),
-                _ => false,
-            };
-            ensure!(!required, "{arm:?} is required here but cannot run: {reason}");
-            // Straight to the stream: libtest captures `eprintln!` of
-            // passing tests, and a skip must show in the run's output.
-            use std::io::Write as _;
-            let _ = writeln!(std::io::stderr(), "SKIPPED {}: {reason}", format!("{arm:?}").to_lowercase());
+        if !runnable(arm).await? {
             return Ok(None);
         }
         let mut env = Env { arm, external: None, _host: None, _host_dir: None };
         match arm {
+            Arm::Localstack => {
+                let settings = tokio::task::spawn_blocking(shared_localstack).await??;
+                env.external = Some((settings, LOCALSTACK_BUCKET.to_owned()));
+            }
             Arm::External => {
                 let bucket = external::external_bucket().expect("checked above");
                 env.external = Some((ExternalSettings::from_env().await?, bucket));
@@ -123,9 +180,8 @@ impl Env {
     fn backend(&self) -> BackendKind {
         match self.arm {
             Arm::Local => BackendKind::Local,
-            Arm::Localstack => BackendKind::Localstack,
             Arm::Container => BackendKind::Container,
-            Arm::External | Arm::ExternalOnLocal => BackendKind::External,
+            Arm::Localstack | Arm::External | Arm::ExternalOnLocal => BackendKind::External,
         }
     }
 
@@ -149,11 +205,13 @@ impl Env {
     /// share the bucket, checks they are still there.
     async fn finish(&self, stack: &Stack) -> Result<()> {
         stack.clean_up().await?;
-        if self.arm == Arm::ExternalOnLocal {
+        if matches!(self.arm, Arm::ExternalOnLocal | Arm::Localstack) {
             let spec = &stack.specs()[0];
             ensure!(stack.objects(spec).await?.is_empty(), "clean-up left the run's objects");
-            let keys = harness::list_keys(stack.s3_client(), spec.bucket()).await?;
-            ensure!(keys == [BYSTANDER_KEY], "clean-up touched objects outside the run: {keys:?}");
+            if self.arm == Arm::ExternalOnLocal {
+                let keys = harness::list_keys(stack.s3_client(), spec.bucket()).await?;
+                ensure!(keys == [BYSTANDER_KEY], "clean-up touched objects outside the run: {keys:?}");
+            }
             let topics = tokio::task::spawn_blocking({
                 let kafka = stack.kafka().clone();
                 move || streamlab::kafka::admin::list_topics(&kafka)
@@ -226,6 +284,34 @@ async fn round_trip(
     }
     stack.shutdown().await?;
     env.finish(&stack).await
+}
+
+/// `--backend localstack` as a user starts it (the other scenarios share
+/// one LocalStack): the stack starts LocalStack and a broker of its own,
+/// delivers through LocalStack's S3, and takes LocalStack down with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_localstack_backend_starts_its_own_localstack_and_stops_it() -> Result<()> {
+    if !runnable(Arm::Localstack).await? {
+        return Ok(());
+    }
+    let mut options = StackOptions::new([repo().join("fixtures/streams/gzip.json")]).seed(5);
+    options.backend = BackendKind::Localstack;
+    let stack = Stack::start(options).await?;
+    let url = stack.s3_endpoint().context("LocalStack's endpoint")?.to_owned();
+    produce_seeded(&stack, 9, 200).await?;
+    stack.settle(Duration::from_secs(30)).await?;
+    stack.flush(None).await?;
+    expect(&stack, Arm::Localstack, &[Expectation::ExactlyOnce, Expectation::KeyShape, Expectation::NoErrors]).await?;
+    let objects = stack.objects(&stack.specs()[0]).await?;
+    ensure!(objects.iter().all(|o| o.content_encoding.as_deref() == Some("gzip")), "{objects:?}");
+    stack.shutdown().await?;
+    drop(stack);
+    let addr = url.trim_start_matches("http://").to_owned();
+    ensure!(
+        tokio::net::TcpStream::connect(&addr).await.is_err(),
+        "LocalStack still answers at {addr} after its stack stopped"
+    );
+    Ok(())
 }
 
 /// Records that cannot be delivered as configured land under the error

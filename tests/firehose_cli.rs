@@ -57,19 +57,21 @@ fn up() -> Result<Up> {
     Ok(Up { child, env, _work: work })
 }
 
+/// A command with the stack's env as the AWS CLI tests run it: from the
+/// repository, one attempt per request (a refusal is the answer, not a retry),
+/// no profile from the user's own configuration.
+fn with_stack_env(mut command: Command, up: &Up) -> Command {
+    command.current_dir(repo()).envs(&up.env).env("AWS_MAX_ATTEMPTS", "1").env_remove("AWS_PROFILE");
+    command
+}
+
 /// `aws firehose ARGS…` with the stack's env; (success, stdout, stderr).
 fn aws(up: &Up, args: &[&str]) -> Result<(bool, String, String)> {
-    let out = Command::new(aws_cli())
-        .arg("firehose")
-        .args(args)
-        .current_dir(repo())
-        .envs(&up.env)
-        .env("AWS_MAX_ATTEMPTS", "1")
-        .env_remove("AWS_PROFILE")
-        .output()
-        .with_context(|| {
-            format!("cannot run the AWS CLI at {}: `just install-clients` installs it", aws_cli().display())
-        })?;
+    let mut command = Command::new(aws_cli());
+    command.arg("firehose").args(args);
+    let out = with_stack_env(command, up).output().with_context(|| {
+        format!("cannot run the AWS CLI at {}: `just install-clients` installs it", aws_cli().display())
+    })?;
     Ok((
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -84,12 +86,9 @@ fn aws(up: &Up, args: &[&str]) -> Result<(bool, String, String)> {
 fn aws_many(up: &Up, commands: &[Vec<String>]) -> Result<Vec<(bool, String, String)>> {
     let commands: Vec<Vec<&str>> =
         commands.iter().map(|c| std::iter::once("firehose").chain(c.iter().map(String::as_str)).collect()).collect();
-    let mut child = Command::new(repo().join(".venv-aws/bin/python"))
-        .arg(repo().join("tests/clients/aws_cli_many.py"))
-        .current_dir(repo())
-        .envs(&up.env)
-        .env("AWS_MAX_ATTEMPTS", "1")
-        .env_remove("AWS_PROFILE")
+    let mut command = Command::new(repo().join(".venv-aws/bin/python"));
+    command.arg(repo().join("tests/clients/aws_cli_many.py"));
+    let mut child = with_stack_env(command, up)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -116,13 +115,23 @@ fn describe(up: &Up, name: &str) -> Result<serde_json::Value> {
 }
 
 fn wait_active(up: &Up, name: &str) -> Result<serde_json::Value> {
+    until_active(name, || {
+        let d = describe(up, name)?;
+        let status = d["DeliveryStreamStatus"].as_str().unwrap_or_default().to_owned();
+        Ok((status, d))
+    })
+}
+
+/// Polls `describe` (a stream's status and its description) until the stream
+/// is ACTIVE; fails on any status but CREATING, or after 60 s.
+fn until_active<D: std::fmt::Debug>(name: &str, mut describe: impl FnMut() -> Result<(String, D)>) -> Result<D> {
     let started = Instant::now();
     loop {
-        let d = describe(up, name)?;
-        if d["DeliveryStreamStatus"] == "ACTIVE" {
+        let (status, d) = describe()?;
+        if status == "ACTIVE" {
             return Ok(d);
         }
-        ensure!(d["DeliveryStreamStatus"] == "CREATING", "{name}: {d}");
+        ensure!(status == "CREATING", "{name}: {d:?}");
         ensure!(started.elapsed() < Duration::from_secs(60), "{name} did not become ACTIVE");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -163,24 +172,17 @@ fn every_fixture_is_created_and_every_invalid_one_refused_through_the_aws_cli() 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     for path in &valid {
         let spec = streamlab::spec::load(path)?;
-        let started = Instant::now();
-        loop {
+        let d = until_active(spec.name(), || {
             let answer =
                 runtime.block_on(client.describe_delivery_stream().delivery_stream_name(spec.name()).send())?;
-            let d = answer.delivery_stream_description().context("description")?;
-            let status = d.delivery_stream_status().as_str();
-            if status == "ACTIVE" {
-                ensure!(
-                    d.version_id() == "1" && d.delivery_stream_type().as_str() == spec.source_kind().as_str(),
-                    "{}: {d:?}",
-                    spec.name()
-                );
-                break;
-            }
-            ensure!(status == "CREATING", "{}: {d:?}", spec.name());
-            ensure!(started.elapsed() < Duration::from_secs(60), "{} did not become ACTIVE", spec.name());
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            let d = answer.delivery_stream_description().context("description")?.clone();
+            Ok((d.delivery_stream_status().as_str().to_owned(), d))
+        })?;
+        ensure!(
+            d.version_id() == "1" && d.delivery_stream_type().as_str() == spec.source_kind().as_str(),
+            "{}: {d:?}",
+            spec.name()
+        );
     }
     let (ok, out, _) = aws(&up, &["list-delivery-streams", "--limit", "100"])?;
     let listed: serde_json::Value = serde_json::from_str(&out)?;

@@ -114,9 +114,9 @@ async fn deliver_processes_split_the_partitions_and_survive_a_sigkill() -> Resul
             ["a", "b", "c"].iter().map(|name| std::fs::read_to_string(log(name)).unwrap_or_default()).collect();
         let owners = texts.iter().filter(|text| text.contains("assigned")).count();
         let rebalances = texts.iter().map(|text| text.matches("assigned").count() + text.matches("revoked").count());
-        let now = (owners, rebalances.sum::<usize>());
-        if now != last {
-            (last, quiet) = (now, Instant::now());
+        let seen = (owners, rebalances.sum::<usize>());
+        if seen != last {
+            (last, quiet) = (seen, Instant::now());
         } else if owners == 3 && quiet.elapsed() >= Duration::from_secs(3) {
             break;
         }

@@ -275,9 +275,15 @@ pub async fn read_raw(
         streams.iter().map(|h| (h.current.name().to_owned(), Vec::new())).collect();
     let mut strangers = Vec::new();
     let shapes: Vec<Vec<(&StreamSpec, StreamKeys)>> = streams.iter().map(StreamHistory::shapes).collect();
-    for bucket in buckets {
-        for object in harness::read_under(client, bucket, under).await? {
-            let owner = shapes.iter().enumerate().find_map(|(i, specs)| {
+    // Every bucket read at once (a stack of a hundred streams has a hundred
+    // buckets), then classified in bucket order.
+    let read = futures::future::try_join_all(buckets.iter().map(|bucket| harness::read_under(client, bucket, under)));
+    for (bucket, objects) in buckets.iter().copied().zip(read.await?) {
+        // Streams with no spec writing to this bucket cannot own its objects.
+        let here: Vec<bool> =
+            shapes.iter().map(|specs| specs.iter().any(|(spec, _)| spec.bucket() == bucket)).collect();
+        for object in objects {
+            let owner = shapes.iter().enumerate().filter(|(i, _)| here[*i]).find_map(|(i, specs)| {
                 // The stream's newest spec whose key shape matches decides,
                 // and the object must be in that spec's bucket.
                 let (spec, kind) = specs.iter().find_map(|(spec, keys)| Some((*spec, keys.classify(&object.key)?)))?;

@@ -97,6 +97,11 @@ async fn a_hundred_streams_start_deliver_and_cost_what_the_readme_says() -> Resu
     ensure!(per(0) <= THREADS_PER_STREAM, "{:.1} threads per stream", per(0));
     ensure!(per(1) <= FDS_PER_STREAM, "{:.1} file descriptors per stream", per(1));
     ensure!(per(2) <= RSS_MB_PER_STREAM, "{:.2} MB per stream", per(2));
+    let phase = Instant::now();
     stack.shutdown().await?;
+    eprintln!("shut down in {:.1} s", phase.elapsed().as_secs_f64());
+    let phase = Instant::now();
+    drop(stack);
+    eprintln!("dropped in {:.1} s", phase.elapsed().as_secs_f64());
     Ok(())
 }

@@ -143,6 +143,67 @@ pub fn watermarks(kafka: &KafkaConnection, topic: &str) -> Result<BTreeMap<i32, 
         .collect()
 }
 
+/// Each partition's end offset.
+pub type EndOffsets = BTreeMap<i32, i64>;
+
+/// [`end_offsets`] of many topics through one client, one answer per topic
+/// in order (a topic deleted meanwhile fails alone): a client costs a
+/// connection and its threads, which for a stack of a hundred streams was
+/// most of the time of asking. One metadata request serves every topic, and
+/// the first timeout fails the topics not yet asked (a broker that went away
+/// is not waited for once per topic). Fails as a whole when no client can be
+/// made or the broker does not answer the metadata request.
+pub fn end_offsets_each(
+    kafka: &KafkaConnection,
+    topics: &[String],
+) -> Result<Vec<Result<EndOffsets, AdminError>>, AdminError> {
+    let consumer = metadata_consumer(kafka)?;
+    let bootstrap = kafka.bootstrap();
+    let metadata =
+        consumer.fetch_metadata(None, TIMEOUT).map_err(|source| unreachable(&consumer, bootstrap, source))?;
+    let partitions: BTreeMap<&str, Vec<i32>> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .map(|t| (t.name(), t.partitions().iter().map(|p| p.id()).collect()))
+        .collect();
+    let mut gone: Option<String> = None;
+    let mut answers = Vec::with_capacity(topics.len());
+    for topic in topics {
+        if let Some(detail) = &gone {
+            answers.push(Err(AdminError::Unreachable { bootstrap: bootstrap.to_owned(), detail: detail.clone() }));
+            continue;
+        }
+        let Some(ids) = partitions.get(topic.as_str()).filter(|ids| !ids.is_empty()) else {
+            answers.push(Err(AdminError::NoSuchTopic { topic: topic.clone(), bootstrap: bootstrap.to_owned() }));
+            continue;
+        };
+        let mut ends = BTreeMap::new();
+        let mut failed = None;
+        for &p in ids {
+            match consumer.fetch_watermarks(topic, p, TIMEOUT) {
+                Ok((_, high)) => {
+                    ends.insert(p, high);
+                }
+                Err(source) => {
+                    failed = Some(unreachable(&consumer, bootstrap, source));
+                    break;
+                }
+            }
+        }
+        answers.push(match failed {
+            Some(error) => {
+                if let AdminError::Unreachable { detail, .. } = &error {
+                    gone = Some(detail.clone());
+                }
+                Err(error)
+            }
+            None => Ok(ends),
+        });
+    }
+    Ok(answers)
+}
+
 /// The end offset (high watermark) of every partition of `topic`: where the
 /// next record written will go.
 pub fn end_offsets(kafka: &KafkaConnection, topic: &str) -> Result<BTreeMap<i32, i64>, AdminError> {

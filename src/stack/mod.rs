@@ -440,24 +440,17 @@ async fn figures(
             .iter()
             .map(|s| (s.plan.spec().clone(), s.delivery.clone(), s.intake.clone(), s.lifecycle))
             .collect();
+        let streams: Vec<_> = streams.into_iter().filter(|s| s.3 != StreamLifecycle::Creating).collect();
+        // OffsetLag is an MSK-source metric: no topic asked for Direct PUT.
+        let topics = streams.iter().map(|s| (!s.0.is_direct_put()).then(|| s.0.topic().to_owned())).collect();
+        let mut ends = end_offsets_of_topics(kafka, topics).await.into_iter();
         let mut out = Vec::new();
-        for (spec, delivery, intake, lifecycle) in streams {
-            if lifecycle == StreamLifecycle::Creating {
-                continue;
-            }
+        for (spec, delivery, intake, _) in streams {
             let stats = delivery.as_ref().map(|d| d.stats()).unwrap_or_default();
-            let lag = if spec.is_direct_put() {
-                None
-            } else {
-                let (kafka, topic, positions) = (kafka.clone(), spec.topic().to_owned(), stats.positions());
-                tokio::task::spawn_blocking(move || admin::end_offsets(&kafka, &topic))
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .map(|ends| {
-                        ends.iter().map(|(p, end)| (end - positions.get(p).copied().unwrap_or(0)).max(0) as u64).sum()
-                    })
-            };
+            let lag = ends.next().flatten().map(|ends| {
+                let positions = stats.positions();
+                ends.iter().map(|(p, end)| (end - positions.get(p).copied().unwrap_or(0)).max(0) as u64).sum()
+            });
             let mut f = StreamFigures::of(&spec, &stats, active_partition_limit);
             f.counters.incoming_records = intake.records.load(Relaxed);
             f.counters.incoming_bytes = intake.bytes.load(Relaxed);
@@ -467,6 +460,23 @@ async fn figures(
         }
         out
     }
+}
+
+/// The end offsets of each topic (`None` where none is asked, or the topic
+/// did not answer), through one client for all of them.
+async fn end_offsets_of_topics(
+    kafka: &KafkaConnection,
+    topics: Vec<Option<String>>,
+) -> Vec<Option<BTreeMap<i32, i64>>> {
+    let asked: Vec<String> = topics.iter().flatten().cloned().collect();
+    let kafka = kafka.clone();
+    let answers = tokio::task::spawn_blocking(move || admin::end_offsets_each(&kafka, &asked))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let mut answers = answers.into_iter().map(Result::ok);
+    topics.iter().map(|topic| topic.as_ref().and_then(|_| answers.next().flatten())).collect()
 }
 
 impl Stack {
@@ -871,11 +881,9 @@ impl Stack {
             warn!(error = %e, "cannot save the clock's position in the work dir; a restart on it starts the clock afresh");
         }
         let running = self.streams.running();
-        for (_, delivery) in &running {
-            if let Some(delivery) = delivery {
-                delivery.tick().await;
-            }
-        }
+        // Every stream at once: a hundred streams' buffers land in the time
+        // of the slowest, not of all of them in turn.
+        futures::future::join_all(running.iter().filter_map(|(_, d)| d.as_ref()).map(|d| d.tick())).await;
         let landed = self.check_landing(&running).await;
         // Every minute crossed gets its datapoints, whether or not S3 took
         // the objects (a failing delivery is what alarms are for).
@@ -898,11 +906,7 @@ impl Stack {
         }
         let running: Vec<_> =
             self.streams.running().into_iter().filter(|(spec, _)| stream.is_none_or(|s| s == spec.name())).collect();
-        for (_, delivery) in &running {
-            if let Some(delivery) = delivery {
-                delivery.flush().await;
-            }
-        }
+        futures::future::join_all(running.iter().filter_map(|(_, d)| d.as_ref()).map(|d| d.flush())).await;
         self.check_landing(&running).await
     }
 
@@ -929,14 +933,17 @@ impl Stack {
     /// object is still being written.
     pub async fn settle(&self, timeout: Duration) -> Result<(), StackError> {
         let started = Instant::now();
-        let mut ends: BTreeMap<String, BTreeMap<i32, i64>> = BTreeMap::new();
-        for topic in self.streams.topics() {
-            let (b, t) = (self.backend.kafka.clone(), topic.clone());
-            let offsets = tokio::task::spawn_blocking(move || admin::end_offsets(&b, &t))
-                .await
-                .expect("end offsets do not panic")?;
-            ends.insert(topic, offsets);
-        }
+        let (b, topics) = (self.backend.kafka.clone(), Vec::from_iter(self.streams.topics()));
+        let ends: BTreeMap<String, BTreeMap<i32, i64>> = tokio::task::spawn_blocking(move || {
+            let answers = admin::end_offsets_each(&b, &topics)?;
+            topics
+                .into_iter()
+                .zip(answers)
+                .map(|(topic, ends)| Ok((topic, ends?)))
+                .collect::<Result<_, admin::AdminError>>()
+        })
+        .await
+        .expect("end offsets do not panic")?;
         loop {
             let mut behind = Vec::new();
             for (spec, delivery) in self.streams.running() {
@@ -978,14 +985,14 @@ impl Stack {
     pub async fn status(&self) -> Status {
         let mut streams = Vec::new();
         let lifecycles: Vec<StreamLifecycle> = self.streams.lock().iter().map(|s| s.lifecycle).collect();
-        for ((spec, delivery), state) in self.streams.running().into_iter().zip(lifecycles) {
+        let running = self.streams.running();
+        let topics = running.iter().map(|(spec, _)| Some(spec.topic().to_owned())).collect();
+        let ends = end_offsets_of_topics(&self.backend.kafka, topics).await;
+        for (((spec, delivery), state), ends) in running.into_iter().zip(lifecycles).zip(ends) {
             let stats = delivery.as_ref().map(|d| d.stats()).unwrap_or_default();
-            let (b, t) = (self.backend.kafka.clone(), spec.topic().to_owned());
             let positions = stats.positions();
-            let lag =
-                tokio::task::spawn_blocking(move || admin::end_offsets(&b, &t)).await.ok().and_then(Result::ok).map(
-                    |ends| ends.iter().map(|(p, end)| (end - positions.get(p).copied().unwrap_or(0)).max(0)).sum(),
-                );
+            let lag = ends
+                .map(|ends| ends.iter().map(|(p, end)| (end - positions.get(p).copied().unwrap_or(0)).max(0)).sum());
             streams.push(StreamStatus::of(&spec, state, delivery.as_deref(), &stats, lag));
         }
         let b = self.backend.kafka.clone();
@@ -1105,8 +1112,10 @@ impl Stack {
             self.streams.lock().iter_mut().filter_map(|s| s.delivery.take()).collect();
         let mut out = BTreeMap::new();
         let mut first_error = None;
-        for delivery in deliveries {
-            match delivery.stop().await {
+        // Each stop delivers its stream's buffers and commits: all at once.
+        let stopped = futures::future::join_all(deliveries.iter().map(|d| d.stop())).await;
+        for (delivery, stopped) in deliveries.iter().zip(stopped) {
+            match stopped {
                 Ok(stats) => {
                     self.streams.intake(&delivery.stream).delivery_stopped(&stats);
                     out.insert(delivery.stream.clone(), stats);

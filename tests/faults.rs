@@ -7,7 +7,6 @@ use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -126,9 +125,14 @@ async fn sigkill_and_restart_lose_nothing_and_duplicate_only_the_uncommitted_win
     let all = events(14, 3_000);
     let producing = pipeline.publish_in_background(all.clone(), Some(400.0), Arc::new(SystemClock));
     let state_dir = state.path().to_str().context("utf-8 path")?;
-    let crash = || pipeline.spawn_deliver(spec, &["--instance-id", "crash", "--state-dir", state_dir], Stdio::null());
+    // Each run's output, for the failure message.
+    let log = |run: &str| state.path().join(format!("deliver-{run}.log"));
+    let crash = |run: &str| -> Result<_> {
+        let out = std::fs::File::create(log(run))?;
+        pipeline.spawn_deliver(spec, &["--instance-id", "crash", "--state-dir", state_dir], out.into())
+    };
 
-    let child = crash()?;
+    let child = crash("first")?;
     wait_landed(&pipeline, 300, Duration::from_secs(30)).await?;
     // Landed offsets are committed within a second (librdkafka's auto commit
     // of the offsets delivery stored).
@@ -142,10 +146,15 @@ async fn sigkill_and_restart_lose_nothing_and_duplicate_only_the_uncommitted_win
     let window = committed(&pipeline, pipeline.spec.name()).await?;
     ensure!(window.values().any(Option::is_some), "nothing was committed before the kill");
 
-    let child = crash()?;
+    let child = crash("second")?;
     ensure!(producing.await?? == 3_000);
     let landed = wait_landed(&pipeline, 3_000, Duration::from_secs(60)).await?;
-    ensure!(child.sigterm()?.success(), "delivery did not stop cleanly");
+    let stopped = child.sigterm()?;
+    ensure!(
+        stopped.success(),
+        "delivery did not stop cleanly ({stopped}); its output:\n{}",
+        std::fs::read_to_string(log("second")).unwrap_or_default()
+    );
 
     let duplicates = assert_no_loss(&landed_ids(&pipeline.objects().await?)?, &all)?;
     let records = kafka_records(pipeline.bootstrap(), pipeline.spec.topic(), all.len())?;

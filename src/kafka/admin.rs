@@ -146,62 +146,81 @@ pub fn watermarks(kafka: &KafkaConnection, topic: &str) -> Result<BTreeMap<i32, 
 /// Each partition's end offset.
 pub type EndOffsets = BTreeMap<i32, i64>;
 
-/// [`end_offsets`] of many topics through one client, one answer per topic
-/// in order (a topic deleted meanwhile fails alone): a client costs a
-/// connection and its threads, which for a stack of a hundred streams was
-/// most of the time of asking. One metadata request serves every topic, and
-/// the first timeout fails the topics not yet asked (a broker that went away
-/// is not waited for once per topic). Fails as a whole when no client can be
-/// made or the broker does not answer the metadata request.
-pub fn end_offsets_each(
-    kafka: &KafkaConnection,
-    topics: &[String],
-) -> Result<Vec<Result<EndOffsets, AdminError>>, AdminError> {
-    let consumer = metadata_consumer(kafka)?;
-    let bootstrap = kafka.bootstrap();
-    let metadata =
-        consumer.fetch_metadata(None, TIMEOUT).map_err(|source| unreachable(&consumer, bootstrap, source))?;
-    let partitions: BTreeMap<&str, Vec<i32>> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.error().is_none())
-        .map(|t| (t.name(), t.partitions().iter().map(|p| p.id()).collect()))
-        .collect();
-    let mut gone: Option<String> = None;
-    let mut answers = Vec::with_capacity(topics.len());
-    for topic in topics {
-        if let Some(detail) = &gone {
-            answers.push(Err(AdminError::Unreachable { bootstrap: bootstrap.to_owned(), detail: detail.clone() }));
-            continue;
-        }
-        let Some(ids) = partitions.get(topic.as_str()).filter(|ids| !ids.is_empty()) else {
-            answers.push(Err(AdminError::NoSuchTopic { topic: topic.clone(), bootstrap: bootstrap.to_owned() }));
-            continue;
-        };
-        let mut ends = BTreeMap::new();
-        let mut failed = None;
-        for &p in ids {
-            match consumer.fetch_watermarks(topic, p, TIMEOUT) {
-                Ok((_, high)) => {
-                    ends.insert(p, high);
-                }
-                Err(source) => {
-                    failed = Some(unreachable(&consumer, bootstrap, source));
-                    break;
-                }
-            }
-        }
-        answers.push(match failed {
-            Some(error) => {
-                if let AdminError::Unreachable { detail, .. } = &error {
-                    gone = Some(detail.clone());
-                }
-                Err(error)
-            }
-            None => Ok(ends),
-        });
+/// One client for a process's periodic questions (which topics exist, where
+/// each ends): a client per question costs a connection, its handshake (SASL
+/// on MSK) and its threads, which a stack asking four times a second, and
+/// for each of a hundred streams, paid over and over. It reconnects by itself
+/// after a broker outage.
+pub struct MetadataClient {
+    consumer: MetadataConsumer,
+    bootstrap: String,
+}
+
+impl MetadataClient {
+    pub fn new(kafka: &KafkaConnection) -> Result<Self, AdminError> {
+        Ok(MetadataClient { consumer: metadata_consumer(kafka)?, bootstrap: kafka.bootstrap().to_owned() })
     }
-    Ok(answers)
+
+    fn unreachable(&self, source: KafkaError) -> AdminError {
+        unreachable(&self.consumer, &self.bootstrap, source)
+    }
+
+    /// Every topic on the broker, waiting at most `timeout` (see
+    /// [`list_topics_within`]).
+    pub fn list_topics(&self, timeout: Duration) -> Result<Vec<String>, AdminError> {
+        let metadata = self.consumer.fetch_metadata(None, timeout).map_err(|e| self.unreachable(e))?;
+        Ok(metadata.topics().iter().map(|t| t.name().to_owned()).collect())
+    }
+
+    /// Records held in `topic` across its partitions.
+    pub fn topic_records(&self, topic: &str) -> Result<i64, AdminError> {
+        let partitions = partitions_of(&self.consumer, &self.bootstrap, topic)?;
+        partitions.into_iter().try_fold(0, |sum, p| {
+            let (low, high) = self.consumer.fetch_watermarks(topic, p, TIMEOUT).map_err(|e| self.unreachable(e))?;
+            Ok(sum + (high - low).max(0))
+        })
+    }
+
+    /// [`end_offsets`] of many topics, one answer per topic in order (a
+    /// topic deleted meanwhile fails alone). One metadata request serves
+    /// every topic, and the first timeout fails the topics not yet asked (a
+    /// broker that went away is not waited for once per topic). Fails as a
+    /// whole when the broker does not answer the metadata request.
+    pub fn end_offsets_each(&self, topics: &[String]) -> Result<Vec<Result<EndOffsets, AdminError>>, AdminError> {
+        let bootstrap = &self.bootstrap;
+        let metadata = self.consumer.fetch_metadata(None, TIMEOUT).map_err(|e| self.unreachable(e))?;
+        let partitions: BTreeMap<&str, Vec<i32>> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| (t.name(), t.partitions().iter().map(|p| p.id()).collect()))
+            .collect();
+        let mut gone: Option<String> = None;
+        let mut answers = Vec::with_capacity(topics.len());
+        for topic in topics {
+            if let Some(detail) = &gone {
+                answers.push(Err(AdminError::Unreachable { bootstrap: bootstrap.clone(), detail: detail.clone() }));
+                continue;
+            }
+            let Some(ids) = partitions.get(topic.as_str()).filter(|ids| !ids.is_empty()) else {
+                answers.push(Err(AdminError::NoSuchTopic { topic: topic.clone(), bootstrap: bootstrap.clone() }));
+                continue;
+            };
+            let ends: Result<EndOffsets, AdminError> = ids
+                .iter()
+                .map(|&p| {
+                    let (_, high) =
+                        self.consumer.fetch_watermarks(topic, p, TIMEOUT).map_err(|e| self.unreachable(e))?;
+                    Ok((p, high))
+                })
+                .collect();
+            if let Err(AdminError::Unreachable { detail, .. }) = &ends {
+                gone = Some(detail.clone());
+            }
+            answers.push(ends);
+        }
+        Ok(answers)
+    }
 }
 
 /// The end offset (high watermark) of every partition of `topic`: where the

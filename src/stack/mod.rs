@@ -220,6 +220,9 @@ pub struct Stack {
     /// Topics seen on the broker that no stream reads, warned about once.
     unread_warned: Arc<Mutex<BTreeSet<String>>>,
     stop_watch: CancellationToken,
+    /// The topic watcher's, the metrics sampler's and `status`'s one Kafka
+    /// client. Before the backend: its goodbye needs the broker.
+    metadata: Arc<admin::MetadataClient>,
     /// Stops the topic watcher when the stack is dropped.
     _watch_guard: tokio_util::sync::DropGuard,
     /// After the streams: a stack dropped without `shutdown` (a failed test)
@@ -316,8 +319,10 @@ impl Stack {
         let stop_watch = CancellationToken::new();
         let (backend_kafka, max_buffered_bytes) = (backend.kafka.clone(), options.max_buffered_bytes);
         let started_ms = settings.clock.now_millis();
+        let metadata = Arc::new(admin::MetadataClient::new(&backend.kafka)?);
         let stack = Stack {
             options,
+            metadata,
             backend,
             client,
             settings,
@@ -359,7 +364,7 @@ impl Stack {
     /// alarms due are evaluated.
     pub async fn sample_metrics(&self) {
         let limit = self.settings.limits.active_partition_limit;
-        let figures = figures(&self.streams, &self.backend.kafka, limit).await;
+        let figures = figures(&self.streams, &self.metadata, limit).await;
         let now = self.settings.clock.now_millis();
         self.error_log.record(&self.streams, now);
         self.monitor.sample(now, figures);
@@ -369,7 +374,7 @@ impl Stack {
     /// /metrics` on the control endpoint).
     pub async fn prometheus(&self) -> String {
         let limit = self.settings.limits.active_partition_limit;
-        let figures = figures(&self.streams, &self.backend.kafka, limit).await;
+        let figures = figures(&self.streams, &self.metadata, limit).await;
         crate::cloudwatch::prometheus::render(&figures, self.settings.clock.now_millis())
     }
 
@@ -406,7 +411,7 @@ impl Stack {
     /// Samples CloudWatch's figures every second of wall time (a running
     /// clock crosses minutes by itself; `advance` samples on its own).
     fn watch_metrics(&self) {
-        let (streams, kafka, monitor) = (self.streams.clone(), self.backend.kafka.clone(), self.monitor.clone());
+        let (streams, kafka, monitor) = (self.streams.clone(), self.metadata.clone(), self.monitor.clone());
         let error_log = self.error_log.clone();
         let (clock, limit, stop) =
             (self.settings.clock.clone(), self.settings.limits.active_partition_limit, self.stop_watch.clone());
@@ -429,7 +434,7 @@ impl Stack {
 /// Each stream's figures now, for CloudWatch.
 async fn figures(
     streams: &Streams,
-    kafka: &KafkaConnection,
+    kafka: &Arc<admin::MetadataClient>,
     active_partition_limit: usize,
 ) -> Vec<crate::cloudwatch::firehose::StreamFigures> {
     {
@@ -463,14 +468,14 @@ async fn figures(
 }
 
 /// The end offsets of each topic (`None` where none is asked, or the topic
-/// did not answer), through one client for all of them.
+/// did not answer).
 async fn end_offsets_of_topics(
-    kafka: &KafkaConnection,
+    client: &Arc<admin::MetadataClient>,
     topics: Vec<Option<String>>,
 ) -> Vec<Option<BTreeMap<i32, i64>>> {
     let asked: Vec<String> = topics.iter().flatten().cloned().collect();
-    let kafka = kafka.clone();
-    let answers = tokio::task::spawn_blocking(move || admin::end_offsets_each(&kafka, &asked))
+    let client = client.clone();
+    let answers = tokio::task::spawn_blocking(move || client.end_offsets_each(&asked))
         .await
         .ok()
         .and_then(Result::ok)
@@ -739,7 +744,7 @@ impl Stack {
     /// Warns once per topic that appears on the broker without a stream
     /// reading it (a producer writing to the wrong topic, say).
     fn watch_unread_topics(&self) {
-        let (kafka, stop) = (self.backend.kafka.clone(), self.stop_watch.clone());
+        let (client, stop) = (self.metadata.clone(), self.stop_watch.clone());
         let warner = self.unread_warner();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -748,8 +753,8 @@ impl Stack {
                     () = stop.cancelled() => break,
                     _ = tick.tick() => {}
                 }
-                let kafka = kafka.clone();
-                let check = move || admin::list_topics_within(&kafka, Duration::from_millis(500));
+                let client = client.clone();
+                let check = move || client.list_topics(Duration::from_millis(500));
                 if let Ok(Ok(topics)) = tokio::task::spawn_blocking(check).await {
                     warner.check(&topics);
                 }
@@ -933,9 +938,9 @@ impl Stack {
     /// object is still being written.
     pub async fn settle(&self, timeout: Duration) -> Result<(), StackError> {
         let started = Instant::now();
-        let (b, topics) = (self.backend.kafka.clone(), Vec::from_iter(self.streams.topics()));
+        let (client, topics) = (self.metadata.clone(), Vec::from_iter(self.streams.topics()));
         let ends: BTreeMap<String, BTreeMap<i32, i64>> = tokio::task::spawn_blocking(move || {
-            let answers = admin::end_offsets_each(&b, &topics)?;
+            let answers = client.end_offsets_each(&topics)?;
             topics
                 .into_iter()
                 .zip(answers)
@@ -987,7 +992,7 @@ impl Stack {
         let lifecycles: Vec<StreamLifecycle> = self.streams.lock().iter().map(|s| s.lifecycle).collect();
         let running = self.streams.running();
         let topics = running.iter().map(|(spec, _)| Some(spec.topic().to_owned())).collect();
-        let ends = end_offsets_of_topics(&self.backend.kafka, topics).await;
+        let ends = end_offsets_of_topics(&self.metadata, topics).await;
         for (((spec, delivery), state), ends) in running.into_iter().zip(lifecycles).zip(ends) {
             let stats = delivery.as_ref().map(|d| d.stats()).unwrap_or_default();
             let positions = stats.positions();
@@ -995,16 +1000,16 @@ impl Stack {
                 .map(|ends| ends.iter().map(|(p, end)| (end - positions.get(p).copied().unwrap_or(0)).max(0)).sum());
             streams.push(StreamStatus::of(&spec, state, delivery.as_deref(), &stats, lag));
         }
-        let b = self.backend.kafka.clone();
+        let client = self.metadata.clone();
         let warner = self.unread_warner();
         let unread_topics = tokio::task::spawn_blocking(move || -> Vec<UnreadTopic> {
-            let Ok(topics) = admin::list_topics(&b) else { return Vec::new() };
+            let Ok(topics) = client.list_topics(admin::TIMEOUT) else { return Vec::new() };
             warner.check(&topics);
             warner
                 .unread(topics)
                 .into_iter()
                 .map(|topic| {
-                    let records = admin::topic_records(&b, &topic).unwrap_or(0);
+                    let records = client.topic_records(&topic).unwrap_or(0);
                     UnreadTopic { topic, records }
                 })
                 .collect()

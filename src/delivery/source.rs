@@ -294,12 +294,8 @@ fn consumer_config(settings: &SourceSettings, group: &str) -> rdkafka::ClientCon
         // re-reading beats skipping.
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
-        // Brokers answer a fetch as soon as records are there (Kafka, MSK,
-        // Redpanda, and tansu with streamlab's patch), so this bounds only an
-        // idle fetch: how often an idle consumer asks (the local broker's CPU,
-        // a stack of many streams), and how long a commit or heartbeat queued
-        // behind it on the same connection waits.
-        .set("fetch.wait.max.ms", "250")
+        // A local emulator should react within a tick, not a 500 ms long poll.
+        .set("fetch.wait.max.ms", "50")
         .set("allow.auto.create.topics", "false");
     if let Some(interval) = settings.max_poll_interval {
         let ms = interval.as_millis().to_string();

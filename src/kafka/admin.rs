@@ -231,7 +231,7 @@ pub fn end_offsets(kafka: &KafkaConnection, topic: &str) -> Result<BTreeMap<i32,
 
 /// Records held in `topic` across its partitions.
 pub fn topic_records(kafka: &KafkaConnection, topic: &str) -> Result<i64, AdminError> {
-    Ok(watermarks(kafka, topic)?.values().map(|(low, high)| (high - low).max(0)).sum())
+    MetadataClient::new(kafka)?.topic_records(topic)
 }
 
 /// Every topic on the broker.
@@ -244,7 +244,7 @@ pub fn list_topics(kafka: &KafkaConnection) -> Result<Vec<String>, AdminError> {
 /// (a runtime waits for its blocking tasks) for the full timeout once the
 /// broker is gone.
 pub fn list_topics_within(kafka: &KafkaConnection, timeout: Duration) -> Result<Vec<String>, AdminError> {
-    Ok(cluster_metadata(kafka, timeout)?.topics().iter().map(|t| t.name().to_owned()).collect())
+    MetadataClient::new(kafka)?.list_topics(timeout)
 }
 
 fn cluster_metadata(kafka: &KafkaConnection, timeout: Duration) -> Result<rdkafka::metadata::Metadata, AdminError> {

@@ -195,12 +195,6 @@ use url::Url;
 use uuid::Uuid;
 
 #[cfg(feature = "dynostore")]
-/// streamlab patch: woken whenever records are written (a batch stored, a
-/// transaction ended), so a fetch waiting for `min_bytes` answers as soon as
-/// they are there instead of polling storage. One for the process: waking a
-/// fetch of another broker in the same process costs it one storage read.
-pub(crate) static RECORDS_WRITTEN: tokio::sync::Notify = tokio::sync::Notify::const_new();
-
 mod dynostore;
 
 mod null;
@@ -2220,8 +2214,6 @@ impl Storage for StorageContainer {
         .await
         .inspect(|_| {
             STORAGE_CONTAINER_REQUESTS.add(1, &attributes);
-            // streamlab patch: records were written; waiting fetches look.
-            RECORDS_WRITTEN.notify_waiters();
         })
         .inspect_err(|_| {
             STORAGE_CONTAINER_ERRORS.add(1, &attributes);
@@ -2917,9 +2909,6 @@ impl Storage for StorageContainer {
         .await
         .inspect(|_| {
             STORAGE_CONTAINER_REQUESTS.add(1, &attributes);
-            // streamlab patch: a transaction's records became readable (or
-            // its abort marker moved the last stable offset).
-            RECORDS_WRITTEN.notify_waiters();
         })
         .inspect_err(|_| {
             STORAGE_CONTAINER_ERRORS.add(1, &attributes);

@@ -313,27 +313,19 @@ impl FetchService {
         if topics.is_empty() {
             Ok(vec![])
         } else {
-            // streamlab patch: answer as soon as `min_bytes` of records are
-            // there, else wait for records to be written (or `max_wait`).
-            // Stock 0.6.0 slept before every answer, records or not: half of
-            // `max_wait` (all of it under 250 ms) added to every fetch that
-            // found records, and a consumer with a short `max_wait` polled
-            // the broker many times a second while idle.
             let start = Instant::now();
             let mut responses = vec![];
             let mut iteration = 0;
-            let budget = *max_bytes;
+            let mut elapsed = Duration::from_millis(0);
+            let mut bytes = 0;
 
-            loop {
-                *max_bytes = budget;
-                // Registered before reading, so records written while we read
-                // wake the wait below.
-                let written = crate::RECORDS_WRITTEN.notified();
-                tokio::pin!(written);
-                let _ = written.as_mut().enable();
+            while elapsed <= max_wait && bytes <= min_bytes {
+                debug!(?elapsed, ?max_wait, ?bytes, ?min_bytes);
 
+                let enumerate = topics.iter().enumerate();
                 responses.clear();
-                for (i, fetch) in topics.iter().enumerate() {
+
+                for (i, fetch) in enumerate {
                     let fetch_response = self
                         .fetch_topic(
                             ctx.clone(),
@@ -349,19 +341,28 @@ impl FetchService {
                     responses.push(fetch_response);
                 }
 
-                let bytes = u32::try_from(responses.byte_size())?;
-                let elapsed = start.elapsed();
+                bytes += u32::try_from(responses.byte_size())?;
+
+                let now = Instant::now();
+                elapsed = now.duration_since(start);
                 let remaining = max_wait.saturating_sub(elapsed);
 
-                debug!(?iteration, ?max_wait, ?elapsed, ?remaining, ?bytes, ?min_bytes);
+                debug!(
+                    ?iteration,
+                    ?max_wait,
+                    ?elapsed,
+                    ?remaining,
+                    ?bytes,
+                    ?min_bytes
+                );
 
-                if bytes >= min_bytes || remaining.is_zero() {
-                    break;
-                }
-                tokio::select! {
-                    () = &mut written => {}
-                    () = sleep(remaining) => {}
-                }
+                sleep(if remaining.as_millis() >= 250 {
+                    remaining / 2
+                } else {
+                    remaining
+                })
+                .await;
+
                 iteration += 1;
             }
 

@@ -135,12 +135,7 @@ pub fn resolve_start_offsets(
 
 /// The low and high watermark of every partition of `topic`.
 pub fn watermarks(kafka: &KafkaConnection, topic: &str) -> Result<BTreeMap<i32, (i64, i64)>, AdminError> {
-    let consumer = metadata_consumer(kafka)?;
-    let fail = |source| unreachable(&consumer, kafka.bootstrap(), source);
-    partitions_of(&consumer, kafka.bootstrap(), topic)?
-        .into_iter()
-        .map(|p| Ok((p, consumer.fetch_watermarks(topic, p, TIMEOUT).map_err(fail)?)))
-        .collect()
+    MetadataClient::new(kafka)?.watermarks(topic)
 }
 
 /// Each partition's end offset.
@@ -172,13 +167,17 @@ impl MetadataClient {
         Ok(metadata.topics().iter().map(|t| t.name().to_owned()).collect())
     }
 
+    /// The low and high watermark of every partition of `topic`.
+    pub fn watermarks(&self, topic: &str) -> Result<BTreeMap<i32, (i64, i64)>, AdminError> {
+        partitions_of(&self.consumer, &self.bootstrap, topic)?
+            .into_iter()
+            .map(|p| Ok((p, self.consumer.fetch_watermarks(topic, p, TIMEOUT).map_err(|e| self.unreachable(e))?)))
+            .collect()
+    }
+
     /// Records held in `topic` across its partitions.
     pub fn topic_records(&self, topic: &str) -> Result<i64, AdminError> {
-        let partitions = partitions_of(&self.consumer, &self.bootstrap, topic)?;
-        partitions.into_iter().try_fold(0, |sum, p| {
-            let (low, high) = self.consumer.fetch_watermarks(topic, p, TIMEOUT).map_err(|e| self.unreachable(e))?;
-            Ok(sum + (high - low).max(0))
-        })
+        Ok(self.watermarks(topic)?.values().map(|(low, high)| (high - low).max(0)).sum())
     }
 
     /// [`end_offsets`] of many topics, one answer per topic in order (a

@@ -411,7 +411,7 @@ impl Stack {
     /// Samples CloudWatch's figures every second of wall time (a running
     /// clock crosses minutes by itself; `advance` samples on its own).
     fn watch_metrics(&self) {
-        let (streams, kafka, monitor) = (self.streams.clone(), self.metadata.clone(), self.monitor.clone());
+        let (streams, client, monitor) = (self.streams.clone(), self.metadata.clone(), self.monitor.clone());
         let error_log = self.error_log.clone();
         let (clock, limit, stop) =
             (self.settings.clock.clone(), self.settings.limits.active_partition_limit, self.stop_watch.clone());
@@ -422,7 +422,7 @@ impl Stack {
                     () = stop.cancelled() => break,
                     _ = tick.tick() => {}
                 }
-                let figures = figures(&streams, &kafka, limit).await;
+                let figures = figures(&streams, &client, limit).await;
                 let now = clock.now_millis();
                 error_log.record(&streams, now);
                 monitor.sample(now, figures);
@@ -434,7 +434,7 @@ impl Stack {
 /// Each stream's figures now, for CloudWatch.
 async fn figures(
     streams: &Streams,
-    kafka: &Arc<admin::MetadataClient>,
+    client: &Arc<admin::MetadataClient>,
     active_partition_limit: usize,
 ) -> Vec<crate::cloudwatch::firehose::StreamFigures> {
     {
@@ -448,7 +448,7 @@ async fn figures(
         let streams: Vec<_> = streams.into_iter().filter(|s| s.3 != StreamLifecycle::Creating).collect();
         // OffsetLag is an MSK-source metric: no topic asked for Direct PUT.
         let topics = streams.iter().map(|s| (!s.0.is_direct_put()).then(|| s.0.topic().to_owned())).collect();
-        let mut ends = end_offsets_of_topics(kafka, topics).await.into_iter();
+        let mut ends = end_offsets_of_topics(client, topics).await.into_iter();
         let mut out = Vec::new();
         for (spec, delivery, intake, _) in streams {
             let stats = delivery.as_ref().map(|d| d.stats()).unwrap_or_default();

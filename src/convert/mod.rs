@@ -8,6 +8,7 @@
 //! accounts for like any other), and the encoder writes the batch of
 //! records that passed.
 
+mod columns;
 pub mod deserialize;
 pub mod glue;
 
@@ -22,7 +23,8 @@ use parquet::basic::{Compression as ParquetCompression, GzipLevel};
 use parquet::file::properties::{WriterProperties, WriterVersion};
 
 use crate::record::Record;
-pub use deserialize::{ConversionError, Deserializer, TimestampFormat};
+use columns::ColumnBuilder;
+pub use deserialize::{Columns, ConversionError, Deserializer, TimestampFormat};
 use glue::{GlueError, Table};
 
 /// Where Glue table files are looked for unless `--glue-dir` says otherwise.
@@ -96,6 +98,8 @@ pub struct CatalogTable {
 #[derive(Debug)]
 pub struct Conversion {
     pub table: Table,
+    /// The table's columns as the deserializer reads them.
+    columns: Columns,
     pub schema: SchemaRef,
     pub deserializer: Deserializer,
     pub parquet: ParquetOptions,
@@ -118,6 +122,7 @@ impl Conversion {
             version_id: spec.version_id.clone(),
         });
         Ok(Conversion {
+            columns: spec.deserializer.columns(&table.columns),
             schema: table.arrow_schema(),
             table,
             deserializer: spec.deserializer.clone(),
@@ -128,16 +133,16 @@ impl Conversion {
 
     /// Whether a record converts; the error is what Firehose writes for it.
     pub fn check(&self, value: &[u8]) -> Result<(), ConversionError> {
-        self.deserializer.row(&self.table.columns, value).map(|_| ())
+        self.deserializer.values(&self.columns, value).map(|_| ())
     }
 
     /// The Parquet object for records that passed [`Conversion::check`].
     ///
-    /// Records go to the writer [`WRITE_CHUNK`] at a time: converting a
-    /// 64-128 MB buffer in one batch held its JSON rows, the whole Arrow
-    /// batch and the encoded row group at once (956 MB peak RSS in `just
-    /// bench`). The writer still cuts row groups by its own limits, so the
-    /// file is the same.
+    /// Records go to the writer [`WRITE_CHUNK`] at a time, each converted
+    /// straight into Arrow column builders: converting a 64-128 MB buffer in
+    /// one batch held its rows, the whole Arrow batch and the encoded row
+    /// group at once (956 MB peak RSS in `just bench`). The writer still cuts
+    /// row groups by its own limits, so the file is the same.
     pub fn write(&self, records: &[Record]) -> Result<Bytes, String> {
         let mut out = Vec::new();
         // Hive's root name, and no embedded Arrow schema: a file as a Hive
@@ -148,31 +153,22 @@ impl Conversion {
             .with_skip_arrow_metadata(true);
         let mut writer =
             ArrowWriter::try_new_with_options(&mut out, self.schema.clone(), options).map_err(|e| e.to_string())?;
-        let mut decoder = arrow_json::ReaderBuilder::new(self.schema.clone())
-            .with_batch_size(WRITE_CHUNK)
-            .build_decoder()
-            .map_err(|e| e.to_string())?;
-        let mut lines = Vec::new();
         for chunk in records.chunks(WRITE_CHUNK) {
-            // Rows as JSON lines: the decoder's text path is several times
-            // faster than serializing values into it.
-            lines.clear();
+            let mut columns = self
+                .schema
+                .fields()
+                .iter()
+                .map(|field| ColumnBuilder::new(field.data_type()))
+                .collect::<Result<Vec<_>, _>>()?;
             for record in chunk {
-                let row = self.deserializer.row(&self.table.columns, &record.value).map_err(|e| e.message)?;
-                serde_json::to_writer(&mut lines, &row).map_err(|e| e.to_string())?;
-                lines.push(b'\n');
-            }
-            let mut at = 0;
-            while at < lines.len() {
-                let read = decoder.decode(&lines[at..]).map_err(|e| e.to_string())?;
-                if read == 0 {
-                    break;
+                let row = self.deserializer.values(&self.columns, &record.value).map_err(|e| e.message)?;
+                for (column, value) in columns.iter_mut().zip(&row) {
+                    column.append(value)?;
                 }
-                at += read;
             }
-            if let Some(batch) = decoder.flush().map_err(|e| e.to_string())? {
-                writer.write(&batch).map_err(|e| e.to_string())?;
-            }
+            let arrays = columns.into_iter().map(ColumnBuilder::finish).collect::<Result<Vec<_>, _>>()?;
+            let batch = arrow_array::RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| e.to_string())?;
+            writer.write(&batch).map_err(|e| e.to_string())?;
         }
         writer.close().map_err(|e| e.to_string())?;
         Ok(Bytes::from(out))
@@ -405,14 +401,13 @@ mod map_tests {
             columns,
             file: "t.json".into(),
         };
+        let deserializer =
+            Deserializer::OpenX { case_insensitive: true, dots_to_underscores: false, mappings: Default::default() };
         let conversion = Conversion {
+            columns: deserializer.columns(&table.columns),
             schema: table.arrow_schema(),
             table,
-            deserializer: Deserializer::OpenX {
-                case_insensitive: true,
-                dots_to_underscores: false,
-                mappings: Default::default(),
-            },
+            deserializer,
             parquet: ParquetOptions::default(),
             catalog: Arc::new(CatalogTable {
                 catalog_id: "1".into(),

@@ -191,7 +191,7 @@ impl Buffers {
         Some(open.batch)
     }
 
-    /// Removes and returns the fullest buffer, to deliver early at the memory
+    /// Removes and returns the fullest buffer, to deliver early for the memory
     /// bound.
     pub fn take_largest(&mut self) -> Option<Batch> {
         let key = self.open.values().max_by_key(|o| o.batch.bytes)?.batch.key.clone();

@@ -30,9 +30,9 @@ pub struct CoreConfig {
     /// Extra bytes each data record takes in its object (1 with
     /// `AppendDelimiterToRecord`).
     pub per_record_overhead: u64,
-    /// Bytes held in buffers and in objects not yet landed. At the bound the
-    /// fullest buffer is cut early; when nothing is left to cut (S3 is slow
-    /// or down) the core is back-pressured and reading stops.
+    /// Bytes held in buffers and in objects not yet landed. From half the
+    /// bound the fullest buffers are cut early; at the bound (S3 slower than
+    /// reading, or down) the core is back-pressured and reading stops.
     pub max_buffered_bytes: u64,
     /// Objects written at once.
     pub max_in_flight: usize,
@@ -72,7 +72,7 @@ pub struct Counters {
     /// Buffered records dropped because their partition was revoked (the new
     /// owner reads them again).
     pub handed_over: u64,
-    /// Buffers cut early at the memory bound.
+    /// Buffers cut early for the memory bound.
     pub memory_limit_hits: u64,
     /// Records sent to the error prefix over the active-partition limit
     /// (`PartitionCountExceeded`).
@@ -363,18 +363,34 @@ impl Core {
         self.pressured
     }
 
-    /// After held bytes changed. Under pressure, the fullest buffers are cut
-    /// until a quarter of the bound is on its way to S3, so landing it frees
-    /// enough to read on.
+    /// After held bytes changed. From half the bound on, whenever less than
+    /// a quarter of it is on its way to S3, the fullest buffers are cut
+    /// early until a quarter is: encoding and writing then overlap reading,
+    /// where waiting for the bound stopped reading while a large object was
+    /// encoded (half the CPU idle with Parquet). With dynamic partitioning
+    /// every buffer is cut. Reading pauses at the bound itself.
     fn update_pressure(&mut self) {
         let bound = self.config.max_buffered_bytes;
-        if self.held_bytes() >= bound {
+        let held = self.held_bytes();
+        if held >= bound {
             self.pressured = true;
         }
-        if !self.pressured {
+        if held < bound / 2 {
+            self.pressured = false;
             return;
         }
         while self.ready_bytes + self.in_flight_bytes < bound / 4 {
+            if self.buffers.partition_count() > 0 {
+                // With dynamic partitioning every prefix holds records of
+                // every Kafka partition, so the commit point moves only once
+                // all of them land: cutting the fullest few would free memory
+                // and commit nothing until the interval.
+                for batch in self.buffers.drain() {
+                    self.counters.memory_limit_hits += 1;
+                    self.cut(batch);
+                }
+                break;
+            }
             let Some(batch) = self.buffers.take_largest() else { break };
             self.counters.memory_limit_hits += 1;
             self.cut(batch);
@@ -511,7 +527,7 @@ mod tests {
 
     fn step() -> impl Strategy<Value = Step> {
         prop_oneof![
-            6 => (0..3i32, 1usize..40_000, 0u8..5).prop_map(|(partition, len, kind)| Step::Produce { partition, len, kind }),
+            6 => (0..3i32, 1usize..40_000, 0u8..40).prop_map(|(partition, len, kind)| Step::Produce { partition, len, kind }),
             8 => (0..3i32).prop_map(|partition| Step::Read { partition }),
             2 => (0i64..200_000).prop_map(|millis| Step::Tick { millis }),
             4 => Just(Step::Dispatch),
@@ -770,9 +786,13 @@ mod tests {
             in_flight in 1usize..4,
             dynamic in any::<bool>(),
             transform in any::<bool>(),
+            many_keys in any::<bool>(),
         ) {
             let config = config(size_mb, interval_s, bound_kib, in_flight);
-            let mut h = Harness::new(config, dynamic, 3);
+            // Up to 40 event types: over a limit of 3 active partitions most
+            // open none; under Firehose's 500 each opens its own buffer.
+            let limit = if many_keys { crate::delivery::DEFAULT_ACTIVE_PARTITION_LIMIT } else { 3 };
+            let mut h = Harness::new(config, dynamic, limit);
             h.transform = transform;
             for step in &steps {
                 h.step(step)?;
@@ -805,6 +825,75 @@ mod tests {
             prop_assert_eq!(h.core.held_bytes(), 0);
             prop_assert_eq!(h.core.pending_objects(), 0);
         }
+    }
+
+    /// Dynamic partitioning spreads each Kafka partition over every key's
+    /// buffer. With writes landing as fast as they are cut, what is read
+    /// and not yet committed (what a crash reads again) stays within the
+    /// memory bound: the commit point does not wait for the interval.
+    #[test]
+    fn at_the_memory_bound_dynamic_partitioning_commits_what_was_read() {
+        let record_len = 1000;
+        // 4 MiB hints, a 10-minute interval that never passes, 256 KiB bound.
+        let config = config(64, 600, 256, 4);
+        let mut h = Harness::new(config, true, crate::delivery::DEFAULT_ACTIVE_PARTITION_LIMIT);
+        for i in 0..3_000u32 {
+            let partition = (i % 3) as i32;
+            h.step(&Step::Produce { partition, len: record_len, kind: (i % 40) as u8 }).unwrap();
+            h.step(&Step::Read { partition }).unwrap();
+            // Writes land as soon as they start, a few at a time.
+            while let Some(cut) = h.core.take_cut() {
+                h.world.flying.push(cut);
+                while let Some(cut) = h.core.take_cut() {
+                    h.world.flying.push(cut);
+                }
+                while !h.world.flying.is_empty() {
+                    h.land(0);
+                }
+            }
+            let lag: u64 = (0..3)
+                .map(|p| {
+                    let read = h.world.position.get(&p).copied().unwrap_or(0) as usize;
+                    let committed = h.world.committed.get(&p).copied().unwrap_or(0) as usize;
+                    h.world.log.get(&p).map_or(0, |log| log[committed..read].iter().map(|v| v.len() as u64).sum())
+                })
+                .sum();
+            assert!(
+                lag <= config.max_buffered_bytes + 2 * record_len as u64,
+                "after {} records, {lag} bytes read and not committed (bound {})",
+                i + 1,
+                config.max_buffered_bytes
+            );
+        }
+        assert!(h.core.counters.memory_limit_hits > 0, "the bound was never reached");
+    }
+
+    /// Buffers that cannot all fill to their size hint within the bound
+    /// (Parquet's 64 MiB hints on three partitions against 128 MiB) start
+    /// being written at half the bound, while reading goes on, instead of
+    /// reading stopping at the bound until a large object is encoded.
+    #[test]
+    fn writes_start_at_half_the_memory_bound_while_reading_goes_on() {
+        let config = config(64, 600, 256, 2);
+        let mut h = Harness::new(config, false, 3);
+        let mut first_cut_at = None;
+        for i in 0..400u32 {
+            let partition = (i % 3) as i32;
+            h.step(&Step::Produce { partition, len: 1000, kind: 0 }).unwrap();
+            h.step(&Step::Read { partition }).unwrap();
+            if first_cut_at.is_none() && h.core.pending_objects() > 0 {
+                first_cut_at = Some(h.core.held_bytes());
+            }
+        }
+        let at = first_cut_at.expect("nothing was cut");
+        let bound = config.max_buffered_bytes;
+        assert!(
+            at >= bound / 2 && at < bound / 2 + 2000,
+            "the first early cut came at {at} bytes held (bound {bound})"
+        );
+        // Nothing landed: reading stopped at the bound, not before.
+        assert!(h.core.backpressured());
+        assert!(h.core.held_bytes() >= bound && h.core.held_bytes() < bound + 2000);
     }
 
     #[test]

@@ -71,7 +71,7 @@ pub struct DeliveryStats {
     /// CloudWatch minute boundary inside a clock jump) is that moment minus
     /// this.
     pub oldest_unlanded_ms: AtomicI64,
-    /// Buffers cut early at the memory bound.
+    /// Buffers cut early for the memory bound.
     pub memory_limit_hits: AtomicU64,
     /// Records written to the error prefix.
     pub error_records: AtomicU64,

@@ -2,16 +2,16 @@
 //! (lenient: case-insensitive keys, coercion of strings to numbers and of
 //! nested values to strings, a scalar promoted to a one-element array) and
 //! Hive JSON SerDe (strict: a value must already have the column's type).
-//! Each record becomes one row of values in the form the Arrow JSON decoder
-//! reads, or the error Firehose writes under `format-conversion-failed`.
+//! Each record becomes one row of values, in column order and in the form the
+//! column builders (`convert::columns`) read (the Arrow JSON decoder's), or
+//! the error Firehose writes under `format-conversion-failed`.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::LazyLock;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use std::sync::LazyLock;
-
 use chrono::format::{Item, Parsed, StrftimeItems};
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -290,7 +290,7 @@ impl Deserializer {
         Cow::Owned(if lower { key.to_ascii_lowercase() } else { key })
     }
 
-    /// One value in the form the Arrow JSON decoder reads for `ty`; taken
+    /// One value in the form the column builders read for `ty`; taken
     /// by value, so strings and nested values move instead of being copied.
     fn value(&self, value: Value, ty: &HiveType) -> Result<Value, String> {
         let lenient = self.lenient();

@@ -399,6 +399,28 @@ async fn secrets_never_appear_in_logs() -> Result<()> {
     Ok(())
 }
 
+/// A SIGTERM while `deliver` is still connecting (here to a broker that is
+/// not there; a static member's join takes seconds) stops it cleanly: exit
+/// 0 and a line saying nothing was read, not death by the signal's default
+/// action (which failed the crash test once).
+#[test]
+fn sigterm_while_deliver_connects_stops_it_cleanly() -> Result<()> {
+    let mut child =
+        streamlab(&["deliver", "--spec", "fixtures/streams/orders-to-s3.json", "--bootstrap", "127.0.0.1:1"])
+            .args(["--s3-endpoint", "http://127.0.0.1:1"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+    std::thread::sleep(Duration::from_millis(1500));
+    ensure!(child.try_wait()?.is_none(), "deliver gave up on the missing broker within 1.5 s");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let output = child.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(output.status.success(), "deliver did not stop cleanly ({}): {stderr}", output.status);
+    ensure!(stderr.contains("stopped before delivery started"), "{stderr}");
+    Ok(())
+}
+
 /// Without a Docker engine the container backend says so and how to proceed,
 /// and `auto` falls back to the local backend. (Where Docker answers, the
 /// container path is exercised by `--backend container` instead.)

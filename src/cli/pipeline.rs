@@ -105,6 +105,10 @@ pub async fn deliver(args: DeliverArgs) -> Result<()> {
             args.spec.display()
         );
     }
+    // Signals are caught from here on: a SIGTERM or Ctrl-C while delivery
+    // connects (a static member's join takes seconds) stops it cleanly
+    // instead of killing the process with the default action.
+    let shutdown = shutdown_on_signals();
     let settings = Settings {
         functions: Arc::new(Functions::new(args.lambda.config())),
         glue_dir: args.glue_dir.clone(),
@@ -136,11 +140,20 @@ pub async fn deliver(args: DeliverArgs) -> Result<()> {
         exit_at_end: args.exit_at_end,
         ..SourceSettings::new(kafka, Membership::Group)
     };
-    let delivery = match Delivery::connect(plan, Endpoints { source, state, sink }).await {
-        Ok(delivery) => delivery,
-        Err(e) => {
+    let connected = tokio::select! {
+        connected = Delivery::connect(plan, Endpoints { source, state, sink }) => Some(connected),
+        () = shutdown.cancelled() => None,
+    };
+    let delivery = match connected {
+        Some(Ok(delivery)) => delivery,
+        Some(Err(e)) => {
             functions.stop().await;
             return Err(e.into());
+        }
+        None => {
+            functions.stop().await;
+            eprintln!("stopped before delivery started: nothing was read, nothing to commit");
+            return Ok(());
         }
     };
     eprintln!(
@@ -150,7 +163,6 @@ pub async fn deliver(args: DeliverArgs) -> Result<()> {
         spec.topic(),
         spec.bucket()
     );
-    let shutdown = shutdown_on_signals();
     if let Some(addr) = args.metrics_addr {
         let (stats, spec, limit, clock) =
             (delivery.stats(), spec.clone(), args.active_partition_limit, plan_clock.clone());

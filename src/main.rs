@@ -36,7 +36,7 @@ async fn async_main() -> ExitCode {
     // aws-config warns about every credential provider it tried; streamlab
     // reports a missing credential itself, with the fix.
     let default_filter =
-        if cli.command.injects_faults() { "warn,rdkafka=off,aws_config=error" } else { "warn,aws_config=error" };
+        if cli.command.injects_faults() { "warn,librdkafka=off,aws_config=error" } else { "warn,aws_config=error" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("STREAMLAB_LOG").unwrap_or_else(|_| default_filter.into()),

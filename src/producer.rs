@@ -140,6 +140,7 @@ pub async fn publish_with(
                 .set("client.id", "streamlab-producer"),
         )
         .map_err(|source| ProducerError::Client { bootstrap: bootstrap.to_owned(), source })?;
+    let _nudging = nudge_producer_id(&producer, topic, &stats);
 
     let mut pending: FuturesUnordered<DeliveryFuture> = FuturesUnordered::new();
     let mut first_error: Option<String> = None;
@@ -236,6 +237,33 @@ pub async fn publish_with(
             first,
         }),
     }
+}
+
+/// librdkafka's idempotent producer asks for its producer id as soon as it
+/// is created, and asks again only on its 500 ms timer or when a metadata
+/// answer comes in. Since librdkafka 2.10 the bootstrap connection is closed
+/// once the broker it names is known, and the first ask falls in the gap
+/// between the two: every new producer's first acknowledgement took half a
+/// second (a third of the test loop). Asking for metadata every few
+/// milliseconds until the first report makes it ask again at once. Stops
+/// when the returned guard drops.
+fn nudge_producer_id(
+    producer: &FutureProducer<KafkaContext>,
+    topic: &str,
+    stats: &Arc<ProducerStats>,
+) -> tokio_util::sync::DropGuard {
+    let stop = CancellationToken::new();
+    let (producer, topic, stats, stopped) = (producer.clone(), topic.to_owned(), stats.clone(), stop.clone());
+    let reported = move || stats.acked.load(Ordering::Relaxed) + stats.failed.load(Ordering::Relaxed);
+    let before = reported();
+    tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        while !stopped.is_cancelled() && reported() == before && started.elapsed() < Duration::from_secs(2) {
+            let _ = producer.client().fetch_metadata(Some(&topic), Duration::from_millis(500));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    stop.drop_guard()
 }
 
 fn account(

@@ -188,7 +188,9 @@ impl Delivery {
         let partitions = tokio::task::spawn_blocking(move || crate::kafka::admin::check_topic(&kafka, &topic))
             .await
             .expect("metadata check does not panic")?;
+        tracing::debug!("topic checked");
         sink.check().await?;
+        tracing::debug!("bucket checked");
         let state = Self::resolve_state(spec, &settings, &store, plan.settings().clock.now_millis()).await?;
         let source = {
             let (group, topic, starts) = (state.group.clone(), spec.topic().to_owned(), state.start_offsets.clone());
@@ -196,6 +198,7 @@ impl Delivery {
                 .await
                 .expect("connecting does not panic")?
         };
+        tracing::debug!("consumer created");
         let transformer = plan.settings().functions.transformer(spec).await?;
         info!(stream = %spec.name(), version = state.version, group = %state.group, topic = %spec.topic(),
             partitions = partitions.len(), bucket = sink.bucket(), "delivery connected");
@@ -211,6 +214,7 @@ impl Delivery {
         now_ms: i64,
     ) -> Result<StreamState, DeliveryError> {
         let previous = store.load(spec.name()).await?;
+        tracing::debug!("state loaded");
         let (mut state, transition) = StreamState::apply(previous.as_ref(), spec, now_ms);
         if matches!(transition, Transition::Created | Transition::Recreated) {
             let (kafka, topic, start) = (source.kafka.clone(), spec.topic().to_owned(), spec.start());
@@ -220,6 +224,7 @@ impl Delivery {
             })
             .await
             .expect("resolving start offsets does not panic")?;
+            tracing::debug!("start offsets resolved");
         }
         if transition != Transition::Unchanged {
             state = store.save(&state).await?;

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
@@ -309,7 +309,7 @@ impl TopicStateStore {
     /// raced to record the same new stream or the same update agree on it.
     fn save(&self, state: &StreamState) -> Result<StreamState, StateError> {
         self.ensure_topic()?;
-        let producer: ThreadedProducer<KafkaContext> = self
+        let producer: BaseProducer<KafkaContext> = self
             .kafka
             .create(self.config().set("acks", "all").set("linger.ms", "0"))
             .map_err(|e| self.fail("write", e))?;
@@ -318,9 +318,17 @@ impl TopicStateStore {
         producer
             .send(BaseRecord::to(STATE_TOPIC).partition(0).key(state.stream.as_bytes()).payload(&payload))
             .map_err(|(e, _)| self.fail("write", e))?;
-        producer.flush(TIMEOUT).map_err(|e| self.fail("write", e))?;
-        if producer.in_flight_count() > 0 {
-            return Err(self.fail("write", "the broker did not acknowledge the record"));
+        // Done once nothing is in flight (polling serves the client's queue,
+        // which a base producer needs to send); a record the broker refused
+        // is found missing when the history is read back. Not
+        // `flush(TIMEOUT)`: rdkafka's flush polls in steps of 100 ms that run
+        // to their end, so it took a tenth of a second on every new stream.
+        let deadline = Instant::now() + TIMEOUT;
+        while let Err(e) = producer.flush(Duration::ZERO) {
+            if Instant::now() > deadline {
+                return Err(self.fail("write", e));
+            }
+            producer.poll(Duration::from_millis(1));
         }
         winner(self.history(&state.stream)?).ok_or_else(|| self.fail("read", "the record just written is missing"))
     }

@@ -99,7 +99,9 @@ impl DeliverProcess {
             .envs(env.iter().copied())
             .env("AWS_REGION", s3.region.as_deref().unwrap_or("us-east-1"))
             .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("STREAMLAB_LOG", "streamlab=info")
+            // The caller's filter, when set, reaches the child (to debug a
+            // test's or the bench's deliveries); info by default.
+            .env("STREAMLAB_LOG", std::env::var("STREAMLAB_LOG").unwrap_or_else(|_| "streamlab=info".into()))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(output);

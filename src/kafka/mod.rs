@@ -189,6 +189,17 @@ impl KafkaConnection {
     pub fn config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.bootstrap);
+        // librdkafka spaces new broker connections by half this (50 ms by
+        // default): a client that needs a second connection (the broker its
+        // bootstrap names, a group coordinator) waited that long, several
+        // times per start. The backoff still doubles on each failure up to
+        // `reconnect.backoff.max.ms` (10 s), so an outage is not hammered.
+        config.set("reconnect.backoff.ms", "10");
+        if let Ok(contexts) = std::env::var("STREAMLAB_RDKAFKA_DEBUG") {
+            // librdkafka's own tracing (e.g. `cgrp,fetch`) for every client,
+            // shown with STREAMLAB_LOG=librdkafka=debug.
+            config.set("debug", contexts);
+        }
         let tls = match &self.security {
             Security::Plaintext => {
                 config.set("security.protocol", "plaintext");
@@ -420,7 +431,11 @@ mod tests {
         let connection = KafkaConnection::plaintext("localhost:9092");
         assert_eq!(
             keys(&connection),
-            pairs(&[("bootstrap.servers", "localhost:9092"), ("security.protocol", "plaintext")])
+            pairs(&[
+                ("bootstrap.servers", "localhost:9092"),
+                ("reconnect.backoff.ms", "10"),
+                ("security.protocol", "plaintext")
+            ])
         );
     }
 
@@ -440,6 +455,7 @@ mod tests {
             keys(&connection),
             pairs(&[
                 ("bootstrap.servers", "b-1:9094"),
+                ("reconnect.backoff.ms", "10"),
                 ("security.protocol", "ssl"),
                 ("ssl.ca.location", ca.to_str().unwrap()),
                 ("ssl.certificate.location", cert.to_str().unwrap()),
@@ -456,6 +472,7 @@ mod tests {
             keys(&connection),
             pairs(&[
                 ("bootstrap.servers", "b-1:9096"),
+                ("reconnect.backoff.ms", "10"),
                 ("security.protocol", "sasl_ssl"),
                 ("sasl.mechanism", "SCRAM-SHA-512"),
                 ("sasl.username", "alice"),
@@ -476,6 +493,7 @@ mod tests {
             keys(&connection),
             pairs(&[
                 ("bootstrap.servers", "b-1:9098"),
+                ("reconnect.backoff.ms", "10"),
                 ("security.protocol", "sasl_ssl"),
                 ("sasl.mechanism", "OAUTHBEARER"),
             ])

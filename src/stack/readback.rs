@@ -78,6 +78,7 @@ impl Stack {
             .filter(|h| specs.iter().any(|s| s.name() == h.current.name()))
             .collect();
         let (raw, strangers) = landing::read_raw(&self.client, &histories, self.key_scope()).await?;
+        tracing::debug!("objects read back");
         let mut sources = Vec::new();
         let mut dropped = Vec::new();
         for (spec, delivery) in &running {
@@ -89,6 +90,7 @@ impl Stack {
             })
             .await
             .expect("reading the topic does not panic")?;
+            tracing::debug!(topic = %spec.topic(), records = values.len(), "topic read back");
             sources.push(values);
             let load = |d: &Arc<DeliveryHandle>| d.stats().lambda.dropped.load(std::sync::atomic::Ordering::Relaxed);
             dropped.push(spec.lambda().map(|_| delivery.as_ref().map_or(0, load)));

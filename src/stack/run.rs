@@ -268,6 +268,7 @@ pub async fn run(
     let (program, args) = command.split_first().ok_or(RunError::NoCommand)?;
     let mut child = spawn(program, args, &up.env)?;
     let (command_status, interrupted) = wait(&mut child, shutdown).await;
+    tracing::debug!(?command_status, "command exited");
     let stack = &up.stack;
     let mut problems = Vec::new();
     // Read what the command wrote, deliver every buffer as if its interval
@@ -275,12 +276,16 @@ pub async fn run(
     if let Err(e) = stack.settle(checks.settle_timeout).await {
         problems.push(e.to_string());
     }
+    tracing::debug!("read what the command wrote");
     stack.flush(None).await?;
     if let Err(e) = stack.settle(checks.settle_timeout).await {
         problems.push(e.to_string());
     }
+    tracing::debug!("delivered every buffer");
     let landing = stack.landing(None).await?;
+    tracing::debug!("landing read");
     let outcomes = if checks.expectations.is_empty() { Vec::new() } else { stack.check(&checks.expectations).await? };
+    tracing::debug!("expectations checked");
     let snapshot = match &checks.snapshot {
         None => None,
         Some(path) => Some(snapshot(stack, &landing, path, checks).await?),

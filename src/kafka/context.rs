@@ -54,7 +54,7 @@ impl ClientContext for KafkaContext {
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        error!("librdkafka: {error}: {reason}");
+        error!(target: "librdkafka", "librdkafka: {error}: {reason}");
         *self.last_error.lock().expect("last error lock") = Some(reason.to_owned());
     }
 

@@ -323,12 +323,18 @@ impl TopicStateStore {
         // is found missing when the history is read back. Not
         // `flush(TIMEOUT)`: rdkafka's flush polls in steps of 100 ms that run
         // to their end, so it took a tenth of a second on every new stream.
+        // Nor `flush` in a tight loop: each call wakes every broker thread,
+        // and a hundred streams saving at once starved the broker. Polls
+        // start at 1 ms and double to 16 ms, so a quick acknowledgement is
+        // seen within a few ms and a slow one costs little CPU.
         let deadline = Instant::now() + TIMEOUT;
-        while let Err(e) = producer.flush(Duration::ZERO) {
+        let mut step = Duration::from_millis(1);
+        while producer.in_flight_count() > 0 {
             if Instant::now() > deadline {
-                return Err(self.fail("write", e));
+                return Err(self.fail("write", format!("the broker did not acknowledge the record within {TIMEOUT:?}")));
             }
-            producer.poll(Duration::from_millis(1));
+            producer.poll(step);
+            step = (step * 2).min(Duration::from_millis(16));
         }
         winner(self.history(&state.stream)?).ok_or_else(|| self.fail("read", "the record just written is missing"))
     }

@@ -49,7 +49,14 @@ async fn wait_active(client: &Client, name: &str) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    anyhow::bail!("{name} did not become ACTIVE")
+    // What the stream says of itself: a creation that failed tells why.
+    let answer = client.describe_delivery_stream().delivery_stream_name(name).send().await?;
+    let d = answer.delivery_stream_description().context("description")?;
+    anyhow::bail!(
+        "{name} did not become ACTIVE within 30 s: {:?}, {:?}",
+        d.delivery_stream_status(),
+        d.failure_description()
+    )
 }
 
 fn error_code<E: aws_sdk_firehose::error::ProvideErrorMetadata>(e: &E) -> String {

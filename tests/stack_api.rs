@@ -145,3 +145,40 @@ async fn streams_are_added_and_removed_while_the_stack_runs() -> Result<()> {
     stack.shutdown().await?;
     Ok(())
 }
+
+/// A test that fails returns early with `?` and drops its stack without
+/// `shutdown`, on the current-thread runtime `#[tokio::test]` gives. The
+/// deliveries' consumers close when that runtime shuts down, after the
+/// stack's drop; the broker serves their goodbyes until then. When it
+/// stopped first, each waited out its session timeout: 10 s per stream,
+/// 30 s here (100 streams: 8 minutes). The bound is not a performance
+/// target: a drop that takes it is a hang.
+#[test]
+fn a_stack_dropped_without_shutdown_lets_go_at_once() -> Result<()> {
+    const STREAMS: usize = 3;
+    const LETS_GO_WITHIN: Duration = Duration::from_secs(5);
+    let dir = tempfile::tempdir()?;
+    let seed = std::fs::read_to_string(SPEC)?;
+    for n in 0..STREAMS {
+        let text = seed
+            .replace("\"orders-to-s3\"", &format!("\"orders-{n}\""))
+            .replace("\"shop-events\"", &format!("\"events-{n}\""));
+        std::fs::write(dir.path().join(format!("orders-{n}.json")), text)?;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let start = Utc.with_ymd_and_hms(2026, 7, 13, 14, 0, 0).unwrap();
+    runtime.block_on(async {
+        let stack = Stack::start(StackOptions::new([dir.path()]).manual_clock(start).seed(5)).await?;
+        ensure!(stack.specs().len() == STREAMS, "{} streams", stack.specs().len());
+        for n in 0..STREAMS {
+            let events = EventGenerator::new(&GeneratorConfig::new(n as u64, start.timestamp_millis())).take(20);
+            stack.produce(&format!("events-{n}"), events).await?;
+        }
+        stack.settle(Duration::from_secs(30)).await?;
+        Ok(())
+    })?;
+    let dropped = std::time::Instant::now();
+    drop(runtime);
+    ensure!(dropped.elapsed() < LETS_GO_WITHIN, "the runtime took {:?} to shut down", dropped.elapsed());
+    Ok(())
+}

@@ -107,14 +107,14 @@ pub struct Backend {
 
 enum Guard {
     Local {
-        _broker: Box<TansuBroker>,
+        broker: Box<TansuBroker>,
         _s3: LocalS3,
     },
     Container {
         _containers: Box<container::Containers>,
     },
     Localstack {
-        _broker: Box<TansuBroker>,
+        broker: Box<TansuBroker>,
         _s3: Box<localstack::LocalStackProcess>,
     },
     /// Nothing to stop: the cluster and S3 belong to someone else.
@@ -197,6 +197,17 @@ impl Backend {
         self.kafka.bootstrap()
     }
 
+    /// When dropped, the built-in broker keeps serving until `clients_gone`
+    /// says its clients closed (at most 30 s), so their goodbyes are
+    /// answered instead of timing out; see [`TansuBroker::serve_until`].
+    /// S3 stops at once. Brokers streamlab does not run in-process stop at
+    /// once as before.
+    pub fn serve_until(&mut self, clients_gone: impl Fn() -> bool + Send + Sync + 'static) {
+        if let Guard::Local { broker, .. } | Guard::Localstack { broker, .. } = &mut self._guard {
+            broker.serve_until(clients_gone);
+        }
+    }
+
     /// Starts a backend. `work_dir` holds the broker log and, for the local
     /// backend, the S3 data (`work_dir/s3`).
     pub async fn start(kind: BackendKind, work_dir: &Path) -> Result<Backend, BackendError> {
@@ -241,7 +252,7 @@ impl Backend {
                     s3: s3.s3(),
                     landing_dir: None,
                     faults: None,
-                    _guard: Guard::Localstack { _broker: Box::new(broker), _s3: Box::new(s3) },
+                    _guard: Guard::Localstack { broker: Box::new(broker), _s3: Box::new(s3) },
                 })
             }
             BackendKind::Container => {
@@ -325,7 +336,7 @@ impl Backend {
             },
             landing_dir: Some(root),
             faults,
-            _guard: Guard::Local { _broker: Box::new(broker), _s3: s3 },
+            _guard: Guard::Local { broker: Box::new(broker), _s3: s3 },
         })
     }
 }

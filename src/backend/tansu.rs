@@ -36,6 +36,12 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 /// The broker's runtime: two workers were enough for 1M events at the
 /// consume ceiling in `just bench` (the child process used as many).
 const BROKER_THREADS: usize = 2;
+/// The broker encodes and decodes larger frames on its runtime's blocking
+/// pool (and syncs segment files there). Tokio lets that pool grow to 512
+/// threads; with one connection per client, 100 streams starting at once
+/// grew it to 50-110 threads here, more the slower the machine, for CPU
+/// work two cores cannot run faster in parallel.
+const BROKER_BLOCKING_THREADS: usize = 8;
 
 /// Another broker binary to run instead of the built-in one:
 /// `$STREAMLAB_TANSU`, a tansu with streamlab's storage fixes.
@@ -56,7 +62,14 @@ pub struct TansuBroker {
     /// The port clients use (the proxy's, when there is one).
     port: u16,
     log: PathBuf,
+    /// Set by [`Self::serve_until`]: the drop stops the broker once this
+    /// says its clients are gone.
+    clients_gone: Option<Box<dyn Fn() -> bool + Send + Sync>>,
 }
+
+/// The longest a dropped broker keeps serving for clients that are still
+/// closing ([`TansuBroker::serve_until`]).
+const SERVE_AFTER_DROP_MAX: Duration = Duration::from_secs(30);
 
 enum Runner {
     /// Built in, on a runtime of its own (`None` once stopped).
@@ -130,7 +143,7 @@ impl TansuBroker {
             None => Self::start_in_process(log_file, &url, &advertised_url, storage_url)?,
             Some(binary) => Self::start_child(binary, log_file, &log, &url, &advertised_url, &storage_url, settings)?,
         };
-        let mut broker = Self { runner, port: advertised, log };
+        let mut broker = Self { runner, port: advertised, log, clients_gone: None };
         broker.wait_ready().await?;
         info!(port, "tansu broker ready");
         Ok(broker)
@@ -155,6 +168,7 @@ impl TansuBroker {
         let thread_log = log.clone();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(BROKER_THREADS)
+            .max_blocking_threads(BROKER_BLOCKING_THREADS)
             .thread_name("tansu-broker")
             .enable_all()
             // Every thread of this runtime logs to the broker's file. The
@@ -288,18 +302,50 @@ impl TansuBroker {
     }
 }
 
+impl TansuBroker {
+    /// When dropped, keep serving (on a thread of its own, at most
+    /// [`SERVE_AFTER_DROP_MAX`]) until `clients_gone` says so; the built-in
+    /// broker only. A consumer in
+    /// a group says goodbye when it is dropped (its final commit); with the
+    /// broker gone, librdkafka waits out `session.timeout.ms` for each,
+    /// 10 s per stream of a stack dropped without `shutdown`. The drop then
+    /// returns before the port is free.
+    pub fn serve_until(&mut self, clients_gone: impl Fn() -> bool + Send + Sync + 'static) {
+        self.clients_gone = Some(Box::new(clients_gone));
+    }
+}
+
 impl Drop for TansuBroker {
     fn drop(&mut self) {
         match &mut self.runner {
             Runner::InProcess { runtime, task } => {
-                task.abort();
+                let (runtime, task) = (runtime.take(), task.abort_handle());
                 // A runtime cannot be shut down from a thread that runs async
-                // code (a drop inside a task), so a plain thread does it; the
-                // wait means the port is free once the drop returns.
-                if let Some(runtime) = runtime.take() {
-                    let _ = std::thread::spawn(move || runtime.shutdown_timeout(STOP_TIMEOUT)).join();
+                // code (a drop inside a task), so a plain thread does it.
+                let stop = move || {
+                    task.abort();
+                    if let Some(runtime) = runtime {
+                        runtime.shutdown_timeout(STOP_TIMEOUT);
+                    }
+                };
+                match self.clients_gone.take() {
+                    // The wait means the port is free once the drop returns.
+                    None => {
+                        let _ = std::thread::spawn(stop).join();
+                    }
+                    Some(clients_gone) => {
+                        std::thread::spawn(move || {
+                            let until = Instant::now() + SERVE_AFTER_DROP_MAX;
+                            while !clients_gone() && Instant::now() < until {
+                                std::thread::sleep(Duration::from_millis(10));
+                            }
+                            stop();
+                        });
+                    }
                 }
             }
+            // A broker of its own (`$STREAMLAB_TANSU`) stops at once: a
+            // `Child` cannot outlive this borrow to be reaped later.
             Runner::Child(child) => {
                 // SIGKILL, then reap (SIGKILL takes effect within
                 // milliseconds) so not even a zombie outlives the backend.

@@ -153,6 +153,15 @@ impl DeliveryHandle {
         }
     }
 
+    /// Stops as [`Self::abort`] does, without waiting: the task ends at its
+    /// next await (on a runtime worker, or when its runtime shuts down).
+    /// What it returns tells when it ended, its consumer closed.
+    pub fn abort_now(&self) -> Option<tokio::task::AbortHandle> {
+        let task = self.take_task()?;
+        task.abort();
+        Some(task.abort_handle())
+    }
+
     /// Stops: every buffer is delivered and the offsets committed. Once
     /// stopped, the statistics as they stand.
     pub async fn stop(&self) -> Result<Arc<DeliveryStats>, DeliveryError> {

@@ -75,6 +75,13 @@ pub use status::{AlarmStatus, ClockStatus, ConversionStatus, LambdaStatus, Statu
 /// failing now and then (the fault tests fail 37% of PUTs) is retried.
 pub const MAX_FAILED_ATTEMPTS: u64 = 6;
 
+/// How many deliveries connect at once. Each connect makes blocking
+/// librdkafka calls (topic check, state, start offsets, consumer) on the
+/// runtime's blocking pool, one after another; all of 100 streams at once
+/// grew that pool by about a thread per stream, more on a slower machine,
+/// for round trips the broker answers one core's worth at a time anyway.
+const CONCURRENT_CONNECTS: usize = 16;
+
 /// Where a stream is in its life, as Firehose's `DeliveryStreamStatus`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -233,6 +240,27 @@ pub struct Stack {
     work: WorkDir,
     /// The clock's time when the stack started: what its usage spans.
     started_ms: i64,
+}
+
+impl Drop for Stack {
+    /// A stack dropped without [`Stack::shutdown`] (a test that failed and
+    /// returned early): its deliveries stop as a crash would, and the
+    /// built-in broker serves until their consumers have closed. Their
+    /// tasks end on the caller's runtime, at the latest when it shuts down,
+    /// after this drop; a broker stopped first left each consumer's goodbye
+    /// to time out, 10 s per stream (100 streams: 8 minutes).
+    fn drop(&mut self) {
+        let running: Vec<tokio::task::AbortHandle> = self
+            .streams
+            .lock()
+            .iter_mut()
+            .filter_map(|s| s.delivery.take())
+            .filter_map(|delivery| delivery.abort_now())
+            .collect();
+        if !running.is_empty() {
+            self.backend.serve_until(move || running.iter().all(tokio::task::AbortHandle::is_finished));
+        }
+    }
 }
 
 /// Tells, once per topic, about topics no stream reads.
@@ -729,7 +757,11 @@ impl Stack {
             };
             Delivery::connect(plan, endpoints)
         });
-        for delivery in futures::future::try_join_all(connects).await? {
+        let connected: Vec<Delivery> = {
+            use futures::{StreamExt as _, TryStreamExt as _};
+            futures::stream::iter(connects).buffered(CONCURRENT_CONNECTS).try_collect().await?
+        };
+        for delivery in connected {
             info!(stream = %delivery.state().stream, version = delivery.state().version, "delivery started");
             let handle = Arc::new(delivery.spawn());
             let mut streams = self.streams.lock();

@@ -196,6 +196,8 @@ impl MetadataExtractor {
 struct PathQuery {
     /// (output key, path of object keys)
     keys: Vec<(String, Vec<String>)>,
+    /// The record's members the paths start with: the only ones kept.
+    top: Vec<String>,
 }
 
 impl PathQuery {
@@ -213,17 +215,22 @@ impl PathQuery {
             }
         }
         p.eat('}')?;
-        p.rest.is_empty().then_some(PathQuery { keys })
+        let mut top: Vec<String> = keys.iter().map(|(_, path)| path[0].clone()).collect();
+        top.sort();
+        top.dedup();
+        p.rest.is_empty().then_some(PathQuery { keys, top })
     }
 
     fn extract(&self, record: &[u8]) -> Option<BTreeMap<String, String>> {
-        let top: Fields<'_> = serde_json::from_slice(record).ok()?;
+        // UTF-8 checked once, for the whole record (jq's reading rejects it
+        // anywhere too); reading from text skips the check of each value.
+        let text = std::str::from_utf8(record).ok()?;
+        let top = Members::of(text, &self.top)?;
         let mut out = BTreeMap::new();
         for (name, path) in &self.keys {
             let mut value = top.get(&path[0])?;
             for key in &path[1..] {
-                let fields: Fields<'_> = serde_json::from_str(value.get()).ok()?;
-                value = fields.get(key)?;
+                value = Members::of(value.get(), std::slice::from_ref(key))?.get(key)?;
             }
             out.insert(name.clone(), scalar(value)?);
         }
@@ -242,7 +249,7 @@ fn scalar(value: &serde_json::value::RawValue) -> Option<String> {
     }
 }
 
-/// A JSON object's members, borrowed: values unparsed, keys unescaped only
+/// Members of a JSON object, borrowed: values unparsed, keys unescaped only
 /// when they have escapes.
 struct Fields<'a>(Vec<(std::borrow::Cow<'a, str>, &'a serde_json::value::RawValue)>);
 
@@ -253,23 +260,45 @@ impl<'a> Fields<'a> {
     }
 }
 
-impl<'de: 'a, 'a> serde::Deserialize<'de> for Fields<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
-            type Value = Fields<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Fields<'a>, M::Error> {
-                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some(Key(key)) = map.next_key()? {
-                    fields.push((key, map.next_value()?));
-                }
-                Ok(Fields(fields))
+/// Reads a JSON object keeping only the members named in `.0`: the
+/// others are checked as JSON (as jq's reading checks them) but neither
+/// kept nor copied. A record's key is usually one member of many.
+struct Members<'q>(&'q [String]);
+
+impl Members<'_> {
+    /// `text`'s members named in `wanted`, if `text` is one JSON object and
+    /// nothing more.
+    fn of<'a>(text: &'a str, wanted: &[String]) -> Option<Fields<'a>> {
+        use serde::de::DeserializeSeed as _;
+        let mut reader = serde_json::Deserializer::from_str(text);
+        let fields = Members(wanted).deserialize(&mut reader).ok()?;
+        reader.end().ok()?;
+        Some(fields)
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Members<'_> {
+    type Value = Fields<'de>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Fields<'de>, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Members<'_> {
+    type Value = Fields<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Fields<'de>, M::Error> {
+        let mut fields = Vec::new();
+        while let Some(Key(key)) = map.next_key()? {
+            if self.0.iter().any(|wanted| *wanted == key) {
+                fields.push((key, map.next_value()?));
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
             }
         }
-        deserializer.deserialize_map(Visitor(std::marker::PhantomData))
+        Ok(Fields(fields))
     }
 }
 

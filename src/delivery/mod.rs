@@ -157,7 +157,8 @@ impl DeliveryHandle {
     /// next await (on a runtime worker, or when its runtime shuts down).
     /// What it returns tells when it ended, its consumer closed.
     pub fn abort_now(&self) -> Option<tokio::task::AbortHandle> {
-        let task = self.take_task()?;
+        // Called from drops: a poisoned lock must not panic again.
+        let task = self.task.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()?;
         task.abort();
         Some(task.abort_handle())
     }

@@ -250,13 +250,12 @@ impl Drop for Stack {
     /// after this drop; a broker stopped first left each consumer's goodbye
     /// to time out, 10 s per stream (100 streams: 8 minutes).
     fn drop(&mut self) {
-        let running: Vec<tokio::task::AbortHandle> = self
-            .streams
-            .lock()
-            .iter_mut()
-            .filter_map(|s| s.delivery.take())
-            .filter_map(|delivery| delivery.abort_now())
-            .collect();
+        // Not `Streams::lock`: a test that panicked holding the lock would
+        // turn this drop, during its unwinding, into an abort.
+        let mut streams = self.streams.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let running: Vec<tokio::task::AbortHandle> =
+            streams.iter_mut().filter_map(|s| s.delivery.take()).filter_map(|delivery| delivery.abort_now()).collect();
+        drop(streams);
         if !running.is_empty() {
             self.backend.serve_until(move || running.iter().all(tokio::task::AbortHandle::is_finished));
         }

@@ -111,10 +111,20 @@ pub struct RecordCount {
 }
 
 impl RecordCount {
-    fn add(&mut self, record: &Record) {
+    pub(crate) fn add(&mut self, record: &Record) {
         self.records += 1;
         self.bytes += record.value.len() as u64;
     }
+}
+
+/// The records of one cut that converted and those that did not
+/// (`SucceedConversion.*`, `FailedConversion.*`, the error log).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ConversionOutcome {
+    pub converted: RecordCount,
+    pub failed: RecordCount,
+    /// Why each record that did not fit failed, in order.
+    pub errors: Vec<ErrorKind>,
 }
 
 /// The engine for one stream.
@@ -200,21 +210,12 @@ impl Core {
         self.offsets.read(partition, offset, routes.len());
         self.dirty.insert(partition);
         for route in routes.drain(..) {
-            let converts = self.router.converts();
             let (key, record) = match route {
-                Route::Buffer(key, record) => {
-                    if converts {
-                        self.counters.converted.add(&record);
-                    }
-                    (key, record)
-                }
+                Route::Buffer(key, record) => (key, record),
                 Route::Error(kind, record) => {
                     self.counters.count_error(&kind);
                     if matches!(kind, ErrorKind::ActivePartitions { .. }) {
                         self.counters.partition_limit_errors += 1;
-                    }
-                    if matches!(kind, ErrorKind::Conversion { .. }) {
-                        self.counters.conversion_failed.add(&record);
                     }
                     Router::error_record(&kind, record, now_ms)
                 }
@@ -287,11 +288,12 @@ impl Core {
         self.epochs.get(&partition).copied().unwrap_or(0)
     }
 
-    /// An object was written: its records count as landed.
-    pub fn on_landed(&mut self, id: u64) {
+    /// A cut was written, as `objects` objects (a Parquet object and one of
+    /// the records that did not convert): its records count as landed.
+    pub fn on_landed(&mut self, id: u64, objects: usize) {
         let Some(object) = self.in_flight.remove(&id) else { return };
         self.in_flight_bytes -= object.bytes;
-        self.counters.objects += 1;
+        self.counters.objects += objects as u64;
         self.counters.records_delivered += object.records.len() as u64;
         // An object's records come per partition in offset order (a prefix
         // or error buffer is sorted when cut).
@@ -304,6 +306,18 @@ impl Core {
             }
         }
         self.update_pressure();
+    }
+
+    /// What a landed cut's format conversion made of its records: they are
+    /// counted when converted, as Firehose counts them when it delivers.
+    pub fn on_converted(&mut self, outcome: &ConversionOutcome) {
+        self.counters.converted.records += outcome.converted.records;
+        self.counters.converted.bytes += outcome.converted.bytes;
+        self.counters.conversion_failed.records += outcome.failed.records;
+        self.counters.conversion_failed.bytes += outcome.failed.bytes;
+        for kind in &outcome.errors {
+            self.counters.count_error(kind);
+        }
     }
 
     /// A write was given up (shutdown, or its object could not be named):
@@ -630,7 +644,7 @@ mod tests {
                 let error = matches!(cut.batch.key, BufferKey::Error(_));
                 *self.world.seen.entry(identity(r, error)).or_default() += 1;
             }
-            self.core.on_landed(cut.id);
+            self.core.on_landed(cut.id, 1);
             self.world.landed.push(cut.batch);
             self.commit();
         }
@@ -910,11 +924,49 @@ mod tests {
         core.on_revoked(&[0]);
         core.on_record(record(0), at);
         // The old write lands: it must not commit the re-read record.
-        core.on_landed(old.id);
+        core.on_landed(old.id, 1);
         assert!(core.commits().iter().all(|(_, next)| *next == 0), "committed past the re-read record");
         core.drain();
         let new = core.take_cut().unwrap();
-        core.on_landed(new.id);
+        core.on_landed(new.id, 1);
         assert_eq!(core.commits(), vec![(0, 1)]);
+    }
+
+    /// A cut that converted into a Parquet object and an object of the
+    /// records that did not fit commits once, as one landing, and counts both
+    /// objects and what its conversion made of each record.
+    #[test]
+    fn a_converted_cut_counts_its_objects_and_its_conversion_when_it_lands() {
+        let mut core = Core::new(router(false, 500), config(1, 60, 4096, 2));
+        let at = 1_783_951_200_000;
+        for offset in 0..3 {
+            core.on_record(
+                Record { partition: 0, offset, timestamp_ms: at, value: value(0, offset, 10, false, 0) },
+                at,
+            );
+        }
+        core.drain();
+        let cut = core.take_cut().unwrap();
+        let error = crate::convert::ConversionError { code: "DataFormatConversion.ParseError", message: "bad".into() };
+        let table = Arc::new(crate::convert::CatalogTable {
+            catalog_id: "1".into(),
+            database_name: "db".into(),
+            table_name: "t".into(),
+            region: "us-east-1".into(),
+            version_id: "LATEST".into(),
+            catalog_arn: "arn".into(),
+        });
+        let outcome = ConversionOutcome {
+            converted: RecordCount { records: 2, bytes: 20 },
+            failed: RecordCount { records: 1, bytes: 10 },
+            errors: vec![ErrorKind::Conversion { error, table }],
+        };
+        core.on_landed(cut.id, 2);
+        core.on_converted(&outcome);
+        assert_eq!(core.commits(), vec![(0, 3)]);
+        let c = &core.counters;
+        assert_eq!((c.objects, c.records_delivered, c.error_records), (2, 3, 1));
+        assert_eq!((c.converted, c.conversion_failed), (outcome.converted, outcome.failed));
+        assert_eq!(c.errors_by_code["DataFormatConversion.ParseError"].records, 1);
     }
 }

@@ -16,13 +16,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::buffer::{BufferKey, Record};
-use super::core::{Core, Cut};
-use super::encode::ObjectEncoder;
+use super::core::{ConversionOutcome, Core, Cut};
+use super::encode::{EncodedObject, ObjectEncoder};
 use super::naming;
 use super::router::ErrorKind;
 use super::sink::ObjectSink;
 use super::source::{RecordSource, SourceError};
-use super::stats::{DeliveryStats, LandedObject};
+use super::stats::{DeliveryStats, LandedObject, SourceRange};
 use crate::clock::SharedClock;
 use crate::transform::event::Outcome;
 use crate::transform::stage::Stage;
@@ -50,11 +50,17 @@ pub enum Command {
     Tick(oneshot::Sender<()>),
 }
 
-/// What a write task reports: the object's id, and what landed (nothing if
-/// it was given up at shutdown).
+/// What a write task reports: the cut's id, and what landed (nothing if it
+/// was given up at shutdown).
 struct Written {
     id: u64,
-    landed: Option<LandedObject>,
+    landed: Option<Landed>,
+}
+
+/// A cut's objects, all landed, and what its conversion made of it.
+struct Landed {
+    objects: Vec<LandedObject>,
+    conversion: Option<ConversionOutcome>,
 }
 
 /// Encodes and writes one object at a time, many at once.
@@ -75,18 +81,30 @@ impl<K: ObjectSink> Writer<K> {
     /// Encodes on a blocking thread, then PUTs until it lands.
     async fn write(self: Arc<Self>, cut: Cut) -> Written {
         let id = cut.id;
-        let sources = super::stats::SourceRange::of(cut.batch.records.iter().map(|r| (r.partition, r.offset)));
+        let sources = SourceRange::of(cut.batch.records.iter().map(|r| (r.partition, r.offset)));
         let this = self.clone();
         let encoded = tokio::task::spawn_blocking(move || this.encoder.encode(cut.batch, this.clock.now_millis()))
             .await
             .expect("encoding does not panic");
-        let object = match encoded {
-            Ok(object) => object,
+        let encoded = match encoded {
+            Ok(encoded) => encoded,
             Err(e) => {
                 error!(error = %e, "cannot name an error object; its records stay uncommitted");
                 return Written { id, landed: None };
             }
         };
+        let mut objects = Vec::with_capacity(encoded.objects.len());
+        for object in encoded.objects {
+            let Some(landed) = self.put(object, &sources).await else {
+                return Written { id, landed: None };
+            };
+            objects.push(landed);
+        }
+        Written { id, landed: Some(Landed { objects, conversion: encoded.conversion }) }
+    }
+
+    /// PUTs one object until it lands (`None`: given up at shutdown).
+    async fn put(&self, object: EncodedObject, sources: &[SourceRange]) -> Option<LandedObject> {
         let attempts = std::sync::atomic::AtomicU64::new(0);
         let on_failure = |e: &super::sink::SinkError, backoff: Duration| {
             if attempts.fetch_add(1, Ordering::Relaxed) == 0 {
@@ -102,13 +120,13 @@ impl<K: ObjectSink> Writer<K> {
             self.stats.failing_attempts.store(0, Ordering::SeqCst);
         }
         if !landed {
-            return Written { id, landed: None };
+            return None;
         }
         self.stats.put_successes.fetch_add(1, Ordering::Relaxed);
         self.stats.failures_since_success.store(0, Ordering::SeqCst);
         debug!(%key, records = object.records, "landed");
         let landed_ms = self.clock.now_millis();
-        Written { id, landed: Some(LandedObject { key, records: object.records, bytes, landed_ms, sources }) }
+        Some(LandedObject { key, records: object.records, bytes, landed_ms, sources: sources.to_vec() })
     }
 }
 
@@ -274,9 +292,14 @@ impl<S: RecordSource, K: ObjectSink> Driver<S, K> {
 
     fn on_written(&mut self, written: Written) {
         match written.landed {
-            Some(object) => {
-                self.core.on_landed(written.id);
-                self.stats.record_landed(object);
+            Some(landed) => {
+                self.core.on_landed(written.id, landed.objects.len());
+                if let Some(outcome) = &landed.conversion {
+                    self.core.on_converted(outcome);
+                }
+                for object in landed.objects {
+                    self.stats.record_landed(object);
+                }
             }
             None => self.core.on_abandoned(written.id),
         }

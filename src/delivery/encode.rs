@@ -10,9 +10,11 @@ use bytes::Bytes;
 use flate2::write::GzEncoder;
 
 use super::buffer::{Batch, BufferKey};
-use super::naming::Namer;
-use super::router::{ErrorKind, Router};
-use crate::convert::Conversion;
+use super::core::ConversionOutcome;
+use super::naming::{Namer, ObjectRandomness};
+use super::router::{errors, ErrorKind, Router};
+use crate::convert::deserialize::MALFORMED_DATA;
+use crate::convert::{Conversion, ConversionError, Converted};
 use crate::prefix::RenderError;
 use crate::spec::{Compression, StreamSpec};
 
@@ -94,6 +96,23 @@ pub struct EncodedObject {
     pub records: usize,
 }
 
+/// What a cut becomes: its object, or with format conversion the Parquet
+/// object of the records that fit and an object of `format-conversion-failed`
+/// lines for those that do not (either may be missing). The cut counts as
+/// landed once all of them have.
+#[derive(Debug)]
+pub struct Encoded {
+    pub objects: Vec<EncodedObject>,
+    /// With format conversion: what converted and what did not.
+    pub conversion: Option<ConversionOutcome>,
+}
+
+impl From<EncodedObject> for Encoded {
+    fn from(object: EncodedObject) -> Self {
+        Encoded { objects: vec![object], conversion: None }
+    }
+}
+
 /// Turns cut batches into objects: key, body and content encoding. Runs off
 /// the driver's loop, several objects at once.
 #[derive(Debug)]
@@ -109,17 +128,13 @@ impl ObjectEncoder {
         ObjectEncoder { spec, namer, conversion }
     }
 
-    /// The object for `batch`. Fails only when the error prefix itself
+    /// The objects for `batch`. Fails only when the error prefix itself
     /// cannot be evaluated; the batch then stays uncommitted.
-    pub fn encode(&self, batch: Batch, now_ms: i64) -> Result<EncodedObject, RenderError> {
+    pub fn encode(&self, batch: Batch, now_ms: i64) -> Result<Encoded, RenderError> {
         let oldest = batch.oldest_timestamp_ms();
         let mut rng = self.namer.object(&batch.identity());
         let key = match &batch.key {
-            BufferKey::Error(kind) => {
-                let key = self.namer.error_key(oldest, kind, &mut rng)?;
-                let body = Bytes::from(concatenate(&batch, false));
-                return Ok(EncodedObject { key, body, content_encoding: None, records: batch.records.len() });
-            }
+            &BufferKey::Error(kind) => return self.error_object(batch, kind, &mut rng).map(Encoded::from),
             BufferKey::Prefix(prefix) => self.namer.dynamic_key(prefix, oldest, &mut rng),
             BufferKey::Partition(_) => match self.namer.object_key(oldest, &mut rng) {
                 Ok(key) => key,
@@ -129,19 +144,7 @@ impl ObjectEncoder {
             },
         };
         if let Some(conversion) = &self.conversion {
-            // Every record passed the conversion check when it was routed; if
-            // the writer still refuses the batch, its records become
-            // conversion errors rather than being lost.
-            return match conversion.write(&batch.records) {
-                Ok(body) => Ok(EncodedObject { key, body, content_encoding: None, records: batch.records.len() }),
-                Err(message) => {
-                    tracing::error!(%message, "the Parquet writer refused a batch; its records go to format-conversion-failed");
-                    let error =
-                        crate::convert::ConversionError { code: crate::convert::deserialize::MALFORMED_DATA, message };
-                    let kind = ErrorKind::Conversion { error, table: conversion.catalog.clone() };
-                    self.encode(Self::failed(batch, &kind, now_ms), now_ms)
-                }
-            };
+            return self.convert(conversion, key, batch, &mut rng, now_ms);
         }
         // Firehose names the one ZIP entry with a uuid.
         let entry = if self.spec.compression() == Compression::Zip { rng.uuid() } else { String::new() };
@@ -151,7 +154,72 @@ impl ObjectEncoder {
             body,
             content_encoding: self.spec.compression().content_encoding(),
             records: batch.records.len(),
-        })
+        }
+        .into())
+    }
+
+    /// An object of error lines under the error prefix of `output_type`.
+    fn error_object(
+        &self,
+        batch: Batch,
+        output_type: &str,
+        rng: &mut ObjectRandomness,
+    ) -> Result<EncodedObject, RenderError> {
+        let key = self.namer.error_key(batch.oldest_timestamp_ms(), output_type, rng)?;
+        let body = Bytes::from(concatenate(&batch, false));
+        Ok(EncodedObject { key, body, content_encoding: None, records: batch.records.len() })
+    }
+
+    /// The Parquet object of the records that fit the table and, for those
+    /// that do not, an object of `format-conversion-failed` lines.
+    fn convert(
+        &self,
+        conversion: &Conversion,
+        key: String,
+        batch: Batch,
+        rng: &mut ObjectRandomness,
+        now_ms: i64,
+    ) -> Result<Encoded, RenderError> {
+        let converted = match conversion.write(&batch.records) {
+            Ok(converted) => converted,
+            // If the writer refuses the batch, its records become conversion
+            // errors rather than being lost.
+            Err(message) => {
+                tracing::error!(%message, "the Parquet writer refused a batch; its records go to format-conversion-failed");
+                let error = ConversionError { code: MALFORMED_DATA, message };
+                let failed = (0..batch.records.len()).map(|i| (i, error.clone())).collect();
+                Converted { body: None, failed }
+            }
+        };
+        let mut outcome = ConversionOutcome::default();
+        let mut errors =
+            Batch { key: BufferKey::Error(errors::FORMAT_CONVERSION_FAILED), records: Vec::new(), bytes: 0, ..batch };
+        let mut failures = converted.failed.into_iter().peekable();
+        for (i, record) in batch.records.into_iter().enumerate() {
+            let Some((_, error)) = failures.next_if(|(at, _)| *at == i) else {
+                outcome.converted.add(&record);
+                continue;
+            };
+            outcome.failed.add(&record);
+            let kind = ErrorKind::Conversion { error, table: conversion.catalog.clone() };
+            let (_, line) = Router::error_record(&kind, record, now_ms);
+            errors.bytes += line.value.len() as u64;
+            errors.records.push(line);
+            outcome.errors.push(kind);
+        }
+        let mut objects = Vec::new();
+        if let Some(body) = converted.body {
+            objects.push(EncodedObject {
+                key,
+                body,
+                content_encoding: None,
+                records: outcome.converted.records as usize,
+            });
+        }
+        if !errors.records.is_empty() {
+            objects.push(self.error_object(errors, errors::FORMAT_CONVERSION_FAILED, rng)?);
+        }
+        Ok(Encoded { objects, conversion: Some(outcome) })
     }
 
     /// The batch as error records of `kind`.

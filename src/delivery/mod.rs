@@ -307,8 +307,7 @@ pub fn engine<S: RecordSource, K: ObjectSink>(
         max_buffered_bytes: limits.max_buffered_bytes,
         max_in_flight: limits.max_in_flight.max(1),
     };
-    let router =
-        Router::new(spec.clone(), namer.clone(), limits.active_partition_limit).with_conversion(conversion.clone());
+    let router = Router::new(spec.clone(), namer.clone(), limits.active_partition_limit);
     let core = Core::new(router, config);
     let writer = Writer::new(ObjectEncoder::new(spec, namer, conversion), sink, stats.clone(), clock.clone());
     Driver::new(core, source, writer, stats, clock)

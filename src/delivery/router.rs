@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use super::buffer::{BufferKey, Record};
 use super::naming::Namer;
-use crate::convert::{CatalogTable, Conversion, ConversionError};
+use crate::convert::{CatalogTable, ConversionError};
 use crate::extract::{self, ExtractError, MetadataExtractor};
 use crate::prefix::RenderError;
 use crate::spec::StreamSpec;
@@ -135,34 +135,12 @@ pub struct Router {
     namer: Arc<Namer>,
     extractor: Option<MetadataExtractor>,
     active_partition_limit: usize,
-    conversion: Option<Arc<Conversion>>,
 }
 
 impl Router {
     pub fn new(spec: Arc<StreamSpec>, namer: Arc<Namer>, active_partition_limit: usize) -> Self {
         let extractor = spec.metadata_query().filter(|_| spec.dynamic_partitioning()).cloned();
-        Router { spec, namer, extractor, active_partition_limit, conversion: None }
-    }
-
-    /// Checks every record against the conversion's table first: those that
-    /// do not fit become `format-conversion-failed` records.
-    pub fn with_conversion(mut self, conversion: Option<Arc<Conversion>>) -> Self {
-        self.conversion = conversion;
-        self
-    }
-
-    /// Whether records are converted (and checked against a table).
-    pub fn converts(&self) -> bool {
-        self.conversion.is_some()
-    }
-
-    fn convertible(&self, record: &Record) -> Result<(), ErrorKind> {
-        match &self.conversion {
-            None => Ok(()),
-            Some(c) => {
-                c.check(&record.value).map_err(|error| ErrorKind::Conversion { error, table: c.catalog.clone() })
-            }
-        }
+        Router { spec, namer, extractor, active_partition_limit }
     }
 
     pub fn spec(&self) -> &StreamSpec {
@@ -187,18 +165,12 @@ impl Router {
         if !self.spec.dynamic_partitioning() {
             if self.spec.deaggregation().is_none() {
                 // The common path: no allocation beyond the route itself.
-                out.push(match self.convertible(&record) {
-                    Ok(()) => Route::Buffer(BufferKey::Partition(record.partition), record),
-                    Err(kind) => Route::Error(kind, record),
-                });
+                out.push(Route::Buffer(BufferKey::Partition(record.partition), record));
                 return;
             }
             for value in extract::deaggregate(&record.value, self.spec.deaggregation()) {
                 let sub = Record { value, ..record.clone() };
-                out.push(match self.convertible(&sub) {
-                    Ok(()) => Route::Buffer(BufferKey::Partition(record.partition), sub),
-                    Err(kind) => Route::Error(kind, sub),
-                });
+                out.push(Route::Buffer(BufferKey::Partition(record.partition), sub));
             }
             return;
         }
@@ -242,7 +214,6 @@ impl Router {
         record: &Record,
         lambda_keys: Option<&BTreeMap<String, String>>,
     ) -> Result<BufferKey, ErrorKind> {
-        self.convertible(record)?;
         let keys = match &self.extractor {
             Some(extractor) => extractor.extract(&record.value).map_err(ErrorKind::Extraction)?,
             None => BTreeMap::new(),

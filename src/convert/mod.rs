@@ -4,9 +4,9 @@
 //! that does not fit goes to `format-conversion-failed` with Firehose's
 //! fields, and the rest of its batch converts.
 //!
-//! Routing checks each record (so failures are error records the core
-//! accounts for like any other), and the encoder writes the batch of
-//! records that passed.
+//! Records convert when their batch is delivered, as on Firehose: the
+//! encoder writes the records that fit and turns the others into error
+//! lines beside the Parquet object, parsing each record once.
 
 mod columns;
 pub mod deserialize;

@@ -28,7 +28,8 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// rather than up front. A delivery frees a buffer's records when its object
 /// lands; with v3's defaults that memory stayed resident, and a Parquet
 /// delivery in `just bench` peaked at 392-420 MB RSS under a 134 MB bound
-/// (the target is 368). With these: 257 MB, at the same CPU per GB. The
+/// (the target is 368). With these: 293-330 MB, with no CPU cost above the
+/// machine's noise. The
 /// `MIMALLOC_PURGE_DELAY` and `MIMALLOC_ARENA_EAGER_COMMIT` environment
 /// variables still decide when set.
 fn tune_allocator() {

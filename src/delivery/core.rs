@@ -117,6 +117,13 @@ impl RecordCount {
     }
 }
 
+impl std::ops::AddAssign for RecordCount {
+    fn add_assign(&mut self, other: RecordCount) {
+        self.records += other.records;
+        self.bytes += other.bytes;
+    }
+}
+
 /// The records of one cut that converted and those that did not
 /// (`SucceedConversion.*`, `FailedConversion.*`, the error log).
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -311,10 +318,8 @@ impl Core {
     /// What a landed cut's format conversion made of its records: they are
     /// counted when converted, as Firehose counts them when it delivers.
     pub fn on_converted(&mut self, outcome: &ConversionOutcome) {
-        self.counters.converted.records += outcome.converted.records;
-        self.counters.converted.bytes += outcome.converted.bytes;
-        self.counters.conversion_failed.records += outcome.failed.records;
-        self.counters.conversion_failed.bytes += outcome.failed.bytes;
+        self.counters.converted += outcome.converted;
+        self.counters.conversion_failed += outcome.failed;
         for kind in &outcome.errors {
             self.counters.count_error(kind);
         }

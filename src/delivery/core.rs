@@ -387,7 +387,8 @@ impl Core {
     /// early until a quarter is: encoding and writing then overlap reading,
     /// where waiting for the bound stopped reading while a large object was
     /// encoded (half the CPU idle with Parquet). With dynamic partitioning
-    /// every buffer is cut. Reading pauses at the bound itself.
+    /// every buffer is cut whenever they hold a quarter of the bound.
+    /// Reading pauses at the bound itself.
     fn update_pressure(&mut self) {
         let bound = self.config.max_buffered_bytes;
         let held = self.held_bytes();
@@ -396,23 +397,29 @@ impl Core {
         }
         if held < bound / 2 {
             self.pressured = false;
-            return;
         }
-        while self.ready_bytes + self.in_flight_bytes < bound / 4 {
-            if self.buffers.partition_count() > 0 {
-                // With dynamic partitioning every prefix holds records of
-                // every Kafka partition, so the commit point moves only once
-                // all of them land: cutting the fullest few would free memory
-                // and commit nothing until the interval.
+        if self.buffers.partition_count() > 0 {
+            // Every prefix holds records of every Kafka partition, so the
+            // commit point moves only when all of them land: cutting the
+            // fullest few would free memory and commit nothing until the
+            // interval. What is buffered is what the commit trails reading
+            // by (and what a restart reads again): a quarter of the bound,
+            // not half, so a topic read from its start does not commit its
+            // last half-bound only at the end. Not waiting for the previous
+            // cut to land keeps the objects at a quarter of the bound over
+            // the keys, not a quarter and a sliver.
+            if self.buffers.total_bytes() >= bound / 4 {
                 for batch in self.buffers.drain() {
                     self.counters.memory_limit_hits += 1;
                     self.cut(batch);
                 }
-                break;
             }
-            let Some(batch) = self.buffers.take_largest() else { break };
-            self.counters.memory_limit_hits += 1;
-            self.cut(batch);
+        } else if held >= bound / 2 {
+            while self.ready_bytes + self.in_flight_bytes < bound / 4 {
+                let Some(batch) = self.buffers.take_largest() else { break };
+                self.counters.memory_limit_hits += 1;
+                self.cut(batch);
+            }
         }
         if self.held_bytes() <= bound / 4 * 3 {
             self.pressured = false;
@@ -853,10 +860,10 @@ mod tests {
 
     /// Dynamic partitioning spreads each Kafka partition over every key's
     /// buffer. With writes landing as fast as they are cut, what is read
-    /// and not yet committed (what a crash reads again) stays within the
-    /// memory bound: the commit point does not wait for the interval, not
-    /// even for a rare key whose buffer is never the fullest (cutting only
-    /// the fullest buffers fails here at record 310).
+    /// and not yet committed (what a crash reads again) stays within a
+    /// quarter of the memory bound: the commit point does not wait for the
+    /// interval, not even for a rare key whose buffer is never the fullest
+    /// (cutting only the fullest buffers fails here at record 310).
     #[test]
     fn at_the_memory_bound_dynamic_partitioning_commits_what_was_read() {
         let record_len = 1000;
@@ -880,13 +887,47 @@ mod tests {
                 })
                 .sum();
             assert!(
-                lag <= config.max_buffered_bytes + 2 * record_len as u64,
+                lag <= config.max_buffered_bytes / 4 + 2 * record_len as u64,
                 "after {} records, {lag} bytes read and not committed (bound {})",
                 i + 1,
                 config.max_buffered_bytes
             );
         }
         assert!(h.core.counters.memory_limit_hits > 0, "the bound was never reached");
+    }
+
+    /// With writes that take a while, dynamic partitioning still cuts a
+    /// quarter of the bound at a time: cutting again as soon as the first
+    /// object of a cut lands made a second set of objects of a few records
+    /// each, one per key.
+    #[test]
+    fn dynamic_partitioning_cuts_a_quarter_of_the_bound_at_a_time() {
+        let config = config(64, 600, 256, 64);
+        let mut h = Harness::new(config, true, crate::delivery::DEFAULT_ACTIVE_PARTITION_LIMIT);
+        let mut flying: VecDeque<(u32, Cut)> = VecDeque::new();
+        let mut cuts = Vec::new();
+        for i in 0..3_000u32 {
+            let partition = (i % 3) as i32;
+            h.step(&Step::Produce { partition, len: 1000, kind: (i % 8) as u8 }).unwrap();
+            h.step(&Step::Read { partition }).unwrap();
+            let mut cut_now = 0;
+            while let Some(cut) = h.core.take_cut() {
+                cut_now += cut.batch.bytes;
+                flying.push_back((i, cut));
+            }
+            if cut_now > 0 {
+                cuts.push(cut_now);
+            }
+            // A write lands 20 records after it was cut, one at a time.
+            if flying.front().is_some_and(|(at, _)| at + 20 <= i) {
+                let (_, cut) = flying.pop_front().unwrap();
+                h.world.flying.push(cut);
+                h.land(0);
+            }
+        }
+        let quarter = config.max_buffered_bytes / 4;
+        assert!(cuts.len() >= 40, "{} cuts of 3 MB read", cuts.len());
+        assert!(cuts.iter().all(|bytes| *bytes >= quarter), "cuts of {cuts:?} bytes (a quarter: {quarter})");
     }
 
     /// Buffers that cannot all fill to their size hint within the bound

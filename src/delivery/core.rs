@@ -252,15 +252,10 @@ impl Core {
         self.next_id
     }
 
-    fn cut(&mut self, mut batch: Batch) {
-        // A prefix or error buffer gathers several Kafka partitions in
-        // arrival order, which differs between identical runs. Firehose keeps
-        // each partition's order and defines none across partitions;
-        // (partition, offset) order keeps the first and makes objects
-        // reproducible.
-        if !matches!(batch.key, BufferKey::Partition(_)) {
-            batch.records.sort_by_key(|r| (r.partition, r.offset));
-        }
+    /// A prefix or error buffer's records stay in arrival order here (each
+    /// partition's in offset order); the encoder sorts them, off the
+    /// consumer's thread.
+    fn cut(&mut self, batch: Batch) {
         self.ready_bytes += batch.bytes;
         self.ready.push_back(Cut { id: self.next_id, batch });
         self.next_id += 1;

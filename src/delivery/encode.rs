@@ -130,7 +130,17 @@ impl ObjectEncoder {
 
     /// The objects for `batch`. Fails only when the error prefix itself
     /// cannot be evaluated; the batch then stays uncommitted.
-    pub fn encode(&self, batch: Batch, now_ms: i64) -> Result<Encoded, RenderError> {
+    pub fn encode(&self, mut batch: Batch, now_ms: i64) -> Result<Encoded, RenderError> {
+        // A prefix or error buffer gathers several Kafka partitions in
+        // arrival order, which differs between identical runs. Firehose keeps
+        // each partition's order and defines none across partitions;
+        // (partition, offset) order keeps the first and makes objects (and
+        // the batch's identity, which seeds its key's randomness)
+        // reproducible. Sorted here, on an encoding thread: with dynamic
+        // partitioning it was 6% of the engine's time on the consumer's.
+        if !matches!(batch.key, BufferKey::Partition(_)) {
+            batch.records.sort_by_key(|r| (r.partition, r.offset));
+        }
         let oldest = batch.oldest_timestamp_ms();
         let mut rng = self.namer.object(&batch.identity());
         let key = match &batch.key {

@@ -483,8 +483,9 @@ pub struct DeliverArgs {
     #[arg(long, default_value_t = streamlab::delivery::DEFAULT_ACTIVE_PARTITION_LIMIT)]
     active_partition_limit: usize,
     /// Bound on bytes held in buffers and objects being written; from half
-    /// of it the fullest buffers are delivered early, and while S3 is down
-    /// reading stops at it.
+    /// of it the fullest buffers are delivered early (with dynamic
+    /// partitioning every buffer, at each quarter of it), and while S3 is
+    /// down reading stops at it.
     #[arg(long, default_value_t = streamlab::delivery::DEFAULT_MAX_BUFFERED_BYTES)]
     max_buffered_bytes: u64,
     /// Objects compressed and written at once; default: one per core, at

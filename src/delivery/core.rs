@@ -31,8 +31,9 @@ pub struct CoreConfig {
     /// `AppendDelimiterToRecord`).
     pub per_record_overhead: u64,
     /// Bytes held in buffers and in objects not yet landed. From half the
-    /// bound the fullest buffers are cut early; at the bound (S3 slower than
-    /// reading, or down) the core is back-pressured and reading stops.
+    /// bound the fullest buffers are cut early (with dynamic partitioning
+    /// every buffer, at each quarter); at the bound (S3 slower than reading,
+    /// or down) the core is back-pressured and reading stops.
     pub max_buffered_bytes: u64,
     /// Objects written at once.
     pub max_in_flight: usize,

@@ -24,9 +24,10 @@ pub struct EngineLimits {
     /// Most dynamic partitions open at once; records for more go to the
     /// error prefix (Firehose's default is 500).
     pub active_partition_limit: usize,
-    /// Bound on bytes held in buffers and in objects being written. At the
-    /// bound the largest buffer is delivered early; while S3 is down reading
-    /// pauses there: memory stays bounded and the backlog stays in Kafka.
+    /// Bound on bytes held in buffers and in objects being written. From
+    /// half of it the fullest buffers are delivered early (with dynamic
+    /// partitioning every buffer, at each quarter); while S3 is down reading
+    /// pauses at it: memory stays bounded and the backlog stays in Kafka.
     pub max_buffered_bytes: u64,
     /// Objects encoded and written at once.
     pub max_in_flight: usize,

@@ -51,10 +51,20 @@ pub struct Cut {
 struct InFlight {
     bytes: u64,
     oldest_ms: i64,
-    records: Vec<(i32, i64)>,
-    /// The assignment epoch of each partition in it when it was cut: a
-    /// landing after the partition was revoked must not count.
-    epochs: Vec<(i32, u64)>,
+    records: u64,
+    /// Its records by Kafka partition, in partition order.
+    partitions: Vec<PartitionOffsets>,
+}
+
+/// The offsets of one Kafka partition's records in an object being
+/// written, in offset order.
+#[derive(Debug)]
+struct PartitionOffsets {
+    partition: i32,
+    /// The partition's assignment epoch when the object was cut: a landing
+    /// after the partition was revoked must not count.
+    epoch: u64,
+    offsets: Vec<i64>,
 }
 
 /// Counters the driver publishes as metrics.
@@ -270,18 +280,29 @@ impl Core {
         }
         let cut = self.ready.pop_front()?;
         self.ready_bytes -= cut.batch.bytes;
-        let mut epochs: Vec<(i32, u64)> =
-            cut.batch.records.iter().map(|r| (r.partition, self.epoch(r.partition))).collect();
-        epochs.sort_unstable();
-        epochs.dedup();
+        // Grouped in one pass: a prefix or error buffer's records come in
+        // arrival order (each partition's in offset order), sorted only by
+        // the encoder.
+        let mut partitions: Vec<PartitionOffsets> = Vec::new();
+        for r in &cut.batch.records {
+            let at = match partitions.binary_search_by_key(&r.partition, |p| p.partition) {
+                Ok(at) => at,
+                Err(at) => {
+                    let epoch = self.epoch(r.partition);
+                    partitions.insert(at, PartitionOffsets { partition: r.partition, epoch, offsets: Vec::new() });
+                    at
+                }
+            };
+            partitions[at].offsets.push(r.offset);
+        }
         self.in_flight_bytes += cut.batch.bytes;
         self.in_flight.insert(
             cut.id,
             InFlight {
                 bytes: cut.batch.bytes,
                 oldest_ms: cut.batch.oldest_timestamp_ms(),
-                records: cut.batch.records.iter().map(|r| (r.partition, r.offset)).collect(),
-                epochs,
+                records: cut.batch.records.len() as u64,
+                partitions,
             },
         );
         Some(cut)
@@ -297,15 +318,11 @@ impl Core {
         let Some(object) = self.in_flight.remove(&id) else { return };
         self.in_flight_bytes -= object.bytes;
         self.counters.objects += objects as u64;
-        self.counters.records_delivered += object.records.len() as u64;
-        // An object's records come per partition in offset order (a prefix
-        // or error buffer is sorted when cut).
-        for run in object.records.chunk_by(|a, b| a.0 == b.0) {
-            let partition = run[0].0;
-            let current = object.epochs.iter().any(|(p, e)| *p == partition && self.epoch(*p) == *e);
-            if current {
-                self.offsets.landed_in_order(partition, run.iter().map(|(_, offset)| *offset));
-                self.dirty.insert(partition);
+        self.counters.records_delivered += object.records;
+        for p in object.partitions {
+            if self.epoch(p.partition) == p.epoch {
+                self.offsets.landed_in_order(p.partition, p.offsets);
+                self.dirty.insert(p.partition);
             }
         }
         self.update_pressure();

@@ -51,8 +51,23 @@ async fn produce_batch(kafka: &KafkaConnection, topic: &str, count: usize, times
 }
 
 fn read_from(kafka: &KafkaConnection, topic: &str, offset: i64, expected: usize) -> Result<Vec<i64>> {
+    read_with(kafka, topic, offset, expected, "500")
+}
+
+/// [`read_from`] with the broker told to hold a fetch up to
+/// `fetch_wait_max_ms` while it finds no records.
+fn read_with(
+    kafka: &KafkaConnection,
+    topic: &str,
+    offset: i64,
+    expected: usize,
+    fetch_wait_max_ms: &str,
+) -> Result<Vec<i64>> {
     let mut config = kafka.config();
-    config.set("group.id", "broker-test").set("enable.auto.commit", "false");
+    config
+        .set("group.id", "broker-test")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", fetch_wait_max_ms);
     let consumer: BaseConsumer<KafkaContext> = kafka.create(&config)?;
     let mut assignment = TopicPartitionList::new();
     assignment.add_partition_offset(topic, 0, Offset::Offset(offset))?;
@@ -84,6 +99,18 @@ async fn a_fetch_from_inside_a_batch_gets_the_rest_of_it() -> Result<()> {
     // tansu skipped the rest of the batch.
     let offsets = tokio::task::spawn_blocking(move || read_from(&kafka, "batches", 4, 6)).await??;
     ensure!(offsets == (4..10).collect::<Vec<_>>(), "read from offset 4 of a 10-record batch: {offsets:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_fetch_that_finds_records_answers_without_waiting() -> Result<()> {
+    common::init_logging();
+    let dir = tempfile::tempdir()?;
+    let (_broker, kafka) = one_batch_of_ten(dir.path()).await?;
+    // Stock tansu held every fetch for the whole `fetch.wait.max.ms`, records
+    // or not: with 30 s nothing arrives within the 10 s this read waits.
+    let offsets = tokio::task::spawn_blocking(move || read_with(&kafka, "batches", 0, 10, "30000")).await??;
+    ensure!(offsets == (0..10).collect::<Vec<_>>(), "read 10 records with a 30 s fetch wait: {offsets:?}");
     Ok(())
 }
 

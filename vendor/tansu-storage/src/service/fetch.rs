@@ -343,6 +343,14 @@ impl FetchService {
 
                 bytes += u32::try_from(responses.byte_size())?;
 
+                // streamlab patch: a fetch that found what it needs answers
+                // now, as Kafka's does; tansu slept out the rest of
+                // `max_wait` after every fetch, records or not, so each
+                // round trip took at least `fetch.wait.max.ms`.
+                if bytes >= min_bytes.max(1) {
+                    break;
+                }
+
                 let now = Instant::now();
                 elapsed = now.duration_since(start);
                 let remaining = max_wait.saturating_sub(elapsed);

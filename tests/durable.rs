@@ -191,6 +191,12 @@ async fn a_killed_stack_resumes_from_its_work_dir_and_lands_every_record_once() 
         status.clock.now,
         before.clock.now
     );
+    // Read again from the start (nothing was committed) before the clock
+    // moves: records read after the jump open buffers due 5 minutes later.
+    wait_status(&second, "every record read again", |s| {
+        read(s, "orders-to-s3") == 20_000 && read(s, "api-orders") == 1_000
+    })
+    .await?;
     second.streamlab(&["clock", "advance", "5m"])?;
     second.streamlab(&["settle"])?;
     once(&landed(&second, "orders-to-s3").await?, 20_000, "orders-to-s3")?;

@@ -406,15 +406,10 @@ fn consume_ceiling(kafka: &KafkaConnection, expected: u64) -> Result<Throughput,
     let started = Instant::now();
     let ninety = ninety_percent(expected);
     let mut to_90 = None;
-    let consumer: BaseConsumer<KafkaContext> = kafka
-        .create(
-            kafka
-                .config()
-                .set("group.id", "bench-ceiling")
-                .set("enable.auto.commit", "false")
-                .set("fetch.wait.max.ms", "50"),
-        )
-        .map_err(fail)?;
+    let mut config = kafka.config();
+    config.set("group.id", "bench-ceiling").set("enable.auto.commit", "false");
+    crate::delivery::source::fetch_settings(&mut config);
+    let consumer: BaseConsumer<KafkaContext> = kafka.create(&config).map_err(fail)?;
     let metadata = consumer.fetch_metadata(Some(TOPIC), Duration::from_secs(10)).map_err(fail)?;
     let mut assignment = TopicPartitionList::new();
     for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {

@@ -267,6 +267,22 @@ impl SourceSettings {
     }
 }
 
+/// How delivery's consumer fetches; the bench's ceiling consumer reads
+/// with the same settings.
+pub fn fetch_settings(config: &mut rdkafka::ClientConfig) {
+    config
+        // Prefetch up to 16 MiB (librdkafka's default is 64 MiB): memory
+        // outside the delivery's bound, and a pause drops it anyway.
+        .set("queued.max.messages.kbytes", "16384")
+        // When that prefetch is full, librdkafka (2.4 and later) waits this
+        // long before fetching the partition again: 1 s by default, which
+        // is a second of no reading whenever delivery is briefly slower
+        // than a broker that answers at once (as MSK does). About a tick.
+        .set("fetch.queue.backoff.ms", "10")
+        // A local emulator should react within a tick, not a 500 ms long poll.
+        .set("fetch.wait.max.ms", "50");
+}
+
 fn consumer_config(settings: &SourceSettings, group: &str) -> rdkafka::ClientConfig {
     let mut config = settings.kafka.config();
     config
@@ -285,17 +301,13 @@ fn consumer_config(settings: &SourceSettings, group: &str) -> rdkafka::ClientCon
         // commits once more, synchronously, when it stops.
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "250")
-        // Prefetch up to 16 MiB (librdkafka's default is 64 MiB): memory
-        // outside the delivery's bound, and a pause drops it anyway.
-        .set("queued.max.messages.kbytes", "16384")
         .set("enable.auto.offset.store", "false")
         // Only reached when a committed offset fell out of retention:
         // re-reading beats skipping.
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
-        // A local emulator should react within a tick, not a 500 ms long poll.
-        .set("fetch.wait.max.ms", "50")
         .set("allow.auto.create.topics", "false");
+    fetch_settings(&mut config);
     if let Some(interval) = settings.max_poll_interval {
         let ms = interval.as_millis().to_string();
         // librdkafka requires the session timeout to fit in the poll interval.

@@ -343,11 +343,11 @@ impl FetchService {
 
                 bytes += u32::try_from(responses.byte_size())?;
 
-                // streamlab patch: a fetch that found what it needs answers
-                // now, as Kafka's does; tansu slept out the rest of
-                // `max_wait` after every fetch, records or not, so each
-                // round trip took at least `fetch.wait.max.ms`.
-                if bytes >= min_bytes.max(1) {
+                // streamlab patch: a fetch that found `min_bytes` answers now,
+                // as Kafka's does (at once when it is 0); tansu slept out the
+                // rest of `max_wait` after every fetch, records or not, so
+                // each round trip took at least `fetch.wait.max.ms`.
+                if bytes >= min_bytes {
                     break;
                 }
 

@@ -18,12 +18,10 @@ use anyhow::Result;
 use clap::Parser;
 use cli::{Cli, Command};
 
-/// mimalloc's options, by the numbers of its `mi_option_e` (the first two
-/// the same in its v2 and v3; `allow_thp` is v3's, the version built):
-/// `arena_eager_commit`, `purge_delay` and `allow_thp`.
+/// mimalloc's options, by the numbers of its `mi_option_e` (the same in
+/// its v2 and v3): `arena_eager_commit` and `purge_delay`.
 const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
 
 /// Returns freed memory to the system within 10 ms (mimalloc v3 waits a
 /// second, v2's default is 10 ms) and commits arena memory as it is used
@@ -42,8 +40,8 @@ const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
 /// `do_huge_pmd_anonymous_page` in `perf`), and partly used huge pages
 /// counted whole in RSS. In `just bench` (two alternating runs each) peak
 /// RSS fell in every case: Parquet from 340-357 to 305-311 MB, 100 keys from
-/// 305-317 to 218-280; CPU per GB by 3-20%. This is what mimalloc itself does
-/// with `MIMALLOC_ALLOW_THP=0`, which is read before `main`.
+/// 305-317 to 218-280; CPU per GB by 3-20%. mimalloc turns THP off the
+/// same way with `MIMALLOC_ALLOW_THP=0`, which it reads before `main`.
 ///
 /// The `MIMALLOC_PURGE_DELAY`, `MIMALLOC_ARENA_EAGER_COMMIT` and
 /// `MIMALLOC_ALLOW_THP` environment variables still decide when set.
@@ -51,7 +49,6 @@ fn tune_allocator() {
     for (option, variable, value) in [
         (MI_OPTION_PURGE_DELAY, "MIMALLOC_PURGE_DELAY", 10),
         (MI_OPTION_ARENA_EAGER_COMMIT, "MIMALLOC_ARENA_EAGER_COMMIT", 0),
-        (MI_OPTION_ALLOW_THP, "MIMALLOC_ALLOW_THP", 0),
     ] {
         if std::env::var_os(variable).is_none() {
             // SAFETY: called first thing in `main`, before any other thread
@@ -60,10 +57,10 @@ fn tune_allocator() {
         }
     }
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
-        // mimalloc disables THP for the process this way at its start when
-        // the option is 0; set here, the option alone would only stop it
-        // asking for huge pages, which a system in THP mode `always` gives
-        // anyway. Failure (an old kernel) leaves THP as the system has it.
+        // The kernel then gives this process no huge pages, madvised or
+        // not (mimalloc's own option, set after its start, would only stop
+        // it asking, and a system in THP mode `always` gives them anyway).
+        // Failure (an old kernel) leaves THP as the system has it.
         // SAFETY: prctl with integer arguments only, on this process.
         unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
     }

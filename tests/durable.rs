@@ -171,8 +171,8 @@ async fn a_killed_stack_resumes_from_its_work_dir_and_lands_every_record_once() 
 
     first.streamlab(&["produce", "--topic", "shop-events", "--count", "20000", "--seed", "1"])?;
     first.streamlab(&["produce", "--topic", "api-events", "--count", "1000", "--seed", "2"])?;
-    wait_status(&first, "every record read", |s| read(s, "orders-to-s3") == 20_000 && read(s, "api-orders") == 1_000)
-        .await?;
+    let all_read = |s: &Status| read(s, "orders-to-s3") == 20_000 && read(s, "api-orders") == 1_000;
+    wait_status(&first, "every record read", all_read).await?;
     first.streamlab(&["clock", "advance", "2m"])?;
     let before = first.control()?.status().await?;
     ensure!(before.streams.iter().all(|s| s.delivered == 0), "nothing is due before 5 minutes: {before:?}");
@@ -193,10 +193,7 @@ async fn a_killed_stack_resumes_from_its_work_dir_and_lands_every_record_once() 
     );
     // Read again from the start (nothing was committed) before the clock
     // moves: records read after the jump open buffers due 5 minutes later.
-    wait_status(&second, "every record read again", |s| {
-        read(s, "orders-to-s3") == 20_000 && read(s, "api-orders") == 1_000
-    })
-    .await?;
+    wait_status(&second, "every record read again", all_read).await?;
     second.streamlab(&["clock", "advance", "5m"])?;
     second.streamlab(&["settle"])?;
     once(&landed(&second, "orders-to-s3").await?, 20_000, "orders-to-s3")?;

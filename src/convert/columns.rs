@@ -16,6 +16,8 @@ use arrow_schema::{DataType, FieldRef, Fields, TimeUnit};
 use chrono::NaiveDate;
 use serde_json::Value;
 
+use super::deserialize::Cell;
+
 /// One column being built, for the Arrow types [`super::glue::HiveType`]
 /// maps to.
 pub enum ColumnBuilder {
@@ -83,49 +85,32 @@ impl ColumnBuilder {
         })
     }
 
+    /// Appends one cell of a row ([`super::deserialize::Cell`]): text goes
+    /// into the column as it lies in the record.
+    pub fn append_cell(&mut self, cell: &Cell) -> Result<(), String> {
+        match cell {
+            Cell::Text(text) => self.append_text(text),
+            Cell::Json(value) => self.append(value),
+        }
+    }
+
     /// Appends one value in the form [`super::Deserializer::value`] gives
     /// for this column's type (null for a missing value).
     pub fn append(&mut self, value: &Value) -> Result<(), String> {
-        if value.is_null() {
-            self.append_null();
-            return Ok(());
-        }
         let unexpected = || format!("{value} does not fit its column");
-        match self {
-            ColumnBuilder::Utf8(b) => b.append_value(value.as_str().ok_or_else(unexpected)?),
-            ColumnBuilder::Boolean(b) => b.append_value(match value {
-                Value::String(s) => s.parse().map_err(|_| unexpected())?,
-                _ => value.as_bool().ok_or_else(unexpected)?,
-            }),
-            ColumnBuilder::Int8(b) => b.append_value(integer(value).ok_or_else(unexpected)? as i8),
-            ColumnBuilder::Int16(b) => b.append_value(integer(value).ok_or_else(unexpected)? as i16),
-            ColumnBuilder::Int32(b) => b.append_value(integer(value).ok_or_else(unexpected)? as i32),
-            ColumnBuilder::Int64(b) => b.append_value(integer(value).ok_or_else(unexpected)?),
-            ColumnBuilder::Float32(b) => b.append_value(float(value).ok_or_else(unexpected)? as f32),
-            ColumnBuilder::Float64(b) => b.append_value(float(value).ok_or_else(unexpected)?),
-            // Text with exactly the column's scale of fraction digits.
-            ColumnBuilder::Decimal(b) => {
-                let text = value.as_str().ok_or_else(unexpected)?;
-                b.append_value(text.replace('.', "").parse::<i128>().map_err(|_| unexpected())?)
-            }
-            ColumnBuilder::Date(b) => {
-                let text = value.as_str().ok_or_else(unexpected)?;
-                let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| unexpected())?;
-                b.append_value((date - NaiveDate::default()).num_days() as i32)
-            }
-            // Microseconds (map keys as their text).
-            ColumnBuilder::Timestamp(b) => b.append_value(integer(value).ok_or_else(unexpected)?),
-            // Hex, the form the JSON decoder reads binary in.
-            ColumnBuilder::Binary(b) => {
-                let hex = value.as_str().ok_or_else(unexpected)?;
-                let bytes = (0..hex.len())
-                    .step_by(2)
-                    .map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-                    .collect::<Option<Vec<u8>>>()
-                    .ok_or_else(unexpected)?;
-                b.append_value(bytes)
-            }
-            ColumnBuilder::List { offsets, valid, items, .. } => {
+        match (self, value) {
+            (builder, Value::Null) => builder.append_null(),
+            (builder, Value::String(text)) => return builder.append_text(text),
+            (ColumnBuilder::Boolean(b), _) => b.append_value(value.as_bool().ok_or_else(unexpected)?),
+            (ColumnBuilder::Int8(b), _) => b.append_value(value.as_i64().ok_or_else(unexpected)? as i8),
+            (ColumnBuilder::Int16(b), _) => b.append_value(value.as_i64().ok_or_else(unexpected)? as i16),
+            (ColumnBuilder::Int32(b), _) => b.append_value(value.as_i64().ok_or_else(unexpected)? as i32),
+            (ColumnBuilder::Int64(b), _) => b.append_value(value.as_i64().ok_or_else(unexpected)?),
+            (ColumnBuilder::Float32(b), _) => b.append_value(value.as_f64().ok_or_else(unexpected)? as f32),
+            (ColumnBuilder::Float64(b), _) => b.append_value(value.as_f64().ok_or_else(unexpected)?),
+            // Microseconds.
+            (ColumnBuilder::Timestamp(b), _) => b.append_value(value.as_i64().ok_or_else(unexpected)?),
+            (ColumnBuilder::List { offsets, valid, items, .. }, _) => {
                 let list = value.as_array().ok_or_else(unexpected)?;
                 for item in list {
                     items.append(item)?;
@@ -133,21 +118,62 @@ impl ColumnBuilder {
                 offsets.push(offset(offsets, list.len())?);
                 valid.push(true);
             }
-            ColumnBuilder::Map { offsets, valid, keys, values, .. } => {
+            (ColumnBuilder::Map { offsets, valid, keys, values, .. }, _) => {
                 let map = value.as_object().ok_or_else(unexpected)?;
                 for (key, value) in map {
-                    keys.append(&Value::String(key.clone()))?;
+                    keys.append_text(key)?;
                     values.append(value)?;
                 }
                 offsets.push(offset(offsets, map.len())?);
                 valid.push(true);
             }
-            ColumnBuilder::Struct { fields, valid, children } => {
+            (ColumnBuilder::Struct { fields, valid, children }, _) => {
                 let object = value.as_object().ok_or_else(unexpected)?;
                 for (field, child) in fields.iter().zip(children) {
                     child.append(object.get(field.name()).unwrap_or(&Value::Null))?;
                 }
                 valid.push(true);
+            }
+            (
+                ColumnBuilder::Utf8(_) | ColumnBuilder::Decimal(_) | ColumnBuilder::Date(_) | ColumnBuilder::Binary(_),
+                _,
+            ) => return Err(unexpected()),
+        }
+        Ok(())
+    }
+
+    /// Appends a value given as text: a string, a decimal with exactly the
+    /// column's scale of fraction digits, a date, binary as hex (the form
+    /// the JSON decoder read it in), or a map key of any scalar type.
+    fn append_text(&mut self, text: &str) -> Result<(), String> {
+        let unexpected = || format!("{} does not fit its column", Value::String(text.to_owned()));
+        match self {
+            ColumnBuilder::Utf8(b) => b.append_value(text),
+            ColumnBuilder::Boolean(b) => b.append_value(text.parse().map_err(|_| unexpected())?),
+            ColumnBuilder::Int8(b) => b.append_value(text.parse::<i64>().map_err(|_| unexpected())? as i8),
+            ColumnBuilder::Int16(b) => b.append_value(text.parse::<i64>().map_err(|_| unexpected())? as i16),
+            ColumnBuilder::Int32(b) => b.append_value(text.parse::<i64>().map_err(|_| unexpected())? as i32),
+            ColumnBuilder::Int64(b) => b.append_value(text.parse().map_err(|_| unexpected())?),
+            ColumnBuilder::Float32(b) => b.append_value(text.parse::<f64>().map_err(|_| unexpected())? as f32),
+            ColumnBuilder::Float64(b) => b.append_value(text.parse().map_err(|_| unexpected())?),
+            ColumnBuilder::Decimal(b) => {
+                b.append_value(text.replace('.', "").parse::<i128>().map_err(|_| unexpected())?)
+            }
+            ColumnBuilder::Date(b) => {
+                let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| unexpected())?;
+                b.append_value((date - NaiveDate::default()).num_days() as i32)
+            }
+            ColumnBuilder::Timestamp(b) => b.append_value(text.parse().map_err(|_| unexpected())?),
+            ColumnBuilder::Binary(b) => {
+                let bytes = (0..text.len())
+                    .step_by(2)
+                    .map(|i| text.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+                    .collect::<Option<Vec<u8>>>()
+                    .ok_or_else(unexpected)?;
+                b.append_value(bytes)
+            }
+            ColumnBuilder::List { .. } | ColumnBuilder::Map { .. } | ColumnBuilder::Struct { .. } => {
+                return Err(unexpected())
             }
         }
         Ok(())
@@ -217,21 +243,6 @@ impl ColumnBuilder {
                 Arc::new(StructArray::try_new(fields, children, nulls(valid)).map_err(|e| e.to_string())?)
             }
         })
-    }
-}
-
-/// Integers come as numbers, map keys as their text.
-fn integer(value: &Value) -> Option<i64> {
-    match value {
-        Value::String(s) => s.parse().ok(),
-        _ => value.as_i64(),
-    }
-}
-
-fn float(value: &Value) -> Option<f64> {
-    match value {
-        Value::String(s) => s.parse().ok(),
-        _ => value.as_f64(),
     }
 }
 
@@ -310,6 +321,7 @@ mod tests {
             r#"{}"#,
             r#"{"tags": "one", "nested": [], "attrs": {}, "item": null, "at": 1783951200, "day": "1969-12-31"}"#,
             r#"{"item": {"tags": null}, "nested": null, "by_id": null, "bin": "not base64!", "dec": 0.004}"#,
+            r#"{"s": "tab\there \u00e9", "v": "ab", "c": "a\"b", "at": "2026-07-13 14:00:00", "dec": "1.5", "b": false}"#,
         ];
         let rows: Vec<Vec<Value>> = records.iter().map(|r| openx.values(&columns, r.as_bytes()).unwrap()).collect();
 
@@ -323,6 +335,19 @@ mod tests {
         let arrays = builders.into_iter().map(|b| b.finish().unwrap()).collect();
         let built = arrow_array::RecordBatch::try_new(schema.clone(), arrays).unwrap();
 
+        // The path conversion takes: cells with text borrowed from the record.
+        let mut builders: Vec<ColumnBuilder> =
+            schema.fields().iter().map(|f| ColumnBuilder::new(f.data_type()).unwrap()).collect();
+        let mut row = super::super::RowBuffers::default();
+        for record in &records {
+            openx.cells(&columns, record.as_bytes(), &mut row).unwrap();
+            for (builder, cell) in builders.iter_mut().zip(&row.cells) {
+                builder.append_cell(cell).unwrap();
+            }
+        }
+        let arrays = builders.into_iter().map(|b| b.finish().unwrap()).collect();
+        let from_cells = arrow_array::RecordBatch::try_new(schema.clone(), arrays).unwrap();
+
         let mut lines = Vec::new();
         for row in &rows {
             let object: serde_json::Map<String, Value> =
@@ -334,10 +359,11 @@ mod tests {
         assert_eq!(decoder.decode(&lines).unwrap(), lines.len());
         let decoded = decoder.flush().unwrap().unwrap();
 
-        assert_eq!(built.num_rows(), 4);
+        assert_eq!(built.num_rows(), records.len());
         assert_eq!(built.num_columns(), table.len());
         for (i, field) in built.schema().fields().iter().enumerate() {
             assert_eq!(built.column(i).to_data(), decoded.column(i).to_data(), "column {}", field.name());
+            assert_eq!(from_cells.column(i).to_data(), decoded.column(i).to_data(), "column {}", field.name());
         }
     }
 

@@ -60,38 +60,132 @@ pub struct Columns {
 }
 
 /// A column's value as read from a record, with the key it came from.
-type Slot<'de> = Option<(Cow<'de, str>, Value)>;
+type Slot<'de> = Option<(Cow<'de, str>, Raw<'de>)>;
 
-/// Reads a record's top-level object straight into the columns' slots;
-/// `None` when the record is JSON but not an object.
-struct RowSeed<'c> {
-    deserializer: &'c Deserializer,
-    columns: &'c Columns,
+/// A value as read from a record: text borrowed from the record unless it
+/// has escapes, anything else as JSON. Strings are most of a record's
+/// columns; reading each into a `Value` copied it once more before the
+/// column builder copied it (`perf` of a Parquet delivery).
+#[derive(Debug, Clone)]
+enum Raw<'de> {
+    Text(Cow<'de, str>),
+    Json(Value),
 }
 
-impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
-    type Value = Option<Vec<Slot<'de>>>;
+impl Raw<'_> {
+    fn into_value(self) -> Value {
+        match self {
+            Raw::Text(text) => Value::String(text.into_owned()),
+            Raw::Json(value) => value,
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Raw<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RawVisitor;
+        impl<'de> Visitor<'de> for RawVisitor {
+            type Value = Raw<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Self::Value, E> {
+                Ok(Raw::Text(Cow::Borrowed(text)))
+            }
+            fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(Raw::Text(Cow::Owned(text.to_owned())))
+            }
+            fn visit_string<E>(self, text: String) -> Result<Self::Value, E> {
+                Ok(Raw::Text(Cow::Owned(text)))
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<Self::Value, E> {
+                Ok(Raw::Json(Value::Bool(b)))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Self::Value, E> {
+                Ok(Raw::Json(Value::Number(n.into())))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Self::Value, E> {
+                Ok(Raw::Json(Value::Number(n.into())))
+            }
+            // As `Value` reads it: a float JSON cannot hold is null.
+            fn visit_f64<E>(self, f: f64) -> Result<Self::Value, E> {
+                Ok(Raw::Json(Number::from_f64(f).map_or(Value::Null, Value::Number)))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Raw::Json(Value::Null))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq)).map(Raw::Json)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                Value::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Raw::Json)
+            }
+        }
+        use serde::Deserialize as _;
+        deserializer.deserialize_any(RawVisitor)
+    }
+}
+
+/// A column's value as the column builders (`convert::columns`) read it:
+/// the text of a string column, borrowed from the record when it can be,
+/// or any value in the form [`Deserializer::value`] gives (null for a
+/// missing one).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell<'r> {
+    Text(Cow<'r, str>),
+    Json(Value),
+}
+
+impl Cell<'_> {
+    pub fn into_value(self) -> Value {
+        match self {
+            Cell::Text(text) => Value::String(text.into_owned()),
+            Cell::Json(value) => value,
+        }
+    }
+}
+
+/// Where [`Deserializer::cells`] reads a record into, kept from record to
+/// record of a batch so each record allocates neither.
+#[derive(Default)]
+pub struct RowBuffers<'r> {
+    slots: Vec<Slot<'r>>,
+    pub cells: Vec<Cell<'r>>,
+}
+
+/// Reads a record's top-level object straight into the columns' slots;
+/// `false` when the record is JSON but not an object.
+struct RowSeed<'c, 'de> {
+    deserializer: &'c Deserializer,
+    columns: &'c Columns,
+    slots: &'c mut Vec<Slot<'de>>,
+}
+
+impl<'de> DeserializeSeed<'de> for RowSeed<'_, 'de> {
+    type Value = bool;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for RowSeed<'_> {
-    type Value = Option<Vec<Slot<'de>>>;
+impl<'de> Visitor<'de> for RowSeed<'_, 'de> {
+    type Value = bool;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a JSON value")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut slots: Vec<Slot<'de>> = vec![None; self.columns.columns.len()];
+        let slots = self.slots;
+        slots.clear();
+        slots.resize(self.columns.columns.len(), None);
         while let Some(Key(key)) = map.next_key()? {
             let Some(indexes) = self.columns.by_key.get(self.deserializer.key(&key).as_ref()) else {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             };
-            let value: Value = map.next_value()?;
+            let value: Raw<'de> = map.next_value()?;
             // Of keys that match alike, the last in key order wins (a
             // repeated key: its last value), as when the record was a map.
             let (last, rest) = indexes.split_last().expect("a key reads at least one column");
@@ -104,36 +198,36 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
                 slots[*last] = Some((key, value));
             }
         }
-        Ok(Some(slots))
+        Ok(true)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(None)
+        Ok(false)
     }
 
     fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
+        Ok(false)
     }
 
     fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
+        Ok(false)
     }
 
     fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
+        Ok(false)
     }
 
     fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
+        Ok(false)
     }
 
     fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
+        Ok(false)
     }
 
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
+        Ok(false)
     }
 }
 
@@ -231,12 +325,26 @@ impl Deserializer {
     /// The row for one record, each column's value in column order (null
     /// when absent), or why the record cannot be converted (the first
     /// column that does not fit).
+    pub fn values(&self, columns: &Columns, bytes: &[u8]) -> Result<Vec<Value>, ConversionError> {
+        let mut buffers = RowBuffers::default();
+        self.cells(columns, bytes, &mut buffers)?;
+        Ok(buffers.cells.into_iter().map(Cell::into_value).collect())
+    }
+
+    /// The row for one record into `buffers.cells`, each column's value in
+    /// column order, or why the record cannot be converted (the first
+    /// column that does not fit; the cells are then not a row).
     ///
     /// Each key of the record is matched against the columns' keys as the
     /// record is parsed, and values no column reads are skipped: building a
     /// map of the record, one of its keys and one of the row cost more than
     /// reading the record.
-    pub fn values(&self, columns: &Columns, bytes: &[u8]) -> Result<Vec<Value>, ConversionError> {
+    pub fn cells<'r>(
+        &self,
+        columns: &Columns,
+        bytes: &'r [u8],
+        buffers: &mut RowBuffers<'r>,
+    ) -> Result<(), ConversionError> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ConversionError {
                 code: MALFORMED_DATA,
@@ -244,24 +352,35 @@ impl Deserializer {
             });
         }
         let mut parser = serde_json::Deserializer::from_slice(bytes);
-        let slots = RowSeed { deserializer: self, columns }
+        let object = RowSeed { deserializer: self, columns, slots: &mut buffers.slots }
             .deserialize(&mut parser)
-            .and_then(|slots| parser.end().map(|()| slots))
+            .and_then(|object| parser.end().map(|()| object))
             .map_err(|e| ConversionError { code: PARSE_ERROR, message: format!("Encountered malformed JSON. {e}") })?;
-        let Some(slots) = slots else {
+        if !object {
             return Err(malformed("A JSON object was expected for a row"));
-        };
-        columns
-            .columns
-            .iter()
-            .zip(slots)
-            .map(|((name, ty), slot)| match slot {
-                None | Some((_, Value::Null)) => Ok(Value::Null),
-                Some((_, value)) => {
-                    self.value(value, ty).map_err(|detail| malformed(format!("column {name}: {detail}")))
-                }
-            })
-            .collect()
+        }
+        buffers.cells.clear();
+        for ((name, ty), slot) in columns.columns.iter().zip(buffers.slots.drain(..)) {
+            let cell = match slot {
+                None | Some((_, Raw::Json(Value::Null))) => Cell::Json(Value::Null),
+                Some((_, raw)) => self.cell(raw, ty).map_err(|detail| malformed(format!("column {name}: {detail}")))?,
+            };
+            buffers.cells.push(cell);
+        }
+        Ok(())
+    }
+
+    /// A top-level value as [`Deserializer::value`] reads it, with the text
+    /// of string and timestamp columns read where it lies in the record.
+    fn cell<'r>(&self, raw: Raw<'r>, ty: &HiveType) -> Result<Cell<'r>, String> {
+        match (raw, ty) {
+            (Raw::Text(text), HiveType::String) => Ok(Cell::Text(text)),
+            (Raw::Text(text), HiveType::Varchar(n)) if text.chars().nth(*n as usize).is_none() => Ok(Cell::Text(text)),
+            (Raw::Text(text), HiveType::Timestamp) => {
+                self.timestamp_text(&text).map(|micros| Cell::Json(Value::Number(micros.into())))
+            }
+            (raw, ty) => self.value(raw.into_value(), ty).map(Cell::Json),
+        }
     }
 
     /// The row for one record as an object of column names: each column's
@@ -397,8 +516,21 @@ impl Deserializer {
                 // Epoch seconds below 1e12 (fractions allowed), else millis.
                 Ok(if f.abs() < 1e12 { (f * 1e6).round() as i64 } else { (f * 1e3).round() as i64 })
             }
-            (Deserializer::OpenX { .. }, Value::String(s)) => openx_timestamp(s),
-            (Deserializer::Hive { timestamp_formats }, Value::String(s)) => {
+            (_, Value::String(s)) => self.timestamp_text(s),
+            (Deserializer::Hive { timestamp_formats }, Value::Number(n))
+                if timestamp_formats.contains(&TimestampFormat::Millis) =>
+            {
+                n.as_i64().map(|ms| ms * 1000).ok_or_else(|| format!("{n} is not epoch milliseconds"))
+            }
+            _ => Err(format!("a timestamp was expected, got {}", kind(value))),
+        }
+    }
+
+    /// A timestamp written as text, in microseconds since the epoch.
+    fn timestamp_text(&self, s: &str) -> Result<i64, String> {
+        match self {
+            Deserializer::OpenX { .. } => openx_timestamp(s),
+            Deserializer::Hive { timestamp_formats } => {
                 for format in timestamp_formats {
                     let parsed = match format {
                         TimestampFormat::Millis => s.parse::<i64>().ok().map(|ms| ms * 1000),
@@ -414,12 +546,6 @@ impl Deserializer {
                 sql_timestamp(s)
                     .ok_or_else(|| format!("Timestamp format must be yyyy-mm-dd hh:mm:ss[.fffffffff]; got {s:?}"))
             }
-            (Deserializer::Hive { timestamp_formats }, Value::Number(n))
-                if timestamp_formats.contains(&TimestampFormat::Millis) =>
-            {
-                n.as_i64().map(|ms| ms * 1000).ok_or_else(|| format!("{n} is not epoch milliseconds"))
-            }
-            _ => Err(format!("a timestamp was expected, got {}", kind(value))),
         }
     }
 }
@@ -635,6 +761,24 @@ mod tests {
                 String::from_utf8_lossy(record)
             );
         }
+    }
+
+    /// Text is read where it lies in the record unless it must change:
+    /// varchar truncates, char pads, escapes are unescaped.
+    #[test]
+    fn varchar_truncates_and_char_pads_text_read_from_the_record() {
+        let cols: Vec<(String, HiveType)> = [("v", "varchar(3)"), ("c", "char(4)"), ("s", "string")]
+            .into_iter()
+            .map(|(n, t)| (n.to_owned(), HiveType::parse(t).unwrap()))
+            .collect();
+        let row = |record: &str| Value::Object(openx().row(&cols, record.as_bytes()).unwrap());
+        assert_eq!(row(r#"{"v": "abcdef", "c": "x", "s": "as is"}"#), json!({"v": "abc", "c": "x   ", "s": "as is"}));
+        assert_eq!(row(r#"{"v": "ab", "c": "abcdef"}"#), json!({"v": "ab", "c": "abcd", "s": null}));
+        assert_eq!(
+            row(r#"{"v": "a\u00e9\u00e9\u00e9", "s": "tab\tquote\""}"#),
+            json!({"v": "a\u{e9}\u{e9}", "c": null, "s": "tab\tquote\""})
+        );
+        assert_eq!(row(r#"{"v": 12345, "s": 1.5}"#), json!({"v": "123", "c": null, "s": "1.5"}));
     }
 
     #[test]

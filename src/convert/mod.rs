@@ -24,7 +24,7 @@ use parquet::file::properties::{WriterProperties, WriterVersion};
 
 use crate::record::Record;
 use columns::ColumnBuilder;
-pub use deserialize::{Columns, ConversionError, Deserializer, TimestampFormat};
+pub use deserialize::{Columns, ConversionError, Deserializer, RowBuffers, TimestampFormat};
 use glue::{GlueError, Table};
 
 /// Where Glue table files are looked for unless `--glue-dir` says otherwise.
@@ -155,6 +155,7 @@ impl Conversion {
         let mut writer =
             ArrowWriter::try_new_with_options(&mut out, self.schema.clone(), options).map_err(|e| e.to_string())?;
         let mut failed = Vec::new();
+        let mut row = RowBuffers::default();
         for (chunk_index, chunk) in records.chunks(WRITE_CHUNK).enumerate() {
             let mut columns = self
                 .schema
@@ -164,15 +165,12 @@ impl Conversion {
                 .collect::<Result<Vec<_>, _>>()?;
             let mut rows = 0;
             for (i, record) in chunk.iter().enumerate() {
-                let row = match self.deserializer.values(&self.columns, &record.value) {
-                    Ok(row) => row,
-                    Err(error) => {
-                        failed.push((chunk_index * WRITE_CHUNK + i, error));
-                        continue;
-                    }
-                };
-                for (column, value) in columns.iter_mut().zip(&row) {
-                    column.append(value)?;
+                if let Err(error) = self.deserializer.cells(&self.columns, &record.value, &mut row) {
+                    failed.push((chunk_index * WRITE_CHUNK + i, error));
+                    continue;
+                }
+                for (column, cell) in columns.iter_mut().zip(&row.cells) {
+                    column.append_cell(cell)?;
                 }
                 rows += 1;
             }

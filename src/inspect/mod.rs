@@ -313,6 +313,25 @@ pub async fn inspect_all(
     Ok(builder.finish(&locations.join(", ")))
 }
 
+/// An object's records as JSON, whatever it was written as: decoded by its
+/// `Content-Encoding` (else its first bytes), then Parquet rows or JSON
+/// records; with the format a report shows (`gzip`, `parquet`, none for
+/// plain JSON). `Err` says why the body cannot be read.
+pub fn object_records(object: &StoredObject) -> (Option<String>, Result<Vec<serde_json::Value>, String>) {
+    let compression = compression_of(object);
+    let format = compression.content_encoding().map(str::to_owned);
+    match decompress(&object.body, compression) {
+        Ok(decoded) if decoded.starts_with(b"PAR1") => (
+            Some("parquet".into()),
+            crate::convert::read_parquet(&decoded)
+                .map(|content| content.rows)
+                .map_err(|e| format!("not a readable Parquet file: {e}")),
+        ),
+        Ok(decoded) => (format, Ok(crate::landing::parse_records(&decoded))),
+        Err(e) => (format, Err(format!("cannot decode as {compression:?}: {e}"))),
+    }
+}
+
 /// The compression an object was written with: its `Content-Encoding`,
 /// else its first bytes.
 fn compression_of(object: &StoredObject) -> Compression {
@@ -401,25 +420,11 @@ impl<'a> ReportBuilder<'a> {
             .find(|segment| crate::prefix::ERROR_OUTPUT_TYPES.contains(segment))
             .unwrap_or("data")
             .to_owned();
-        let compression = compression_of(object);
-        let mut format = compression.content_encoding().map(str::to_owned);
-        let records: Vec<serde_json::Value> = match decompress(&object.body, compression) {
-            Ok(decoded) if decoded.starts_with(b"PAR1") => match crate::convert::read_parquet(&decoded) {
-                Ok(content) => {
-                    format = Some("parquet".into());
-                    content.rows
-                }
-                Err(e) => {
-                    self.warnings.push(format!("{}: not a readable Parquet file: {e}", object.key));
-                    Vec::new()
-                }
-            },
-            Ok(decoded) => crate::landing::parse_records(&decoded),
-            Err(e) => {
-                self.warnings.push(format!("{}: cannot decode as {compression:?}: {e}", object.key));
-                Vec::new()
-            }
-        };
+        let (format, records) = object_records(object);
+        let records = records.unwrap_or_else(|warning| {
+            self.warnings.push(format!("{}: {warning}", object.key));
+            Vec::new()
+        });
         let hour_start = name.hour().and_utc().timestamp_millis();
         let provenance = self.known.get(object.key.as_str());
         let landed_ms = provenance.map(|p| p.landed_ms).or(object.last_modified_ms);
@@ -702,5 +707,35 @@ mod tests {
         assert_eq!(parse_location("s3://b").unwrap(), ("b".into(), String::new()));
         assert!(parse_location("b/p").unwrap_err().to_string().contains("give s3://bucket"));
         assert!(JqPath::parse(".order_id | ").unwrap_err().contains("is not a jq path"));
+    }
+
+    /// What the soak and `inspect` count: records of every format, read by
+    /// the object's Content-Encoding or, without one, by its first bytes.
+    #[test]
+    fn object_records_reads_every_format() {
+        use crate::spec::Compression;
+        let raw = br#"{"event_id":"a"}{"event_id":"b"}"#.to_vec();
+        let ids = |object: &StoredObject| -> Vec<String> {
+            let (_, records) = object_records(object);
+            records.unwrap().iter().map(|r| r["event_id"].as_str().unwrap().to_owned()).collect()
+        };
+        for (compression, encoding) in [
+            (Compression::Uncompressed, None),
+            (Compression::Gzip, Some("gzip")),
+            (Compression::Gzip, None),
+            (Compression::Zip, Some("zip")),
+            (Compression::Snappy, Some("snappy-java")),
+            (Compression::Snappy, None),
+            (Compression::HadoopSnappy, Some("hadoop-snappy")),
+        ] {
+            let mut stored = object("k", "", 0);
+            stored.body = crate::delivery::encode::compress(raw.clone(), compression, "entry");
+            stored.content_encoding = encoding.map(str::to_owned);
+            assert_eq!(ids(&stored), ["a", "b"], "{compression:?} with Content-Encoding {encoding:?}");
+            assert_eq!(object_records(&stored).0.as_deref(), compression.content_encoding(), "{compression:?}");
+        }
+        let mut broken = object("k", "", 0);
+        broken.body = Bytes::from_static(b"\x1f\x8b not gzip");
+        assert!(object_records(&broken).1.unwrap_err().starts_with("cannot decode as Gzip"));
     }
 }

@@ -60,76 +60,13 @@ pub struct Columns {
 }
 
 /// A column's value as read from a record, with the key it came from.
-type Slot<'de> = Option<(Cow<'de, str>, Raw<'de>)>;
+type Slot<'de> = Option<(Cow<'de, str>, Cell<'de>)>;
 
-/// A value as read from a record: text borrowed from the record unless it
-/// has escapes, anything else as JSON. Strings are most of a record's
-/// columns; reading each into a `Value` copied it once more before the
-/// column builder copied it (`perf` of a Parquet delivery).
-#[derive(Debug, Clone)]
-enum Raw<'de> {
-    Text(Cow<'de, str>),
-    Json(Value),
-}
-
-impl Raw<'_> {
-    fn into_value(self) -> Value {
-        match self {
-            Raw::Text(text) => Value::String(text.into_owned()),
-            Raw::Json(value) => value,
-        }
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Raw<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct RawVisitor;
-        impl<'de> Visitor<'de> for RawVisitor {
-            type Value = Raw<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Self::Value, E> {
-                Ok(Raw::Text(Cow::Borrowed(text)))
-            }
-            fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
-                Ok(Raw::Text(Cow::Owned(text.to_owned())))
-            }
-            fn visit_string<E>(self, text: String) -> Result<Self::Value, E> {
-                Ok(Raw::Text(Cow::Owned(text)))
-            }
-            fn visit_bool<E>(self, b: bool) -> Result<Self::Value, E> {
-                Ok(Raw::Json(Value::Bool(b)))
-            }
-            fn visit_i64<E>(self, n: i64) -> Result<Self::Value, E> {
-                Ok(Raw::Json(Value::Number(n.into())))
-            }
-            fn visit_u64<E>(self, n: u64) -> Result<Self::Value, E> {
-                Ok(Raw::Json(Value::Number(n.into())))
-            }
-            // As `Value` reads it: a float JSON cannot hold is null.
-            fn visit_f64<E>(self, f: f64) -> Result<Self::Value, E> {
-                Ok(Raw::Json(Number::from_f64(f).map_or(Value::Null, Value::Number)))
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(Raw::Json(Value::Null))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-                Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq)).map(Raw::Json)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                Value::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Raw::Json)
-            }
-        }
-        use serde::Deserialize as _;
-        deserializer.deserialize_any(RawVisitor)
-    }
-}
-
-/// A column's value as the column builders (`convert::columns`) read it:
-/// the text of a string column, borrowed from the record when it can be,
-/// or any value in the form [`Deserializer::value`] gives (null for a
-/// missing one).
+/// A value as the record has it, or as a column's builder reads it: text,
+/// borrowed from the record unless it had escapes or had to change, or any
+/// other JSON value (null for a missing one). Strings are most of a
+/// record's columns; reading each into a `Value` copied it once more before
+/// the column builder copied it (`perf` of a Parquet delivery).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cell<'r> {
     Text(Cow<'r, str>),
@@ -142,6 +79,51 @@ impl Cell<'_> {
             Cell::Text(text) => Value::String(text.into_owned()),
             Cell::Json(value) => value,
         }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Cell<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CellVisitor;
+        impl<'de> Visitor<'de> for CellVisitor {
+            type Value = Cell<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Self::Value, E> {
+                Ok(Cell::Text(Cow::Borrowed(text)))
+            }
+            fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(Cell::Text(Cow::Owned(text.to_owned())))
+            }
+            fn visit_string<E>(self, text: String) -> Result<Self::Value, E> {
+                Ok(Cell::Text(Cow::Owned(text)))
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<Self::Value, E> {
+                Ok(Cell::Json(Value::Bool(b)))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Self::Value, E> {
+                Ok(Cell::Json(Value::Number(n.into())))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Self::Value, E> {
+                Ok(Cell::Json(Value::Number(n.into())))
+            }
+            // As `Value` reads it: a float JSON cannot hold is null.
+            fn visit_f64<E>(self, f: f64) -> Result<Self::Value, E> {
+                Ok(Cell::Json(Number::from_f64(f).map_or(Value::Null, Value::Number)))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Cell::Json(Value::Null))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq)).map(Cell::Json)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                Value::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Cell::Json)
+            }
+        }
+        use serde::Deserialize as _;
+        deserializer.deserialize_any(CellVisitor)
     }
 }
 
@@ -185,7 +167,7 @@ impl<'de> Visitor<'de> for RowSeed<'_, 'de> {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             };
-            let value: Raw<'de> = map.next_value()?;
+            let value: Cell<'de> = map.next_value()?;
             // Of keys that match alike, the last in key order wins (a
             // repeated key: its last value), as when the record was a map.
             let (last, rest) = indexes.split_last().expect("a key reads at least one column");
@@ -362,7 +344,7 @@ impl Deserializer {
         buffers.cells.clear();
         for ((name, ty), slot) in columns.columns.iter().zip(buffers.slots.drain(..)) {
             let cell = match slot {
-                None | Some((_, Raw::Json(Value::Null))) => Cell::Json(Value::Null),
+                None | Some((_, Cell::Json(Value::Null))) => Cell::Json(Value::Null),
                 Some((_, raw)) => self.cell(raw, ty).map_err(|detail| malformed(format!("column {name}: {detail}")))?,
             };
             buffers.cells.push(cell);
@@ -372,11 +354,11 @@ impl Deserializer {
 
     /// A top-level value as [`Deserializer::value`] reads it, with the text
     /// of string and timestamp columns read where it lies in the record.
-    fn cell<'r>(&self, raw: Raw<'r>, ty: &HiveType) -> Result<Cell<'r>, String> {
+    fn cell<'r>(&self, raw: Cell<'r>, ty: &HiveType) -> Result<Cell<'r>, String> {
         match (raw, ty) {
-            (Raw::Text(text), HiveType::String) => Ok(Cell::Text(text)),
-            (Raw::Text(text), HiveType::Varchar(n)) if text.chars().nth(*n as usize).is_none() => Ok(Cell::Text(text)),
-            (Raw::Text(text), HiveType::Timestamp) => {
+            (Cell::Text(text), HiveType::String) => Ok(Cell::Text(text)),
+            (Cell::Text(text), HiveType::Varchar(n)) if text.chars().nth(*n as usize).is_none() => Ok(Cell::Text(text)),
+            (Cell::Text(text), HiveType::Timestamp) => {
                 self.timestamp_text(&text).map(|micros| Cell::Json(Value::Number(micros.into())))
             }
             (raw, ty) => self.value(raw.into_value(), ty).map(Cell::Json),

@@ -315,18 +315,17 @@ pub async fn inspect_all(
 
 /// An object's records as JSON, whatever it was written as: decoded by its
 /// `Content-Encoding` (else its first bytes), then Parquet rows or JSON
-/// records; with the format a report shows (`gzip`, `parquet`, none for
-/// plain JSON). `Err` says why the body cannot be read.
+/// records; with the format a report shows (`parquet` for a readable
+/// Parquet file, else the encoding: `gzip`, none for plain JSON). `Err`
+/// says why the body cannot be read.
 pub fn object_records(object: &StoredObject) -> (Option<String>, Result<Vec<serde_json::Value>, String>) {
     let compression = compression_of(object);
     let format = compression.content_encoding().map(str::to_owned);
     match decompress(&object.body, compression) {
-        Ok(decoded) if decoded.starts_with(b"PAR1") => (
-            Some("parquet".into()),
-            crate::convert::read_parquet(&decoded)
-                .map(|content| content.rows)
-                .map_err(|e| format!("not a readable Parquet file: {e}")),
-        ),
+        Ok(decoded) if decoded.starts_with(b"PAR1") => match crate::convert::read_parquet(&decoded) {
+            Ok(content) => (Some("parquet".into()), Ok(content.rows)),
+            Err(e) => (format, Err(format!("not a readable Parquet file: {e}"))),
+        },
         Ok(decoded) => (format, Ok(crate::landing::parse_records(&decoded))),
         Err(e) => (format, Err(format!("cannot decode as {compression:?}: {e}"))),
     }

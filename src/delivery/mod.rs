@@ -204,9 +204,11 @@ impl Delivery {
         let state = Self::resolve_state(spec, &settings, &store, plan.settings().clock.now_millis()).await?;
         let source = {
             let (group, topic, starts) = (state.group.clone(), spec.topic().to_owned(), state.start_offsets.clone());
+            let share = !spec.dynamic_partitioning();
             tokio::task::spawn_blocking(move || KafkaSource::connect(&settings, &group, &topic, starts))
                 .await
                 .expect("connecting does not panic")?
+                .share_allocations(share)
         };
         tracing::debug!("consumer created");
         let transformer = plan.settings().functions.transformer(spec).await?;

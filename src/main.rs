@@ -33,6 +33,13 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// about 20% more CPU than with a 250 ms delay, but that delay raised
 /// Parquet's peak to 344-382 MB.
 ///
+/// A command that hosts a stack keeps v3's second: its broker answers each
+/// fetch from fresh buffers, and with 10 ms it page-faulted them in again
+/// and again. A bare consumer read the bench topic in 0.51 s instead of
+/// 0.76 s to 90% with the longer delay (`perf`: page faults were a fifth of
+/// the broker's samples). Such a process has no memory bound to keep; the
+/// `deliver` process, which has, keeps 10 ms.
+///
 /// And no transparent huge pages for the process (mimalloc asks for them on
 /// its memory by default): a page purged and touched again faulted in a whole
 /// 2 MB page, zeroed, which was a fifth of a delivery's CPU with dynamic
@@ -45,14 +52,16 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 ///
 /// The `MIMALLOC_PURGE_DELAY`, `MIMALLOC_ARENA_EAGER_COMMIT` and
 /// `MIMALLOC_ALLOW_THP` environment variables still decide when set.
-fn tune_allocator() {
+fn tune_allocator(hosts_stack: bool) {
+    let purge_delay_ms = if hosts_stack { 1000 } else { 10 };
     for (option, variable, value) in [
-        (MI_OPTION_PURGE_DELAY, "MIMALLOC_PURGE_DELAY", 10),
+        (MI_OPTION_PURGE_DELAY, "MIMALLOC_PURGE_DELAY", purge_delay_ms),
         (MI_OPTION_ARENA_EAGER_COMMIT, "MIMALLOC_ARENA_EAGER_COMMIT", 0),
     ] {
         if std::env::var_os(variable).is_none() {
-            // SAFETY: called first thing in `main`, before any other thread
-            // exists (mimalloc's option setters are not thread safe).
+            // SAFETY: called in `main` before the runtime starts, while no
+            // other thread exists (mimalloc's option setters are not thread
+            // safe).
             unsafe { libmimalloc_sys::mi_option_set(option, value) };
         }
     }
@@ -67,9 +76,10 @@ fn tune_allocator() {
 }
 
 fn main() -> ExitCode {
-    tune_allocator();
+    let cli = Cli::parse();
+    tune_allocator(cli.command.hosts_stack());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
-    let code = runtime.block_on(async_main());
+    let code = runtime.block_on(async_main(cli));
     // The command's stacks, deliveries and containers are stopped by now.
     // What may be left in the blocking pool is a periodic broker query
     // waiting out its timeout because the broker is gone (a sandbox's lag
@@ -78,8 +88,7 @@ fn main() -> ExitCode {
     code
 }
 
-async fn async_main() -> ExitCode {
-    let cli = Cli::parse();
+async fn async_main(cli: Cli) -> ExitCode {
     // The soak and a sandbox with faults cause broker outages on purpose;
     // librdkafka's complaints about them would drown the progress lines.
     // aws-config warns about every credential provider it tried; streamlab

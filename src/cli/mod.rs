@@ -685,6 +685,12 @@ impl Command {
             _ => false,
         }
     }
+
+    /// Whether the command runs a stack, and with it the in-process broker
+    /// and S3 server: `up`, `run`, `sandbox`, `soak` and `bench`.
+    pub fn hosts_stack(&self) -> bool {
+        matches!(self, Command::Up(_) | Command::Run(_) | Command::Sandbox(_) | Command::Soak(_) | Command::Bench(_))
+    }
 }
 
 /// Which backend to run (see [`BackendKind`]).

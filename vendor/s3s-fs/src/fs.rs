@@ -3,7 +3,7 @@ use crate::utils::hex;
 
 use s3s::auth::Credentials;
 use s3s::crypto::Checksum;
-use s3s::crypto::Md5;
+use crate::md5::Md5;
 use s3s::dto;
 use s3s::dto::PartNumber;
 

@@ -11,6 +11,7 @@ mod error;
 
 mod checksum;
 mod fs;
+mod md5;
 mod s3;
 mod utils;
 

@@ -248,12 +248,9 @@ impl Drop for LocalS3 {
 mod tests {
     use super::*;
 
-    /// S3 takes keys of up to 1024 bytes, and Firehose keys with a long
-    /// prefix and stream name pass 150 bytes easily. s3s-fs as published
-    /// names a file after the key's base64 and answered such PUTs with 500;
-    /// the patched copy in `vendor/s3s-fs` does not.
-    #[tokio::test]
-    async fn long_keys_with_headers_are_stored_and_read_back() {
+    /// A server over a new directory, and an S3 client of it; both live as
+    /// long as the directory and server returned.
+    async fn fresh_server() -> (tempfile::TempDir, LocalS3, aws_sdk_s3::Client) {
         let dir = tempfile::tempdir().unwrap();
         let credentials = crate::backend::local_credentials();
         let server = LocalS3::start(dir.path(), &credentials, None).await.unwrap();
@@ -263,6 +260,16 @@ mod tests {
             credentials: Some(credentials),
         };
         let client = crate::delivery::sink::client(&settings).await;
+        (dir, server, client)
+    }
+
+    /// S3 takes keys of up to 1024 bytes, and Firehose keys with a long
+    /// prefix and stream name pass 150 bytes easily. s3s-fs as published
+    /// names a file after the key's base64 and answered such PUTs with 500;
+    /// the patched copy in `vendor/s3s-fs` does not.
+    #[tokio::test]
+    async fn long_keys_with_headers_are_stored_and_read_back() {
+        let (_dir, _server, client) = fresh_server().await;
         crate::harness::create_bucket(&client, "a-bucket-with-a-long-name-for-this-test").await.unwrap();
         let segment = "event_type=order_placed/customer_tier=gold/";
         let key = format!("{}stream-1-2026-11-26-05-00-00-0f8fad5b-d9cb-469f-a165-70867728950e.gz", segment.repeat(20));
@@ -288,15 +295,7 @@ mod tests {
     /// MD5 (`vendor/s3s-fs`). Expected digests from Python's `hashlib`.
     #[tokio::test]
     async fn etags_are_the_md5_of_the_body() {
-        let dir = tempfile::tempdir().unwrap();
-        let credentials = crate::backend::local_credentials();
-        let server = LocalS3::start(dir.path(), &credentials, None).await.unwrap();
-        let settings = crate::delivery::sink::S3Settings {
-            endpoint: Some(server.endpoint()),
-            region: Some("us-east-1".into()),
-            credentials: Some(credentials),
-        };
-        let client = crate::delivery::sink::client(&settings).await;
+        let (_dir, _server, client) = fresh_server().await;
         crate::harness::create_bucket(&client, "etags").await.unwrap();
         // Many 64-byte blocks and a partial one, in more than one body chunk.
         let large: Vec<u8> = (0..300_000u32).map(|i| (i * 7919 % 251) as u8).collect();

@@ -491,6 +491,9 @@ enum Payloads {
 #[derive(Default)]
 struct Arenas {
     open: Vec<(i32, BytesMut)>,
+    /// Where the last record's partition is in `open`: librdkafka hands
+    /// over a partition's records in runs, so most lookups end here.
+    last: usize,
 }
 
 impl Payloads {
@@ -503,14 +506,16 @@ impl Payloads {
         if payload.len() >= ARENA_BYTES / 4 {
             return Bytes::copy_from_slice(payload);
         }
-        let at = match arenas.open.iter().position(|(p, _)| *p == partition) {
-            Some(at) => at,
-            None => {
-                arenas.open.push((partition, BytesMut::new()));
-                arenas.open.len() - 1
-            }
-        };
-        let arena = &mut arenas.open[at].1;
+        if arenas.open.get(arenas.last).is_none_or(|(p, _)| *p != partition) {
+            arenas.last = match arenas.open.iter().position(|(p, _)| *p == partition) {
+                Some(at) => at,
+                None => {
+                    arenas.open.push((partition, BytesMut::new()));
+                    arenas.open.len() - 1
+                }
+            };
+        }
+        let arena = &mut arenas.open[arenas.last].1;
         if arena.capacity() < payload.len() {
             *arena = BytesMut::with_capacity(ARENA_BYTES);
         }

@@ -532,7 +532,6 @@ impl RecordSource for KafkaSource {
         // and unregisters a waker under a lock, per record.
         let mut stream = self.consumer.stream();
         let mut bytes = 0;
-        let mut read = 0;
         // Cancelled (a `select!` elsewhere won), nothing was taken: the only
         // await is before the first record.
         let mut next = stream.next().await;
@@ -541,7 +540,6 @@ impl RecordSource for KafkaSource {
                 Ok(message) => {
                     let payload = message.payload().unwrap_or_default();
                     bytes += payload.len();
-                    read += 1;
                     out.push(Record {
                         partition: message.partition(),
                         offset: message.offset(),
@@ -551,7 +549,7 @@ impl RecordSource for KafkaSource {
                 }
                 Err(e) => self.check(e)?,
             }
-            if read >= RECV_BATCH
+            if out.len() >= RECV_BATCH
                 || bytes >= max_bytes
                 || self.consumer.context().rebalances.load(Ordering::SeqCst) != rebalances
             {

@@ -187,16 +187,30 @@ struct Throughput {
 /// What a measured process used: CPU from the kernel (`wait4`), peak RSS
 /// as the process itself read it at exit (`VmHWM`; the kernel's `ru_maxrss`
 /// of a child includes this bench's own memory at fork).
+/// Beside it, the CPU this bench process used meanwhile: the in-process
+/// broker and S3 server it read from and wrote to (and the commit watcher),
+/// which share the machine's cores with it.
 #[derive(Debug, Clone, Copy)]
 struct Cost {
     cpu_seconds: f64,
     peak_rss_bytes: u64,
+    stack_cpu_seconds: f64,
+    /// From the process start to its exit.
+    wall_seconds: f64,
 }
 
 impl Cost {
-    fn of(usage: Usage, report: &serde_json::Value) -> Self {
+    fn of(usage: Usage, report: &serde_json::Value, stack_cpu_seconds: f64, wall_seconds: f64) -> Self {
         let peak = report["peak_rss_bytes"].as_u64().unwrap_or(usage.peak_rss_bytes);
-        Cost { cpu_seconds: usage.cpu_seconds, peak_rss_bytes: peak }
+        Cost { cpu_seconds: usage.cpu_seconds, peak_rss_bytes: peak, stack_cpu_seconds, wall_seconds }
+    }
+
+    /// The share of the machine's CPU the process and the stack used
+    /// together while it ran: near 1, the run was bound by CPU, and a
+    /// faster delivery needs less CPU somewhere, not less waiting.
+    fn machine_busy(&self) -> f64 {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        (self.cpu_seconds + self.stack_cpu_seconds) / (cores * self.wall_seconds)
     }
 }
 
@@ -321,12 +335,18 @@ async fn measure_on(
 
     eprintln!("bench: consume ceiling ...");
     let (kafka, expected) = (stack.kafka().clone(), options.events);
+    let cpu = process_cpu_seconds();
     let ceiling = tokio::task::spawn_blocking(move || consume_ceiling(&kafka, expected))
         .await
         .expect("the ceiling consumer does not panic")?;
+    let cpu = process_cpu_seconds() - cpu;
     figures.push(
         Figure::new(&section, "consume ceiling (bare rdkafka consumer)", ceiling.records_per_second(), "records/s")
-            .note(format!("{:.1} MB/s; start to 90% read {:.2} s", ceiling.mb_per_second(), ceiling.to_90_secs)),
+            .note(format!(
+                "{:.1} MB/s; start to 90% read {:.2} s; {cpu:.2} s of CPU with the broker's",
+                ceiling.mb_per_second(),
+                ceiling.to_90_secs
+            )),
     );
     eprintln!("bench: PUT ceiling ...");
     let put = put_ceiling(stack.s3_client(), options).await?;
@@ -366,6 +386,18 @@ async fn measure_on(
             "s/GB",
         ));
         figures.push(
+            Figure::new(
+                &section,
+                &format!("{name}: machine CPU busy, start to exit"),
+                100.0 * usage.machine_busy(),
+                "%",
+            )
+            .note(format!(
+                "deliver {:.2} s + broker and S3 server {:.2} s of CPU in {:.2} s",
+                usage.cpu_seconds, usage.stack_cpu_seconds, usage.wall_seconds
+            )),
+        );
+        figures.push(
             Figure::new(&section, &format!("{name}: peak RSS"), usage.peak_rss_bytes as f64 / 1e6, "MB")
                 .at_most(rss_limit)
                 .note(format!("bound {} MB", options.max_buffered_bytes / 1_000_000)),
@@ -380,10 +412,11 @@ async fn measure_on(
     figures.push(
         Figure::new(&section, "Python baseline (confluent-kafka + boto3)", python.records_per_second(), "records/s")
             .note(format!(
-                "{:.1} MB/s, {:.0} s CPU per GB, peak RSS {:.0} MB",
+                "{:.1} MB/s, {:.0} s CPU per GB, peak RSS {:.0} MB, machine CPU {:.0}% busy",
                 python.mb_per_second(),
                 usage.cpu_seconds / (python.bytes as f64 / 1e9),
-                usage.peak_rss_bytes as f64 / 1e6
+                usage.peak_rss_bytes as f64 / 1e6,
+                100.0 * usage.machine_busy()
             )),
     );
     figures.push(
@@ -546,7 +579,7 @@ async fn run_delivery(
         max_in_flight: Some(options.max_in_flight),
         ..DeliverCommand::new(spec, stack.bootstrap())
     };
-    let started = Instant::now();
+    let (started, stack_cpu) = (Instant::now(), process_cpu_seconds());
     let process = command
         .spawn(&options.binary, stack.s3_settings(), log.into())
         .map_err(BenchError::io(format!("cannot run {}", options.binary.display())))?;
@@ -558,7 +591,7 @@ async fn run_delivery(
     };
     let what = format!("streamlab deliver ({}; log {})", case.label, log_path.display());
     let waited = wait_bounded(what, process.id(), move || process.wait_with_usage()).await;
-    let exited = started.elapsed().as_secs_f64();
+    let (exited, stack_cpu) = (started.elapsed().as_secs_f64(), process_cpu_seconds() - stack_cpu);
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     // Not seen before the exit: the exit is when they were committed at the latest.
     let to_90 = watcher.await.ok().flatten().unwrap_or(exited).min(exited);
@@ -574,7 +607,7 @@ async fn run_delivery(
             log_path.display()
         )));
     }
-    Ok((Throughput { to_90_secs: to_90, ..throughput_of(&summary) }, Cost::of(usage, &summary)))
+    Ok((Throughput { to_90_secs: to_90, ..throughput_of(&summary) }, Cost::of(usage, &summary, stack_cpu, exited)))
 }
 
 fn read_report(path: &Path) -> Result<serde_json::Value, BenchError> {
@@ -611,18 +644,20 @@ async fn run_baseline(stack: &Stack, options: &ThroughputOptions) -> Result<(Thr
     if let Some(c) = &s3.credentials {
         command.env("AWS_ACCESS_KEY_ID", &c.access_key_id).env("AWS_SECRET_ACCESS_KEY", &c.secret_access_key);
     }
+    let (started, stack_cpu) = (Instant::now(), process_cpu_seconds());
     let mut child = command.spawn().map_err(BenchError::io(format!(
         "cannot run {} (install the baseline's packages with `just bench`)",
         options.python.display()
     )))?;
     let what = format!("the Python baseline (log {})", log_path.display());
     let usage = wait_bounded(what, child.id(), move || harness::wait_with_usage(&mut child)).await?;
+    let (exited, stack_cpu) = (started.elapsed().as_secs_f64(), process_cpu_seconds() - stack_cpu);
     let summary = read_report(&report)?;
     let run = throughput_of(&summary);
     if run.records != options.events {
         return Err(BenchError::Run(format!("the Python baseline read {} of {} records", run.records, options.events)));
     }
-    Ok((run, Cost::of(usage, &summary)))
+    Ok((run, Cost::of(usage, &summary, stack_cpu, exited)))
 }
 
 /// The engine on memory: the driver, core, encoder and writer with no

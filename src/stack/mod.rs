@@ -306,7 +306,7 @@ impl Stack {
             None => specs,
         };
         let alarms = options::load_alarms(&options.alarms)?;
-        let work = WorkDir::open(options.work_dir.as_deref())?;
+        let work = WorkDir::open(options.work_dir.as_deref(), options.temp_parent.as_deref())?;
         let (clock, manual) = options.clock.start();
         if let (Some(manual), Some(saved)) = (&manual, work.saved_clock()) {
             // Time does not go backwards across a restart on the same work

@@ -36,6 +36,9 @@ pub struct StackOptions {
     /// Keep the broker log and the S3 data here; default is a temporary
     /// directory removed at shutdown.
     pub work_dir: Option<PathBuf>,
+    /// Where that temporary directory is made; default the system's
+    /// temporary directory (`TMPDIR`, else `/tmp`).
+    pub temp_parent: Option<PathBuf>,
     /// Seeds uuids and random strings in keys, so a landing is reproducible
     /// byte for byte.
     pub seed: Option<u64>,
@@ -81,6 +84,7 @@ impl StackOptions {
             clock: ClockMode::Manual { start_ms: chrono::Utc::now().timestamp_millis() },
             backend: BackendKind::Local,
             work_dir: None,
+            temp_parent: None,
             seed: None,
             auto_create_topics: true,
             fault_seed: None,
@@ -120,6 +124,14 @@ impl StackOptions {
 
     pub fn faults(mut self, seed: u64) -> Self {
         self.fault_seed = Some(seed);
+        self
+    }
+
+    /// Makes the temporary work directory (no `work_dir`) under `parent`:
+    /// a memory file system such as `/dev/shm`, for a stack whose S3 files
+    /// should cost no disk.
+    pub fn temp_dir_in(mut self, parent: impl Into<PathBuf>) -> Self {
+        self.temp_parent = Some(parent.into());
         self
     }
 

@@ -32,13 +32,15 @@ pub(super) enum WorkDir {
 }
 
 impl WorkDir {
-    /// `dir` created and locked, or a fresh temporary directory.
-    pub(super) fn open(dir: Option<&Path>) -> Result<Self, StackError> {
+    /// `dir` created and locked, or a fresh temporary directory (under
+    /// `temp_parent`, else the system's temporary directory).
+    pub(super) fn open(dir: Option<&Path>, temp_parent: Option<&Path>) -> Result<Self, StackError> {
         let Some(dir) = dir else {
+            let parent = temp_parent.map_or_else(std::env::temp_dir, Path::to_owned);
             let temp = tempfile::Builder::new()
                 .prefix("streamlab-stack-")
-                .tempdir()
-                .map_err(|source| StackError::Io { path: std::env::temp_dir(), source })?;
+                .tempdir_in(&parent)
+                .map_err(|source| StackError::Io { path: parent, source })?;
             let registered = crate::exit_cleanup::register(temp.path());
             return Ok(WorkDir::Temporary { dir: temp, _registered: registered });
         };
@@ -108,15 +110,15 @@ mod tests {
     #[test]
     fn a_kept_dir_is_owned_by_one_stack_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
-        let first = WorkDir::open(Some(dir.path())).unwrap();
+        let first = WorkDir::open(Some(dir.path()), None).unwrap();
         assert!(first.is_durable());
         assert_eq!(first.broker_data(), Some(dir.path().join("broker")));
-        match WorkDir::open(Some(dir.path())) {
+        match WorkDir::open(Some(dir.path()), None) {
             Err(StackError::WorkDirInUse { holder, .. }) => assert_eq!(holder, Some(std::process::id())),
             other => panic!("expected WorkDirInUse, got {:?}", other.err()),
         }
         drop(first);
-        let again = WorkDir::open(Some(dir.path())).unwrap();
+        let again = WorkDir::open(Some(dir.path()), None).unwrap();
         assert_eq!(again.saved_clock(), None);
         again.save_clock(1_796_392_800_000).unwrap();
         assert_eq!(again.saved_clock(), Some(1_796_392_800_000));
@@ -124,10 +126,27 @@ mod tests {
 
     #[test]
     fn a_temporary_dir_keeps_nothing() {
-        let temp = WorkDir::open(None).unwrap();
+        let temp = WorkDir::open(None, None).unwrap();
         assert!(!temp.is_durable());
         assert_eq!(temp.broker_data(), None);
         temp.save_clock(5).unwrap();
         assert_eq!(temp.saved_clock(), None);
+    }
+
+    /// The temporary directory goes where it is asked to, and is removed
+    /// from there; a parent that cannot hold it is named in the error.
+    #[test]
+    fn a_temporary_dir_is_made_under_the_parent_given() {
+        let parent = tempfile::tempdir().unwrap();
+        let temp = WorkDir::open(None, Some(parent.path())).unwrap();
+        assert_eq!(temp.path().parent(), Some(parent.path()));
+        let path = temp.path().to_owned();
+        drop(temp);
+        assert!(!path.exists());
+        let missing = parent.path().join("missing");
+        match WorkDir::open(None, Some(&missing)) {
+            Err(StackError::Io { path, .. }) => assert_eq!(path, missing),
+            other => panic!("expected Io naming the parent, got {:?}", other.err()),
+        }
     }
 }

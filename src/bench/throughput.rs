@@ -483,7 +483,7 @@ const MEMORY_FS_NEEDED: u64 = 4 << 30;
 
 /// A memory file system (`/dev/shm`) with room for the stack's S3 objects.
 /// Creating a file on this machine's root file system (ext4 without a
-/// journal) took 0.07-0.36 ms, depending on how many files had been deleted
+/// journal) took 0.02-0.38 ms, depending on how many files had been deleted
 /// in the seconds before (ext4 then steps over recently freed inodes one by
 /// one), against 0.03 ms on `/dev/shm`: the 100-key case writes three files
 /// per object, and its time varied with whatever ran before it. The bench

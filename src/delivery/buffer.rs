@@ -104,17 +104,16 @@ impl Buffers {
     pub fn push(&mut self, key: BufferKey, record: Record, now_ms: i64) -> Vec<Batch> {
         let mut due = Vec::new();
         let size = self.size(&key, &record);
-        if self.open.get(&key).is_some_and(|open| open.batch.bytes + size > self.hints.size_bytes) {
-            due.extend(self.remove(&key));
-        }
         let timestamp = record.timestamp_ms;
+        // One lookup for the usual record (its buffer open, with room): with
+        // many prefixes each lookup compares long, mostly shared strings.
         let open = match self.open.get_mut(&key) {
-            Some(open) => open,
-            None => {
-                self.prefixes += usize::from(matches!(key, BufferKey::Prefix(_)));
-                let batch = Batch { key: key.clone(), records: Vec::new(), bytes: 0, opened_at_ms: now_ms };
-                self.open.entry(key.clone()).or_insert(Open { batch, oldest_ms: timestamp })
+            Some(open) if open.batch.bytes + size <= self.hints.size_bytes => open,
+            Some(_) => {
+                due.extend(self.remove(&key));
+                self.open_buffer(key.clone(), timestamp, now_ms)
             }
+            None => self.open_buffer(key.clone(), timestamp, now_ms),
         };
         open.oldest_ms = open.oldest_ms.min(timestamp);
         open.batch.bytes += size;
@@ -125,6 +124,13 @@ impl Buffers {
             due.extend(self.remove(&key));
         }
         due
+    }
+
+    /// A new, empty buffer for `key`, which has none open.
+    fn open_buffer(&mut self, key: BufferKey, oldest_ms: i64, now_ms: i64) -> &mut Open {
+        self.prefixes += usize::from(matches!(key, BufferKey::Prefix(_)));
+        let batch = Batch { key: key.clone(), records: Vec::new(), bytes: 0, opened_at_ms: now_ms };
+        self.open.entry(key).or_insert(Open { batch, oldest_ms })
     }
 
     /// Batches whose interval has elapsed at `now_ms`.

@@ -179,7 +179,8 @@ impl Router {
             // One record, no copies.
             let route = match self.prefix_key(&record, lambda_keys) {
                 Err(kind) => Route::Error(kind, record),
-                Ok(key) if !is_open(&key) && open_partitions >= limit => {
+                // The limit first: under it (the usual case) no buffer lookup.
+                Ok(key) if open_partitions >= limit && !is_open(&key) => {
                     Route::Error(ErrorKind::ActivePartitions { limit }, record)
                 }
                 Ok(key) => Route::Buffer(key, record),

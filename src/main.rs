@@ -105,7 +105,7 @@ async fn async_main(cli: Cli) -> ExitCode {
     match run(cli.command).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", cli::describe(&e));
             ExitCode::FAILURE
         }
     }

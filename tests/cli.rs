@@ -97,6 +97,36 @@ fn deliver_rejects_a_file_that_is_not_json() {
     assert!(!output.status.success());
     let err = stderr(&output);
     assert!(err.contains(&format!("stream spec {} is not valid JSON", path.display())), "{err}");
+    // The parser's words once: the message names its cause already.
+    assert_eq!(err.matches("EOF while parsing").count(), 1, "{err}");
+}
+
+/// A missing spec is named with the system's reason, said once.
+#[test]
+fn deliver_names_a_missing_spec_file_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("absent.json");
+    let (output, _) = run(&["deliver", "--spec", path.to_str().unwrap(), "--bootstrap", "127.0.0.1:1"]);
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(err.contains(&format!("error: cannot read stream spec {}", path.display())), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}
+
+/// `soak` refuses a spec that starts at a time before it prints its plan or
+/// creates its work dir, and says which field to set.
+#[test]
+fn soak_refuses_a_spec_with_a_start_time_before_starting_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("soak");
+    let spec = "fixtures/streams/parquet-openx.json";
+    let (output, took) = run(&["soak", "--spec", spec, "--work-dir", work.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(err.starts_with(&format!("error: the soak spec {spec} must read from the earliest record")), "{err}");
+    assert!(err.contains("set MSKSourceConfiguration.ReadFromTimestamp to 0"), "{err}");
+    assert!(!work.exists(), "the work dir was created");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
 }
 
 /// A Lambda processor runs where the command line says, never where the

@@ -829,3 +829,18 @@ pub fn shutdown_on_signals() -> CancellationToken {
     });
     token
 }
+
+/// An error as the user reads it: each cause appended once. Most of our
+/// errors already name their cause in their own message (`cannot read
+/// stream spec X: No such file`), and `{:#}` would repeat it.
+pub fn describe(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}

@@ -272,7 +272,7 @@ pub async fn run_report(stack: &streamlab::stack::Stack, specs: &[StreamSpec], p
     let cost = match price(specs, &CostModelArgs::defaults(), Some((&usage, "this run's stack"))) {
         Ok(cost) => Some(cost),
         Err(e) => {
-            eprintln!("run: the report has no cost table: {e:#}");
+            eprintln!("run: the report has no cost table: {}", super::describe(&e));
             None
         }
     };

@@ -251,7 +251,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     shutdown_result?;
     report.problems.extend(left);
     if let Some(e) = html {
-        report.problems.push(format!("cannot write the --report: {e:#}"));
+        report.problems.push(format!("cannot write the --report: {}", super::describe(&e)));
     }
     print!("{}", report.landing.render_table());
     let command = args.command.join(" ");

@@ -68,6 +68,8 @@ pub async fn soak(args: SoakArgs) -> Result<ExitCode> {
         work_dir: args.work_dir.unwrap_or_else(|| run_dir("streamlab-soak")),
         stack_kills: args.stack_kills,
     };
+    // Rejected before the banner and before anything is created.
+    streamlab::soak::load_spec(&options.spec)?;
     eprintln!(
         "soak: {} events at {}/s, {:.0}% of S3 PUTs failing, {} broker outages of {:?}, {} SIGKILLs of delivery (work dir {})",
         options.events,

@@ -9,7 +9,7 @@
 pub mod stack;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,7 +24,7 @@ use crate::events::{EventGenerator, GeneratorConfig};
 use crate::harness::{self, DeliverCommand, DeliverProcess, HarnessError};
 use crate::kafka::{admin, KafkaConnection};
 use crate::producer::{self, ProducerError, ProducerStats};
-use crate::spec::{self, SpecError, StartPosition};
+use crate::spec::{self, SpecError, StartPosition, StreamSpec};
 use crate::stack::{Stack, StackError, StackOptions};
 
 #[derive(Debug, Clone)]
@@ -55,7 +55,9 @@ pub struct SoakOptions {
 pub enum SoakError {
     #[error(transparent)]
     Spec(#[from] SpecError),
-    #[error("the soak spec {0} must read from the earliest record (ReadFromTimestamp 0): producer and delivery run on different clocks")]
+    #[error(
+        "the soak spec {0} must read from the earliest record: set MSKSourceConfiguration.ReadFromTimestamp to 0 in a copy of it (the producer runs on the wall clock and the delivery on a fast one, so a start time would skip records or count them lost)"
+    )]
     NeedsEarliest(PathBuf),
     #[error(transparent)]
     Stack(#[from] StackError),
@@ -190,12 +192,19 @@ struct Landed {
     copies: HashMap<String, u32>,
 }
 
+/// The spec a soak runs, checked before anything starts: valid, and read
+/// from the earliest record.
+pub fn load_spec(path: &Path) -> Result<StreamSpec, SoakError> {
+    let spec = spec::load(path)?;
+    if spec.start() != StartPosition::Earliest {
+        return Err(SoakError::NeedsEarliest(path.to_owned()));
+    }
+    Ok(spec)
+}
+
 pub async fn run(options: &SoakOptions, shutdown: CancellationToken) -> Result<SoakReport, SoakError> {
     let started = Instant::now();
-    let spec = spec::load(&options.spec)?;
-    if spec.start() != StartPosition::Earliest {
-        return Err(SoakError::NeedsEarliest(options.spec.clone()));
-    }
+    let spec = load_spec(&options.spec)?;
     // The stack gives the broker, S3, the topic and the bucket; delivery
     // runs outside it, as a process that can be killed.
     let stack = Stack::start(
@@ -398,4 +407,24 @@ async fn scan(client: &aws_sdk_s3::Client, bucket: &str, landed: &mut Landed) ->
         landed.keys.insert(key);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A spec with a start time is refused by name, with the field to set,
+    /// before the soak starts anything.
+    #[test]
+    fn a_spec_that_does_not_read_from_the_earliest_record_is_refused_with_the_fix() {
+        let path = Path::new("fixtures/streams/parquet-openx.json");
+        let error = load_spec(path).unwrap_err();
+        assert!(matches!(error, SoakError::NeedsEarliest(ref p) if p == path), "{error:?}");
+        let message = error.to_string();
+        assert!(message.contains("fixtures/streams/parquet-openx.json"), "{message}");
+        assert!(message.contains("set MSKSourceConfiguration.ReadFromTimestamp to 0"), "{message}");
+
+        let spec = load_spec(Path::new("fixtures/streams/read-from-earliest.json")).unwrap();
+        assert_eq!(spec.start(), StartPosition::Earliest);
+    }
 }

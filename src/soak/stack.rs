@@ -16,13 +16,12 @@ use rand_chacha::ChaCha8Rng;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    attribute, committed_when_reachable, scan, spawn_producer, topic_positions, Kill, Landed, SoakError, SoakOptions,
-    SoakReport,
+    attribute, committed_when_reachable, load_spec, scan, spawn_producer, topic_positions, Kill, Landed, SoakError,
+    SoakOptions, SoakReport,
 };
 use crate::delivery::sink::{self, S3Settings, StaticCredentials};
 use crate::kafka::KafkaConnection;
 use crate::producer::ProducerStats;
-use crate::spec;
 use crate::stack::control::ControlClient;
 
 /// `up` as a child process on the soak's work dir.
@@ -110,7 +109,7 @@ async fn s3_client(env: &BTreeMap<String, String>) -> aws_sdk_s3::Client {
 /// Runs the stack-level soak: `options.stack_kills` SIGKILLs of `up`.
 pub async fn run(options: &SoakOptions, shutdown: CancellationToken) -> Result<SoakReport, SoakError> {
     let started = Instant::now();
-    let spec = spec::load(&options.spec)?;
+    let spec = load_spec(&options.spec)?;
     let work = options.work_dir.join("stack");
     std::fs::create_dir_all(&work).map_err(|source| SoakError::Spawn { binary: work.display().to_string(), source })?;
     let port = crate::backend::free_port().map_err(|e| SoakError::Stack(e.into()))?;

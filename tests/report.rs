@@ -308,6 +308,27 @@ fn cost_and_inspect_refuse_bad_input_with_what_to_fix() -> Result<()> {
         "http://127.0.0.1:1",
     ]))?;
     ensure!(!ok && err.contains("--id \"order_id\" is not a jq path"), "{err}");
+    // No credentials anywhere: said as such, not as an endpoint that does
+    // not answer.
+    let (ok, _, err) = common::output(
+        common::streamlab(&["inspect", "s3://b", "--s3-endpoint", "http://127.0.0.1:1"])
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_PROFILE")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_EC2_METADATA_DISABLED", "true"),
+    )?;
+    ensure!(!ok && err.contains("inspect: no AWS credentials to read s3://b with"), "{err}");
+    ensure!(err.contains("AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY") && err.contains("--control"), "{err}");
+    // With credentials, the unreachable endpoint, and the location said once.
+    let (ok, _, err) = common::output(
+        common::streamlab(&["inspect", "s3://b", "--s3-endpoint", "http://127.0.0.1:1"])
+            .env("AWS_ACCESS_KEY_ID", "AKIASTREAMLABTEST")
+            .env("AWS_SECRET_ACCESS_KEY", "streamlab-test-secret"),
+    )?;
+    ensure!(!ok && err.contains("cannot read s3://b/: no answer from the endpoint"), "{err}");
+    ensure!(err.matches("cannot read").count() == 1, "{err}");
     Ok(())
 }
 

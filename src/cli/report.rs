@@ -214,6 +214,14 @@ pub async fn inspect(args: InspectArgs) -> Result<ExitCode> {
         bail!("--spec adds the cost table to the HTML report: use it with --format html (or run `streamlab cost`)");
     }
     let (settings, control) = target(&args).await?;
+    if settings.credentials.is_none() {
+        // Without this, a missing credential reads as an endpoint that does
+        // not answer, with the last provider's complaint (IMDS) as the cause.
+        let config = streamlab::aws_http::loader().load().await;
+        streamlab::aws_error::check_credentials(&config).await.map_err(|e| {
+            anyhow::anyhow!("inspect: no AWS credentials to read {} with ({e}). Configure the standard chain (`aws configure`, AWS_PROFILE, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY); for a running stack, pass --control or source its env file", args.location)
+        })?;
+    }
     let s3 = streamlab::delivery::sink::client(&settings).await;
     let provenance = match &control {
         Some(c) => c.provenance().await?,
@@ -227,9 +235,8 @@ pub async fn inspect(args: InspectArgs) -> Result<ExitCode> {
             last = std::time::Instant::now();
         }
     };
-    let report = inspect::inspect(&s3, &args.location, &provenance, &options, progress)
-        .await
-        .with_context(|| format!("cannot read {}", args.location))?;
+    // Its errors name the object or prefix they could not read.
+    let report = inspect::inspect(&s3, &args.location, &provenance, &options, progress).await?;
     let cost = if specs.is_empty() {
         None
     } else {

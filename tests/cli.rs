@@ -88,29 +88,26 @@ fn deliver_rejects_invalid_spec_before_connecting(#[case] file: &str, #[case] me
     assert!(String::from_utf8_lossy(&output.stdout).contains(message));
 }
 
-#[test]
-fn deliver_rejects_a_file_that_is_not_json() {
+/// A spec file that cannot be read or parsed is named with the reason, the
+/// reason said once (the message already carries its cause).
+#[rstest]
+#[case::not_json(Some("{\"DeliveryStreamName\": "), "is not valid JSON", "EOF while parsing")]
+#[case::missing(None, "error: cannot read stream spec", "No such file or directory")]
+fn deliver_names_an_unreadable_spec_file_and_its_reason_once(
+    #[case] content: Option<&str>,
+    #[case] what: &str,
+    #[case] reason: &str,
+) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("broken.json");
-    std::fs::write(&path, "{\"DeliveryStreamName\": ").unwrap();
+    let path = dir.path().join("spec.json");
+    if let Some(content) = content {
+        std::fs::write(&path, content).unwrap();
+    }
     let (output, _) = run(&["deliver", "--spec", path.to_str().unwrap(), "--bootstrap", "127.0.0.1:1"]);
     assert!(!output.status.success());
     let err = stderr(&output);
-    assert!(err.contains(&format!("stream spec {} is not valid JSON", path.display())), "{err}");
-    // The parser's words once: the message names its cause already.
-    assert_eq!(err.matches("EOF while parsing").count(), 1, "{err}");
-}
-
-/// A missing spec is named with the system's reason, said once.
-#[test]
-fn deliver_names_a_missing_spec_file_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("absent.json");
-    let (output, _) = run(&["deliver", "--spec", path.to_str().unwrap(), "--bootstrap", "127.0.0.1:1"]);
-    assert!(!output.status.success());
-    let err = stderr(&output);
-    assert!(err.contains(&format!("error: cannot read stream spec {}", path.display())), "{err}");
-    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert!(err.contains(&path.display().to_string()) && err.contains(what), "{err}");
+    assert_eq!(err.matches(reason).count(), 1, "{err}");
 }
 
 /// `soak` refuses a spec that starts at a time before it prints its plan or
